@@ -1,0 +1,313 @@
+"""Pure, vectorised sequence metrics shared by training monitors, the quality harness and analyze.
+
+Sequences are (N, L) uint8/int arrays of codes 0-3 (A, C, G, T). Randomness only through an
+explicit seed or numpy Generator.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+_P = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the rolling hash (mod 2^64)
+_P_INV = np.uint64(pow(int(_P), -1, 2**64))
+_COMP = np.array([3, 2, 1, 0], dtype=np.uint8)
+
+
+def _as_np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+    return x
+
+
+# ------------------------------------------------------------------------------------ composition
+
+
+def gc_content(x) -> np.ndarray:
+    """(N,) fraction of G or C per sequence."""
+    x = _as_np(x)
+    return ((x == 1) | (x == 2)).mean(axis=1)
+
+
+def base_composition(x) -> np.ndarray:
+    """(4,) overall frequencies of A, C, G, T."""
+    c = np.bincount(_as_np(x).ravel().astype(np.int64), minlength=4)[:4].astype(np.float64)
+    return c / max(c.sum(), 1.0)
+
+
+def kmer_index(x, k: int) -> np.ndarray:
+    """(N, L-k+1) int64 index of the k-mer starting at each position (A=0 ... T=3, base 4)."""
+    x = _as_np(x).astype(np.int64)
+    L = x.shape[1]
+    if L < k:
+        return np.zeros((x.shape[0], 0), dtype=np.int64)
+    idx = np.zeros((x.shape[0], L - k + 1), dtype=np.int64)
+    for j in range(k):  # k <= 12: a few vector ops, not a loop over sequences
+        idx = idx * 4 + x[:, j : L - k + 1 + j]
+    return idx
+
+
+def kmer_counts(x, k: int) -> np.ndarray:
+    """(4^k,) counts of overlapping k-mers within each sequence (never across sequences)."""
+    return np.bincount(kmer_index(x, k).ravel(), minlength=4**k)
+
+
+def kmer_spectrum(x, k: int) -> np.ndarray:
+    c = kmer_counts(x, k).astype(np.float64)
+    return c / max(c.sum(), 1.0)
+
+
+def js_divergence(p, q) -> float:
+    """Jensen-Shannon divergence in bits (0 = identical, 1 = disjoint) of two count/prob vectors."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    p = p / max(p.sum(), 1e-300)
+    q = q / max(q.sum(), 1e-300)
+    m = 0.5 * (p + q)
+
+    def kl(a):
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
+
+    return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
+
+
+def kmer_js(a, b, k: int) -> float:
+    """JS divergence between the k-mer spectra of two sets of sequences."""
+    return js_divergence(kmer_counts(a, k), kmer_counts(b, k))
+
+
+def cpg_obs_exp(x) -> float:
+    """CpG observed/expected: f(CG) / (f(C) f(G)); about 1 for shuffled DNA."""
+    di = kmer_spectrum(x, 2)
+    mono = base_composition(x)
+    return float(di[1 * 4 + 2] / max(mono[1] * mono[2], 1e-12))
+
+
+def homopolymer_runs(x, max_len: int = 12) -> np.ndarray:
+    """(max_len,) fraction of runs of length 1..max_len (the last bin holds >= max_len)."""
+    x = _as_np(x)
+    change = np.ones(x.shape, dtype=bool)
+    change[:, 1:] = x[:, 1:] != x[:, :-1]
+    starts = np.flatnonzero(change.ravel())
+    ends = np.append(starts[1:], change.size)
+    # runs never cross sequence borders because every row starts with change=True
+    lengths = np.minimum(ends - starts, max_len)
+    h = np.bincount(lengths, minlength=max_len + 1)[1:].astype(np.float64)
+    return h / max(h.sum(), 1.0)
+
+
+def morans_i(x) -> np.ndarray:
+    """(N,) Moran's I of the GC indicator along each sequence with lag-1 neighbour weights.
+
+    With z_i = [x_i in {G, C}] - mean and w_ij = 1 for |i - j| = 1 (else 0), W = sum w_ij = 2(L-1):
+        I = (L / W) * sum_ij w_ij z_i z_j / sum_i z_i^2 = L/(L-1) * sum_i z_i z_{i+1} / sum_i z_i^2.
+    I > 0: GC and AT cluster in runs; I ~ -1/(L-1) for no autocorrelation; NaN for all-GC or all-AT.
+    """
+    g = ((_as_np(x) == 1) | (_as_np(x) == 2)).astype(np.float64)
+    L = g.shape[1]
+    z = g - g.mean(axis=1, keepdims=True)
+    den = (z**2).sum(axis=1)
+    num = (z[:, 1:] * z[:, :-1]).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, L / (L - 1) * num / np.where(den > 0, den, 1), np.nan)
+
+
+# ------------------------------------------------------------------------------- diversity, novelty
+
+
+def row_hashes(x) -> np.ndarray:
+    """(N,) uint64 polynomial hash of each row; equals rolling_hashes() of the same window."""
+    x = _as_np(x)
+    L = x.shape[1]
+    pw = np.cumprod(np.full(L, _P, dtype=np.uint64))[::-1] * _P_INV  # P^(L-1-j)
+    with np.errstate(over="ignore"):
+        return ((x.astype(np.uint64) + np.uint64(1)) * pw).sum(axis=1, dtype=np.uint64)
+
+
+def rolling_hashes(seq, L: int) -> np.ndarray:
+    """uint64 hash of every length-L window of a 1-D code array, in O(n) vector ops.
+
+    h(i) = sum_j (s[i+j]+1) P^(L-1-j) mod 2^64, computed from prefix sums of (s+1) P^-t.
+    """
+    s = np.asarray(seq).astype(np.uint64) + np.uint64(1)
+    n = s.size
+    if n < L:
+        return np.zeros(0, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        p_pow = np.cumprod(np.concatenate(([np.uint64(1)], np.full(n, _P, dtype=np.uint64))))
+        p_inv = np.cumprod(np.concatenate(([np.uint64(1)], np.full(n, _P_INV, dtype=np.uint64))))
+        S = np.concatenate(([np.uint64(0)], np.cumsum(s * p_inv[:n], dtype=np.uint64)))
+        i = np.arange(n - L + 1)
+        return (S[i + L] - S[i]) * p_pow[i + L - 1]
+
+
+def unique_fraction(x) -> float:
+    x = _as_np(x)
+    if x.shape[0] == 0:
+        return float("nan")
+    return float(np.unique(row_hashes(x)).size / x.shape[0])
+
+
+def mean_pairwise_hamming(x, max_n: int = 500, seed: int = 0) -> float:
+    """Mean fraction of differing positions over all pairs of a sample of at most max_n rows."""
+    x = _as_np(x)
+    if x.shape[0] > max_n:
+        x = x[np.random.default_rng(seed).choice(x.shape[0], max_n, replace=False)]
+    n = x.shape[0]
+    if n < 2:
+        return float("nan")
+    p = pack2bit(x)
+    d = _packed_mismatch(p, p)
+    return float(d[np.triu_indices(n, 1)].mean() / x.shape[1])
+
+
+def exact_copies(gen, segments, both_strands: bool = True) -> int:
+    """How many generated sequences occur verbatim anywhere in the training segments (either
+    strand), by 64-bit rolling hashes of every training window of the same length."""
+    gen = _as_np(gen)
+    L = gen.shape[1]
+    if not len(segments):
+        return 0
+    ref = np.concatenate([rolling_hashes(s, L) for s in segments])
+    found = np.isin(row_hashes(gen), ref)
+    if both_strands:
+        found |= np.isin(row_hashes(_COMP[gen[:, ::-1]]), ref)
+    return int(found.sum())
+
+
+def pack2bit(x) -> np.ndarray:
+    """(N, L) codes -> (N, ceil(L/32)) uint64, two bits a base (padding bases are 0 in all rows)."""
+    x = _as_np(x).astype(np.uint64)
+    n, L = x.shape
+    w = -(-L // 32)
+    pad = np.zeros((n, w * 32), dtype=np.uint64)
+    pad[:, :L] = x
+    shifts = (np.arange(32, dtype=np.uint64) * np.uint64(2))
+    return np.bitwise_or.reduce(pad.reshape(n, w, 32) << shifts, axis=2)
+
+
+_LOW = np.uint64(0x5555555555555555)
+
+
+def _packed_mismatch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) number of differing bases between packed rows of a and b."""
+    out = np.zeros((a.shape[0], b.shape[0]), dtype=np.int64)
+    for w in range(a.shape[1]):  # a few 64-bit words per sequence
+        x = a[:, w, None] ^ b[None, :, w]
+        out += np.bitwise_count((x | (x >> np.uint64(1))) & _LOW)
+    return out
+
+
+def nearest_identity(gen, ref, max_gen: int = 200, max_ref: int = 20000, seed: int = 0) -> np.ndarray:
+    """(n,) identity (1 - Hamming/L) of each sampled generated sequence to its nearest reference."""
+    gen, ref = _as_np(gen), _as_np(ref)
+    rng = np.random.default_rng(seed)
+    if gen.shape[0] > max_gen:
+        gen = gen[rng.choice(gen.shape[0], max_gen, replace=False)]
+    if ref.shape[0] > max_ref:
+        ref = ref[rng.choice(ref.shape[0], max_ref, replace=False)]
+    L = min(gen.shape[1], ref.shape[1])
+    pg, pr = pack2bit(gen[:, :L]), pack2bit(ref[:, :L])
+    best = np.full(pg.shape[0], L, dtype=np.int64)
+    for s in range(0, pr.shape[0], 4096):
+        best = np.minimum(best, _packed_mismatch(pg, pr[s : s + 4096]).min(axis=1))
+    return 1.0 - best / L
+
+
+# --------------------------------------------------------------------------- two-sample classifier
+
+
+def roc_auc(scores, labels) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney) formula; ties get mid-ranks."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(scores)
+    return float((r[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+class _C2STNet(torch.nn.Module):
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.conv = torch.nn.Sequential(
+            torch.nn.Conv1d(4, width, 7, padding=3), torch.nn.ReLU(),
+            torch.nn.Conv1d(width, width, 5, padding=2), torch.nn.ReLU(),
+        )
+        self.head = torch.nn.Linear(2 * width, 1)
+
+    def forward(self, x):  # x (B, L) long
+        h = self.conv(torch.nn.functional.one_hot(x, 4).float().transpose(1, 2))  # (B, C, L)
+        return self.head(torch.cat([h.mean(2), h.amax(2)], 1)).squeeze(1)
+
+
+def c2st_auc(a, b, *, seed: int = 0, max_n: int = 5000, epochs: int = 6, test_fraction: float = 0.3,
+             batch: int = 128) -> float:
+    """Classifier two-sample test: a small CNN learns to tell set b (e.g. generated) from set a
+    (e.g. held-out real); ROC AUC on a held-out part. 0.5 = indistinguishable, 1.0 = trivially told
+    apart. Both sets are subsampled to the same size (at most max_n) and cropped to one length."""
+    a, b = _as_np(a), _as_np(b)
+    L = min(a.shape[1], b.shape[1])
+    rng = np.random.default_rng(seed)
+    n = min(a.shape[0], b.shape[0], max_n)
+    if n < 10:
+        return float("nan")
+    a = a[rng.choice(a.shape[0], n, replace=False), :L]
+    b = b[rng.choice(b.shape[0], n, replace=False), :L]
+    X = torch.from_numpy(np.concatenate([a, b]).astype(np.int64))
+    y = torch.cat([torch.zeros(n), torch.ones(n)])
+    perm = torch.from_numpy(rng.permutation(2 * n))
+    n_test = max(2, int(round(2 * n * test_fraction)))
+    te, tr = perm[:n_test], perm[n_test:]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = _C2STNet()
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(epochs):
+            order = tr[torch.randperm(tr.numel(), generator=g)]
+            for s in range(0, order.numel(), batch):
+                idx = order[s : s + batch]
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(net(X[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        net.eval()
+        with torch.no_grad():
+            scores = torch.cat([net(X[te[s : s + 1024]]) for s in range(0, te.numel(), 1024)])
+    return roc_auc(scores.numpy(), y[te].numpy())
+
+
+# ------------------------------------------------------------------------------------------ summary
+
+
+def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool = True,
+            seed: int = 0) -> dict:
+    """The standard metric row of a generated set against reference (held-out) real sequences."""
+    gen, ref = _as_np(gen), _as_np(ref)
+    gc_g, gc_r = gc_content(gen), gc_content(ref)
+    row = {
+        "n": int(gen.shape[0]),
+        "length": int(gen.shape[1]),
+        "gc_mean": float(gc_g.mean()),
+        "gc_std": float(gc_g.std()),
+        "gc_ref": float(gc_r.mean()),
+        "gc_abs_diff": float(abs(gc_g.mean() - gc_r.mean())),
+    }
+    for k in ks:
+        row[f"js_{k}mer"] = kmer_js(gen, ref, k)
+    row["unique_fraction"] = unique_fraction(gen)
+    mi = morans_i(gen)
+    row["morans_i"] = float(np.nanmean(mi)) if np.isfinite(mi).any() else float("nan")
+    if train_segments is not None:
+        row["exact_copies"] = exact_copies(gen, train_segments)
+    if train is not None:
+        row["nn_identity_mean"] = float(nearest_identity(gen, train, seed=seed).mean())
+    if c2st:
+        row["c2st_auc"] = c2st_auc(ref, gen, seed=seed)
+    return row

@@ -1,0 +1,109 @@
+"""Figures (matplotlib/seaborn, Agg backend): training curves and sequence-set comparisons."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from analysis import metrics as M  # noqa: E402
+
+BASES = list("ACGT")
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_curves(history: list[dict], path, title: str = "training") -> Path:
+    """One panel per logged quantity (losses, learning rates, GC, uniqueness, validation JS)."""
+    skip = {"epoch", "elapsed_s", "seqs_per_s", "val_gc"}
+    keys = [k for k in history[0] if k not in skip and isinstance(history[0][k], (int, float))]
+    keys += [k for r in history for k in r if k not in keys and k not in skip]
+    keys = list(dict.fromkeys(keys))
+    n = len(keys)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
+    ep = [r["epoch"] for r in history]
+    for ax, k in zip(axes.ravel(), keys):
+        ax.plot(ep, [r.get(k, np.nan) for r in history], marker="." if len(ep) < 40 else None)
+        if k == "sample_gc":
+            ax.axhline(history[0]["val_gc"], color="k", ls="--", lw=0.8, label="validation GC")
+            ax.legend(fontsize=7)
+        ax.set_title(k, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def position_heatmaps(gen, ref, path) -> Path:
+    """Per-position nucleotide frequencies for real and generated, and their difference."""
+    def freq(x):
+        x = M._as_np(x)
+        return np.stack([(x == b).mean(0) for b in range(4)])  # (4, L)
+
+    fr, fg = freq(ref), freq(gen)
+    L = min(fr.shape[1], fg.shape[1])
+    fr, fg = fr[:, :L], fg[:, :L]
+    fig, axes = plt.subplots(3, 1, figsize=(min(18, 2 + L * 0.18), 6.5), sharex=True)
+    for ax, mat, name, cmap, (vmin, vmax) in [
+        (axes[0], fr, "real", "viridis", (0, max(0.5, fr.max()))),
+        (axes[1], fg, "generated", "viridis", (0, max(0.5, fg.max()))),
+        (axes[2], fg - fr, "generated - real", "RdBu_r", (-0.25, 0.25)),
+    ]:
+        sns.heatmap(mat, ax=ax, cmap=cmap, vmin=vmin, vmax=vmax, yticklabels=BASES,
+                    cbar_kws={"label": "frequency" if name != "generated - real" else "difference"})
+        ax.set_title(f"position x nucleotide frequency: {name}")
+        ax.set_ylabel("base")
+    axes[2].set_xlabel("position")
+    return _save(fig, path)
+
+
+def kmer_scatter(gen, ref, path, k: int = 4) -> Path:
+    fr, fg = M.kmer_spectrum(ref, k), M.kmer_spectrum(gen, k)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(fr, fg, s=6, alpha=0.6)
+    hi = max(fr.max(), fg.max()) * 1.05
+    ax.plot([0, hi], [0, hi], "k--", lw=0.8, label="y = x")
+    ax.set_xlabel(f"real {k}-mer frequency")
+    ax.set_ylabel(f"generated {k}-mer frequency")
+    ax.set_title(f"{k}-mer spectrum (JS = {M.js_divergence(fr, fg):.4f} bits)")
+    ax.legend()
+    return _save(fig, path)
+
+
+def gc_overlay(gen, ref, path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(M.gc_content(ref), bins=bins, alpha=0.5, density=True, label="real")
+    ax.hist(M.gc_content(gen), bins=bins, alpha=0.5, density=True, label="generated")
+    ax.set_xlabel("GC fraction per sequence")
+    ax.set_ylabel("density")
+    ax.set_title("GC content distribution")
+    ax.legend()
+    return _save(fig, path)
+
+
+def composition_bars(gen, ref, path) -> Path:
+    fr, fg = M.base_composition(ref), M.base_composition(gen)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    x = np.arange(4)
+    ax.bar(x - 0.2, fr, 0.4, label="real")
+    ax.bar(x + 0.2, fg, 0.4, label="generated")
+    ax.set_xticks(x, BASES)
+    ax.set_ylabel("frequency")
+    ax.set_title("nucleotide composition")
+    ax.legend()
+    return _save(fig, path)

@@ -1,0 +1,197 @@
+#!/usr/bin/env python
+"""dnagan: train generative models of DNA, generate sequences, and analyze how good they are.
+
+    python main.py --mode train --model markov --data data/example_genome.fasta --epochs 5
+    python main.py --mode gen --checkpoint checkpoints/markov_best.pt --n 150
+    python main.py --mode analyze --generated outputs/generated.fasta --data data/example_genome.fasta
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from utils.errors import ConfigError, DnaganError
+
+DEFAULT_FAMILY = "markov"
+log = logging.getLogger("dnagan")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit code 2, via the same path as every other error
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="main.py", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--mode", choices=["train", "gen", "analyze"], default="train")
+    p.add_argument("--model", default=None, help=f"family (default {DEFAULT_FAMILY}; gen: from checkpoint)")
+    p.add_argument("--config", default=None, help="YAML config file instead of configs/<model>.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set model.order=3 (repeatable)")
+    p.add_argument("--show-config", "--show_config", action="store_true",
+                   help="print the resolved config and exit")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", default=None, help="FASTA/GenBank/text file (train) or reference (gen, analyze)")
+    d.add_argument("--seq_len", type=int, default=None)
+    d.add_argument("--stride", type=int, default=None, help="window step; default seq_len")
+    d.add_argument("--val_fraction", type=float, default=None)
+    d.add_argument("--max_sequences", type=int, default=None)
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch", type=int, default=None)
+    t.add_argument("--target_gc", type=float, default=None, help="default: the training data's GC")
+    t.add_argument("--bagging", action="store_true", default=None)
+    t.add_argument("--n_models", type=int, default=None)
+    t.add_argument("--early_stopping", action="store_true", default=None)
+    t.add_argument("--patience", type=int, default=None)
+    t.add_argument("--curriculum", action="store_true", default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--device", default=None, help="auto | cpu | cuda")
+    t.add_argument("--save_every", type=int, default=None)
+    t.add_argument("--sample_every", type=int, default=None)
+    t.add_argument("--budget", type=float, default=None, help="training time budget in seconds")
+    t.add_argument("--run_dir", default=None)
+    t.add_argument("--checkpoint_dir", default=None)
+    t.add_argument("--resume", default=None, metavar="CKPT", help="continue a run exactly")
+    t.add_argument("--init_checkpoint", default=None, metavar="CKPT", help="fine-tune from weights")
+    t.add_argument("--order", type=int, default=None, help="markov: context length k")
+    g = p.add_argument_group("generation")
+    g.add_argument("--checkpoint", default=None, help="checkpoint to generate from")
+    g.add_argument("--n", type=int, default=None)
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--prompt", default=None, help="ACGT prefix to extend (autoregressive families)")
+    g.add_argument("--output", default=None, help="FASTA path; a .txt twin is written beside it")
+    a = p.add_argument_group("analyze")
+    a.add_argument("--generated", default=None)
+    a.add_argument("--heldout", default=None)
+    a.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
+    return p
+
+
+def _overrides(args) -> dict:
+    """CLI flags (only those given) as config sections."""
+    spec = {
+        "data": {"path": args.data, "seq_len": args.seq_len, "stride": args.stride,
+                 "val_fraction": args.val_fraction, "max_sequences": args.max_sequences},
+        "train": {"epochs": args.epochs, "batch": args.batch, "target_gc": args.target_gc,
+                  "bagging": args.bagging, "n_models": args.n_models,
+                  "early_stopping": args.early_stopping, "patience": args.patience,
+                  "curriculum": args.curriculum, "seed": args.seed, "device": args.device,
+                  "save_every": args.save_every, "sample_every": args.sample_every,
+                  "time_budget": args.budget, "run_dir": args.run_dir,
+                  "checkpoint_dir": args.checkpoint_dir},
+        "gen": {"n": args.n, "temperature": args.temperature, "output": args.output},
+        "model": {"order": args.order},
+    }
+    out = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in spec.items()}
+    if args.data is not None:
+        from utils.sequences import normalize_path
+
+        out["data"]["path"] = normalize_path(args.data)
+    return out
+
+
+def resolve_config(args):
+    from models.registry import get_family
+    from utils.config import parse_set, resolve
+
+    family = get_family(args.model or DEFAULT_FAMILY)
+    over = _overrides(args)
+    if "order" in over["model"] and "order" not in family.Config.__dataclass_fields__:
+        raise ConfigError(f"--order applies to the markov family, not {family.name!r}")
+    return resolve(family.name, family.Config, over, parse_set(args.set), config_file=args.config)
+
+
+def cmd_train(args) -> int:
+    from train.engine import train
+
+    if args.checkpoint:
+        raise ConfigError("--checkpoint is for --mode gen; use --resume CKPT or --init_checkpoint CKPT")
+    cfg = resolve_config(args)
+    if args.show_config:
+        print(cfg.to_yaml(), end="")
+        return 0
+    res = train(cfg, resume=args.resume, init_checkpoint=args.init_checkpoint)
+    last = res.history[-1] if res.history else {}
+    print(f"trained {cfg.family} for {res.epochs_done} epoch(s) in {res.seconds:.1f} s; "
+          f"run: {res.run_dir}; checkpoints: {res.best_path}, {res.last_path}; "
+          f"last val 4-mer JS {last.get('val_js_4mer', float('nan')):.4f}, GC {last.get('sample_gc', float('nan')):.3f}")
+    return 0
+
+
+def cmd_gen(args) -> int:
+    from analysis import metrics as M
+    from train.engine import load_ensemble
+    from utils.sequences import decode, encode_strict, load_sequences, write_fasta, write_lines
+    import torch
+
+    if not args.checkpoint:
+        raise ConfigError("--mode gen needs --checkpoint CKPT")
+    ens, ck = load_ensemble(args.checkpoint, device=args.device or "auto")
+    if args.model and args.model != ens.family.name:
+        raise ConfigError(f"--model {args.model} but {args.checkpoint} is a {ens.family.name!r} checkpoint")
+    if args.show_config:
+        print(ens.cfg.to_yaml(), end="")
+        return 0
+    n = args.n if args.n is not None else ens.cfg.gen.n
+    temp = args.temperature if args.temperature is not None else ens.cfg.gen.temperature
+    seed = args.seed if args.seed is not None else ens.cfg.train.seed
+    length = args.seq_len or ens.cfg.gen.seq_len or ens.stats.seq_len
+    if n < 1 or temp <= 0 or length < 1:
+        raise ConfigError("--n, --temperature and --seq_len must be positive")
+    prompt = None
+    if args.prompt:
+        if not ens.family.autoregressive:
+            raise ConfigError(f"--prompt: the {ens.family.name!r} family does not extend a prefix")
+        prompt = torch.from_numpy(encode_strict(args.prompt, where="--prompt").astype("int64"))
+    codes = ens.sample(n, length, temperature=temp, seed=seed, prompt=prompt)
+    seqs = decode(codes)
+    out = Path(args.output or ens.cfg.gen.output)
+    write_fasta(out, seqs, model=ens.family.name, checkpoint=Path(args.checkpoint).name, temperature=temp)
+    write_lines(out.with_suffix(".txt"), seqs)
+    print(f"wrote {n} sequences of {length} bp to {out} and {out.with_suffix('.txt')}")
+    if args.data:
+        ref = load_sequences(args.data, length, val_fraction=0.0)
+        gc_g, gc_r = float(M.gc_content(codes).mean()), float(M.gc_content(ref.train).mean())
+        print(f"vs {args.data}: GC {gc_g:.3f} (data {gc_r:.3f}), 4-mer JS {M.kmer_js(codes, ref.train, 4):.4f}, "
+              f"unique {M.unique_fraction(codes):.3f}, exact copies {M.exact_copies(codes, ref.train_segments)}")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from analysis.report import analyze
+    from utils.sequences import load_sequences, read_sequences
+
+    gen_path = args.generated or "outputs/generated.fasta"
+    data_path = args.data or "data/example_genome.fasta"
+    gen = read_sequences(gen_path, seq_len=args.seq_len)
+    L = gen.shape[1]
+    data = load_sequences(data_path, L, val_fraction=0.0)
+    ref = read_sequences(args.heldout, seq_len=L) if args.heldout else data.train
+    out = args.output_dir or "outputs/analysis"
+    row = analyze(gen, ref, out, train_segments=data.train_segments, train=data.train,
+                  seed=args.seed or 0)
+    print(f"analyzed {row['n']} sequences against {data_path}: GC {row['gc_mean']:.3f} "
+          f"(real {row['gc_ref']:.3f}), 4-mer JS {row['js_4mer']:.4f}, unique {row['unique_fraction']:.3f}, "
+          f"exact copies {row.get('exact_copies')}, C2ST AUC {row.get('c2st_auc')}; report in {out}/")
+    return 0
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        args = build_parser().parse_args(argv)
+        return {"train": cmd_train, "gen": cmd_gen, "analyze": cmd_analyze}[args.mode](args)
+    except DnaganError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: resume training with --resume checkpoints/<model>_last.pt", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

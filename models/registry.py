@@ -1,0 +1,73 @@
+"""The family registry: `--model NAME` picks a class registered here; the engine never asks which.
+
+Families are imported explicitly in `models/__init__.py` (no dotted-path strings to missing modules).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from utils.errors import ConfigError
+
+FAMILIES: dict[str, type] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        if name in FAMILIES:
+            raise RuntimeError(f"family {name!r} registered twice")
+        cls.name = name
+        FAMILIES[name] = cls
+        return cls
+
+    return deco
+
+
+def get_family(name: str) -> "Family":
+    import models  # noqa: F401  (registers every family)
+
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown model family {name!r} (known: {', '.join(sorted(FAMILIES))})")
+    return FAMILIES[name]()
+
+
+@dataclass(frozen=True)
+class DataStats:
+    """What a family may know about its training data when it is built."""
+
+    seq_len: int
+    base_freq: tuple  # (4,) A, C, G, T frequencies of the training windows
+    gc: float
+
+
+class Family:
+    """Interface every family implements. Defaults cover families without optimisers or hooks."""
+
+    name = "base"
+    Config = None  # frozen dataclass with the family's model options
+    autoregressive = False  # True: sample() accepts a prompt to extend
+
+    def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
+        raise NotImplementedError
+
+    def param_groups(self, nets: nn.ModuleDict) -> dict[str, list]:
+        """Parameter groups by optimiser name ('g' uses train.lr_g, 'd' uses train.lr_d)."""
+        return {}
+
+    def on_epoch_start(self, nets: nn.ModuleDict, ctx) -> None:
+        pass
+
+    def train_step(self, nets: nn.ModuleDict, batch: torch.Tensor, ctx) -> dict[str, float]:
+        raise NotImplementedError
+
+    def epoch_metrics(self, nets: nn.ModuleDict, ctx) -> dict[str, float]:
+        """Extra per-epoch monitoring values (e.g. discriminator accuracy on held-out batches)."""
+        return {}
+
+    def sample(self, nets, n: int, length: int, *, temperature: float = 1.0,
+               generator: torch.Generator | None = None, prompt: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """(n, length) long codes 0-3."""
+        raise NotImplementedError

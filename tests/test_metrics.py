@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from analysis import metrics as M
+from utils.sequences import encode
+
+
+def rand(n, L, seed=0, p=None):
+    return np.random.default_rng(seed).choice(4, size=(n, L), p=p).astype(np.uint8)
+
+
+def test_gc_and_composition_known():
+    x = np.stack([encode("GGCC"), encode("AATT"), encode("ACGT")])
+    assert M.gc_content(x).tolist() == [1.0, 0.0, 0.5]
+    assert M.base_composition(encode("AAAC")).tolist() == [0.75, 0.25, 0, 0]
+
+
+def test_kmer_counts_and_js():
+    x = encode("ACGTA")[None]
+    c = M.kmer_counts(x, 2)
+    assert c.sum() == 4 and c[0 * 4 + 1] == 1 and c[3 * 4 + 0] == 1  # AC, TA
+    a = rand(200, 50, 1)
+    assert M.kmer_js(a, a, 4) == 0.0
+    all_a = np.zeros((10, 20), np.uint8)
+    all_t = np.full((10, 20), 3, np.uint8)
+    assert M.kmer_js(all_a, all_t, 3) == pytest.approx(1.0)
+
+
+def test_diversity_and_copies():
+    x = rand(100, 40, 2)
+    assert M.unique_fraction(x) == 1.0
+    assert M.unique_fraction(np.concatenate([x, x[:50]])) == pytest.approx(100 / 150)
+    assert M.mean_pairwise_hamming(np.zeros((5, 10), np.uint8)) == 0.0
+    assert M.mean_pairwise_hamming(rand(300, 100, 3)) == pytest.approx(0.75, abs=0.02)
+    seg = rand(1, 5000, 4)[0]
+    gen = np.stack([seg[100:140], seg[2000:2040], rand(1, 40, 9)[0]])
+    gen_rc = M._COMP[seg[300:340][::-1]][None]
+    assert M.exact_copies(np.concatenate([gen, gen_rc]), [seg]) == 3
+    assert M.exact_copies(gen_rc, [seg], both_strands=False) == 0
+    np.testing.assert_array_equal(M.rolling_hashes(seg, 40)[[100, 2000]], M.row_hashes(gen[:2]))
+
+
+def test_nearest_identity_packed():
+    ref = rand(50, 70, 5)
+    gen = ref[:3].copy()
+    gen[0, :7] = (gen[0, :7] + 1) % 4  # 7 mismatches
+    ident = M.nearest_identity(gen, ref)
+    assert ident[1] == 1.0 and ident[2] == 1.0
+    assert ident[0] == pytest.approx(1 - 7 / 70)
+
+
+def test_morans_i_known():
+    runs = encode("GGGGGAAAAA")[None]  # clustered GC: strongly positive
+    alt = encode("GAGAGAGAGA")[None]  # alternating: strongly negative
+    assert M.morans_i(runs)[0] == pytest.approx(10 / 9 * 7 / 10)
+    assert M.morans_i(alt)[0] == pytest.approx(-1.0)
+    assert np.isnan(M.morans_i(encode("AAAA")[None])[0])
+
+
+def test_roc_auc_and_c2st():
+    assert M.roc_auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert M.roc_auc([0.5] * 4, [0, 1, 0, 1]) == 0.5
+    a, b = rand(1500, 40, 6), rand(1500, 40, 7)
+    assert abs(M.c2st_auc(a, b, epochs=3) - 0.5) < 0.06  # same distribution
+    gc_rich = rand(1500, 40, 8, p=[0.1, 0.4, 0.4, 0.1])
+    assert M.c2st_auc(a, gc_rich, epochs=3) > 0.9

@@ -1,0 +1,75 @@
+"""Pure losses: the nucleotide-balanced loss and the GAN losses (bce, wgan-gp, hinge)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GAN_LOSSES = ("bce", "wgan-gp", "hinge")
+
+
+def balance_penalty(probs: torch.Tensor, target_gc: float, ref_freq=None) -> torch.Tensor:
+    """Penalty on a (..., 4) distribution over A, C, G, T (soft or one-hot), averaged over all
+    positions: |GC - target_gc| + (|A - T| + |G - C|) + 0.5 * L1 distance from ``ref_freq``
+    (the training data's base frequencies; omitted when None).
+
+    Zero when the mean distribution has the target GC, Chargaff-balanced pairs and matches the
+    reference; grows linearly off it.
+    """
+    p = probs.reshape(-1, probs.shape[-1]).mean(0)  # (4,)
+    a, c, g, t = p[0], p[1], p[2], p[3]
+    pen = (c + g - target_gc).abs() + (a - t).abs() + (g - c).abs()
+    if ref_freq is not None:
+        ref = torch.as_tensor(ref_freq, dtype=p.dtype, device=p.device)
+        pen = pen + 0.5 * (p - ref).abs().sum()
+    return pen
+
+
+def balanced_loss(logits: torch.Tensor, targets: torch.Tensor, *, weight: float, target_gc: float,
+                  ref_freq=None, ignore_index: int = -100) -> torch.Tensor:
+    """(1 - w) * cross-entropy + w * balance_penalty(softmax(logits)): the curriculum prototype's loss.
+
+    logits (B, L, V), targets (B, L); the penalty uses the first four classes (A, C, G, T).
+    """
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                         ignore_index=ignore_index)
+    if weight <= 0:
+        return ce
+    probs = torch.softmax(logits[..., :4], dim=-1)
+    if ignore_index is not None:
+        keep = targets.reshape(-1) != ignore_index
+        probs = probs.reshape(-1, 4)[keep]
+    return (1 - weight) * ce + weight * balance_penalty(probs, target_gc, ref_freq)
+
+
+def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bce",
+           smooth: float = 0.0) -> torch.Tensor:
+    """Discriminator loss; ``smooth`` is one-sided label smoothing (real target 1 - smooth)."""
+    if kind == "bce":
+        real_t = torch.full_like(real_logits, 1.0 - smooth)
+        return (F.binary_cross_entropy_with_logits(real_logits, real_t)
+                + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+    if kind == "wgan-gp":
+        return fake_logits.mean() - real_logits.mean()
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    raise ValueError(f"unknown GAN loss {kind!r}")
+
+
+def g_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """Generator loss (non-saturating for bce)."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    if kind in ("wgan-gp", "hinge"):
+        return -fake_logits.mean()
+    raise ValueError(f"unknown GAN loss {kind!r}")
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP penalty E[(||grad D(x_hat)|| - 1)^2] on random interpolates of (B, ...) inputs."""
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device,
+                     generator=generator)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    out = critic(x_hat)
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    return ((grad.reshape(grad.shape[0], -1).norm(dim=1) - 1) ** 2).mean()

@@ -1,0 +1,244 @@
+"""Config flow: dataclass defaults <- configs/<family>.yaml <- CLI flags <- --set key=value.
+
+Everything is resolved into frozen dataclasses; unknown keys and wrong types are ConfigErrors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from utils.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = "data/example_genome.fasta"  # FASTA/GenBank/text, optionally .gz
+    seq_len: int = 70  # window length in bases
+    stride: int = 0  # window step for training windows; 0 = seq_len (no overlap)
+    val_fraction: float = 0.2  # fraction held out as interleaved blocks (or whole records)
+    block_size: int = 10_000  # split block size in bases for long records
+    max_sequences: int = 0  # cap on training windows; 0 = all
+    crop_records: bool = False  # one record = one sequence, cropped to seq_len
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 50
+    batch: int = 64
+    lr_g: float = 1e-4  # learning rate of the "g" parameter group (generator / model)
+    lr_d: float = 1e-4  # learning rate of the "d" parameter group (discriminator)
+    betas: tuple = (0.5, 0.999)  # Adam betas
+    weight_decay: float = 0.0
+    lr_gamma: float = 0.95  # ExponentialLR gamma, stepped each epoch
+    clip_norm: float = 1.0  # gradient clipping max_norm; 0 = off
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda
+    steps_per_epoch: int = 0  # cap on batches per epoch; 0 = one pass over the data
+    save_every: int = 10  # checkpoints/<model>_epoch{N}.pt every N epochs; 0 = off
+    sample_every: int = 5  # sample FASTA into the run's sequences/ every N epochs; 0 = off
+    eval_samples: int = 500  # sequences generated per epoch for monitoring and validation
+    early_stopping: bool = False
+    patience: int = 10  # epochs without validation improvement before stopping
+    bagging: bool = False  # bootstrap-resampled ensemble members
+    n_models: int = 1
+    target_gc: Optional[float] = None  # None = the training data's GC
+    balance_weight: float = 0.0  # weight w of the GC-balanced term, (1-w) CE + w penalty
+    curriculum: bool = False  # grow length, lower balance weight, anneal temperature
+    curriculum_start: int = 0  # first training length; 0 = auto (50, or seq_len/10 if short)
+    curriculum_step: int = 0  # length added per stage; 0 = auto (same rule)
+    curriculum_every: int = 5  # epochs per length stage
+    temperature: float = 1.0  # training temperature (Gumbel families); annealed by curriculum
+    temperature_min: float = 0.5
+    temperature_decay: float = 0.97  # per-epoch multiplicative decay under --curriculum
+    time_budget: float = 0.0  # seconds of training, then stop cleanly; 0 = no limit
+    checkpoint_dir: str = "checkpoints"
+    run_dir: str = ""  # default runs/<model>_<timestamp>
+
+
+@dataclass(frozen=True)
+class GenConfig:
+    n: int = 150
+    temperature: float = 1.0
+    seq_len: int = 0  # 0 = the trained length
+    output: str = "outputs/generated.fasta"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    family: str
+    data: DataConfig
+    train: TrainConfig
+    gen: GenConfig
+    model: Any  # the family's own frozen Config dataclass
+
+    def to_dict(self) -> dict:
+        return {
+            "family": self.family,
+            "data": dataclasses.asdict(self.data),
+            "train": _plain(dataclasses.asdict(self.train)),
+            "gen": dataclasses.asdict(self.gen),
+            "model": _plain(dataclasses.asdict(self.model)),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _plain(d):
+    if isinstance(d, dict):
+        return {k: _plain(v) for k, v in d.items()}
+    if isinstance(d, tuple):
+        return [_plain(v) for v in d]
+    return d
+
+
+def _coerce(value, typ, where: str):
+    """Check/convert a value to a dataclass field type; ConfigError if it does not fit."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Union:
+        args = typing.get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if typ is tuple or origin is tuple:
+        if isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            return tuple(float(v) for v in value)
+        raise ConfigError(f"{where}: expected a list of numbers, got {value!r}")
+    return value
+
+
+def build_dataclass(cls, values: dict, section: str):
+    """Construct a frozen dataclass from a dict, rejecting unknown keys and wrong types."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {section!r} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {section}.{unknown[0]} (known: {', '.join(sorted(names))})"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()}
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if check:
+        check()
+    return obj
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def parse_set(items: list[str]) -> dict:
+    """['model.hidden=256', 'train.betas=[0.5,0.9]'] -> nested dict with YAML-typed values."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set {item!r}: expected section.field=value")
+        key, raw = item.split("=", 1)
+        section, name = key.split(".", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        if raw.strip() == "":
+            value = ""
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+SECTIONS = ("data", "train", "gen", "model")
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in override.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section {section!r} (known: {', '.join(SECTIONS)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {section!r} must be a mapping")
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+def resolve(family: str, model_cls, *layers: dict, config_file=None) -> RunConfig:
+    """Resolve a RunConfig: family YAML (or config_file), then each override layer in order."""
+    path = Path(config_file) if config_file else CONFIG_DIR / f"{family}.yaml"
+    values = load_yaml(path) if path.exists() or config_file else {}
+    unknown = set(values) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown config section {sorted(unknown)[0]!r}")
+    for layer in layers:
+        values = merge(values, layer)
+    return RunConfig(
+        family=family,
+        data=build_dataclass(DataConfig, values.get("data"), "data"),
+        train=build_dataclass(TrainConfig, values.get("train"), "train"),
+        gen=build_dataclass(GenConfig, values.get("gen"), "gen"),
+        model=build_dataclass(model_cls, values.get("model"), "model"),
+    )
+
+
+def from_dict(d: dict, model_cls) -> RunConfig:
+    """Rebuild a RunConfig saved in a checkpoint (no YAML file involved)."""
+    return RunConfig(
+        family=d["family"],
+        data=build_dataclass(DataConfig, d.get("data"), "data"),
+        train=build_dataclass(TrainConfig, d.get("train"), "train"),
+        gen=build_dataclass(GenConfig, d.get("gen"), "gen"),
+        model=build_dataclass(model_cls, d.get("model"), "model"),
+    )
+
+
+def replace(cfg: RunConfig, **sections) -> RunConfig:
+    """Return a copy with some fields of some sections replaced: replace(cfg, train={'epochs': 3})."""
+    kw = {}
+    for name, changes in sections.items():
+        kw[name] = dataclasses.replace(getattr(cfg, name), **changes)
+    return dataclasses.replace(cfg, **kw)
+
+
+__all__ = [
+    "DataConfig", "TrainConfig", "GenConfig", "RunConfig", "resolve", "from_dict", "parse_set",
+    "build_dataclass", "replace", "field",
+]

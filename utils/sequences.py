@@ -1,0 +1,442 @@
+"""Sequence data: read FASTA/GenBank/plain text (optionally gzipped), clean, split, window, encode.
+
+Policy (also in the README):
+- bases are upper-cased and U is read as T;
+- records are split at every non-ACGT base (N and the IUPAC ambiguity codes) into contiguous
+  ACGT segments; segments shorter than ``seq_len`` are dropped and counted;
+- segments are cut into ``seq_len`` windows every ``stride`` bases;
+- long records (at least 100 * seq_len bases) are split into training and validation by
+  interleaved blocks of ``block_size`` bases (smaller for short genomes, so a record has at least
+  20 blocks), a fraction ``val_fraction`` of the blocks going to validation, and segments are cut at
+  block borders so that no window straddles the split; shorter records are assigned whole, a
+  fraction ``val_fraction`` of them to validation (seeded);
+- anything that is not a nucleotide letter (protein, binary, prose) is an error naming the file,
+  record and 1-based position.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from Bio import SeqIO
+from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+from utils.errors import InputError
+
+log = logging.getLogger("dnagan")
+
+ALPHABET = "ACGT"
+AMBIGUOUS = 4  # code for N and IUPAC ambiguity letters: split points, not errors
+INVALID = 255  # code for anything that is not a nucleotide letter
+
+FASTA_EXT = {".fa", ".fasta", ".fna", ".ffn", ".fas", ".faa_dna"}
+GENBANK_EXT = {".gb", ".gbk", ".genbank", ".gbff"}
+
+# Byte -> code lookup table: the fast path for encoding.
+_LUT = np.full(256, INVALID, dtype=np.uint8)
+for _i, _b in enumerate(ALPHABET):
+    _LUT[ord(_b)] = _LUT[ord(_b.lower())] = _i
+_LUT[ord("U")] = _LUT[ord("u")] = 3
+for _b in "NRYSWKMBDHV-.":
+    _LUT[ord(_b)] = _LUT[ord(_b.lower())] = AMBIGUOUS
+_DECODE = np.frombuffer(ALPHABET.encode(), dtype=np.uint8)
+_COMPLEMENT = np.array([3, 2, 1, 0], dtype=np.uint8)
+
+
+def encode(seq: str) -> np.ndarray:
+    """Encode a string to codes: 0-3 for A,C,G,T (U as T), 4 for N/IUPAC, 255 for anything else."""
+    return _LUT[np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)]
+
+
+def encode_strict(seq: str, *, where: str = "sequence") -> np.ndarray:
+    """Encode an all-ACGT string, raising InputError naming the first bad base's 1-based position."""
+    codes = encode(seq)
+    bad = np.flatnonzero(codes > 3)
+    if bad.size:
+        p = int(bad[0])
+        raise InputError(f"{where}: position {p + 1}: {seq[p]!r} is not one of A, C, G, T")
+    return codes
+
+
+def decode(codes) -> list[str]:
+    """Decode a (N, L) or (L,) array/tensor of codes 0-3 back to strings."""
+    arr = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    arr = np.atleast_2d(arr).astype(np.uint8)
+    if arr.size and arr.max() > 3:
+        raise ValueError("decode() takes codes 0-3 only")
+    chars = _DECODE[arr]
+    return [row.tobytes().decode("ascii") for row in chars]
+
+
+def one_hot(codes: torch.Tensor, n: int = 4) -> torch.Tensor:
+    """(N, L) integer codes -> (N, L, n) float one-hot."""
+    return torch.nn.functional.one_hot(codes.long(), n).float()
+
+
+def reverse_complement(codes: np.ndarray) -> np.ndarray:
+    """Reverse complement of (N, L) codes 0-3."""
+    return _COMPLEMENT[codes[..., ::-1]]
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def _open_text(path: Path):
+    raw = path.open("rb")
+    head = raw.read(2)
+    raw.seek(0)
+    if head == b"\x1f\x8b":
+        raw = gzip.open(raw)
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
+
+
+def _sniff(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext in FASTA_EXT:
+        return "fasta"
+    if ext in GENBANK_EXT:
+        return "genbank"
+    with _open_text(path) as fh:
+        try:
+            for line in fh:
+                s = line.strip()
+                if not s:
+                    continue
+                if s.startswith(">"):
+                    return "fasta"
+                if s.startswith("LOCUS"):
+                    return "genbank"
+                return "lines"
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{path}: cannot read ({exc})") from None
+    return "lines"
+
+
+def read_records(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """Read (record id, sequence string) pairs from FASTA, GenBank or one-sequence-per-line text.
+
+    The format comes from the extension (.fa/.fasta/.fna, .gb/.gbk, optionally .gz) or, failing
+    that, from the content. Gzip is recognised by its magic bytes whatever the name.
+    """
+    path = Path(normalize_path(path))
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a sequence file")
+    fmt = _sniff(path)
+    records: list[tuple[str, str]] = []
+    try:
+        with _open_text(path) as fh:
+            if fmt == "fasta":
+                for title, seq in SimpleFastaParser(fh):
+                    records.append((title.split(None, 1)[0] if title.strip() else f"record{len(records) + 1}", seq))
+            elif fmt == "genbank":
+                for rec in SeqIO.parse(fh, "genbank"):
+                    records.append((rec.id, str(rec.seq)))
+            else:
+                for i, line in enumerate(fh, 1):
+                    s = line.strip()
+                    if s and not s.startswith("#"):
+                        records.append((f"line{i}", s.replace(" ", "")))
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    except ValueError as exc:  # Biopython parse errors
+        raise InputError(f"{path}: not valid {fmt} ({exc})") from None
+    if not records:
+        raise InputError(f"{path}: no sequences found")
+    return records
+
+
+def normalize_path(path: str | os.PathLike) -> str:
+    """Accept Windows-style paths from the prototype's docs (data\\training20.fasta)."""
+    s = str(path)
+    if "\\" in s and not Path(s).exists():
+        s = s.replace("\\", "/")
+    return s
+
+
+def encode_record(path, rid: str, seq: str) -> np.ndarray:
+    """Encode one record, rejecting protein and non-sequence input with file, record and position."""
+    codes = encode(seq)
+    bad = np.flatnonzero(codes == INVALID)
+    if bad.size:
+        p = int(bad[0])
+        raise InputError(
+            f"{path}: record {rid!r}, position {p + 1}: {seq[p]!r} is not a nucleotide "
+            "(protein or non-sequence input?)"
+        )
+    n_amb = int(np.count_nonzero(codes == AMBIGUOUS))
+    if n_amb:
+        n_n = seq.upper().count("N") + seq.count("-") + seq.count(".")
+        # Runs of N are assembly gaps; many other IUPAC letters means protein spelled with
+        # letters that happen to be nucleotide codes (M, K, R, V, W, H, D ...).
+        if n_amb - n_n > max(10, 0.1 * len(seq)):
+            p = int(np.flatnonzero((codes == AMBIGUOUS) & (np.frombuffer(seq.upper().encode(), np.uint8) != ord("N")))[0])
+            raise InputError(
+                f"{path}: record {rid!r}, position {p + 1}: {n_amb - n_n} of {len(seq)} letters are "
+                "IUPAC ambiguity codes; this does not look like DNA (protein?)"
+            )
+    return codes
+
+
+# ----------------------------------------------------------------------------------------------
+# Windows and the train/validation split
+
+
+@dataclass
+class SequenceData:
+    """Encoded training and validation windows plus the segments they came from."""
+
+    train: np.ndarray  # (N, L) uint8 codes
+    val: np.ndarray  # (M, L) uint8 codes
+    train_segments: list = field(default_factory=list)  # 1-D uint8 arrays, for novelty checks
+    val_segments: list = field(default_factory=list)
+    n_records: int = 0
+    n_dropped: int = 0  # segments shorter than seq_len
+    source: str = ""
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.train.shape[1])
+
+    def base_freq(self) -> np.ndarray:
+        counts = np.bincount(self.train.ravel(), minlength=4).astype(np.float64)
+        return counts / max(counts.sum(), 1)
+
+    def gc(self) -> float:
+        f = self.base_freq()
+        return float(f[1] + f[2])
+
+
+def _runs(key: np.ndarray):
+    """Start/end/value of runs of equal values in a 1-D array."""
+    if key.size == 0:
+        return np.zeros(0, int), np.zeros(0, int), key[:0]
+    change = np.flatnonzero(key[1:] != key[:-1]) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change, [key.size]))
+    return starts, ends, key[starts]
+
+
+def block_labels(n: int, block_size: int, val_fraction: float) -> np.ndarray:
+    """Per-position split label (0 train, 1 validation) for a long record: interleaved blocks.
+
+    Block i is validation when floor((i+1) f) > floor(i f), which spreads a fraction f of the
+    blocks evenly along the record (f = 0.2: every 5th block).
+    """
+    n_blocks = -(-n // block_size)
+    i = np.arange(n_blocks)
+    is_val = np.floor((i + 1) * val_fraction + 1e-9) > np.floor(i * val_fraction + 1e-9)
+    return np.repeat(is_val.astype(np.int8), block_size)[:n]
+
+
+def is_long_record(n: int, seq_len: int) -> bool:
+    """Long enough to be split by blocks: at least 20 blocks of at least 5 windows each."""
+    return n >= 100 * seq_len
+
+
+def effective_block(n: int, block_size: int) -> int:
+    """Blocks of ``block_size`` bases, made smaller for short genomes so that every record has at
+    least 20 blocks and the held-out blocks sample the whole record (lambda: 20 blocks of 2.4 kb)."""
+    return max(1, min(block_size, -(-n // 20)))
+
+
+def window_starts(seg_len: int, seq_len: int, stride: int) -> np.ndarray:
+    if seg_len < seq_len:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, seg_len - seq_len + 1, stride, dtype=np.int64)
+
+
+def load_sequences(
+    path,
+    seq_len: int,
+    *,
+    stride: int = 0,
+    val_fraction: float = 0.2,
+    block_size: int = 10_000,
+    max_sequences: int = 0,
+    seed: int = 0,
+    crop: bool = False,
+) -> SequenceData:
+    """Read a sequence file and return encoded train/validation windows.
+
+    crop=True treats each record as one sequence (one window from its start, as the Gumbel report
+    used a FASTA of separate sequences); otherwise records are cut into windows every ``stride``.
+    """
+    if seq_len < 1:
+        raise InputError(f"seq_len must be positive, got {seq_len}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    stride = stride or seq_len
+    records = read_records(path)
+    rng = np.random.default_rng(seed)
+    codes_list = [encode_record(path, rid, seq) for rid, seq in records]
+    long_rec = [is_long_record(c.size, seq_len) and not crop for c in codes_list]
+    short_idx = [i for i, is_long in enumerate(long_rec) if not is_long]
+    short_label = {}
+    if short_idx and val_fraction > 0:
+        n_val = int(round(val_fraction * len(short_idx)))
+        if len(short_idx) >= 2:
+            n_val = min(max(n_val, 1), len(short_idx) - 1)
+        val_set = set(rng.choice(short_idx, size=n_val, replace=False).tolist()) if n_val else set()
+        short_label = {i: int(i in val_set) for i in short_idx}
+
+    parts = {0: [], 1: []}
+    segs = {0: [], 1: []}
+    dropped = 0
+    for i, codes in enumerate(codes_list):
+        if crop:
+            codes = codes[:seq_len]
+        if long_rec[i] and val_fraction > 0:
+            labels = block_labels(codes.size, effective_block(codes.size, block_size), val_fraction)
+        else:
+            labels = np.full(codes.size, short_label.get(i, 0), dtype=np.int8)
+        key = np.where(codes < 4, labels, -1).astype(np.int8)
+        starts, ends, vals = _runs(key)
+        for s, e, lab in zip(starts.tolist(), ends.tolist(), vals.tolist()):
+            if lab < 0:
+                continue
+            if e - s < seq_len:
+                dropped += 1
+                continue
+            seg = codes[s:e]
+            segs[lab].append(seg)
+            st = window_starts(e - s, seq_len, stride if lab == 0 else seq_len)
+            parts[lab].append(seg[st[:, None] + np.arange(seq_len)])
+    empty = np.zeros((0, seq_len), dtype=np.uint8)
+    train = np.concatenate(parts[0]) if parts[0] else empty
+    val = np.concatenate(parts[1]) if parts[1] else empty
+    if dropped:
+        log.info("%s: dropped %d segment(s) shorter than seq_len=%d", path, dropped, seq_len)
+    if train.shape[0] == 0:
+        raise InputError(
+            f"{path}: no training window of length {seq_len} (records split at N/IUPAC bases; "
+            f"{dropped} segment(s) were shorter than seq_len)"
+        )
+    if max_sequences and train.shape[0] > max_sequences:
+        keep = np.sort(rng.choice(train.shape[0], size=max_sequences, replace=False))
+        train = train[keep]
+        n_val_cap = max(1, int(round(max_sequences * val_fraction / max(1e-9, 1 - val_fraction))))
+        if val.shape[0] > n_val_cap:
+            val = val[np.sort(rng.choice(val.shape[0], size=n_val_cap, replace=False))]
+    return SequenceData(
+        train=np.ascontiguousarray(train),
+        val=np.ascontiguousarray(val),
+        train_segments=segs[0],
+        val_segments=segs[1],
+        n_records=len(records),
+        n_dropped=dropped,
+        source=str(path),
+    )
+
+
+def read_sequences(path, *, seq_len: int | None = None) -> np.ndarray:
+    """Read a file of generated sequences (all ACGT) into (N, L) codes.
+
+    Sequences must all have one length unless ``seq_len`` is given, in which case longer ones are
+    cropped and shorter ones are an error.
+    """
+    records = read_records(path)
+    codes = [encode_strict(s, where=f"{path}: record {rid!r}") for rid, s in records]
+    lengths = {c.size for c in codes}
+    if seq_len is None:
+        if len(lengths) > 1:
+            raise InputError(
+                f"{path}: sequences have mixed lengths {sorted(lengths)[:5]}; pass --seq_len to crop"
+            )
+        seq_len = lengths.pop()
+    short = [rid for (rid, _), c in zip(records, codes) if c.size < seq_len]
+    if short:
+        raise InputError(f"{path}: record {short[0]!r} is shorter than seq_len={seq_len}")
+    return np.stack([c[:seq_len] for c in codes]).astype(np.uint8)
+
+
+def read_real_valued(path, *, seq_len: int | None = None) -> np.ndarray:
+    """Read space-separated floats, one sequence per line, all of one length -> (N, L) float32."""
+    path = Path(normalize_path(path))
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    rows = []
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = [float(x) for x in line.split()]
+            except ValueError:
+                bad = next(x for x in line.split() if not _is_float(x))
+                raise InputError(f"{path}: line {i}: {bad!r} is not a number") from None
+            if not np.all(np.isfinite(row)):
+                raise InputError(f"{path}: line {i}: not a finite number")
+            want = seq_len if seq_len is not None else (len(rows[0]) if rows else len(row))
+            if len(row) != want:
+                raise InputError(f"{path}: line {i}: {len(row)} values, expected {want} like the others")
+            rows.append(row)
+    if not rows:
+        raise InputError(f"{path}: no sequences found")
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _is_float(x: str) -> bool:
+    try:
+        float(x)
+        return True
+    except ValueError:
+        return False
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing (atomic: a failed run never leaves a half-written file over a good one)
+
+
+def atomic_write_text(path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def fasta_text(seqs: list[str], headers: list[str], width: int = 60) -> str:
+    out = []
+    for h, s in zip(headers, seqs):
+        out.append(f">{h}\n")
+        out.extend(s[i : i + width] + "\n" for i in range(0, len(s), width))
+    return "".join(out)
+
+
+def write_fasta(path, seqs: list[str], *, model: str = "", checkpoint: str = "", temperature=None,
+                prefix: str = "gen") -> None:
+    """FASTA with 60-column lines; headers name model, checkpoint, temperature and index."""
+    meta = []
+    if model:
+        meta.append(f"model={model}")
+    if checkpoint:
+        meta.append(f"checkpoint={checkpoint}")
+    if temperature is not None:
+        meta.append(f"temperature={temperature:g}")
+    tail = (" " + " ".join(meta)) if meta else ""
+    headers = [f"{prefix}_{i + 1}{tail} index={i + 1}" for i in range(len(seqs))]
+    atomic_write_text(path, fasta_text(seqs, headers))
+
+
+def write_lines(path, seqs: list[str]) -> None:
+    """The prototype's plain generated.txt: one sequence per line."""
+    atomic_write_text(path, "".join(s + "\n" for s in seqs))
