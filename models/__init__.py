@@ -1,2 +1,3 @@
 """Model families. Each module registers itself; import them here explicitly."""
 from models import markov  # noqa: F401
+from models import stacked  # noqa: F401

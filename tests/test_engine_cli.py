@@ -124,3 +124,21 @@ def test_bad_fasta_and_corrupt_checkpoint_keep_existing_outputs(tmp_path, capsys
     assert main(["--mode", "gen", "--checkpoint", str(junk)]) == 2
     assert "not a readable dnagan checkpoint" in capsys.readouterr().err
     assert out.read_text() == ">keep\nACGT\n"
+
+
+def test_early_stopping_stops_after_patience(genome, tmp_path):
+    # the Markov chain's validation score cannot improve after the first epoch
+    res = train(cfg_for("markov", genome, "train.epochs=10", "train.early_stopping=true", "train.patience=2",
+                        f"train.checkpoint_dir={tmp_path}/ck", f"train.run_dir={tmp_path}/r"))
+    assert res.epochs_done == 3 and len(res.history) == 3
+    assert ckpt_io.load(res.best_path)["epoch"] == 1 and ckpt_io.load(res.last_path)["epoch"] == 3
+
+
+def test_windows_path_and_gen_data_report(genome, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "g.fasta").write_text(genome.read_text())
+    win = "data\\g.fasta"
+    assert main(["--mode", "train", "--model", "markov", "--data", win, "--seq_len", "24",
+                 "--set", "train.eval_samples=40"]) == 0
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints\\markov_best.pt", "--n", "5", "--data", win]) == 0
+    assert "4-mer JS" in capsys.readouterr().out

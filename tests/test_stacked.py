@@ -1,0 +1,130 @@
+import torch
+
+from main import main
+from models.registry import DataStats, get_family
+from train import checkpoint as ckpt_io
+from train.engine import StepContext, load_ensemble, train
+from utils.config import parse_set, resolve
+from utils.sequences import read_sequences
+
+SMALL = ["model.d_model=16", "model.g_layers=1", "model.d_layers=1", "model.n_heads=2",
+         "model.noise_dim=4", "train.eval_samples=40", "data.seq_len=20", "train.batch=16",
+         "train.steps_per_epoch=3", "train.save_every=0", "train.sample_every=0"]
+
+
+def small_cfg(genome, *sets):
+    fam = get_family("stacked")
+    return resolve("stacked", fam.Config, {"data": {"path": str(genome)}}, parse_set(SMALL + list(sets)))
+
+
+def make(genome, *sets):
+    cfg = small_cfg(genome, *sets)
+    fam = get_family("stacked")
+    nets = fam.build(cfg, DataStats(seq_len=20, base_freq=(0.25,) * 4, gc=0.5))
+    opts = {k: torch.optim.Adam(p, lr=1e-3) for k, p in fam.param_groups(nets).items()}
+    ctx = StepContext(epoch=0, length=20, balance_weight=0.0, temperature=1.0, target_gc=0.5,
+                      ref_freq=(0.25,) * 4, device=torch.device("cpu"),
+                      generator=torch.Generator().manual_seed(0), cfg=cfg, optimizers=opts)
+    return fam, nets, ctx
+
+
+def test_shapes_through_both_stages_and_spectral_norm(genome):
+    fam, nets, ctx = make(genome)
+    l1, l2 = nets["G"](5, 20, "cpu", ctx.generator)
+    assert l1.shape == l2.shape == (5, 20, 4)
+    assert nets["D1"](torch.softmax(l1, -1)).shape == (5,)
+    for d in ("D1", "D2"):
+        assert torch.nn.utils.parametrize.is_parametrized(nets[d].out, "weight")
+        assert "spectral" in type(nets[d].out.parametrizations.weight[0]).__name__.lower()
+    assert fam.sample(nets, 7, 20, generator=ctx.generator).shape == (7, 20)
+
+
+def test_generator_step_changes_generator_only_and_d_step_discriminator_only(genome):
+    fam, nets, ctx = make(genome, "model.kmer_weight=0")
+    G0 = {k: v.clone() for k, v in nets["G"].state_dict().items()}
+    D0 = {k: v.clone() for k, v in nets["D2"].state_dict().items()}
+    # a D step alone: run train_step with the generator optimiser disabled
+    step_g = ctx.optimizers.pop("g")
+    ctx.optimizers["g"] = torch.optim.SGD(nets["G"].parameters(), lr=0.0)
+    fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
+    assert all(torch.equal(G0[k], v) for k, v in nets["G"].state_dict().items())
+    assert any(not torch.equal(D0[k], v) for k, v in nets["D2"].state_dict().items())
+    # a G step alone
+    ctx.optimizers["g"] = step_g
+    ctx.optimizers["d"] = torch.optim.SGD(list(nets["D1"].parameters()) + list(nets["D2"].parameters()), lr=0.0)
+    D1 = {k: v.clone() for k, v in nets["D2"].state_dict().items() if "orig" in k or "bias" in k}
+    fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
+    assert any(not torch.equal(G0[k], v) for k, v in nets["G"].state_dict().items())
+    assert all(torch.equal(D1[k], nets["D2"].state_dict()[k]) for k in D1)
+
+
+def test_loss_falls_overfitting_a_tiny_set(genome):
+    fam, nets, ctx = make(genome)
+    batch = torch.zeros(16, 20, dtype=torch.long)  # all-A: the simplest set to overfit
+    batch[:, ::2] = 3  # ATATAT...
+    first = [fam.train_step(nets, batch, ctx)["kmer_js"] for _ in range(3)]
+    for _ in range(60):
+        last = fam.train_step(nets, batch, ctx)["kmer_js"]
+    assert last < 0.7 * sum(first) / 3  # measured: 2.89 -> 1.59 in 60 steps
+
+
+def test_bagged_checkpoint_reloads_and_every_member_generates(genome, tmp_path):
+    res = train(small_cfg(genome, "train.epochs=1", "train.bagging=true", "train.n_models=2",
+                          f"train.checkpoint_dir={tmp_path}/ck", f"train.run_dir={tmp_path}/r"))
+    ens, ck = load_ensemble(res.last_path)
+    assert len(ens.members) == 2
+    a = ens.sample(6, seed=1)
+    b = res.ensemble.sample(6, seed=1)
+    assert torch.equal(a, b)
+    g = torch.Generator().manual_seed(0)
+    for m in ens.members:
+        assert ens.family.sample(m, 3, 20, generator=g).shape == (3, 20)
+    w0 = ck["members"][0]["G.stage1.head.weight"]
+    assert not torch.equal(w0, ck["members"][1]["G.stage1.head.weight"])
+
+
+def test_resume_of_a_gradient_family_is_exact(genome, tmp_path):
+    full = train(small_cfg(genome, "train.epochs=3", f"train.checkpoint_dir={tmp_path}/a",
+                           f"train.run_dir={tmp_path}/ra"))
+    part = train(small_cfg(genome, "train.epochs=2", f"train.checkpoint_dir={tmp_path}/b",
+                           f"train.run_dir={tmp_path}/rb"))
+    resumed = train(small_cfg(genome, "train.epochs=3"), resume=str(part.last_path))
+    a, b = ckpt_io.load(full.last_path), ckpt_io.load(resumed.last_path)
+    for k in a["members"][0]:
+        assert torch.equal(a["members"][0][k], b["members"][0][k]), k
+
+
+def test_same_seed_same_run(genome, tmp_path):
+    r1 = train(small_cfg(genome, "train.epochs=1", f"train.checkpoint_dir={tmp_path}/a", f"train.run_dir={tmp_path}/ra"))
+    r2 = train(small_cfg(genome, "train.epochs=1", f"train.checkpoint_dir={tmp_path}/b", f"train.run_dir={tmp_path}/rb"))
+    a, b = ckpt_io.load(r1.last_path)["members"][0], ckpt_io.load(r2.last_path)["members"][0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_train_gen_stacked_tiny(genome, tmp_path):
+    argv = ["--mode", "train", "--model", "stacked", "--data", str(genome), "--epochs", "2"]
+    for s in SMALL:
+        argv += ["--set", s]
+    assert main(argv + ["--set", "train.save_every=2"]) == 0
+    assert (tmp_path / "checkpoints/stacked_epoch2.pt").exists()
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/stacked_epoch2.pt", "--n", "12",
+                 "--temperature", "0.8", "--data", str(genome)]) == 0
+    assert read_sequences(tmp_path / "outputs/generated.fasta").shape == (12, 20)
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/stacked_epoch2.pt", "--seq_len", "50"]) == 2
+
+
+def test_init_checkpoint_fine_tunes_from_weights(genome, tmp_path):
+    src = train(small_cfg(genome, "train.epochs=1", f"train.checkpoint_dir={tmp_path}/a", f"train.run_dir={tmp_path}/ra"))
+    tuned = train(small_cfg(genome, "train.epochs=1", "train.lr_g=0", "train.lr_d=0", "train.seed=9",
+                            f"train.checkpoint_dir={tmp_path}/b", f"train.run_dir={tmp_path}/rb"),
+                  init_checkpoint=str(src.last_path))
+    a, b = ckpt_io.load(src.last_path)["members"][0], ckpt_io.load(tuned.last_path)["members"][0]
+    g_keys = [k for k in a if k.startswith("G.")]
+    assert g_keys and all(torch.equal(a[k], b[k]) for k in g_keys)  # lr 0: weights stay the source's
+    import pytest
+    from utils.errors import CheckpointError
+    mk = train(resolve("markov", get_family("markov").Config, {"data": {"path": str(genome)}},
+                       parse_set(["data.seq_len=20", "train.eval_samples=40", f"train.checkpoint_dir={tmp_path}/m",
+                                  f"train.run_dir={tmp_path}/rm"])))
+    with pytest.raises(CheckpointError, match="cannot initialise"):
+        train(small_cfg(genome, "train.epochs=1", f"train.run_dir={tmp_path}/rx"), init_checkpoint=str(mk.last_path))
