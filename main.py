@@ -14,7 +14,7 @@ from pathlib import Path
 
 from utils.errors import ConfigError, DnaganError
 
-DEFAULT_FAMILY = "markov"
+DEFAULT_FAMILY = "stacked"
 log = logging.getLogger("dnagan")
 
 

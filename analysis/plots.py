@@ -30,6 +30,9 @@ def training_curves(history: list[dict], path, title: str = "training") -> Path:
     keys = [k for k in history[0] if k not in skip and isinstance(history[0][k], (int, float))]
     keys += [k for r in history for k in r if k not in keys and k not in skip]
     keys = list(dict.fromkeys(keys))
+    # constant series (a fixed length, weight or temperature without --curriculum) say nothing
+    keys = [k for k in keys if len({r.get(k) for r in history if r.get(k) not in (None, "")}) > 1
+            or k in ("sample_gc", "val_js_4mer")]
     n = len(keys)
     cols = min(4, n)
     rows = -(-n // cols)

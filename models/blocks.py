@@ -39,6 +39,64 @@ class TransformerStack(nn.Module):
         return self.norm_out(self.encoder(h))
 
 
+class CausalBlock(nn.Module):
+    """Pre-norm transformer block with causal self-attention and an optional key/value cache."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float = 0.0, ff_mult: int = 4):
+        super().__init__()
+        self.h = n_heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, ff_mult * d), nn.GELU(), nn.Linear(ff_mult * d, d))
+        self.drop = nn.Dropout(dropout)
+
+    def attend(self, x, cache: dict | None):
+        B, T, d = x.shape
+        q, k, v = (t.reshape(B, T, self.h, d // self.h).transpose(1, 2) for t in self.qkv(x).split(d, -1))
+        if cache is not None:  # incremental decoding: one new position attends to all cached ones
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+            cache["k"], cache["v"] = k, v
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)  # (B, h, T, d/h)
+        return self.out(y.transpose(1, 2).reshape(B, T, d))
+
+    def forward(self, x, cache: dict | None = None):
+        x = x + self.drop(self.attend(self.ln1(x), cache))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class CausalTransformer(nn.Module):
+    """Causal conv projection (position t sees inputs t-kernel+1..t) + LayerNorm + learned positions
+    -> causal pre-norm blocks -> LayerNorm. ``step`` decodes one position with cached keys/values,
+    giving the same result as the full pass (tested)."""
+
+    def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, max_len: int,
+                 dropout: float = 0.0, kernel: int = 1):
+        super().__init__()
+        self.kernel = kernel
+        self.proj = nn.Conv1d(d_in, d_model, kernel)
+        self.norm_in = nn.LayerNorm(d_model)
+        self.pos = nn.Parameter(torch.zeros(1, max_len, d_model))
+        nn.init.normal_(self.pos, std=0.02)
+        self.blocks = nn.ModuleList(CausalBlock(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.norm_out = nn.LayerNorm(d_model)
+
+    def forward(self, x):  # (B, L, d_in) -> (B, L, d_model)
+        h = self.proj(F.pad(x.transpose(1, 2), (self.kernel - 1, 0))).transpose(1, 2)
+        h = self.norm_in(h) + self.pos[:, : x.shape[1]]
+        for blk in self.blocks:
+            h = blk(h)
+        return self.norm_out(h)
+
+    def step(self, window, t: int, caches: list) -> torch.Tensor:
+        """window (B, kernel, d_in): the inputs at positions t-kernel+1..t (zeros before 0)."""
+        h = self.proj(window.transpose(1, 2)).transpose(1, 2)  # (B, 1, d)
+        h = self.norm_in(h) + self.pos[:, t : t + 1]
+        for blk, cache in zip(self.blocks, caches):
+            h = blk(h, cache)
+        return self.norm_out(h)
+
+
 def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, hard: bool = True,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """Gumbel-softmax over the last dim; hard=True gives straight-through one-hots (forward one-hot,

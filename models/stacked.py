@@ -1,10 +1,19 @@
 """Stacked transformer GAN: a coarse generator (Stage I), a refining generator (Stage II), each judged
 by its own discriminator; trained end to end.
 
-Stage I : noise (B, L, z) + global noise -> pre-norm transformer -> logits (B, L, 4)
-Stage II: softmax(Stage I) + fresh noise -> pre-norm transformer -> logits added to Stage I's
-D1, D2  : (B, L, 4) -> LayerNorm'd pre-norm transformer -> [mean, max] pool (+ minibatch std)
-          -> LeakyReLU(0.2) head -> spectral-normalised output layer -> one logit
+Stage I : noise (B, L, z) + global noise -> pre-norm transformer -> coarse logits l1 (B, L, 4)
+Stage II: [softmax(l1), fresh noise, previous base] -> causal pre-norm transformer -> l2 = l1 + delta
+          The refiner reads the bases it has already emitted, so the final sequence is sampled base
+          by base: a non-autoregressive generator samples every position independently given its
+          logits and, measured here, did not learn any k-mer structure beyond composition.
+D1, D2  : (B, L, 4) -> conv-projected, LayerNorm'd pre-norm transformer -> [mean, max] pool
+          (+ minibatch std) -> LeakyReLU(0.2) head -> spectral-normalised output layer -> one logit
+
+Generator loss = adversarial (D2 on the final sample + stage1_weight * D1 on Stage I's Gumbel sample,
+through straight-through one-hots) + mle_weight * teacher-forced cross-entropy of Stage II
++ optional k-mer spectrum matching + the GC-balanced term (train.balance_weight). The adversarial
+terms start after model.mle_warmup steps, so the discriminator judges a generator that already
+writes DNA-like sequences; the MLE term keeps adversarial updates from destroying that.
 """
 from __future__ import annotations
 
@@ -14,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import TransformerStack, gumbel_softmax, kmer_probs, sample_categorical, xavier_init
+from models.blocks import CausalTransformer, TransformerStack, gumbel_softmax, kmer_probs, sample_categorical, xavier_init
 from models.registry import DataStats, Family, register
-from train.losses import GAN_LOSSES, balance_penalty, d_loss, g_loss, gradient_penalty
+from train.losses import GAN_LOSSES, balance_penalty, balanced_loss, d_loss, g_loss, gradient_penalty
 from utils.errors import ConfigError
 
 
@@ -28,37 +37,29 @@ class StackedConfig:
     n_heads: int = 4
     noise_dim: int = 16  # per-position noise channels (global noise has the same size)
     dropout: float = 0.0
+    init_gain: float = 0.1  # Xavier gain of each generator stage's input and output layers
     d_kernel: int = 5  # width of D's convolutional input projection (1 = per-position Linear)
+    g_kernel: int = 6  # width of Stage II's causal convolutional input projection (sees k-mers)
     loss: str = "bce"  # bce | wgan-gp | hinge
     gp_weight: float = 10.0  # WGAN-GP gradient penalty weight
-    d_input: str = "gumbel"  # what D sees of G: gumbel (straight-through one-hot) | soft
     label_smoothing: float = 0.1  # one-sided: real target 1 - s (bce)
     d_steps: int = 1  # discriminator updates per generator update
     minibatch_std: bool = True  # batch-diversity feature in the discriminators
-    stage1_weight: float = 0.5  # weight of the Stage I adversarial term in the generator loss
-    kmer_weight: float = 10.0  # weight of k-mer spectrum matching (k = 1..kmer_k) on G's output
+    adv_weight: float = 0.0  # weight of the adversarial terms; 0 = pure maximum likelihood (best measured)
+    stage1_weight: float = 0.5  # weight of the Stage I adversarial term within them
+    mle_weight: float = 1.0  # teacher-forced cross-entropy of Stage II on real batches
+    mle_warmup: int = 500  # generator steps of MLE alone before adversarial terms start
+    adv_every: int = 4  # adversarial (D and G) updates on every n-th step; the rest are MLE only
+    kmer_weight: float = 0.0  # k-mer spectrum matching (JS, k = 1..kmer_k) on G's output
     kmer_k: int = 4
 
     def validate(self):
         if self.loss not in GAN_LOSSES:
             raise ConfigError(f"model.loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
-        if self.d_input not in ("gumbel", "soft"):
-            raise ConfigError(f"model.d_input must be gumbel or soft, got {self.d_input!r}")
         if self.d_model % self.n_heads:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
         if self.d_steps < 1 or self.kmer_k < 1:
             raise ConfigError("model.d_steps and model.kmer_k must be >= 1")
-
-
-class StageGenerator(nn.Module):
-    def __init__(self, c: StackedConfig, d_in: int, max_len: int):
-        super().__init__()
-        self.body = TransformerStack(d_in, c.d_model, c.g_layers, c.n_heads, max_len, c.dropout)
-        self.head = nn.Linear(c.d_model, 4)
-        xavier_init(self, gain=0.1)
-
-    def forward(self, x):  # (B, L, d_in) -> (B, L, 4)
-        return self.head(self.body(x))
 
 
 class Discriminator(nn.Module):
@@ -75,35 +76,76 @@ class Discriminator(nn.Module):
         f = torch.cat([h.mean(1), h.amax(1)], dim=1)  # (B, 2d)
         if self.mbstd:
             # Mean over features of the batch standard deviation: a collapsed batch is easy to spot.
-            s = f.std(0, unbiased=False).mean().expand(f.shape[0], 1) if f.shape[0] > 1 else f.new_zeros(f.shape[0], 1)
-            f = torch.cat([f, s], 1)
+            s = f.std(0, unbiased=False).mean() if f.shape[0] > 1 else f.new_zeros(())
+            f = torch.cat([f, s.expand(f.shape[0], 1)], 1)
         return self.out(F.leaky_relu(self.hidden(f), 0.2)).squeeze(1)
 
 
 class StackedGenerator(nn.Module):
     def __init__(self, c: StackedConfig, max_len: int):
         super().__init__()
-        self.c = c
-        self.stage1 = StageGenerator(c, 2 * c.noise_dim, max_len)
-        self.stage2 = StageGenerator(c, 4 + c.noise_dim, max_len)
+        self.c, self.max_len = c, max_len
+        self.stage1 = TransformerStack(2 * c.noise_dim, c.d_model, c.g_layers, c.n_heads, max_len, c.dropout)
+        self.head1 = nn.Linear(c.d_model, 4)
+        self.stage2 = CausalTransformer(4 + c.noise_dim + 4, c.d_model, c.g_layers, c.n_heads, max_len,
+                                        c.dropout, kernel=c.g_kernel)
+        self.head2 = nn.Linear(c.d_model, 4)
+        # The prototype's small-gain Xavier init on each stage's input and output layers; inside the
+        # transformers PyTorch's init is kept (gain 0.1 there too made G learn nothing, measured).
+        for m in (self.stage1.proj, self.head1, self.stage2.proj, self.head2):
+            xavier_init(m, gain=c.init_gain)
 
-    def noise(self, n, L, device, generator):
+    def coarse(self, n: int, L: int, device, generator):
+        """Stage I logits (n, L, 4) and Stage II's noise (n, L, z)."""
         z = torch.randn(n, L, self.c.noise_dim, device=device, generator=generator)
         zg = torch.randn(n, 1, self.c.noise_dim, device=device, generator=generator).expand(n, L, -1)
         z2 = torch.randn(n, L, self.c.noise_dim, device=device, generator=generator)
-        return torch.cat([z, zg], -1), z2
+        return self.head1(self.stage1(torch.cat([z, zg], -1))), z2
 
-    def forward(self, n, L, device, generator):
-        """-> (stage1 logits, stage2 logits), each (n, L, 4)."""
-        z1, z2 = self.noise(n, L, device, generator)
-        l1 = self.stage1(z1)
-        l2 = l1 + self.stage2(torch.cat([F.softmax(l1, -1), z2], -1))
-        return l1, l2
+    def refine(self, l1, z2, x):
+        """Stage II logits (n, L, 4) given the bases x (n, L): position t sees x[:, :t] only."""
+        prev = F.pad(F.one_hot(x[:, :-1], 4).float(), (0, 0, 1, 0))  # shifted right; zeros = start
+        return l1 + self.head2(self.stage2(torch.cat([F.softmax(l1, -1), z2, prev], -1)))
+
+    def _inputs(self, l1, z2):
+        """Stage II inputs with the previous-base channels still empty, left-padded for the conv."""
+        k = self.stage2.kernel
+        inp = torch.cat([F.softmax(l1, -1), z2, torch.zeros_like(l1)], -1)
+        return F.pad(inp, (0, 0, k - 1, 0))
+
+    @torch.no_grad()
+    def generate(self, n, L, device, generator, temperature=1.0, prompt=None, l1=None, z2=None):
+        """Sample (n, L) bases base by base; a prompt fixes the first bases. Also returns l1, z2."""
+        if l1 is None:
+            l1, z2 = self.coarse(n, L, device, generator)
+        x = torch.zeros(n, L, dtype=torch.long, device=device)
+        p = 0 if prompt is None else min(int(prompt.numel()), L)
+        if p:
+            x[:, :p] = prompt[:p].to(device)
+        k = self.stage2.kernel
+        inp = self._inputs(l1, z2)  # (n, k-1+L, d_in); position t is row t+k-1
+        caches = [{} for _ in self.stage2.blocks]
+        for t in range(L):
+            if t > 0:  # the base emitted at t-1 is position t's "previous base" input
+                inp[:, t + k - 1, -4:] = F.one_hot(x[:, t - 1], 4).float()
+            h = self.stage2.step(inp[:, t : t + k], t, caches)
+            if t >= p:
+                x[:, t] = sample_categorical(l1[:, t] + self.head2(h[:, 0]), temperature, generator)
+        return x, l1, z2
+
+
+def kmer_js_torch(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Differentiable Jensen-Shannon divergence (bits) of two distributions."""
+    m = 0.5 * (p + q)
+    eps = 1e-8
+    kl = lambda a: (a * (torch.log2(a + eps) - torch.log2(m + eps))).sum()  # noqa: E731
+    return 0.5 * kl(p) + 0.5 * kl(q)
 
 
 @register("stacked")
 class Stacked(Family):
     Config = StackedConfig
+    autoregressive = True
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c, L = cfg.model, stats.seq_len
@@ -114,67 +156,74 @@ class Stacked(Family):
         return {"g": list(nets["G"].parameters()),
                 "d": list(nets["D1"].parameters()) + list(nets["D2"].parameters())}
 
-    def _d_view(self, logits, c, ctx):
-        if c.d_input == "gumbel":
-            return gumbel_softmax(logits, tau=ctx.temperature, hard=True, generator=ctx.generator)
-        return F.softmax(logits / ctx.temperature, -1)
+    def _fake(self, G, B, L, ctx):
+        """A generated batch with straight-through one-hots for both stages.
+
+        The final bases are sampled base by base without gradient; one parallel (causal) pass
+        over them then gives each position's logits, and the one-hot of the sampled base carries
+        the gradient of its softmax (straight-through)."""
+        x, l1, z2 = G.generate(B, L, ctx.device, ctx.generator)
+        l2 = G.refine(l1, z2, x)
+        p2 = F.softmax(l2, -1)
+        h2 = F.one_hot(x, 4).float() - p2.detach() + p2
+        h1 = gumbel_softmax(l1, tau=ctx.temperature, hard=True, generator=ctx.generator)
+        return h1, h2, p2
 
     def train_step(self, nets, batch, ctx) -> dict[str, float]:
         c = ctx.cfg.model
         G, D1, D2 = nets["G"], nets["D1"], nets["D2"]
         B, L = batch.shape
         real = F.one_hot(batch, 4).float()  # (B, L, 4)
-        out = {}
-        for _ in range(c.d_steps):
-            with torch.no_grad():
-                l1, l2 = G(B, L, batch.device, ctx.generator)
-                f1, f2 = self._d_view(l1, c, ctx), self._d_view(l2, c, ctx)
-            r1, r2, o1, o2 = D1(real), D2(real), D1(f1), D2(f2)
-            loss_d = d_loss(r1, o1, c.loss, c.label_smoothing) + d_loss(r2, o2, c.loss, c.label_smoothing)
-            if c.loss == "wgan-gp":
-                loss_d = loss_d + c.gp_weight * (gradient_penalty(D1, real, f1, ctx.generator)
-                                                 + gradient_penalty(D2, real, f2, ctx.generator))
-            ctx.optimize("d", loss_d)
-        thr = 0.0
-        out["d_loss"] = float(loss_d.detach())
-        out["d_acc_real"] = float((r2 > thr).float().mean())
-        out["d_acc_fake"] = float((o2 < thr).float().mean())
+        out: dict[str, float] = {}
+        adversarial = (c.adv_weight > 0 and ctx.step >= c.mle_warmup
+                       and (ctx.step - c.mle_warmup) % max(1, c.adv_every) == 0)
+        if adversarial:
+            for _ in range(c.d_steps):
+                with torch.no_grad():
+                    f1, f2, _ = self._fake(G, B, L, ctx)
+                r1, r2, o1, o2 = D1(real), D2(real), D1(f1), D2(f2)
+                loss_d = (d_loss(r1, o1, c.loss, c.label_smoothing)
+                          + d_loss(r2, o2, c.loss, c.label_smoothing))
+                if c.loss == "wgan-gp":
+                    loss_d = loss_d + c.gp_weight * (gradient_penalty(D1, real, f1, ctx.generator)
+                                                     + gradient_penalty(D2, real, f2, ctx.generator))
+                ctx.optimize("d", loss_d)
+            out["d_loss"] = float(loss_d.detach())
+            out["d_acc_real"] = float((r2 > 0).float().mean())
+            out["d_acc_fake"] = float((o2 < 0).float().mean())
 
-        l1, l2 = G(B, L, batch.device, ctx.generator)
-        f1, f2 = self._d_view(l1, c, ctx), self._d_view(l2, c, ctx)
-        loss_g = g_loss(D2(f2), c.loss) + c.stage1_weight * g_loss(D1(f1), c.loss)
-        out["g_adv"] = float(loss_g.detach())
-        p2 = F.softmax(l2, -1)
-        if c.kmer_weight > 0:
-            # Moment matching: the expected k-mer spectra of G's output against this batch's.
-            km = sum(kmer_js_torch(kmer_probs(p2, k), kmer_probs(real, k)) for k in range(1, c.kmer_k + 1))
-            loss_g = loss_g + c.kmer_weight * km
-            out["kmer_js"] = float(km.detach())
-        if ctx.balance_weight > 0:
-            pen = balance_penalty(p2, ctx.target_gc, ctx.ref_freq)
-            loss_g = (1 - ctx.balance_weight) * loss_g + ctx.balance_weight * pen
-            out["balance"] = float(pen.detach())
-        ctx.optimize("g", loss_g)
+        loss_g = torch.zeros((), device=batch.device)
+        if c.mle_weight > 0:
+            # The curriculum prototype's loss on teacher-forced predictions: (1-w) CE + w penalty.
+            l1, z2 = G.coarse(B, L, batch.device, ctx.generator)
+            l2 = G.refine(l1, z2, batch)
+            mle = balanced_loss(l2, batch, weight=ctx.balance_weight, target_gc=ctx.target_gc,
+                                ref_freq=ctx.ref_freq)
+            loss_g = loss_g + c.mle_weight * mle
+            out["mle"] = float(mle.detach())
+        if adversarial:
+            h1, h2, p2 = self._fake(G, B, L, ctx)
+            adv = g_loss(D2(h2), c.loss) + c.stage1_weight * g_loss(D1(h1), c.loss)
+            loss_g = loss_g + c.adv_weight * adv
+            out["g_adv"] = float(adv.detach())
+            if c.kmer_weight > 0:
+                km = sum(kmer_js_torch(kmer_probs(h2, k), kmer_probs(real, k)) for k in range(1, c.kmer_k + 1))
+                loss_g = loss_g + c.kmer_weight * km
+                out["kmer_js"] = float(km.detach())
+            if ctx.balance_weight > 0 and c.mle_weight == 0:
+                pen = balance_penalty(p2, ctx.target_gc, ctx.ref_freq)
+                loss_g = (1 - ctx.balance_weight) * loss_g + ctx.balance_weight * pen
+        if loss_g.requires_grad:
+            ctx.optimize("g", loss_g)
         out["g_loss"] = float(loss_g.detach())
         return out
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None):
         G = nets["G"]
-        max_len = G.stage1.body.pos.shape[1]
-        if length > max_len:
-            raise ConfigError(f"the stacked model was trained on {max_len} bp; it cannot generate {length} bp")
+        if length > G.max_len:
+            raise ConfigError(f"the stacked model was trained on {G.max_len} bp; it cannot generate {length} bp")
         dev = next(G.parameters()).device
-        out = []
-        for s in range(0, n, 4096):
-            _, l2 = G(min(4096, n - s), max_len, dev, generator)
-            out.append(sample_categorical(l2, temperature, generator)[:, :length])
+        out = [G.generate(min(2048, n - s), length, dev, generator, temperature, prompt)[0]
+               for s in range(0, n, 2048)]
         return torch.cat(out)
-
-
-def kmer_js_torch(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Differentiable Jensen-Shannon divergence (bits) of two distributions."""
-    m = 0.5 * (p + q)
-    eps = 1e-8
-    kl = lambda a: (a * (torch.log2(a + eps) - torch.log2(m + eps))).sum()  # noqa: E731
-    return 0.5 * kl(p) + 0.5 * kl(q)

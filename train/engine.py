@@ -11,6 +11,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -339,8 +340,11 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
                 if tc.time_budget and time.time() - t0 > tc.time_budget:
                     out_of_time = True
                     break
-            for s in scheds[m].values():
-                s.step()
+            with warnings.catch_warnings():
+                # a group that has not stepped yet (e.g. D during MLE warm-up) still decays
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                for s in scheds[m].values():
+                    s.step()
             for k, v in family.epoch_metrics(nets, ctx).items():
                 sums[k] = sums.get(k, 0.0) + float(v)
                 counts[k] = counts.get(k, 0) + 1
