@@ -41,6 +41,7 @@ class StackedConfig:
     d_kernel: int = 5  # width of D's convolutional input projection (1 = per-position Linear)
     g_kernel: int = 6  # width of Stage II's causal convolutional input projection (sees k-mers)
     loss: str = "bce"  # bce | wgan-gp | hinge
+    d_input: str = "gumbel"  # what D sees of G: gumbel (straight-through one-hots) | soft (softmax)
     gp_weight: float = 10.0  # WGAN-GP gradient penalty weight
     label_smoothing: float = 0.1  # one-sided: real target 1 - s (bce)
     d_steps: int = 1  # discriminator updates per generator update
@@ -56,6 +57,8 @@ class StackedConfig:
     def validate(self):
         if self.loss not in GAN_LOSSES:
             raise ConfigError(f"model.loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
+        if self.d_input not in ("gumbel", "soft"):
+            raise ConfigError(f"model.d_input must be gumbel or soft, got {self.d_input!r}")
         if self.d_model % self.n_heads:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
         if self.d_steps < 1 or self.kmer_k < 1:
@@ -157,7 +160,8 @@ class Stacked(Family):
                 "d": list(nets["D1"].parameters()) + list(nets["D2"].parameters())}
 
     def _fake(self, G, B, L, ctx):
-        """A generated batch with straight-through one-hots for both stages.
+        """A generated batch for the discriminators: straight-through one-hots for both stages
+        (model.d_input=gumbel) or the stages' softmax distributions (model.d_input=soft).
 
         The final bases are sampled base by base without gradient; one parallel (causal) pass
         over them then gives each position's logits, and the one-hot of the sampled base carries
@@ -165,6 +169,8 @@ class Stacked(Family):
         x, l1, z2 = G.generate(B, L, ctx.device, ctx.generator)
         l2 = G.refine(l1, z2, x)
         p2 = F.softmax(l2, -1)
+        if ctx.cfg.model.d_input == "soft":
+            return F.softmax(l1 / ctx.temperature, -1), p2, p2
         h2 = F.one_hot(x, 4).float() - p2.detach() + p2
         h1 = gumbel_softmax(l1, tau=ctx.temperature, hard=True, generator=ctx.generator)
         return h1, h2, p2

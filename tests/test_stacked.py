@@ -154,3 +154,10 @@ def test_curriculum_grows_the_training_length(genome, tmp_path):
                           "train.balance_weight=0.3", f"train.checkpoint_dir={tmp_path}/c", f"train.run_dir={tmp_path}/rc"))
     assert [r["length"] for r in res.history] == [2, 4, 6]  # seq_len 20: start and step 2
     assert res.ensemble.sample(4, 20, seed=0).shape == (4, 20)  # generation keeps the full length
+
+
+def test_gan_loss_and_d_input_options_train(genome):
+    for sets in (["model.loss=wgan-gp", "model.d_input=soft"], ["model.loss=hinge"]):
+        fam, nets, ctx = make(genome, "model.mle_warmup=0", "model.adv_every=1", *sets)
+        out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
+        assert {"d_loss", "g_adv", "mle"} <= set(out) and all(v == v for v in out.values())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 GAN_LOSSES = ("bce", "wgan-gp", "hinge")
 
@@ -70,6 +71,9 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
     eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device,
                      generator=generator)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    out = critic(x_hat)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    # The penalty is differentiated twice; the fused CPU attention kernels have no double
+    # backward, so attention runs on the plain (math) kernel here.
+    with sdpa_kernel(SDPBackend.MATH):
+        out = critic(x_hat)
+        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
     return ((grad.reshape(grad.shape[0], -1).norm(dim=1) - 1) ** 2).mean()
