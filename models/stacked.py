@@ -184,9 +184,15 @@ class Stacked(Family):
         adversarial = (c.adv_weight > 0 and ctx.step >= c.mle_warmup
                        and (ctx.step - c.mle_warmup) % max(1, c.adv_every) == 0)
         if adversarial:
-            for _ in range(c.d_steps):
-                with torch.no_grad():
-                    f1, f2, _ = self._fake(G, B, L, ctx)
+            # One generated batch serves the D update and, afterwards, the G update: sampling 70
+            # bases one by one is the expensive part of an adversarial step.
+            h1, h2, p2 = self._fake(G, B, L, ctx)
+            for i in range(c.d_steps):
+                if i == 0:
+                    f1, f2 = h1.detach(), h2.detach()
+                else:
+                    with torch.no_grad():
+                        f1, f2, _ = self._fake(G, B, L, ctx)
                 r1, r2, o1, o2 = D1(real), D2(real), D1(f1), D2(f2)
                 loss_d = (d_loss(r1, o1, c.loss, c.label_smoothing)
                           + d_loss(r2, o2, c.loss, c.label_smoothing))
@@ -208,7 +214,6 @@ class Stacked(Family):
             loss_g = loss_g + c.mle_weight * mle
             out["mle"] = float(mle.detach())
         if adversarial:
-            h1, h2, p2 = self._fake(G, B, L, ctx)
             adv = g_loss(D2(h2), c.loss) + c.stage1_weight * g_loss(D1(h1), c.loss)
             loss_g = loss_g + c.adv_weight * adv
             out["g_adv"] = float(adv.detach())
