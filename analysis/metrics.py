@@ -14,7 +14,8 @@ _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 _COMP = np.array([3, 2, 1, 0], dtype=np.uint8)
 
 
-def _as_np(x) -> np.ndarray:
+def as_codes(x) -> np.ndarray:
+    """Tensor or array of codes -> 2-D numpy array (a single sequence becomes one row)."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
@@ -28,19 +29,19 @@ def _as_np(x) -> np.ndarray:
 
 def gc_content(x) -> np.ndarray:
     """(N,) fraction of G or C per sequence."""
-    x = _as_np(x)
+    x = as_codes(x)
     return ((x == 1) | (x == 2)).mean(axis=1)
 
 
 def base_composition(x) -> np.ndarray:
     """(4,) overall frequencies of A, C, G, T."""
-    c = np.bincount(_as_np(x).ravel().astype(np.int64), minlength=4)[:4].astype(np.float64)
+    c = np.bincount(as_codes(x).ravel().astype(np.int64), minlength=4)[:4].astype(np.float64)
     return c / max(c.sum(), 1.0)
 
 
 def kmer_index(x, k: int) -> np.ndarray:
     """(N, L-k+1) int64 index of the k-mer starting at each position (A=0 ... T=3, base 4)."""
-    x = _as_np(x).astype(np.int64)
+    x = as_codes(x).astype(np.int64)
     L = x.shape[1]
     if L < k:
         return np.zeros((x.shape[0], 0), dtype=np.int64)
@@ -89,7 +90,7 @@ def cpg_obs_exp(x) -> float:
 
 def homopolymer_runs(x, max_len: int = 12) -> np.ndarray:
     """(max_len,) fraction of runs of length 1..max_len (the last bin holds >= max_len)."""
-    x = _as_np(x)
+    x = as_codes(x)
     change = np.ones(x.shape, dtype=bool)
     change[:, 1:] = x[:, 1:] != x[:, :-1]
     starts = np.flatnonzero(change.ravel())
@@ -107,7 +108,7 @@ def morans_i(x) -> np.ndarray:
         I = (L / W) * sum_ij w_ij z_i z_j / sum_i z_i^2 = L/(L-1) * sum_i z_i z_{i+1} / sum_i z_i^2.
     I > 0: GC and AT cluster in runs; I ~ -1/(L-1) for no autocorrelation; NaN for all-GC or all-AT.
     """
-    g = ((_as_np(x) == 1) | (_as_np(x) == 2)).astype(np.float64)
+    g = ((as_codes(x) == 1) | (as_codes(x) == 2)).astype(np.float64)
     L = g.shape[1]
     z = g - g.mean(axis=1, keepdims=True)
     den = (z**2).sum(axis=1)
@@ -121,7 +122,7 @@ def morans_i(x) -> np.ndarray:
 
 def row_hashes(x) -> np.ndarray:
     """(N,) uint64 polynomial hash of each row; equals rolling_hashes() of the same window."""
-    x = _as_np(x)
+    x = as_codes(x)
     L = x.shape[1]
     pw = np.cumprod(np.full(L, _P, dtype=np.uint64))[::-1] * _P_INV  # P^(L-1-j)
     with np.errstate(over="ignore"):
@@ -146,7 +147,7 @@ def rolling_hashes(seq, L: int) -> np.ndarray:
 
 
 def unique_fraction(x) -> float:
-    x = _as_np(x)
+    x = as_codes(x)
     if x.shape[0] == 0:
         return float("nan")
     return float(np.unique(row_hashes(x)).size / x.shape[0])
@@ -154,7 +155,7 @@ def unique_fraction(x) -> float:
 
 def mean_pairwise_hamming(x, max_n: int = 500, seed: int = 0) -> float:
     """Mean fraction of differing positions over all pairs of a sample of at most max_n rows."""
-    x = _as_np(x)
+    x = as_codes(x)
     if x.shape[0] > max_n:
         x = x[np.random.default_rng(seed).choice(x.shape[0], max_n, replace=False)]
     n = x.shape[0]
@@ -168,7 +169,7 @@ def mean_pairwise_hamming(x, max_n: int = 500, seed: int = 0) -> float:
 def exact_copies(gen, segments, both_strands: bool = True) -> int:
     """How many generated sequences occur verbatim anywhere in the training segments (either
     strand), by 64-bit rolling hashes of every training window of the same length."""
-    gen = _as_np(gen)
+    gen = as_codes(gen)
     L = gen.shape[1]
     if not len(segments):
         return 0
@@ -181,7 +182,7 @@ def exact_copies(gen, segments, both_strands: bool = True) -> int:
 
 def pack2bit(x) -> np.ndarray:
     """(N, L) codes -> (N, ceil(L/32)) uint64, two bits a base (padding bases are 0 in all rows)."""
-    x = _as_np(x).astype(np.uint64)
+    x = as_codes(x).astype(np.uint64)
     n, L = x.shape
     w = -(-L // 32)
     pad = np.zeros((n, w * 32), dtype=np.uint64)
@@ -204,7 +205,7 @@ def _packed_mismatch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def nearest_identity(gen, ref, max_gen: int = 200, max_ref: int = 20000, seed: int = 0) -> np.ndarray:
     """(n,) identity (1 - Hamming/L) of each sampled generated sequence to its nearest reference."""
-    gen, ref = _as_np(gen), _as_np(ref)
+    gen, ref = as_codes(gen), as_codes(ref)
     rng = np.random.default_rng(seed)
     if gen.shape[0] > max_gen:
         gen = gen[rng.choice(gen.shape[0], max_gen, replace=False)]
@@ -251,7 +252,7 @@ def c2st_auc(a, b, *, seed: int = 0, max_n: int = 5000, epochs: int = 6, test_fr
     """Classifier two-sample test: a small CNN learns to tell set b (e.g. generated) from set a
     (e.g. held-out real); ROC AUC on a held-out part. 0.5 = indistinguishable, 1.0 = trivially told
     apart. Both sets are subsampled to the same size (at most max_n) and cropped to one length."""
-    a, b = _as_np(a), _as_np(b)
+    a, b = as_codes(a), as_codes(b)
     L = min(a.shape[1], b.shape[1])
     rng = np.random.default_rng(seed)
     n = min(a.shape[0], b.shape[0], max_n)
@@ -289,7 +290,7 @@ def c2st_auc(a, b, *, seed: int = 0, max_n: int = 5000, epochs: int = 6, test_fr
 def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool = True,
             seed: int = 0) -> dict:
     """The standard metric row of a generated set against reference (held-out) real sequences."""
-    gen, ref = _as_np(gen), _as_np(ref)
+    gen, ref = as_codes(gen), as_codes(ref)
     gc_g, gc_r = gc_content(gen), gc_content(ref)
     row = {
         "n": int(gen.shape[0]),

@@ -54,7 +54,7 @@ def training_curves(history: list[dict], path, title: str = "training") -> Path:
 def position_heatmaps(gen, ref, path) -> Path:
     """Per-position nucleotide frequencies for real and generated, and their difference."""
     def freq(x):
-        x = M._as_np(x)
+        x = M.as_codes(x)
         return np.stack([(x == b).mean(0) for b in range(4)])  # (4, L)
 
     fr, fg = freq(ref), freq(gen)
