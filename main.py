@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--stride", type=int, default=None, help="window step; default seq_len")
     d.add_argument("--val_fraction", type=float, default=None)
     d.add_argument("--max_sequences", type=int, default=None)
+    d.add_argument("--synthetic", type=int, default=None, metavar="N",
+                   help="train on N uniformly random windows (a sanity check: nothing to learn)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--batch", type=int, default=None)
@@ -58,11 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, metavar="CKPT", help="continue a run exactly")
     t.add_argument("--init_checkpoint", default=None, metavar="CKPT", help="fine-tune from weights")
     t.add_argument("--order", type=int, default=None, help="markov: context length k")
+    t.add_argument("--disc", default=None, help="gumbel: discriminator, cnn or lstm")
+    t.add_argument("--condition", default=None, help="gumbel: none or gc (GC-bin conditional)")
     g = p.add_argument_group("generation")
     g.add_argument("--checkpoint", default=None, help="checkpoint to generate from")
     g.add_argument("--n", type=int, default=None)
     g.add_argument("--temperature", type=float, default=None)
     g.add_argument("--prompt", default=None, help="ACGT prefix to extend (autoregressive families)")
+    g.add_argument("--infill", default=None, metavar="FASTA",
+                   help="fill every N or ? of these sequences (masked family) and write FASTA")
+    g.add_argument("--gc", type=float, default=None, help="requested GC content (GC-conditional models)")
     g.add_argument("--output", default=None, help="FASTA path; a .txt twin is written beside it")
     a = p.add_argument_group("analyze")
     a.add_argument("--generated", default=None)
@@ -75,7 +82,8 @@ def _overrides(args) -> dict:
     """CLI flags (only those given) as config sections."""
     spec = {
         "data": {"path": args.data, "seq_len": args.seq_len, "stride": args.stride,
-                 "val_fraction": args.val_fraction, "max_sequences": args.max_sequences},
+                 "val_fraction": args.val_fraction, "max_sequences": args.max_sequences,
+                 "synthetic": args.synthetic},
         "train": {"epochs": args.epochs, "batch": args.batch, "target_gc": args.target_gc,
                   "bagging": args.bagging, "n_models": args.n_models,
                   "early_stopping": args.early_stopping, "patience": args.patience,
@@ -84,7 +92,7 @@ def _overrides(args) -> dict:
                   "time_budget": args.budget, "run_dir": args.run_dir,
                   "checkpoint_dir": args.checkpoint_dir},
         "gen": {"n": args.n, "temperature": args.temperature, "output": args.output},
-        "model": {"order": args.order},
+        "model": {"order": args.order, "disc": args.disc, "condition": args.condition},
     }
     out = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in spec.items()}
     if args.data is not None:
@@ -100,8 +108,9 @@ def resolve_config(args):
 
     family = get_family(args.model or DEFAULT_FAMILY)
     over = _overrides(args)
-    if "order" in over["model"] and "order" not in family.Config.__dataclass_fields__:
-        raise ConfigError(f"--order applies to the markov family, not {family.name!r}")
+    for key in over["model"]:
+        if key not in family.Config.__dataclass_fields__:
+            raise ConfigError(f"--{key} does not apply to the {family.name!r} family")
     return resolve(family.name, family.Config, over, parse_set(args.set), config_file=args.config)
 
 
@@ -136,6 +145,8 @@ def cmd_gen(args) -> int:
     if args.show_config:
         print(ens.cfg.to_yaml(), end="")
         return 0
+    if args.infill:
+        return _infill(args, ens)
     n = args.n if args.n is not None else ens.cfg.gen.n
     temp = args.temperature if args.temperature is not None else ens.cfg.gen.temperature
     seed = args.seed if args.seed is not None else ens.cfg.train.seed
@@ -147,7 +158,9 @@ def cmd_gen(args) -> int:
         if not ens.family.autoregressive:
             raise ConfigError(f"--prompt: the {ens.family.name!r} family does not extend a prefix")
         prompt = torch.from_numpy(encode_strict(args.prompt, where="--prompt").astype("int64"))
-    codes = ens.sample(n, length, temperature=temp, seed=seed, prompt=prompt)
+    if args.gc is not None and not 0 <= args.gc <= 1:
+        raise ConfigError(f"--gc must be a fraction between 0 and 1, got {args.gc}")
+    codes = ens.sample(n, length, temperature=temp, seed=seed, prompt=prompt, gc=args.gc)
     seqs = decode(codes)
     out = Path(args.output or ens.cfg.gen.output)
     write_fasta(out, seqs, model=ens.family.name, checkpoint=Path(args.checkpoint).name, temperature=temp)
@@ -158,6 +171,32 @@ def cmd_gen(args) -> int:
         gc_g, gc_r = float(M.gc_content(codes).mean()), float(M.gc_content(ref.train).mean())
         print(f"vs {args.data}: GC {gc_g:.3f} (data {gc_r:.3f}), 4-mer JS {M.kmer_js(codes, ref.train, 4):.4f}, "
               f"unique {M.unique_fraction(codes):.3f}, exact copies {M.exact_copies(codes, ref.train_segments)}")
+    return 0
+
+
+def _infill(args, ens) -> int:
+    import numpy as np
+    import torch
+
+    from utils.sequences import atomic_write_text, fasta_text, read_gapped
+
+    records = read_gapped(args.infill)
+    temp = args.temperature if args.temperature is not None else ens.cfg.gen.temperature
+    g = torch.Generator(device=ens.device).manual_seed(args.seed if args.seed is not None else ens.cfg.train.seed)
+    seqs, heads, filled = [], [], 0
+    for i, (rid, codes, gaps, text) in enumerate(records):
+        nets = ens.members[i % len(ens.members)]
+        nets.eval()
+        new = ens.family.infill(nets, torch.from_numpy(codes).long(), torch.from_numpy(gaps), temperature=temp,
+                                generator=g).numpy()
+        chars = np.frombuffer(text.encode("ascii", "replace"), np.uint8).copy()
+        chars[gaps] = np.frombuffer(b"ACGT", np.uint8)[new[gaps]]
+        seqs.append(chars.tobytes().decode("ascii"))
+        heads.append(f"{rid} infilled={int(gaps.sum())} model={ens.family.name} checkpoint={Path(args.checkpoint).name}")
+        filled += int(gaps.sum())
+    out = Path(args.output or "outputs/infilled.fasta")
+    atomic_write_text(out, fasta_text(seqs, heads))
+    print(f"filled {filled} gap positions in {len(records)} record(s) of {args.infill}; wrote {out}")
     return 0
 
 

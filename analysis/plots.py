@@ -51,6 +51,40 @@ def training_curves(history: list[dict], path, title: str = "training") -> Path:
     return _save(fig, path)
 
 
+def training_dynamics(history: list[dict], path, title: str = "training dynamics") -> Path:
+    """The Gumbel report's figure: generator and discriminator loss, discriminator accuracy (real,
+    fake, mean), GC against the validation GC, Moran's I and diversity, per epoch."""
+    ep = [r["epoch"] for r in history]
+
+    def series(k):
+        return np.array([r.get(k, np.nan) if r.get(k) not in ("", None) else np.nan for r in history], float)
+
+    panels = [
+        ("generator loss", [("g_loss", "total"), ("g_adv", "adversarial"), ("mle", "MLE")], None),
+        ("discriminator loss", [("d_loss", "D loss")], None),
+        ("discriminator accuracy", [("d_acc", "mean"), ("d_acc_real", "real"), ("d_acc_fake", "fake")], (0, 1.02)),
+        ("GC content", [("sample_gc", "generated"), ("val_gc", "held-out")], None),
+        ("Moran's I (GC, lag 1)", [("morans_i", "generated")], None),
+        ("diversity (mean pairwise Hamming)", [("diversity", "generated"), ("unique_fraction", "unique")], (0, 1.02)),
+    ]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.4))
+    for ax, (name, keys, ylim) in zip(axes.ravel(), panels):
+        for k, label in keys:
+            y = series(k)
+            if np.isfinite(y).any():
+                ax.plot(ep, y, label=label, ls="--" if k == "val_gc" else "-", lw=1.2)
+        if name == "discriminator accuracy":
+            ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def position_heatmaps(gen, ref, path) -> Path:
     """Per-position nucleotide frequencies for real and generated, and their difference."""
     def freq(x):

@@ -10,6 +10,8 @@ AUC (0.5 = indistinguishable), plus training time and generation throughput.
 import argparse
 import logging
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -39,6 +41,22 @@ def fit(family: str, data, args, sets, budget: float, tmp: str):
     return gen, res.seconds, gen_rate, res
 
 
+def from_checkpoint(args, data):
+    """Generate from a checkpoint trained on the same split (bench/masked_accuracy.py trains one)."""
+    from train.engine import _read_metrics, load_ensemble
+
+    ens, ck = load_ensemble(args.checkpoint, device="cpu")
+    if ck["family"] != args.model or ck["stats"].get("source") != data.source:
+        raise SystemExit(f"{args.checkpoint}: a {ck['family']} checkpoint of {ck['stats'].get('source')}, "
+                         f"not {args.model} on {data.source}")
+    t = time.perf_counter()
+    gen = ens.sample(args.n, args.seq_len, temperature=args.temperature, seed=args.seed + 1).numpy()
+    rate = args.n / (time.perf_counter() - t)
+    hist = _read_metrics(Path(ck["run_dir"]) / "metrics.csv")
+    res = SimpleNamespace(history=hist, epochs_done=ck["epoch"])
+    return gen, (hist[-1]["elapsed_s"] if hist else float("nan")), rate, res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="markov")
@@ -50,6 +68,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--tag", default="", help="suffix for the JSON name (e.g. an ablation)")
+    ap.add_argument("--checkpoint", default=None,
+                    help="score this trained checkpoint of --model (same data and seed) instead of training")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     data = load_sequences(args.data, args.seq_len, val_fraction=0.2, seed=args.seed)
@@ -63,7 +83,10 @@ def main():
         gen, secs, rate, _ = fit("markov", data, args, [f"model.order={order}"], 0, tmp)
         sets[f"markov-{order}"] = (gen, secs, rate)
     sets["uniform random"] = (rng.integers(0, 4, (args.n, args.seq_len)).astype(np.uint8), 0.0, float("nan"))
-    gen, secs, rate, res = fit(args.model, data, args, args.set, args.budget, tmp)
+    if args.checkpoint:
+        gen, secs, rate, res = from_checkpoint(args, data)
+    else:
+        gen, secs, rate, res = fit(args.model, data, args, args.set, args.budget, tmp)
     label = args.model + (f" {' '.join(args.set)}" if args.set else "")
     sets[label] = (gen, secs, rate)
     rows = []
@@ -87,7 +110,8 @@ def main():
     hist = res.history
     out = write_json(f"quality_{args.model}{('_' + args.tag) if args.tag else ''}", {
         "command": "python bench/quality.py " + " ".join(
-            [f"--model {args.model}", f"--budget {args.budget:g}", *[f"--set {s}" for s in args.set]]),
+            [f"--model {args.model}", f"--budget {args.budget:g}", *[f"--set {s}" for s in args.set],
+             *([f"--checkpoint {args.checkpoint}"] if args.checkpoint else [])]),
         "rows": rows, "checks": checks, "epochs_done": res.epochs_done,
         "min_unique_during_training": min((r["unique_fraction"] for r in hist), default=None),
         "train_seq_per_s": float(np.mean([r["seqs_per_s"] for r in hist])) if hist else None,

@@ -40,6 +40,8 @@ class DataStats:
     seq_len: int
     base_freq: tuple  # (4,) A, C, G, T frequencies of the training windows
     gc: float
+    # per-window GC percentiles 0, 1, ..., 100 of the training windows (conditional families bin on them)
+    gc_percentiles: tuple = ()
 
 
 class Family:
@@ -48,6 +50,7 @@ class Family:
     name = "base"
     Config = None  # frozen dataclass with the family's model options
     autoregressive = False  # True: sample() accepts a prompt to extend
+    conditional = False  # True: sample() accepts gc= (a requested GC content) when trained with labels
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         raise NotImplementedError
@@ -69,5 +72,10 @@ class Family:
     def sample(self, nets, n: int, length: int, *, temperature: float = 1.0,
                generator: torch.Generator | None = None, prompt: torch.Tensor | None = None
                ) -> torch.Tensor:
-        """(n, length) long codes 0-3."""
+        """(n, length) long codes 0-3. Conditional families also take ``gc=`` (a requested GC)."""
         raise NotImplementedError
+
+    def infill(self, nets, codes: torch.Tensor, gaps: torch.Tensor, *, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Fill the gap positions (1-D bool) of one sequence (1-D codes); known bases unchanged."""
+        raise ConfigError(f"--infill: the {self.name!r} family does not fill gaps (use --model masked)")

@@ -50,9 +50,21 @@ def seed_everything(seed: int) -> None:
 
 def load_data(cfg: C.RunConfig) -> SequenceData:
     d = cfg.data
+    if d.synthetic:
+        return synthetic_data(d.synthetic, d.seq_len, d.val_fraction, cfg.train.seed)
     return load_sequences(d.path, d.seq_len, stride=d.stride, val_fraction=d.val_fraction,
                           block_size=d.block_size, max_sequences=d.max_sequences,
                           seed=cfg.train.seed, crop=d.crop_records)
+
+
+def synthetic_data(n: int, seq_len: int, val_fraction: float, seed: int) -> SequenceData:
+    """The masked-transformer devlog's sanity check: n uniformly random ACGT windows, nothing to
+    learn beyond chance (25% masked accuracy)."""
+    rng = np.random.default_rng(seed + 104729)
+    x = rng.integers(0, 4, (n, seq_len), dtype=np.uint8)
+    n_val = int(round(n * val_fraction))
+    return SequenceData(train=x[n_val:], val=x[:n_val], train_segments=list(x[n_val:]),
+                        val_segments=list(x[:n_val]), n_records=n, source=f"synthetic:{n}")
 
 
 @dataclass
@@ -70,6 +82,7 @@ class StepContext:
     cfg: C.RunConfig
     optimizers: dict = field(default_factory=dict)
     step: int = 0
+    val: torch.Tensor | None = None  # held-out windows (CPU), for families' epoch_metrics
 
     def optimize(self, name: str, loss: torch.Tensor) -> float:
         """zero_grad, backward, clip (train.clip_norm), step for one parameter group; returns the
@@ -96,9 +109,15 @@ class Ensemble:
 
     @torch.no_grad()
     def sample(self, n: int, length: int | None = None, *, temperature: float = 1.0, seed: int = 0,
-               prompt: torch.Tensor | None = None) -> torch.Tensor:
-        """(n, length) codes; sequence i comes from member i mod K (members drawn in turn)."""
+               prompt: torch.Tensor | None = None, gc: float | None = None) -> torch.Tensor:
+        """(n, length) codes; sequence i comes from member i mod K (members drawn in turn).
+        ``gc`` asks a conditional family for sequences of that GC content."""
         length = length or self.stats.seq_len
+        extra = {}
+        if gc is not None:
+            if not self.family.conditional:
+                raise ConfigError(f"--gc: the {self.family.name!r} family does not generate to a requested GC")
+            extra["gc"] = float(gc)
         g = torch.Generator(device=self.device).manual_seed(seed)
         K = len(self.members)
         out = torch.empty(n, length, dtype=torch.long)
@@ -108,8 +127,14 @@ class Ensemble:
                 continue
             nets.eval()
             out[m::K] = self.family.sample(nets, n_m, length, temperature=temperature, generator=g,
-                                           prompt=prompt).cpu()
+                                           prompt=prompt, **extra).cpu()
         return out
+
+
+def _nanmean(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
 
 
 def _run_dir(cfg: C.RunConfig) -> Path:
@@ -158,7 +183,8 @@ def load_ensemble(path, device: str = "auto") -> tuple[Ensemble, dict]:
     except DnaganError as exc:
         raise CheckpointError(f"{path}: stored config does not fit this version ({exc})") from None
     s = ck["stats"]
-    stats = DataStats(seq_len=int(s["seq_len"]), base_freq=tuple(s["base_freq"]), gc=float(s["gc"]))
+    stats = DataStats(seq_len=int(s["seq_len"]), base_freq=tuple(s["base_freq"]), gc=float(s["gc"]),
+                      gc_percentiles=tuple(s.get("gc_percentiles", ())))
     members = [family.build(cfg, stats).to(dev) for _ in ck["members"]]
     for nets, sd in zip(members, ck["members"]):
         try:
@@ -230,7 +256,8 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
         log.warning("validation set is empty; the validation score uses training windows")
     target_gc = tc.target_gc if tc.target_gc is not None else data.gc()
     stats = DataStats(seq_len=data.seq_len, base_freq=tuple(float(f) for f in data.base_freq()),
-                      gc=float(data.gc()))
+                      gc=float(data.gc()),
+                      gc_percentiles=tuple(float(v) for v in np.percentile(M.gc_content(data.train), np.arange(101))))
     members = build_members(family, cfg, stats, device)
     if init_checkpoint:
         src, _ = load_ensemble(init_checkpoint, device=str(device))
@@ -259,6 +286,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
     shuffle_gen = torch.Generator().manual_seed(tc.seed + 1)
     fam_gen = torch.Generator(device=device).manual_seed(tc.seed + 2)
     curriculum = curriculum_from_config(tc, data.seq_len) if tc.curriculum else None
+    schedule = curriculum_from_config(tc, data.seq_len)  # temperature annealing without --curriculum
 
     start_epoch, best, since_best, step = 0, math.inf, 0, 0
     run_dir = _run_dir(cfg)
@@ -288,6 +316,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
     best_path = ckpt_dir / f"{cfg.family}_best.pt"
     last_path = ckpt_dir / f"{cfg.family}_last.pt"
     train_x = torch.from_numpy(data.train)
+    val_x = torch.from_numpy(np.ascontiguousarray(val))
 
     def payload(epoch_done: int) -> dict:
         return {
@@ -303,6 +332,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
             "epochs_since_best": since_best,
             "rng": _rng_state(shuffle_gen, fam_gen),
             "stats": {"seq_len": stats.seq_len, "base_freq": list(stats.base_freq), "gc": stats.gc,
+                      "gc_percentiles": list(stats.gc_percentiles),
                       "target_gc": float(target_gc), "source": data.source},
             "run_dir": str(run_dir),
         }
@@ -313,7 +343,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
     for epoch in bar:
         length = curriculum.length(epoch) if curriculum else data.seq_len
         bw = curriculum.balance_weight(epoch) if curriculum else tc.balance_weight
-        temp = curriculum.temperature(epoch) if curriculum else tc.temperature
+        temp = schedule.temperature(epoch) if (curriculum or tc.anneal_temperature) else tc.temperature
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         t_epoch = time.time()
@@ -322,7 +352,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
             nets.train()
             ctx = StepContext(epoch=epoch, length=length, balance_weight=bw, temperature=temp,
                               target_gc=float(target_gc), ref_freq=stats.base_freq, device=device,
-                              generator=fam_gen, cfg=cfg, optimizers=opts[m], step=step)
+                              generator=fam_gen, cfg=cfg, optimizers=opts[m], step=step, val=val_x)
             family.on_epoch_start(nets, ctx)
             idx = torch.from_numpy(boots[m])[torch.randperm(n_train, generator=shuffle_gen)]
             n_batches = math.ceil(n_train / tc.batch)
@@ -365,6 +395,8 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
         for name, o in opts[0].items():
             row[f"lr_{name}"] = o.param_groups[0]["lr"]
         row.update({"sample_gc": gc, "val_gc": val_gc, "unique_fraction": M.unique_fraction(sample),
+                    "morans_i": _nanmean(M.morans_i(sample)),
+                    "diversity": M.mean_pairwise_hamming(sample, max_n=200, seed=epoch),
                     "val_js_4mer": js4, "val_score": score,
                     "seqs_per_s": n_seen / max(train_seconds, 1e-9), "elapsed_s": time.time() - t0})
         history.append(row)
@@ -396,8 +428,10 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
             break
     epochs_done = history[-1]["epoch"] if history else start_epoch
     if save and history:
-        from analysis.plots import training_curves
+        from analysis.plots import training_curves, training_dynamics
 
         training_curves(history, run_dir / "training_curves.png", title=f"{cfg.family} training")
+        if any("d_loss" in r for r in history):
+            training_dynamics(history, run_dir / "training_dynamics.png", title=f"{cfg.family} training dynamics")
     return TrainResult(ensemble, history, run_dir, best_path if save else None,
                        last_path if save else None, int(epochs_done), time.time() - t0)

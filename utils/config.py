@@ -26,6 +26,7 @@ class DataConfig:
     block_size: int = 10_000  # split block size in bases for long records
     max_sequences: int = 0  # cap on training windows; 0 = all
     crop_records: bool = False  # one record = one sequence, cropped to seq_len
+    synthetic: int = 0  # > 0: train on this many uniformly random windows instead of a file
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ class TrainConfig:
     curriculum_every: int = 5  # epochs per length stage
     temperature: float = 1.0  # training temperature (Gumbel families); annealed by curriculum
     temperature_min: float = 0.5
-    temperature_decay: float = 0.97  # per-epoch multiplicative decay under --curriculum
+    temperature_decay: float = 0.97  # per-epoch multiplicative decay under --curriculum or anneal_temperature
+    anneal_temperature: bool = False  # anneal the temperature without the length curriculum
+    mle_epochs: int = 0  # epochs of maximum-likelihood pretraining before adversarial G updates
     time_budget: float = 0.0  # seconds of training, then stop cleanly; 0 = no limit
     checkpoint_dir: str = "checkpoints"
     run_dir: str = ""  # default runs/<model>_<timestamp>

@@ -190,6 +190,22 @@ def encode_record(path, rid: str, seq: str) -> np.ndarray:
     return codes
 
 
+def read_gapped(path) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
+    """Records with gaps to fill: (id, codes, gap mask, original text). N, IUPAC codes, '-' and
+    '?' are gaps; anything else that is not a nucleotide is an InputError with its position."""
+    out = []
+    for rid, seq in read_records(path):
+        codes = encode(seq)
+        qm = np.frombuffer(seq.encode("ascii", "replace"), np.uint8) == ord("?")
+        bad = np.flatnonzero((codes == INVALID) & ~qm)
+        if bad.size:
+            p = int(bad[0])
+            raise InputError(f"{path}: record {rid!r}, position {p + 1}: {seq[p]!r} is neither a base nor a gap (N, ?)")
+        gaps = (codes == AMBIGUOUS) | qm
+        out.append((rid, np.where(gaps, 0, codes).astype(np.uint8), gaps, seq))
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Windows and the train/validation split
 

@@ -1,0 +1,304 @@
+"""Gumbel-softmax GAN: an LSTM generator whose every step reads the previous step's Gumbel-softmax
+output, against a CNN or bidirectional-LSTM discriminator.
+
+Generator : z (100) [+ GC-bin embedding] -> Linear -> LSTM initial (h, c); LSTM (256) over the
+            previous base (one-hot, or the previous Gumbel-softmax sample when free running)
+            -> dropout 0.2 -> Linear -> logits over A, C, G, T.
+D (cnn)   : three Conv1d blocks (64, 128, 256 filters) each followed by max pooling -> [mean, max]
+            pool (+ minibatch std) -> Dense 256 -> dropout 0.3 -> spectral-normalised logit.
+D (lstm)  : bidirectional LSTM (256) -> [mean, max] pool (+ minibatch std) -> same head.
+            With --condition gc both discriminators add a projection term <embed(label), h>.
+
+The generator is autoregressive, so it is first trained by maximum likelihood with teacher forcing
+(train.mle_epochs), as RelGAN and SeqGAN do. The discriminator trains from the start (so its
+accuracy is monitored at every epoch); the generator's adversarial term, weighted by
+model.adv_weight, joins its MLE term after the pretraining epochs. Keeping the MLE term is what
+keeps the adversarial phase from collapsing the generator (the report's GC -> 0 and diversity -> 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.blocks import gumbel_softmax, sample_categorical
+from models.registry import DataStats, Family, register
+from train.losses import GAN_LOSSES, balance_penalty, balanced_loss, d_loss, g_loss, gradient_penalty
+from utils.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GumbelConfig:
+    noise_dim: int = 100  # generator noise (sets the LSTM's initial hidden and cell states)
+    hidden: int = 256  # generator LSTM units
+    layers: int = 1  # generator LSTM layers
+    dropout: float = 0.2  # generator dropout on LSTM outputs
+    straight_through: bool = True  # D sees hard one-hots with the soft gradient (False: soft samples)
+    disc: str = "cnn"  # cnn | lstm
+    d_filters: tuple = (64, 128, 256)  # CNN discriminator filters per convolution
+    d_kernel: int = 5  # CNN discriminator kernel width
+    d_hidden: int = 256  # bidirectional-LSTM units (lstm) and dense units (both)
+    d_dropout: float = 0.3
+    minibatch_std: bool = True  # batch-diversity feature in D against mode collapse
+    loss: str = "bce"  # bce | wgan-gp | hinge
+    gp_weight: float = 10.0
+    label_smoothing: float = 0.1  # one-sided (bce): real target 1 - s
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs (real and fake)
+    d_steps: int = 1  # discriminator updates per adversarial step
+    adv_every: int = 4  # adversarial (D, then G) updates on every n-th step; others are MLE only
+    adv_weight: float = 0.1  # weight of G's adversarial term (after train.mle_epochs)
+    mle_weight: float = 1.0  # teacher-forced cross-entropy kept during adversarial training
+    condition: str = "none"  # none | gc: GC-bin label for G and D
+    gc_bins: int = 5  # quantile bins of training-window GC
+    label_dim: int = 16
+
+    def validate(self):
+        if self.loss not in GAN_LOSSES:
+            raise ConfigError(f"model.loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
+        if self.disc not in ("cnn", "lstm"):
+            raise ConfigError(f"model.disc must be cnn or lstm, got {self.disc!r}")
+        if self.condition not in ("none", "gc"):
+            raise ConfigError(f"model.condition must be none or gc, got {self.condition!r}")
+        if self.gc_bins < 2 and self.condition == "gc":
+            raise ConfigError("model.gc_bins must be >= 2")
+        if self.d_steps < 1 or self.adv_every < 1 or self.hidden < 1 or self.layers < 1:
+            raise ConfigError("model.d_steps, adv_every, hidden and layers must be >= 1")
+        if not self.d_filters:
+            raise ConfigError("model.d_filters needs at least one convolution")
+
+
+class LSTMGenerator(nn.Module):
+    def __init__(self, c: GumbelConfig, n_labels: int):
+        super().__init__()
+        self.c = c
+        self.label = nn.Embedding(n_labels, c.label_dim) if n_labels else None
+        e = c.label_dim if n_labels else 0
+        self.init_h = nn.Linear(c.noise_dim + e, c.layers * c.hidden)
+        self.init_c = nn.Linear(c.noise_dim + e, c.layers * c.hidden)
+        self.lstm = nn.LSTM(4 + e, c.hidden, c.layers, batch_first=True,
+                            dropout=c.dropout if c.layers > 1 else 0.0)
+        self.drop = nn.Dropout(c.dropout)
+        self.out = nn.Linear(c.hidden, 4)
+
+    def _cond(self, y, B, device):
+        if self.label is None:
+            return None
+        if y is None:
+            raise ValueError("a GC-conditional generator needs labels")
+        return self.label(y.to(device))
+
+    def init_state(self, z, e):
+        zin = z if e is None else torch.cat([z, e], -1)
+        B, c = z.shape[0], self.c
+
+        def shape(t):
+            return torch.tanh(t).reshape(B, c.layers, c.hidden).transpose(0, 1).contiguous()
+
+        return shape(self.init_h(zin)), shape(self.init_c(zin))
+
+    def noise(self, B, device, generator):
+        return torch.randn(B, self.c.noise_dim, device=device, generator=generator)
+
+    def forward(self, x, z, y=None):
+        """Teacher-forced logits (B, L, 4): position t reads the true base t-1 (zeros at t = 0)."""
+        B, L = x.shape
+        e = self._cond(y, B, x.device)
+        inp = F.pad(F.one_hot(x[:, :-1], 4).float(), (0, 0, 1, 0))
+        if e is not None:
+            inp = torch.cat([inp, e.unsqueeze(1).expand(B, L, -1)], -1)
+        h, _ = self.lstm(inp, self.init_state(z, e))
+        return self.out(self.drop(h))
+
+    def free_run(self, B, L, z, y=None, *, tau=1.0, hard=True, generator=None):
+        """Differentiable sampling: each step reads the previous step's Gumbel-softmax sample.
+        Returns samples (B, L, 4) (straight-through one-hots if hard) and logits (B, L, 4)."""
+        e = self._cond(y, B, z.device)
+        state = self.init_state(z, e)
+        prev = z.new_zeros(B, 4)
+        outs, logits = [], []
+        for _ in range(L):
+            inp = prev if e is None else torch.cat([prev, e], -1)
+            h, state = self.lstm(inp.unsqueeze(1), state)
+            lg = self.out(self.drop(h[:, 0]))
+            prev = gumbel_softmax(lg, tau=tau, hard=hard, generator=generator)
+            outs.append(prev)
+            logits.append(lg)
+        return torch.stack(outs, 1), torch.stack(logits, 1)
+
+    @torch.no_grad()
+    def generate(self, n, L, device, generator, temperature=1.0, prompt=None, y=None):
+        """(n, L) bases sampled one by one; a prompt fixes the first bases."""
+        z = self.noise(n, device, generator)
+        e = self._cond(y, n, device)
+        state = self.init_state(z, e)
+        x = torch.zeros(n, L, dtype=torch.long, device=device)
+        p = 0 if prompt is None else min(int(prompt.numel()), L)
+        if p:
+            x[:, :p] = prompt[:p].to(device)
+        prev = torch.zeros(n, 4, device=device)
+        for t in range(L):
+            inp = prev if e is None else torch.cat([prev, e], -1)
+            h, state = self.lstm(inp.unsqueeze(1), state)
+            if t >= p:
+                x[:, t] = sample_categorical(self.out(h[:, 0]), temperature, generator)
+            prev = F.one_hot(x[:, t], 4).float()
+        return x
+
+
+class _Head(nn.Module):
+    """Pooled features -> (minibatch std) -> Dense -> LeakyReLU -> dropout -> SN logit (+ projection)."""
+
+    def __init__(self, d_feat: int, c: GumbelConfig, n_labels: int):
+        super().__init__()
+        self.mbstd = c.minibatch_std
+        self.fc = nn.Linear(d_feat + int(c.minibatch_std), c.d_hidden)
+        self.drop = nn.Dropout(c.d_dropout)
+        self.out = nn.utils.parametrizations.spectral_norm(nn.Linear(c.d_hidden, 1))
+        self.proj = nn.Embedding(n_labels, c.d_hidden) if n_labels else None
+
+    def forward(self, f, y=None):
+        if self.mbstd:
+            s = f.std(0, unbiased=False).mean() if f.shape[0] > 1 else f.new_zeros(())
+            f = torch.cat([f, s.expand(f.shape[0], 1)], 1)
+        h = self.drop(F.leaky_relu(self.fc(f), 0.2))
+        logit = self.out(h).squeeze(1)
+        if self.proj is not None and y is not None:
+            logit = logit + (self.proj(y) * h).sum(1) / h.shape[1] ** 0.5
+        return logit
+
+
+class CNNDiscriminator(nn.Module):
+    def __init__(self, c: GumbelConfig, n_labels: int):
+        super().__init__()
+        layers, d_in = [], 4
+        for f in map(int, c.d_filters):
+            layers += [nn.Conv1d(d_in, f, c.d_kernel, padding=c.d_kernel // 2), nn.LeakyReLU(0.2),
+                       nn.MaxPool1d(2, ceil_mode=True)]
+            d_in = f
+        self.conv = nn.Sequential(*layers)
+        self.head = _Head(2 * d_in, c, n_labels)
+
+    def forward(self, x, y=None):  # (B, L, 4) -> (B,)
+        h = self.conv(x.transpose(1, 2))
+        return self.head(torch.cat([h.mean(-1), h.amax(-1)], 1), y)
+
+
+class LSTMDiscriminator(nn.Module):
+    def __init__(self, c: GumbelConfig, n_labels: int):
+        super().__init__()
+        self.lstm = nn.LSTM(4, c.d_hidden, batch_first=True, bidirectional=True)
+        self.head = _Head(4 * c.d_hidden, c, n_labels)
+
+    def forward(self, x, y=None):  # (B, L, 4) -> (B,)
+        h, _ = self.lstm(x)
+        return self.head(torch.cat([h.mean(1), h.amax(1)], 1), y)
+
+
+class GCBins(nn.Module):
+    """GC-bin labels from the training windows' GC quantiles; the edges travel in the state dict."""
+
+    def __init__(self, stats: DataStats, n_bins: int):
+        super().__init__()
+        pct = list(stats.gc_percentiles) or [stats.gc] * 101
+        inner = [pct[round(100 * i / n_bins)] for i in range(1, n_bins)]
+        self.register_buffer("edges", torch.tensor(inner, dtype=torch.float32))
+
+    def label_of_gc(self, gc: torch.Tensor) -> torch.Tensor:
+        return torch.bucketize(gc.float().to(self.edges.device), self.edges, right=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L) codes -> (B,) bin labels
+        return self.label_of_gc(((x == 1) | (x == 2)).float().mean(1))
+
+
+@register("gumbel")
+class Gumbel(Family):
+    Config = GumbelConfig
+    autoregressive = True
+    conditional = True
+
+    def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
+        c = cfg.model
+        n_labels = c.gc_bins if c.condition == "gc" else 0
+        D = CNNDiscriminator(c, n_labels) if c.disc == "cnn" else LSTMDiscriminator(c, n_labels)
+        nets = {"G": LSTMGenerator(c, n_labels), "D": D}
+        if n_labels:
+            nets["bins"] = GCBins(stats, c.gc_bins)
+        return nn.ModuleDict(nets)
+
+    def param_groups(self, nets):
+        return {"g": list(nets["G"].parameters()), "d": list(nets["D"].parameters())}
+
+    def _d_in(self, x, c, generator):
+        if c.instance_noise > 0:
+            return x + c.instance_noise * torch.randn(x.shape, device=x.device, generator=generator)
+        return x
+
+    def train_step(self, nets, batch, ctx) -> dict[str, float]:
+        c, tc = ctx.cfg.model, ctx.cfg.train
+        G, D = nets["G"], nets["D"]
+        B, L = batch.shape
+        y = nets["bins"](batch) if "bins" in nets else None
+        out: dict[str, float] = {}
+        adv_step = (ctx.step % c.adv_every == 0) and c.adv_weight > 0
+        g_adv = adv_step and ctx.epoch >= tc.mle_epochs
+        fake = logits_f = None
+        if adv_step:
+            real = F.one_hot(batch, 4).float()
+            # D trains from the start, so its accuracy is on record at every epoch; the sample keeps
+            # its graph only when G will also take an adversarial step on it.
+            with torch.set_grad_enabled(g_adv):
+                fake, logits_f = G.free_run(B, L, G.noise(B, batch.device, ctx.generator), y,
+                                            tau=ctx.temperature, hard=c.straight_through,
+                                            generator=ctx.generator)
+            for _ in range(c.d_steps):
+                fr, ff = self._d_in(real, c, ctx.generator), self._d_in(fake.detach(), c, ctx.generator)
+                r, o = D(fr, y), D(ff, y)
+                loss_d = d_loss(r, o, c.loss, c.label_smoothing)
+                if c.loss == "wgan-gp":
+                    yy = y
+                    loss_d = loss_d + c.gp_weight * gradient_penalty(
+                        lambda v: D(v, yy), real, fake.detach(), ctx.generator)
+                ctx.optimize("d", loss_d)
+            acc_r, acc_f = float((r > 0).float().mean()), float((o < 0).float().mean())
+            out.update(d_loss=float(loss_d.detach()), d_acc_real=acc_r, d_acc_fake=acc_f,
+                       d_acc=0.5 * (acc_r + acc_f))
+
+        loss_g = torch.zeros((), device=batch.device)
+        if c.mle_weight > 0:
+            logits = G(batch, G.noise(B, batch.device, ctx.generator), y)
+            mle = balanced_loss(logits, batch, weight=ctx.balance_weight, target_gc=ctx.target_gc,
+                                ref_freq=ctx.ref_freq)
+            loss_g = loss_g + c.mle_weight * mle
+            out["mle"] = float(mle.detach())
+        if g_adv:
+            adv = g_loss(D(self._d_in(fake, c, ctx.generator), y), c.loss)
+            loss_g = loss_g + c.adv_weight * adv
+            out["g_adv"] = float(adv.detach())
+            if ctx.balance_weight > 0 and c.mle_weight == 0:
+                pen = balance_penalty(F.softmax(logits_f, -1), ctx.target_gc, ctx.ref_freq)
+                loss_g = (1 - ctx.balance_weight) * loss_g + ctx.balance_weight * pen
+        if loss_g.requires_grad:
+            ctx.optimize("g", loss_g)
+        out["g_loss"] = float(loss_g.detach())
+        return out
+
+    @torch.no_grad()
+    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None):
+        G = nets["G"]
+        dev = next(G.parameters()).device
+        bins = nets["bins"] if "bins" in nets else None
+        if gc is not None and bins is None:
+            raise ConfigError("--gc: this gumbel model was trained without --condition gc")
+        chunks = []
+        for s in range(0, n, 4096):
+            m = min(4096, n - s)
+            y = None
+            if bins is not None:
+                if gc is not None:
+                    y = bins.label_of_gc(torch.full((m,), float(gc))).to(dev)
+                else:  # quantile bins: each label is equally frequent in the training data
+                    y = torch.randint(0, G.label.num_embeddings, (m,), device=dev, generator=generator)
+            chunks.append(G.generate(m, length, dev, generator, temperature, prompt, y))
+        return torch.cat(chunks)

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import torch
+
+from analysis import metrics as M
+from main import main
+from models.blocks import gumbel_softmax
+from models.registry import DataStats, get_family
+from train.engine import StepContext, load_ensemble, train
+from utils.config import parse_set, resolve
+from utils.sequences import read_sequences
+from conftest import random_dna
+
+SMALL = ["model.hidden=32", "model.noise_dim=8", "model.d_filters=[8, 16, 16]", "model.d_hidden=16",
+         "model.adv_every=2", "train.mle_epochs=1", "train.eval_samples=40", "data.seq_len=20",
+         "train.batch=16", "train.steps_per_epoch=4", "train.save_every=0", "train.sample_every=0"]
+STATS = DataStats(seq_len=20, base_freq=(0.25,) * 4, gc=0.5, gc_percentiles=tuple(np.linspace(0.2, 0.8, 101)))
+
+
+def small_cfg(genome, *sets):
+    fam = get_family("gumbel")
+    return resolve("gumbel", fam.Config, {"data": {"path": str(genome)}}, parse_set(SMALL + list(sets)))
+
+
+def make(genome, *sets, epoch=0):
+    cfg = small_cfg(genome, *sets)
+    fam = get_family("gumbel")
+    nets = fam.build(cfg, STATS)
+    opts = {k: torch.optim.Adam(p, lr=3e-3) for k, p in fam.param_groups(nets).items()}
+    ctx = StepContext(epoch=epoch, length=20, balance_weight=0.0, temperature=1.0, target_gc=0.5,
+                      ref_freq=(0.25,) * 4, device=torch.device("cpu"),
+                      generator=torch.Generator().manual_seed(0), cfg=cfg, optimizers=opts)
+    return fam, nets, ctx
+
+
+def test_straight_through_gumbel_is_one_hot_forward_and_carries_gradient():
+    logits = torch.randn(6, 20, 4, requires_grad=True)
+    y = gumbel_softmax(logits, tau=0.7, hard=True, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(y.detach().sum(-1), torch.ones(6, 20))
+    assert set(y.detach().unique().tolist()) == {0.0, 1.0}
+    (y * torch.randn(6, 20, 4)).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    soft = gumbel_softmax(logits, tau=0.7, hard=False)
+    assert torch.allclose(soft.sum(-1), torch.ones(6, 20)) and (soft < 1).all()
+
+
+def test_free_run_feeds_back_samples_and_gradient_reaches_every_generator_weight(genome):
+    fam, nets, _ = make(genome)
+    G = nets["G"]
+    fake, logits = G.free_run(5, 20, G.noise(5, "cpu", None), tau=1.0, hard=True)
+    assert fake.shape == logits.shape == (5, 20, 4)
+    assert torch.equal(fake.detach().sum(-1), torch.ones(5, 20))
+    nets["D"](fake).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
+
+
+@pytest.mark.parametrize("disc", ["cnn", "lstm"])
+def test_both_discriminators_take_soft_input(genome, disc):
+    fam, nets, _ = make(genome, f"model.disc={disc}")
+    soft = torch.softmax(torch.randn(7, 20, 4), -1)
+    assert nets["D"](soft).shape == (7,)
+    assert nets["D"](soft[:, :13]).shape == (7,)  # shorter (curriculum) lengths too
+    assert torch.nn.utils.parametrize.is_parametrized(nets["D"].head.out, "weight")
+    with pytest.raises(Exception):
+        fam.build(small_cfg(genome, "model.disc=gru"), STATS)
+
+
+def test_mle_pretraining_leaves_generator_to_mle_and_d_still_trains(genome):
+    fam, nets, ctx = make(genome, "model.adv_every=1", "train.mle_epochs=5", epoch=0)
+    out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
+    assert "d_acc" in out and "g_adv" not in out and "mle" in out
+    ctx.epoch = 5
+    out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
+    assert {"d_acc", "g_adv", "mle", "d_loss"} <= set(out)
+    for sets in (["model.loss=wgan-gp", "model.straight_through=false"], ["model.loss=hinge", "model.disc=lstm"]):
+        fam, nets, ctx = make(genome, "model.adv_every=1", "train.mle_epochs=0", *sets)
+        out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
+        assert all(np.isfinite(v) for v in out.values())
+
+
+def test_mle_loss_falls_when_overfitting_two_batches(genome):
+    fam, nets, ctx = make(genome, "model.adv_weight=0")
+    batch = torch.zeros(16, 20, dtype=torch.long)
+    batch[:, 1::2] = 3
+    batch[8:, 1::2] = 2
+    first = fam.train_step(nets, batch, ctx)["mle"]
+    for _ in range(200):
+        last = fam.train_step(nets, batch, ctx)["mle"]
+    assert first > 1.0 and last < 0.3 * first
+    s = fam.sample(nets, 50, 20, generator=ctx.generator, temperature=0.5)
+    assert (s[:, 0::2] == 0).float().mean() > 0.9
+
+
+def test_temperature_anneals_on_its_schedule(genome, tmp_path):
+    res = train(small_cfg(genome, "train.epochs=3", "train.anneal_temperature=true", "train.temperature=1.0",
+                          "train.temperature_decay=0.5", "train.temperature_min=0.3",
+                          f"train.checkpoint_dir={tmp_path}/c", f"train.run_dir={tmp_path}/r"))
+    assert [r["temperature"] for r in res.history] == [1.0, 0.5, 0.3]
+    assert (tmp_path / "r/training_dynamics.png").stat().st_size > 10_000
+    for k in ("d_acc", "d_loss", "g_loss", "morans_i", "diversity", "sample_gc"):
+        assert k in res.history[-1], k
+
+
+def test_gc_conditional_generator_follows_its_label(tmp_path):
+    # windows of 20 bp from alternating AT-rich and GC-rich stretches
+    parts = [random_dna(200, seed=i, gc=0.2 if i % 2 else 0.8) for i in range(40)]
+    path = tmp_path / "mixed.fasta"
+    path.write_text(">mixed\n" + "".join(parts) + "\n")
+    res = train(small_cfg(path, "model.condition=gc", "model.gc_bins=2", "model.adv_weight=0",
+                          "train.epochs=4", "train.steps_per_epoch=40", "train.lr_g=0.01",
+                          f"train.checkpoint_dir={tmp_path}/c", f"train.run_dir={tmp_path}/r"))
+    ens, _ = load_ensemble(res.last_path)
+    lo = M.gc_content(ens.sample(200, seed=1, gc=0.2).numpy()).mean()
+    hi = M.gc_content(ens.sample(200, seed=1, gc=0.8).numpy()).mean()
+    assert hi - lo > 0.3, (lo, hi)
+    assert torch.equal(ens.sample(10, seed=3, gc=0.8), res.ensemble.sample(10, seed=3, gc=0.8))
+
+
+def test_cli_train_gen_gumbel_tiny(genome, tmp_path):
+    argv = ["--mode", "train", "--model", "gumbel", "--data", str(genome), "--epochs", "2", "--disc", "lstm"]
+    for s in SMALL:
+        argv += ["--set", s]
+    assert main(argv + ["--set", "train.save_every=2"]) == 0
+    assert (tmp_path / "checkpoints/gumbel_epoch2.pt").exists()
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/gumbel_epoch2.pt", "--n", "9",
+                 "--prompt", "ACG", "--data", str(genome)]) == 0
+    seqs = read_sequences(tmp_path / "outputs/generated.fasta")
+    assert seqs.shape == (9, 20) and (seqs[:, :3] == [0, 1, 2]).all()
+    # --gc on an unconditional model, and a family flag on the wrong family: one line, exit 2
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/gumbel_epoch2.pt", "--gc", "0.5"]) == 2
+    assert main(["--mode", "train", "--model", "markov", "--disc", "cnn", "--data", str(genome)]) == 2

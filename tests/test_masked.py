@@ -1,0 +1,179 @@
+import numpy as np
+import pytest
+import torch
+
+from analysis.baselines import context_counts, predict_masked
+from main import main
+from models.masked import IGNORE, MASK, mask_tokens, unmask
+from models.registry import DataStats, get_family
+from train.engine import StepContext, load_ensemble, train
+from utils.config import parse_set, resolve
+from utils.errors import ConfigError, InputError
+from utils.sequences import read_records, read_sequences
+
+SMALL = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.val_windows=200",
+         "train.eval_samples=20", "data.seq_len=24", "train.batch=32", "train.steps_per_epoch=10",
+         "train.save_every=0", "train.sample_every=0"]
+
+
+def small_cfg(genome, *sets):
+    fam = get_family("masked")
+    return resolve("masked", fam.Config, {"data": {"path": str(genome)}}, parse_set(SMALL + list(sets)))
+
+
+def make(genome, *sets):
+    cfg = small_cfg(genome, *sets)
+    fam = get_family("masked")
+    nets = fam.build(cfg, DataStats(seq_len=24, base_freq=(0.25,) * 4, gc=0.5))
+    opts = {"g": torch.optim.Adam(nets.parameters(), lr=3e-3)}
+    ctx = StepContext(epoch=0, length=24, balance_weight=0.0, temperature=1.0, target_gc=0.5,
+                      ref_freq=(0.25,) * 4, device=torch.device("cpu"),
+                      generator=torch.Generator().manual_seed(0), cfg=cfg, optimizers=opts)
+    return fam, nets, ctx
+
+
+@pytest.mark.parametrize("bert", [False, True])
+def test_masking_rate_within_tolerance_on_1e5_tokens(bert):
+    x = torch.randint(0, 4, (1000, 100), generator=torch.Generator().manual_seed(0))
+    inp, lab = mask_tokens(x, 0.3, torch.Generator().manual_seed(1), bert=bert)
+    rate = float((lab != IGNORE).float().mean())
+    assert abs(rate - 0.3) < 0.01
+    m = lab != IGNORE
+    assert torch.equal(lab[m], x[m]) and torch.equal(inp[~m], x[~m])  # unmasked inputs untouched
+    frac_mask_token = float((inp[m] == MASK).float().mean())
+    assert (abs(frac_mask_token - 0.8) < 0.02) if bert else frac_mask_token == 1.0
+
+
+def test_loss_ignores_unmasked_positions(genome):
+    fam, nets, ctx = make(genome)
+    M = nets["M"]
+    x = torch.randint(0, 4, (4, 24))
+    inp, lab = mask_tokens(x, 0.3, torch.Generator().manual_seed(2))
+    logits = M(inp)
+    logits.retain_grad()
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 6), lab.reshape(-1), ignore_index=IGNORE).backward()
+    g = logits.grad.abs().sum(-1)
+    assert (g[lab == IGNORE] == 0).all() and (g[lab != IGNORE] > 0).all()
+
+
+def test_tiny_model_overfits_a_tiny_set_above_90_percent(genome):
+    fam, nets, ctx = make(genome, "model.dropout=0", "model.mask_prob=0.15")
+    motif = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0] * 3)
+    batch = torch.stack([motif.roll(s) for s in range(8)] * 4)  # 32 rotations of a periodic motif
+    first = fam.train_step(nets, batch, ctx)["loss"]
+    for _ in range(150):
+        last = fam.train_step(nets, batch, ctx)["loss"]
+    nets.eval()
+    inp, lab = mask_tokens(batch, 0.15, torch.Generator().manual_seed(5))
+    m = lab != IGNORE
+    acc = float((nets["M"].base_logits(inp).argmax(-1)[m] == lab[m]).float().mean())
+    assert last < 0.3 * first and acc > 0.9, (first, last, acc)
+
+
+def test_synthetic_random_data_stays_at_chance(tmp_path):
+    cfg = resolve("masked", get_family("masked").Config, {},
+                  parse_set(SMALL + ["data.synthetic=3000", "train.epochs=3", "train.steps_per_epoch=30",
+                                     f"train.checkpoint_dir={tmp_path}/c", f"train.run_dir={tmp_path}/r"]))
+    res = train(cfg)
+    acc = res.history[-1]["val_masked_acc"]
+    assert 0.21 < acc < 0.29, acc
+    for k in ("loss", "grad_norm", "val_masked_loss", "peak_memory_mb"):
+        assert k in res.history[-1]
+
+
+def test_unmask_and_infill_never_change_known_bases(genome):
+    fam, nets, ctx = make(genome)
+    nets.eval()
+    x = torch.randint(0, 4, (3, 24))
+    tok = x.clone()
+    tok[:, 5:15] = MASK
+    out = unmask(nets["M"], tok, steps=4, generator=ctx.generator)
+    assert torch.equal(out[:, :5], x[:, :5]) and torch.equal(out[:, 15:], x[:, 15:])
+    assert (out < 4).all()
+    long = torch.randint(0, 4, (100,))
+    gaps = torch.zeros(100, dtype=torch.bool)
+    gaps[[0, 1, 40, 41, 42, 99]] = True
+    filled = fam.infill(nets, long, gaps, generator=ctx.generator)
+    assert torch.equal(filled[~gaps], long[~gaps]) and (filled < 4).all()
+
+
+def test_count_baseline_learns_a_deterministic_context():
+    seg = np.array([0, 1, 2, 3] * 200, dtype=np.uint8)  # ACGT repeated: centre fixed by neighbours
+    tables = {1: context_counts([seg], 1), 2: context_counts([seg], 2)}
+    x = np.array([[0, 1, 2, 3] * 5], dtype=np.uint8)
+    mask = np.zeros_like(x, dtype=bool)
+    mask[0, [3, 9, 14]] = True
+    pred = predict_masked(x, mask, tables)
+    assert (pred[mask] == x[mask]).all()
+
+
+def test_cli_train_gen_infill_and_checkpoint_reload(genome, tmp_path):
+    argv = ["--mode", "train", "--model", "masked", "--data", str(genome), "--epochs", "2"]
+    for s in SMALL:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    ck = "checkpoints/masked_last.pt"
+    assert main(["--mode", "gen", "--checkpoint", ck, "--n", "7", "--prompt", "ACGT"]) == 0
+    seqs = read_sequences(tmp_path / "outputs/generated.fasta")
+    assert seqs.shape == (7, 24) and (seqs[:, :4] == [0, 1, 2, 3]).all()
+    gaps = tmp_path / "gaps.fasta"
+    gaps.write_text(">a first\nACGTNNNNacgt??GGCC\n>b\n" + "ACGT" * 20 + "NN" + "T" * 10 + "\n")
+    for out in ("f1.fasta", "f2.fasta"):
+        assert main(["--mode", "gen", "--checkpoint", ck, "--infill", str(gaps), "--output", out, "--seed", "3"]) == 0
+    a, b = read_records("f1.fasta"), read_records("f2.fasta")
+    assert a == b  # a reloaded checkpoint fills identically for a seed
+    assert a[0][1][:4] == "ACGT" and a[0][1][8:12] == "acgt" and a[0][1][14:] == "GGCC"
+    assert set(a[0][1][4:8] + a[0][1][12:14]) <= set("ACGT") and len(a[1][1]) == 92
+    bad = tmp_path / "bad.fasta"
+    bad.write_text(">x\nACGT*NN\n")
+    assert main(["--mode", "gen", "--checkpoint", ck, "--infill", str(bad)]) == 2
+    ens, _ = load_ensemble(ck)
+    assert torch.equal(ens.sample(5, seed=2), ens.sample(5, seed=2))
+
+
+def test_infill_is_refused_by_families_without_it(genome, tmp_path):
+    assert main(["--mode", "train", "--model", "markov", "--data", str(genome), "--epochs", "1",
+                 "--seq_len", "20", "--set", "train.eval_samples=20"]) == 0
+    gaps = tmp_path / "g.fasta"
+    gaps.write_text(">a\nACGTNNACGT\n")
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_last.pt", "--infill", str(gaps)]) == 2
+
+
+def test_fetch_uses_entrez_then_the_cache_and_fails_offline_in_one_line(tmp_path, capsys):
+    from utils import fetch as F
+
+    class Stub:
+        email = None
+        calls = 0
+
+        def efetch(self, **kw):
+            Stub.calls += 1
+            import io
+            assert kw["id"] == "NC_001416" and kw["rettype"] == "fasta"
+            return io.StringIO(">NC_001416.1 Enterobacteria phage lambda\nGGGCGGCGACCT\n")
+
+    p = F.fetch("NC_001416", "me@example.org", tmp_path / "d", entrez=Stub())
+    assert read_records(p) == [("NC_001416.1", "GGGCGGCGACCT")]
+    F.fetch("NC_001416", "me@example.org", tmp_path / "d", entrez=Stub())
+    assert Stub.calls == 1  # the second call is served from disk
+
+    class Offline:
+        def efetch(self, **kw):
+            import urllib.error
+            raise urllib.error.URLError("Temporary failure in name resolution")
+
+    with pytest.raises(InputError, match="cannot fetch NC_000913"):
+        F.fetch("NC_000913", "me@example.org", tmp_path / "d", entrez=Offline())
+    assert not (tmp_path / "d/NC_000913.fasta").exists()
+    with pytest.raises(ConfigError):
+        F.fetch("not an accession!", "me@example.org", tmp_path)
+
+
+def test_curriculum_and_init_checkpoint_fine_tuning(genome, tmp_path):
+    src = train(small_cfg(genome, "train.epochs=1", f"train.checkpoint_dir={tmp_path}/a", f"train.run_dir={tmp_path}/ra"))
+    tuned = train(small_cfg(genome, "train.epochs=3", "train.curriculum=true", "train.curriculum_every=1",
+                            "train.balance_weight=0.3", f"train.checkpoint_dir={tmp_path}/b",
+                            f"train.run_dir={tmp_path}/rb"), init_checkpoint=str(src.last_path))
+    assert [r["length"] for r in tuned.history] == [2, 4, 6]  # seq_len 24: start and step round(2.4)
+    assert [r["balance_weight"] for r in tuned.history] == [0.3, 0.3, 0.3]
+    assert tuned.ensemble.sample(3, 24, seed=0).shape == (3, 24)
