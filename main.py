@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", default=None, help="FASTA path; a .txt twin is written beside it")
     a = p.add_argument_group("analyze")
     a.add_argument("--generated", default=None)
-    a.add_argument("--heldout", default=None)
+    a.add_argument("--heldout", default=None, help="reference sequences instead of --data's windows")
+    a.add_argument("--run", default=None, metavar="RUN_DIR",
+                   help="analyze a run directory: its final sample against its own held-out split")
     a.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
     return p
 
@@ -204,19 +206,47 @@ def cmd_analyze(args) -> int:
     from analysis.report import analyze
     from utils.sequences import load_sequences, read_sequences
 
-    gen_path = args.generated or "outputs/generated.fasta"
-    data_path = args.data or "data/example_genome.fasta"
-    gen = read_sequences(gen_path, seq_len=args.seq_len)
-    L = gen.shape[1]
-    data = load_sequences(data_path, L, val_fraction=0.0)
-    ref = read_sequences(args.heldout, seq_len=L) if args.heldout else data.train
-    out = args.output_dir or "outputs/analysis"
+    if args.run:
+        gen_path, data, ref, where = _run_inputs(args.run, args.seq_len)
+        gen = read_sequences(gen_path, seq_len=data.seq_len)
+    else:
+        gen_path = args.generated or "outputs/generated.fasta"
+        data_path = args.data or "data/example_genome.fasta"
+        gen = read_sequences(gen_path, seq_len=args.seq_len)
+        data = load_sequences(data_path, gen.shape[1], val_fraction=0.0)
+        ref = read_sequences(args.heldout, seq_len=gen.shape[1]) if args.heldout else data.train
+        where = data_path + (f" (reference: {args.heldout})" if args.heldout else "")
+    out = args.output_dir or (str(Path(args.run) / "analysis") if args.run else "outputs/analysis")
     row = analyze(gen, ref, out, train_segments=data.train_segments, train=data.train,
-                  seed=args.seed or 0)
-    print(f"analyzed {row['n']} sequences against {data_path}: GC {row['gc_mean']:.3f} "
+                  seed=args.seed or 0, title=f"{Path(gen_path).name} vs {where}")
+    print(f"analyzed {row['n']} sequences against {where}: GC {row['gc_mean']:.3f} "
           f"(real {row['gc_ref']:.3f}), 4-mer JS {row['js_4mer']:.4f}, unique {row['unique_fraction']:.3f}, "
           f"exact copies {row.get('exact_copies')}, C2ST AUC {row.get('c2st_auc')}; report in {out}/")
     return 0
+
+
+def _run_inputs(run_dir, seq_len=None):
+    """A run directory's final sample, its data split (as trained) and its held-out windows."""
+    import re
+
+    import yaml
+
+    from utils.sequences import load_sequences
+
+    run = Path(run_dir)
+    cfg_path = run / "config.yaml"
+    if not cfg_path.exists():
+        raise ConfigError(f"{run}: not a run directory (no config.yaml)")
+    samples = sorted(run.glob("sequences/epoch*.fasta"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+    if not samples:
+        raise ConfigError(f"{run}: no sequences/epoch*.fasta (train with --sample_every N)")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    d, t = cfg["data"], cfg["train"]
+    data = load_sequences(d["path"], seq_len or d["seq_len"], stride=d.get("stride", 0),
+                          val_fraction=d.get("val_fraction", 0.2), block_size=d.get("block_size", 10_000),
+                          seed=t.get("seed", 42), crop=d.get("crop_records", False))
+    ref = data.val if data.val.shape[0] else data.train
+    return samples[-1], data, ref, f"{d['path']} held-out windows"
 
 
 def main(argv=None) -> int:

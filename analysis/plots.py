@@ -62,7 +62,8 @@ def training_dynamics(history: list[dict], path, title: str = "training dynamics
     panels = [
         ("generator loss", [("g_loss", "total"), ("g_adv", "adversarial"), ("mle", "MLE")], None),
         ("discriminator loss", [("d_loss", "D loss")], None),
-        ("discriminator accuracy", [("d_acc", "mean"), ("d_acc_real", "real"), ("d_acc_fake", "fake")], (0, 1.02)),
+        ("discriminator accuracy", [("d_acc", "mean"), ("d_acc_real", "real"), ("d_acc_fake", "fake"),
+                                    ("d_auc", "AUC (real vs fake)")], (0, 1.02)),
         ("GC content", [("sample_gc", "generated"), ("val_gc", "held-out")], None),
         ("Moran's I (GC, lag 1)", [("morans_i", "generated")], None),
         ("diversity (mean pairwise Hamming)", [("diversity", "generated"), ("unique_fraction", "unique")], (0, 1.02)),
@@ -143,4 +144,101 @@ def composition_bars(gen, ref, path) -> Path:
     ax.set_ylabel("frequency")
     ax.set_title("nucleotide composition")
     ax.legend()
+    return _save(fig, path)
+
+
+def _kmer3_matrix(x) -> np.ndarray:
+    """(16, 4) 3-mer frequencies: row = first two bases (AA..TT), column = third base."""
+    return M.kmer_spectrum(x, 3).reshape(16, 4)
+
+
+DINUC = [a + b for a in BASES for b in BASES]
+
+
+def kmer3_heatmap(gen, ref, path) -> Path:
+    """3-mer frequencies in a 16 x 4 layout for real and generated, and their difference."""
+    fr, fg = _kmer3_matrix(ref), _kmer3_matrix(gen)
+    vmax = max(fr.max(), fg.max())
+    d = np.abs(fg - fr).max() or 1e-3
+    fig, axes = plt.subplots(1, 3, figsize=(11, 6.2))
+    for ax, mat, name, cmap, (vmin, vm) in [
+        (axes[0], fr, "real", "viridis", (0, vmax)),
+        (axes[1], fg, "generated", "viridis", (0, vmax)),
+        (axes[2], fg - fr, "generated - real", "RdBu_r", (-d, d)),
+    ]:
+        sns.heatmap(mat, ax=ax, cmap=cmap, vmin=vmin, vmax=vm, xticklabels=BASES, yticklabels=DINUC,
+                    cbar_kws={"label": "frequency" if ax is not axes[2] else "difference"})
+        ax.set_title(f"3-mer frequency: {name}", fontsize=10)
+        ax.set_xlabel("third base")
+        ax.set_ylabel("first two bases")
+    return _save(fig, path)
+
+
+def homopolymer_plot(gen, ref, path, max_len: int = 12) -> Path:
+    hr, hg = M.homopolymer_runs(ref, max_len), M.homopolymer_runs(gen, max_len)
+    x = np.arange(1, max_len + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.bar(x - 0.2, hr, 0.4, label="real")
+    ax.bar(x + 0.2, hg, 0.4, label="generated")
+    ax.set_yscale("log")
+    ax.set_xticks(x, [str(i) if i < max_len else f">={max_len}" for i in x])
+    ax.set_xlabel("homopolymer run length (bases)")
+    ax.set_ylabel("fraction of runs (log)")
+    ax.set_title("homopolymer run-length distribution")
+    ax.legend()
+    return _save(fig, path)
+
+
+def nn_identity_hist(ident_gen, ident_real, path) -> Path:
+    """Nearest-training-neighbour identity of generated sequences, beside held-out real ones."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    bins = np.linspace(0, 1, 51)
+    if ident_real is not None and len(ident_real):
+        ax.hist(ident_real, bins=bins, alpha=0.5, density=True, label="held-out real")
+    ax.hist(ident_gen, bins=bins, alpha=0.5, density=True, label="generated")
+    ax.axvline(1.0, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("identity to the nearest training window (1 = copy)")
+    ax.set_ylabel("density")
+    ax.set_title("novelty: nearest-neighbour identity")
+    ax.legend()
+    return _save(fig, path)
+
+
+def metric_bars(rows: list[dict], metrics: list[str], path, floor: dict | None = None,
+                readings: dict | None = None) -> Path:
+    """One bar chart per metric, one bar per model, the real-vs-real floor as a dashed line."""
+    n = len(metrics)
+    cols = min(3, n)
+    nr = -(-n // cols)
+    fig, axes = plt.subplots(nr, cols, figsize=(4.6 * cols, 3.4 * nr), squeeze=False)
+    labels = [r["model"] for r in rows]
+    colors = sns.color_palette("tab10", len(rows))
+    for ax, m in zip(axes.ravel(), metrics):
+        vals = [r.get(m, np.nan) if r.get(m) is not None else np.nan for r in rows]
+        ax.bar(range(len(rows)), vals, color=colors)
+        if floor and floor.get(m) is not None:
+            ax.axhline(floor[m], color="k", ls="--", lw=1, label="real vs real")
+            ax.legend(fontsize=7)
+        ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_title(m + (f"\n({readings[m]})" if readings and m in readings else ""), fontsize=9)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def kmer_grid(sets: dict, ref, path) -> Path:
+    """One panel per model: its 3-mer frequencies minus the real ones (16 x 4 layout)."""
+    fr = _kmer3_matrix(ref)
+    mats = {name: _kmer3_matrix(x) - fr for name, x in sets.items()}
+    d = max((np.abs(m).max() for m in mats.values()), default=1e-3) or 1e-3
+    n = len(mats)
+    cols = min(4, n)
+    nr = -(-n // cols)
+    fig, axes = plt.subplots(nr, cols, figsize=(3.2 * cols, 5.6 * nr), squeeze=False)
+    for ax, (name, mat) in zip(axes.ravel(), mats.items()):
+        sns.heatmap(mat, ax=ax, cmap="RdBu_r", vmin=-d, vmax=d, xticklabels=BASES, yticklabels=DINUC,
+                    cbar=ax is axes.ravel()[n - 1])
+        ax.set_title(f"{name}\n3-mer freq - real", fontsize=9)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
     return _save(fig, path)

@@ -1,58 +1,184 @@
-"""The analyze report: metrics.json, report.md and figures for a generated set against real data."""
+"""The analyze report: metrics.json, report.md, report.html and figures for a generated set against
+real data. Every number comes from analysis/metrics.py, the same functions training and the
+benchmarks use."""
 from __future__ import annotations
 
+import base64
+import html
 import json
 import math
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import ks_2samp
+from tqdm.auto import tqdm
 
 from analysis import metrics as M
 from analysis import plots
 from utils.sequences import atomic_write_text
 
 READINGS = {
+    "n": "generated sequences analysed",
+    "n_real": "real (reference) sequences",
+    "length": "bases per sequence",
+    "gc_mean": "mean GC of the generated set",
+    "gc_std": "spread of per-sequence GC (generated)",
+    "gc_ref": "mean GC of the real set",
+    "gc_std_ref": "spread of per-sequence GC (real)",
     "gc_abs_diff": "0 = same mean GC as the real set",
-    "js_4mer": "JS divergence in bits: 0 = identical 4-mer spectra, 1 = disjoint",
-    "js_6mer": "JS divergence in bits: 0 = identical 6-mer spectra, 1 = disjoint",
+    "gc_ks_statistic": "KS distance of the GC distributions: 0 = same shape",
+    "gc_ks_pvalue": "small (< 0.01) = GC distributions differ detectably",
+    "js_1mer": "JS in bits of base composition: 0 = identical",
+    "js_2mer": "JS of dinucleotide spectra: 0 = identical, 1 = disjoint",
+    "js_3mer": "JS of 3-mer spectra (codon-scale structure)",
+    "js_4mer": "JS of 4-mer spectra: markov-3 sets the bar",
+    "js_5mer": "JS of 5-mer spectra",
+    "js_6mer": "JS of 6-mer spectra: sensitive to motifs and sample size",
+    "cpg_obs_exp": "CpG observed/expected (generated); compare with real",
+    "cpg_obs_exp_ref": "CpG observed/expected (real)",
+    "morans_i": "GC autocorrelation along sequences (generated)",
+    "morans_i_ref": "GC autocorrelation along sequences (real)",
     "unique_fraction": "1 = no duplicates among the generated sequences",
-    "exact_copies": "generated sequences found verbatim in the training data (either strand)",
-    "nn_identity_mean": "mean identity to the nearest training window; near 1 = memorised",
-    "morans_i": "GC autocorrelation along the sequence; compare with real",
+    "diversity": "mean pairwise Hamming fraction (generated); real DNA ~0.7",
+    "diversity_ref": "mean pairwise Hamming fraction (real)",
+    "exact_copies": "generated sequences found verbatim in training data (either strand); 0 = none",
+    "nn_identity_mean": "mean identity to nearest training window; 1 = memorised",
+    "nn_identity_mean_ref": "the same for held-out real sequences: the level to expect",
     "c2st_auc": "0.5 = indistinguishable from real, 1.0 = trivially told apart",
 }
 
+FIGURE_TEXT = {
+    "position_heatmap": "Position x nucleotide frequencies: positional bias, e.g. a generator that favours one base at the start.",
+    "kmer3_heatmap": "3-mer frequencies (16 x 4): which trinucleotides (codon-scale words) are over- or under-produced.",
+    "kmer4_scatter": "4-mer frequencies, real against generated: points off the diagonal are words the model gets wrong.",
+    "gc_distribution": "Per-sequence GC: a narrower generated histogram means too uniform sequences, a shifted one GC drift.",
+    "composition": "Nucleotide composition: the 'mostly A' failure shows here first.",
+    "homopolymer_runs": "Run-length distribution (log scale): too many long runs is a degenerate generator.",
+    "nn_identity": "Identity to the nearest training window: a spike at 1 is memorisation; real held-out DNA shows the natural level.",
+}
+
+
+def _clean(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True,
+                   progress: bool = True) -> tuple[dict, dict]:
+    """(metrics, arrays): every report figure's number, and the per-sequence arrays the figures use."""
+    gen, ref = M.as_codes(gen), M.as_codes(ref)
+    steps = ["k-mer spectra and GC", "novelty", "two-sample classifier"]
+    bar = tqdm(steps, desc="analyze", disable=None if progress else True, leave=False)
+    it = iter(bar)
+    next(it)
+    row = M.compare(gen, ref, train=None, train_segments=None, ks=(1, 2, 3, 4, 5, 6), c2st=False, seed=seed)
+    gc_g, gc_r = M.gc_content(gen), M.gc_content(ref)
+    ks = ks_2samp(gc_g, gc_r)
+    row.update({
+        "n_real": int(ref.shape[0]),
+        "gc_std_ref": float(gc_r.std()),
+        "gc_ks_statistic": float(ks.statistic),
+        "gc_ks_pvalue": float(ks.pvalue),
+        "cpg_obs_exp": M.cpg_obs_exp(gen),
+        "cpg_obs_exp_ref": M.cpg_obs_exp(ref),
+        "morans_i_ref": float(np.nanmean(M.morans_i(ref))) if np.isfinite(M.morans_i(ref)).any() else float("nan"),
+        "diversity": M.mean_pairwise_hamming(gen, seed=seed),
+        "diversity_ref": M.mean_pairwise_hamming(ref, seed=seed),
+        "composition": dict(zip("ACGT", M.base_composition(gen).round(5).tolist())),
+        "composition_ref": dict(zip("ACGT", M.base_composition(ref).round(5).tolist())),
+        "dinucleotides": dict(zip(plots.DINUC, M.kmer_spectrum(gen, 2).round(5).tolist())),
+        "dinucleotides_ref": dict(zip(plots.DINUC, M.kmer_spectrum(ref, 2).round(5).tolist())),
+        "homopolymer_runs": M.homopolymer_runs(gen).round(6).tolist(),
+        "homopolymer_runs_ref": M.homopolymer_runs(ref).round(6).tolist(),
+    })
+    arrays = {"nn_gen": None, "nn_ref": None}
+    next(it)
+    if train_segments is not None:
+        row["exact_copies"] = M.exact_copies(gen, train_segments)
+    if train is not None:
+        arrays["nn_gen"] = M.nearest_identity(gen, train, seed=seed)
+        arrays["nn_ref"] = M.nearest_identity(ref, train, seed=seed)
+        row["nn_identity_mean"] = float(arrays["nn_gen"].mean())
+        row["nn_identity_mean_ref"] = float(arrays["nn_ref"].mean())
+    next(it, None)
+    if c2st:
+        row["c2st_auc"] = M.c2st_auc(ref, gen, seed=seed)
+    bar.close()
+    return row, arrays
+
+
+def _md_value(v) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={x:.3f}" for k, x in v.items())
+    if isinstance(v, list):
+        return " ".join(f"{x:.3g}" for x in v)
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e-3 and v != 0 else f"{v:.4f}"
+    return "n/a" if v is None else str(v)
+
+
+def write_report(metrics: dict, figs: dict, out: Path, *, title: str, notes=()) -> None:
+    """report.md (figures linked) and report.html (figures embedded, readable offline)."""
+    keys = list(metrics)
+    md = [f"# {title}", "",
+          f"{metrics['n']} generated and {metrics.get('n_real', '?')} real sequences of {metrics['length']} bp.", ""]
+    md += [f"> note: {n}" for n in notes] + ([""] if notes else [])
+    md += ["| metric | value | reading |", "|---|---|---|"]
+    md += [f"| {k} | {_md_value(metrics[k])} | {READINGS.get(k, '')} |" for k in keys]
+    md += [""]
+    for name, p in figs.items():
+        md += [f"## {name}", "", FIGURE_TEXT.get(name, ""), "", f"![{name}]({Path(p).name})", ""]
+    atomic_write_text(out / "report.md", "\n".join(md))
+
+    esc = html.escape
+    rows = "\n".join(f"<tr><td>{esc(k)}</td><td>{esc(_md_value(metrics[k]))}</td><td>{esc(READINGS.get(k, ''))}</td></tr>"
+                     for k in keys)
+    imgs = []
+    for name, p in figs.items():
+        b64 = base64.b64encode(Path(p).read_bytes()).decode("ascii")
+        imgs.append(f'<figure id="{esc(name)}"><h2>{esc(name)}</h2><p>{esc(FIGURE_TEXT.get(name, ""))}</p>'
+                    f'<img alt="{esc(name)}" src="data:image/png;base64,{b64}"></figure>')
+    note_html = "".join(f"<p class='note'>note: {esc(n)}</p>" for n in notes)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}}
+img{{max-width:100%}}.note{{background:#fff3cd;padding:4px 8px}}</style></head><body>
+<h1>{esc(title)}</h1>
+<p>{metrics['n']} generated and {metrics.get('n_real', '?')} real sequences of {metrics['length']} bp.</p>
+{note_html}
+<table><tr><th>metric</th><th>value</th><th>reading</th></tr>
+{rows}
+</table>
+{''.join(imgs)}
+</body></html>
+"""
+    atomic_write_text(out / "report.html", page)
+
 
 def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, train=None,
-            seed: int = 0, c2st: bool = True) -> dict:
+            seed: int = 0, c2st: bool = True, title: str = "Generated vs real sequences",
+            notes=(), progress: bool = True) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    row = M.compare(gen, ref, train=train, train_segments=train_segments, ks=(1, 2, 3, 4, 5, 6),
-                    c2st=c2st, seed=seed)
-    row["real_gc_std"] = float(M.gc_content(ref).std())
-    row["real_morans_i"] = float(np.nanmean(M.morans_i(ref)))
-    row["composition_generated"] = dict(zip("ACGT", M.base_composition(gen).round(4).tolist()))
-    row["composition_real"] = dict(zip("ACGT", M.base_composition(ref).round(4).tolist()))
-    row["cpg_obs_exp_generated"] = M.cpg_obs_exp(gen)
-    row["cpg_obs_exp_real"] = M.cpg_obs_exp(ref)
-    row["n_real"] = int(ref.shape[0])
+    row, arrays = report_metrics(gen, ref, train=train, train_segments=train_segments, seed=seed,
+                                 c2st=c2st, progress=progress)
     figs = {
         "position_heatmap": plots.position_heatmaps(gen, ref, out / "position_heatmap.png"),
+        "kmer3_heatmap": plots.kmer3_heatmap(gen, ref, out / "kmer3_heatmap.png"),
         "kmer4_scatter": plots.kmer_scatter(gen, ref, out / "kmer4_scatter.png"),
         "gc_distribution": plots.gc_overlay(gen, ref, out / "gc_distribution.png"),
         "composition": plots.composition_bars(gen, ref, out / "composition.png"),
+        "homopolymer_runs": plots.homopolymer_plot(gen, ref, out / "homopolymer_runs.png"),
     }
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    if arrays["nn_gen"] is not None:
+        figs["nn_identity"] = plots.nn_identity_hist(arrays["nn_gen"], arrays["nn_ref"], out / "nn_identity.png")
+    clean = _clean(row)
     atomic_write_text(out / "metrics.json", json.dumps(clean, indent=2) + "\n")
-    lines = ["# Generated vs real sequences", "",
-             f"{row['n']} generated and {row['n_real']} real sequences of {row['length']} bp.", "",
-             "| metric | value | reading |", "|---|---|---|"]
-    for k, v in clean.items():
-        if isinstance(v, dict):
-            v = ", ".join(f"{b}={x:.3f}" for b, x in v.items())
-        elif isinstance(v, float):
-            v = f"{v:.4f}"
-        lines.append(f"| {k} | {v} | {READINGS.get(k, '')} |")
-    lines += ["", *[f"![{k}]({p.name})" for k, p in figs.items()], ""]
-    atomic_write_text(out / "report.md", "\n".join(lines))
+    write_report(clean, figs, out, title=title, notes=notes)
     return clean

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.metrics import roc_auc
 from models.blocks import gumbel_softmax, sample_categorical
 from models.registry import DataStats, Family, register
-from train.losses import GAN_LOSSES, balance_penalty, balanced_loss, d_loss, g_loss, gradient_penalty
+from train.losses import balance_penalty, check_gan_options, balanced_loss, d_loss, g_loss, gradient_penalty
 from utils.errors import ConfigError
 
 
@@ -44,7 +46,7 @@ class GumbelConfig:
     minibatch_std: bool = True  # batch-diversity feature in D against mode collapse
     loss: str = "bce"  # bce | wgan-gp | hinge
     gp_weight: float = 10.0
-    label_smoothing: float = 0.1  # one-sided (bce): real target 1 - s
+    label_smoothing: float = 0.0  # one-sided (bce): real target 1 - s
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs (real and fake)
     d_steps: int = 1  # discriminator updates per adversarial step
     adv_every: int = 4  # adversarial (D, then G) updates on every n-th step; others are MLE only
@@ -55,16 +57,15 @@ class GumbelConfig:
     label_dim: int = 16
 
     def validate(self):
-        if self.loss not in GAN_LOSSES:
-            raise ConfigError(f"model.loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
+        check_gan_options(self.loss, self.d_steps)
         if self.disc not in ("cnn", "lstm"):
             raise ConfigError(f"model.disc must be cnn or lstm, got {self.disc!r}")
         if self.condition not in ("none", "gc"):
             raise ConfigError(f"model.condition must be none or gc, got {self.condition!r}")
         if self.gc_bins < 2 and self.condition == "gc":
             raise ConfigError("model.gc_bins must be >= 2")
-        if self.d_steps < 1 or self.adv_every < 1 or self.hidden < 1 or self.layers < 1:
-            raise ConfigError("model.d_steps, adv_every, hidden and layers must be >= 1")
+        if self.adv_every < 1 or self.hidden < 1 or self.layers < 1:
+            raise ConfigError("model.adv_every, hidden and layers must be >= 1")
         if not self.d_filters:
             raise ConfigError("model.d_filters needs at least one convolution")
 
@@ -262,8 +263,12 @@ class Gumbel(Family):
                         lambda v: D(v, yy), real, fake.detach(), ctx.generator)
                 ctx.optimize("d", loss_d)
             acc_r, acc_f = float((r > 0).float().mean()), float((o < 0).float().mean())
+            # d_acc thresholds D's logit at 0 (the report's accuracy); d_auc says whether D ranks
+            # real above fake at all, whatever its bias (0.5 = cannot tell them apart).
+            auc = roc_auc(torch.cat([r, o]).detach().cpu().numpy(),
+                          np.r_[np.ones(r.shape[0]), np.zeros(o.shape[0])])
             out.update(d_loss=float(loss_d.detach()), d_acc_real=acc_r, d_acc_fake=acc_f,
-                       d_acc=0.5 * (acc_r + acc_f))
+                       d_acc=0.5 * (acc_r + acc_f), d_auc=auc)
 
         loss_g = torch.zeros((), device=batch.device)
         if c.mle_weight > 0:

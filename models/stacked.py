@@ -25,7 +25,7 @@ from torch import nn
 
 from models.blocks import CausalTransformer, TransformerStack, gumbel_softmax, kmer_probs, sample_categorical, xavier_init
 from models.registry import DataStats, Family, register
-from train.losses import GAN_LOSSES, balance_penalty, balanced_loss, d_loss, g_loss, gradient_penalty
+from train.losses import balance_penalty, check_gan_options, balanced_loss, d_loss, g_loss, gradient_penalty
 from utils.errors import ConfigError
 
 
@@ -55,14 +55,13 @@ class StackedConfig:
     kmer_k: int = 4
 
     def validate(self):
-        if self.loss not in GAN_LOSSES:
-            raise ConfigError(f"model.loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
+        check_gan_options(self.loss, self.d_steps)
         if self.d_input not in ("gumbel", "soft"):
             raise ConfigError(f"model.d_input must be gumbel or soft, got {self.d_input!r}")
         if self.d_model % self.n_heads:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
-        if self.d_steps < 1 or self.kmer_k < 1:
-            raise ConfigError("model.d_steps and model.kmer_k must be >= 1")
+        if self.kmer_k < 1:
+            raise ConfigError("model.kmer_k must be >= 1")
 
 
 class Discriminator(nn.Module):

@@ -177,3 +177,36 @@ def test_curriculum_and_init_checkpoint_fine_tuning(genome, tmp_path):
     assert [r["length"] for r in tuned.history] == [2, 4, 6]  # seq_len 24: start and step round(2.4)
     assert [r["balance_weight"] for r in tuned.history] == [0.3, 0.3, 0.3]
     assert tuned.ensemble.sample(3, 24, seed=0).shape == (3, 24)
+
+
+class _RecordingModel:
+    """Stand-in for MaskedLM: position j's prediction is more confident the smaller j is; records
+    the tokens it is shown at each step."""
+
+    def __init__(self, L):
+        self.seen = []
+        conf = torch.linspace(8.0, 0.5, L)
+        self.logits = torch.stack([conf, torch.zeros(L), torch.zeros(L), torch.zeros(L)], -1)
+
+    def base_logits(self, tokens):
+        self.seen.append(tokens.clone())
+        return self.logits.expand(tokens.shape[0], -1, -1)
+
+
+def test_reveal_order_random_versus_confidence():
+    L, B = 12, 300
+    start = torch.full((B, L), MASK, dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    conf = _RecordingModel(L)
+    unmask(conf, start, steps=L, generator=g, reveal="confidence", choice_noise=0.0)
+    first = conf.seen[1] != MASK  # revealed by step 1
+    assert first.sum(1).eq(1).all() and first[:, 0].all()  # always the most confident position
+    rnd = _RecordingModel(L)
+    out = unmask(rnd, start, steps=L, generator=g, reveal="random", choice_noise=0.0)  # noise is for confidence
+    for s in range(1, L):  # one position a step, in an order that differs between rows, at every step
+        now = rnd.seen[s] != MASK
+        assert now.sum(1).eq(s).all()
+        newly = now & (rnd.seen[s - 1] == MASK)
+        counts = newly.float().sum(0)
+        assert (counts > 0).sum() >= min(L - s + 1, 6), (s, counts)
+    assert (out != MASK).all()

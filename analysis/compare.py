@@ -1,0 +1,85 @@
+"""Model comparison: the same metric row (analysis.metrics.compare) for several generated sets
+against one held-out reference, with the real-vs-real floor and the Markov baseline, sorted by
+C2ST AUC; written as comparison.md/.csv/.html plus grouped figures."""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from analysis import metrics as M
+from analysis import plots
+from analysis.report import READINGS
+from utils.sequences import atomic_write_text
+
+COLUMNS = ["model", "n", "gc_mean", "gc_abs_diff", "js_2mer", "js_4mer", "js_6mer", "unique_fraction",
+           "diversity", "exact_copies", "nn_identity_mean", "c2st_auc"]
+BAR_METRICS = ["c2st_auc", "js_4mer", "js_6mer", "gc_abs_diff", "diversity", "nn_identity_mean"]
+
+
+def rows_for(sets: dict, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True) -> list[dict]:
+    rows = []
+    for name, gen in tqdm(sets.items(), desc="compare", disable=None, leave=False):
+        r = M.compare(gen, ref, train=train, train_segments=train_segments, ks=(2, 4, 6), c2st=c2st, seed=seed)
+        r["diversity"] = M.mean_pairwise_hamming(gen, seed=seed)
+        rows.append({"model": name, **r})
+    return sort_rows(rows)
+
+
+def sort_rows(rows: list[dict]) -> list[dict]:
+    """Best first: ascending C2ST AUC (missing AUCs last)."""
+    def key(r):
+        v = r.get("c2st_auc")
+        return (1, 0.0) if v is None or (isinstance(v, float) and math.isnan(v)) else (0, v)
+    return sorted(rows, key=key)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "n/a" if not math.isfinite(v) else f"{v:.4f}"
+    return "n/a" if v is None else str(v)
+
+
+def write(rows: list[dict], floor: dict | None, sets: dict, ref, out_dir, *, title: str, notes=()) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = [c for c in COLUMNS if any(c in r for r in rows)]
+    all_rows = rows + ([{"model": "real vs real (floor)", **floor}] if floor else [])
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    for r in all_rows:
+        w.writerow({c: r.get(c, "") for c in cols})
+    atomic_write_text(out / "comparison.csv", buf.getvalue())
+    figs = {
+        "metric_bars": plots.metric_bars(rows, [m for m in BAR_METRICS if m in cols], out / "comparison_metrics.png",
+                                         floor=floor, readings=READINGS),
+        "kmer_grid": plots.kmer_grid(sets, ref, out / "comparison_kmer3_grid.png"),
+    }
+    md = [f"# {title}", "", "Rows sorted by C2ST AUC (0.5 = indistinguishable from held-out real DNA).", ""]
+    md += [f"> note: {n}" for n in notes] + ([""] if notes else [])
+    md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in all_rows]
+    md += ["", *[f"- {c}: {READINGS[c]}" for c in cols if c in READINGS], ""]
+    md += [f"![{k}]({Path(p).name})" for k, p in figs.items()] + [""]
+    atomic_write_text(out / "comparison.md", "\n".join(md))
+    esc = html.escape
+    trs = "\n".join("<tr>" + "".join(f"<td>{esc(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>" for r in all_rows)
+    imgs = "".join(f'<figure><h2>{esc(k)}</h2><img alt="{esc(k)}" src="data:image/png;base64,'
+                   f'{base64.b64encode(Path(p).read_bytes()).decode()}"></figure>' for k, p in figs.items())
+    notes_html = "".join(f"<p>note: {esc(n)}</p>" for n in notes)
+    atomic_write_text(out / "comparison.html", f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}img{{max-width:100%}}</style></head><body>
+<h1>{esc(title)}</h1><p>Rows sorted by C2ST AUC (0.5 = indistinguishable from held-out real DNA).</p>{notes_html}
+<table><tr>{''.join(f'<th>{esc(c)}</th>' for c in cols)}</tr>
+{trs}</table>{imgs}</body></html>
+""")
+    return figs

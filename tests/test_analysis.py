@@ -1,0 +1,119 @@
+import base64
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from analysis import compare as C
+from analysis import metrics as M
+from analysis.report import FIGURE_TEXT, READINGS, analyze, report_metrics
+from conftest import ROOT
+from main import main
+from utils.sequences import write_fasta, decode
+
+
+def rand(n, L, seed=0, p=None):
+    return np.random.default_rng(seed).choice(4, size=(n, L), p=p).astype(np.uint8)
+
+
+def test_report_metrics_known_answers_identical_disjoint_all_a():
+    a = rand(400, 40, 1)
+    same, _ = report_metrics(a, a, c2st=False, progress=False)
+    assert same["gc_abs_diff"] == 0 and same["gc_ks_statistic"] == 0 and same["gc_ks_pvalue"] == 1.0
+    assert all(same[f"js_{k}mer"] == 0 for k in range(1, 7))
+    assert same["composition"] == same["composition_ref"] and same["homopolymer_runs"] == same["homopolymer_runs_ref"]
+    all_a = np.zeros((50, 40), np.uint8)
+    gc_only = rand(50, 40, 2, p=[0, 0.5, 0.5, 0])  # shares no base with all-A
+    dis, _ = report_metrics(all_a, gc_only, c2st=False, progress=False)
+    assert dis["js_1mer"] == pytest.approx(1.0) and dis["js_4mer"] == pytest.approx(1.0)
+    assert dis["gc_mean"] == 0 and dis["gc_ref"] == 1 and dis["gc_ks_statistic"] == 1.0
+    assert dis["composition"] == {"A": 1.0, "C": 0.0, "G": 0.0, "T": 0.0}
+    assert dis["dinucleotides"]["AA"] == 1.0 and dis["unique_fraction"] == pytest.approx(1 / 50)
+    assert dis["homopolymer_runs"][-1] == 1.0  # every run is 40 bases: the >= 12 bin
+    assert dis["diversity"] == 0.0
+    half = np.array([[1, 2, 0, 3] * 10] * 20, np.uint8)  # GC exactly 0.5
+    r, _ = report_metrics(half, a, c2st=False, progress=False)
+    assert r["gc_mean"] == 0.5 and r["gc_std"] == 0
+
+
+def test_analyze_writes_every_figure_and_an_html_with_all_of_them(tmp_path):
+    real = rand(300, 30, 3, p=[0.3, 0.2, 0.2, 0.3])
+    gen = rand(200, 30, 4)
+    train = rand(500, 30, 5, p=[0.3, 0.2, 0.2, 0.3])
+    m = analyze(gen, real, tmp_path / "an", train=train, train_segments=list(train), progress=False)
+    figs = set(FIGURE_TEXT)
+    for f in figs:
+        assert (tmp_path / "an" / f"{f}.png").stat().st_size > 5000 or f in ("homopolymer_runs", "nn_identity", "composition")
+    pngs = sorted((tmp_path / "an").glob("*.png"))
+    assert len(pngs) == len(figs) and all(p.stat().st_size > 0 for p in pngs)
+    page = (tmp_path / "an/report.html").read_text()
+    for p in pngs:  # each figure embedded byte for byte, none linked
+        assert base64.b64encode(p.read_bytes()).decode() in page
+    assert 'src="data:image/png;base64,' in page and ".png\"" not in page
+    for k in m:
+        assert f"<td>{k}</td>" in page, k
+    md = (tmp_path / "an/report.md").read_text()
+    assert all(f"| {k} |" in md for k in m)
+    assert set(m) <= set(READINGS) | {"composition", "composition_ref", "dinucleotides", "dinucleotides_ref",
+                                      "homopolymer_runs", "homopolymer_runs_ref"}
+    assert m["exact_copies"] == 0 and 0.5 < m["c2st_auc"] <= 1
+
+
+def test_main_analyze_and_the_script_give_the_same_metrics(genome, tmp_path):
+    gen = decode(rand(60, 30, 6))
+    write_fasta(tmp_path / "g.fasta", gen)
+    argv = ["--generated", "g.fasta", "--data", str(genome)]
+    assert main(["--mode", "analyze", *argv, "--output-dir", "a1"]) == 0
+    out = subprocess.run([sys.executable, str(ROOT / "analyze_sequences.py"), *argv, "--output-dir", "a2"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "a1/metrics.json").read_text()) == json.loads((tmp_path / "a2/metrics.json").read_text())
+
+
+def test_analyze_errors_are_one_line(genome, tmp_path, capsys):
+    (tmp_path / "mixed.fasta").write_text(">a\nACGTACGTAC\n>b\nACGTAC\n")
+    (tmp_path / "prot.fasta").write_text(">p\nMKVLAAGIVGQQ*\n")
+    (tmp_path / "empty.fasta").write_text("")
+    for f, msg in [("missing.fasta", "no such file"), ("empty.fasta", "no sequences"),
+                   ("mixed.fasta", "--seq_len"), ("prot.fasta", "position")]:
+        assert main(["--mode", "analyze", "--generated", f, "--data", str(genome)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0] and "Traceback" not in err[0], err
+    # mixed lengths are analysed once cropped
+    assert main(["--mode", "analyze", "--generated", "mixed.fasta", "--data", str(genome), "--seq_len", "6"]) == 0
+
+
+def test_analyze_a_run_directory(genome, tmp_path):
+    assert main(["--mode", "train", "--model", "markov", "--data", str(genome), "--seq_len", "24", "--epochs", "2",
+                 "--sample_every", "1", "--run_dir", "runs/r", "--set", "train.eval_samples=60"]) == 0
+    assert main(["--mode", "analyze", "--run", "runs/r"]) == 0
+    m = json.loads((tmp_path / "runs/r/analysis/metrics.json").read_text())
+    assert m["n"] == 60 and m["length"] == 24 and m["exact_copies"] is not None
+    assert main(["--mode", "analyze", "--run", "nowhere"]) == 2
+
+
+def test_compare_orders_rows_by_auc_and_writes_its_files(genome, tmp_path):
+    rows = C.sort_rows([{"model": "b", "c2st_auc": 0.8}, {"model": "a", "c2st_auc": 0.55},
+                        {"model": "c", "c2st_auc": float("nan")}, {"model": "d", "c2st_auc": 0.6}])
+    assert [r["model"] for r in rows] == ["a", "d", "b", "c"]
+    from compare_models import main as compare_main
+
+    write_fasta(tmp_path / "unif.fasta", decode(rand(120, 30, 7)))
+    write_fasta(tmp_path / "poly_a.fasta", decode(rand(120, 30, 8, p=[0.7, 0.1, 0.1, 0.1])))
+    assert compare_main(["--data", str(genome), "--generated", "unif.fasta", "poly_a.fasta",
+                         "--labels", "uniform", "mostly-A", "--output-dir", "cmp"]) == 0
+    text = (tmp_path / "cmp/comparison.csv").read_text().splitlines()
+    names = [line.split(",")[0] for line in text[1:]]
+    assert set(names) == {"uniform", "mostly-A", "markov-5 baseline", "real vs real (floor)"}
+    aucs = [float(line.split(",")[-1]) for line in text[1:-1]]
+    assert aucs == sorted(aucs) and names[-1] == "real vs real (floor)"
+    assert names.index("mostly-A") > names.index("markov-5 baseline")
+    for f in ("comparison.md", "comparison.html", "comparison_metrics.png", "comparison_kmer3_grid.png"):
+        assert (tmp_path / "cmp" / f).stat().st_size > 0
+    # the prototype's form: --data is the generated set
+    assert compare_main(["--data", "unif.fasta", "--seq_len", "30", "--reference", str(genome),
+                         "--no-baseline", "--no-c2st", "--output-dir", "cmp2"]) == 0
+    assert "unif" in (tmp_path / "cmp2/comparison.md").read_text()
+    assert compare_main(["--data", str(genome), "--generated", "unif.fasta", "--labels", "x", "y"]) == 2
