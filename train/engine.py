@@ -414,7 +414,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
             if tc.save_every and (epoch + 1) % tc.save_every == 0:
                 ckpt_io.save(ckpt_dir / f"{cfg.family}_epoch{epoch + 1}.pt", p)
             if tc.sample_every and (epoch + 1) % tc.sample_every == 0:
-                write_fasta(run_dir / "sequences" / f"epoch{epoch + 1}.fasta", decode(sample[:100]),
+                write_fasta(run_dir / "sequences" / f"epoch{epoch + 1}.fasta", decode(sample),
                             model=cfg.family, prefix=f"epoch{epoch + 1}")
         lrs = " ".join(f"{k}={row[k]:.2e}" for k in row if k.startswith("lr_"))
         losses = " ".join(f"{k}={row[k]:.4f}" for k in sums)
