@@ -27,7 +27,7 @@ from torch import nn
 from analysis.metrics import roc_auc
 from models.blocks import gumbel_softmax, sample_categorical
 from models.registry import DataStats, Family, register
-from train.losses import balance_penalty, check_gan_options, balanced_loss, d_loss, g_loss, gradient_penalty
+from train.losses import check_gan_options, balanced_loss, d_loss, g_loss, gradient_penalty
 from utils.errors import ConfigError
 
 
@@ -281,13 +281,7 @@ class Gumbel(Family):
             adv = g_loss(D(self._d_in(fake, c, ctx.generator), y), c.loss)
             loss_g = loss_g + c.adv_weight * adv
             out["g_adv"] = float(adv.detach())
-            if ctx.balance_weight > 0 and c.mle_weight == 0:
-                pen = balance_penalty(F.softmax(logits_f, -1), ctx.target_gc, ctx.ref_freq)
-                loss_g = (1 - ctx.balance_weight) * loss_g + ctx.balance_weight * pen
-        if loss_g.requires_grad:
-            ctx.optimize("g", loss_g)
-        out["g_loss"] = float(loss_g.detach())
-        return out
+        return self.generator_update(ctx, loss_g, F.softmax(logits_f, -1) if g_adv else None, c.mle_weight, out)
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None):

@@ -75,6 +75,22 @@ class Family:
         """(n, length) long codes 0-3. Conditional families also take ``gc=`` (a requested GC)."""
         raise NotImplementedError
 
+    @staticmethod
+    def generator_update(ctx, loss_g: torch.Tensor, probs: torch.Tensor | None, mle_weight: float,
+                         out: dict) -> dict:
+        """Shared end of a GAN generator step: without an MLE term the GC-balanced penalty applies
+        to the generator's output distribution probs (B, L, 4), (1 - w) loss + w penalty; then one
+        optimiser step on group 'g' if anything carries gradient. Records g_loss in out."""
+        from train.losses import balance_penalty
+
+        if probs is not None and ctx.balance_weight > 0 and mle_weight == 0:
+            pen = balance_penalty(probs, ctx.target_gc, ctx.ref_freq)
+            loss_g = (1 - ctx.balance_weight) * loss_g + ctx.balance_weight * pen
+        if loss_g.requires_grad:
+            ctx.optimize("g", loss_g)
+        out["g_loss"] = float(loss_g.detach())
+        return out
+
     def infill(self, nets, codes: torch.Tensor, gaps: torch.Tensor, *, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Fill the gap positions (1-D bool) of one sequence (1-D codes); known bases unchanged."""

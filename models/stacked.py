@@ -25,7 +25,7 @@ from torch import nn
 
 from models.blocks import CausalTransformer, TransformerStack, gumbel_softmax, kmer_probs, sample_categorical, xavier_init
 from models.registry import DataStats, Family, register
-from train.losses import balance_penalty, check_gan_options, balanced_loss, d_loss, g_loss, gradient_penalty
+from train.losses import check_gan_options, balanced_loss, d_loss, g_loss, gradient_penalty
 from utils.errors import ConfigError
 
 
@@ -220,13 +220,7 @@ class Stacked(Family):
                 km = sum(kmer_js_torch(kmer_probs(h2, k), kmer_probs(real, k)) for k in range(1, c.kmer_k + 1))
                 loss_g = loss_g + c.kmer_weight * km
                 out["kmer_js"] = float(km.detach())
-            if ctx.balance_weight > 0 and c.mle_weight == 0:
-                pen = balance_penalty(p2, ctx.target_gc, ctx.ref_freq)
-                loss_g = (1 - ctx.balance_weight) * loss_g + ctx.balance_weight * pen
-        if loss_g.requires_grad:
-            ctx.optimize("g", loss_g)
-        out["g_loss"] = float(loss_g.detach())
-        return out
+        return self.generator_update(ctx, loss_g, p2 if adversarial else None, c.mle_weight, out)
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None):

@@ -32,3 +32,12 @@ def genome(tmp_path):
 def _chdir(tmp_path, monkeypatch):
     # CLI runs write checkpoints/ and outputs/ relative to the working directory.
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    # weights initialised outside the engine (tests that build a family directly) are reproducible
+    import torch
+
+    torch.manual_seed(0)
+    np.random.seed(0)
