@@ -68,6 +68,12 @@ def _clean(v):
     return v
 
 
+def _nanmean(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
 def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True,
                    progress: bool = True) -> tuple[dict, dict]:
     """(metrics, arrays): every report figure's number, and the per-sequence arrays the figures use."""
@@ -86,7 +92,7 @@ def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, 
         "gc_ks_pvalue": float(ks.pvalue),
         "cpg_obs_exp": M.cpg_obs_exp(gen),
         "cpg_obs_exp_ref": M.cpg_obs_exp(ref),
-        "morans_i_ref": float(np.nanmean(M.morans_i(ref))) if np.isfinite(M.morans_i(ref)).any() else float("nan"),
+        "morans_i_ref": _nanmean(M.morans_i(ref)),
         "diversity": M.mean_pairwise_hamming(gen, seed=seed),
         "diversity_ref": M.mean_pairwise_hamming(ref, seed=seed),
         "composition": dict(zip("ACGT", M.base_composition(gen).round(5).tolist())),
