@@ -41,3 +41,20 @@ def _seed():
 
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+def build_for_steps(family: str, cfg, stats, lr: float, epoch: int = 0):
+    """A family's nets, Adam optimisers per parameter group and a StepContext, for calling
+    train_step directly (no engine)."""
+    import torch
+
+    from models.registry import get_family
+    from train.engine import StepContext
+
+    fam = get_family(family)
+    nets = fam.build(cfg, stats)
+    opts = {k: torch.optim.Adam(p, lr=lr) for k, p in fam.param_groups(nets).items()}
+    ctx = StepContext(epoch=epoch, length=stats.seq_len, balance_weight=0.0, temperature=1.0, target_gc=0.5,
+                      ref_freq=(0.25,) * 4, device=torch.device("cpu"),
+                      generator=torch.Generator().manual_seed(0), cfg=cfg, optimizers=opts)
+    return fam, nets, ctx

@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import build_for_steps
+
 from analysis import metrics as M
 from main import main
 from models.blocks import gumbel_softmax
 from models.registry import DataStats, get_family
-from train.engine import StepContext, load_ensemble, train
+from train.engine import load_ensemble, train
 from utils.config import parse_set, resolve
 from utils.sequences import read_sequences
 from conftest import random_dna
@@ -23,14 +25,7 @@ def small_cfg(genome, *sets):
 
 
 def make(genome, *sets, epoch=0):
-    cfg = small_cfg(genome, *sets)
-    fam = get_family("gumbel")
-    nets = fam.build(cfg, STATS)
-    opts = {k: torch.optim.Adam(p, lr=3e-3) for k, p in fam.param_groups(nets).items()}
-    ctx = StepContext(epoch=epoch, length=20, balance_weight=0.0, temperature=1.0, target_gc=0.5,
-                      ref_freq=(0.25,) * 4, device=torch.device("cpu"),
-                      generator=torch.Generator().manual_seed(0), cfg=cfg, optimizers=opts)
-    return fam, nets, ctx
+    return build_for_steps("gumbel", small_cfg(genome, *sets), STATS, lr=3e-3, epoch=epoch)
 
 
 def test_straight_through_gumbel_is_one_hot_forward_and_carries_gradient():

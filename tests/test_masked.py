@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import build_for_steps
+
 from analysis.baselines import context_counts, predict_masked
 from main import main
 from models.masked import IGNORE, MASK, mask_tokens, unmask
 from models.registry import DataStats, get_family
-from train.engine import StepContext, load_ensemble, train
+from train.engine import load_ensemble, train
 from utils.config import parse_set, resolve
 from utils.errors import ConfigError, InputError
 from utils.sequences import read_records, read_sequences
@@ -22,14 +24,7 @@ def small_cfg(genome, *sets):
 
 
 def make(genome, *sets):
-    cfg = small_cfg(genome, *sets)
-    fam = get_family("masked")
-    nets = fam.build(cfg, DataStats(seq_len=24, base_freq=(0.25,) * 4, gc=0.5))
-    opts = {"g": torch.optim.Adam(nets.parameters(), lr=3e-3)}
-    ctx = StepContext(epoch=0, length=24, balance_weight=0.0, temperature=1.0, target_gc=0.5,
-                      ref_freq=(0.25,) * 4, device=torch.device("cpu"),
-                      generator=torch.Generator().manual_seed(0), cfg=cfg, optimizers=opts)
-    return fam, nets, ctx
+    return build_for_steps("masked", small_cfg(genome, *sets), DataStats(seq_len=24, base_freq=(0.25,) * 4, gc=0.5), lr=3e-3)
 
 
 @pytest.mark.parametrize("bert", [False, True])

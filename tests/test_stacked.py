@@ -1,9 +1,11 @@
 import torch
 
+from conftest import build_for_steps
+
 from main import main
 from models.registry import DataStats, get_family
 from train import checkpoint as ckpt_io
-from train.engine import StepContext, load_ensemble, train
+from train.engine import load_ensemble, train
 from utils.config import parse_set, resolve
 from utils.sequences import read_sequences
 
@@ -18,14 +20,7 @@ def small_cfg(genome, *sets):
 
 
 def make(genome, *sets):
-    cfg = small_cfg(genome, *sets)
-    fam = get_family("stacked")
-    nets = fam.build(cfg, DataStats(seq_len=20, base_freq=(0.25,) * 4, gc=0.5))
-    opts = {k: torch.optim.Adam(p, lr=1e-3) for k, p in fam.param_groups(nets).items()}
-    ctx = StepContext(epoch=0, length=20, balance_weight=0.0, temperature=1.0, target_gc=0.5,
-                      ref_freq=(0.25,) * 4, device=torch.device("cpu"),
-                      generator=torch.Generator().manual_seed(0), cfg=cfg, optimizers=opts)
-    return fam, nets, ctx
+    return build_for_steps("stacked", small_cfg(genome, *sets), DataStats(seq_len=20, base_freq=(0.25,) * 4, gc=0.5), lr=1e-3)
 
 
 def test_shapes_through_both_stages_and_spectral_norm(genome):
