@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--order", type=int, default=None, help="markov: context length k")
     t.add_argument("--disc", default=None, help="gumbel: discriminator, cnn or lstm")
     t.add_argument("--condition", default=None, help="gumbel: none or gc (GC-bin conditional)")
+    for phase in ("gen-pretrain", "dis-pretrain", "adversarial"):
+        t.add_argument(f"--skip-{phase}", f"--skip_{phase.replace('-', '_')}", action="store_true", default=None,
+                       dest=f"skip_{phase.replace('-', '_')}", help=f"seqgan: leave out the {phase} phase")
     g = p.add_argument_group("generation")
     g.add_argument("--checkpoint", default=None, help="checkpoint to generate from")
     g.add_argument("--n", type=int, default=None)
@@ -94,7 +97,9 @@ def _overrides(args) -> dict:
                   "time_budget": args.budget, "run_dir": args.run_dir,
                   "checkpoint_dir": args.checkpoint_dir},
         "gen": {"n": args.n, "temperature": args.temperature, "output": args.output},
-        "model": {"order": args.order, "disc": args.disc, "condition": args.condition},
+        "model": {"order": args.order, "disc": args.disc, "condition": args.condition,
+                  "skip_gen_pretrain": args.skip_gen_pretrain, "skip_dis_pretrain": args.skip_dis_pretrain,
+                  "skip_adversarial": args.skip_adversarial},
     }
     out = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in spec.items()}
     if args.data is not None:
@@ -112,7 +117,8 @@ def resolve_config(args):
     over = _overrides(args)
     for key in over["model"]:
         if key not in family.Config.__dataclass_fields__:
-            raise ConfigError(f"--{key} does not apply to the {family.name!r} family")
+            flag = key.replace("_", "-") if key.startswith("skip_") else key
+            raise ConfigError(f"--{flag} does not apply to the {family.name!r} family")
     return resolve(family.name, family.Config, over, parse_set(args.set), config_file=args.config)
 
 
@@ -127,9 +133,13 @@ def cmd_train(args) -> int:
         return 0
     res = train(cfg, resume=args.resume, init_checkpoint=args.init_checkpoint)
     last = res.history[-1] if res.history else {}
+    if "ks" in last:  # real-valued sequences
+        watch = f"last KS {last['ks']:.3f}, Wasserstein {last['wasserstein']:.3f} vs held-out"
+    else:
+        watch = (f"last val 4-mer JS {last.get('val_js_4mer', float('nan')):.4f}, "
+                 f"GC {last.get('sample_gc', float('nan')):.3f}")
     print(f"trained {cfg.family} for {res.epochs_done} epoch(s) in {res.seconds:.1f} s; "
-          f"run: {res.run_dir}; checkpoints: {res.best_path}, {res.last_path}; "
-          f"last val 4-mer JS {last.get('val_js_4mer', float('nan')):.4f}, GC {last.get('sample_gc', float('nan')):.3f}")
+          f"run: {res.run_dir}; checkpoints: {res.best_path}, {res.last_path}; {watch}")
     return 0
 
 
@@ -156,6 +166,8 @@ def cmd_gen(args) -> int:
     if n < 1 or temp <= 0 or length < 1:
         raise ConfigError("--n, --temperature and --seq_len must be positive")
     prompt = None
+    if args.prompt and ens.stats.kind == "signal":
+        raise ConfigError(f"--prompt: {args.checkpoint} generates real values, not DNA")
     if args.prompt:
         if not ens.family.autoregressive:
             raise ConfigError(f"--prompt: the {ens.family.name!r} family does not extend a prefix")
@@ -163,6 +175,12 @@ def cmd_gen(args) -> int:
     if args.gc is not None and not 0 <= args.gc <= 1:
         raise ConfigError(f"--gc must be a fraction between 0 and 1, got {args.gc}")
     codes = ens.sample(n, length, temperature=temp, seed=seed, prompt=prompt, gc=args.gc)
+    if codes.is_floating_point():  # real-valued sequences: the prototype's text format
+        from utils.sequences import write_samples
+
+        out = write_samples(args.output or Path(ens.cfg.gen.output).with_name("final_samples.txt"), codes)
+        print(f"wrote {n} real-valued sequences of length {length} to {out}")
+        return 0
     seqs = decode(codes)
     out = Path(args.output or ens.cfg.gen.output)
     write_fasta(out, seqs, model=ens.family.name, checkpoint=Path(args.checkpoint).name, temperature=temp)

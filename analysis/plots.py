@@ -32,7 +32,7 @@ def training_curves(history: list[dict], path, title: str = "training") -> Path:
     keys = list(dict.fromkeys(keys))
     # constant series (a fixed length, weight or temperature without --curriculum) say nothing
     keys = [k for k in keys if len({r.get(k) for r in history if r.get(k) not in (None, "")}) > 1
-            or k in ("sample_gc", "val_js_4mer")]
+            or k in ("sample_gc", "val_js_4mer", "ks", "val_score")]
     n = len(keys)
     cols = min(4, n)
     rows = -(-n // cols)
@@ -241,4 +241,101 @@ def kmer_grid(sets: dict, ref, path) -> Path:
         ax.set_title(f"{name}\n3-mer freq - real", fontsize=9)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------ real-valued sequences (SeqGAN)
+
+
+def distribution_panels(gen, real, path, max_points: int = 200_000) -> Path:
+    """Six panels comparing pooled values: histograms, KDE, Q-Q, box plots, CDFs, summary statistics."""
+    from scipy import stats as st
+
+    from analysis import distributions as DS
+
+    g, r = DS.as_signals(gen).ravel(), DS.as_signals(real).ravel()
+    rng = np.random.default_rng(0)
+    gs = g if g.size <= max_points else rng.choice(g, max_points, replace=False)
+    rs = r if r.size <= max_points else rng.choice(r, max_points, replace=False)
+    fig, ax = plt.subplots(2, 3, figsize=(15, 8.5))
+    bins = np.linspace(min(g.min(), r.min()), max(g.max(), r.max()), 51)
+    ax[0, 0].hist(r, bins, alpha=0.55, density=True, label="real")
+    ax[0, 0].hist(g, bins, alpha=0.55, density=True, label="generated")
+    ax[0, 0].set_title("histograms")
+    ax[0, 0].legend()
+    for v, lab in ((rs, "real"), (gs, "generated")):
+        if np.ptp(v) > 0:
+            sns.kdeplot(x=v, ax=ax[0, 1], label=lab, fill=True, alpha=0.3, warn_singular=False)
+    ax[0, 1].set_title("kernel density")
+    ax[0, 1].legend()
+    q = np.linspace(0.005, 0.995, 199)
+    qr, qg = np.quantile(r, q), np.quantile(g, q)
+    ax[0, 2].scatter(qr, qg, s=8)
+    lo, hi = min(qr.min(), qg.min()), max(qr.max(), qg.max())
+    ax[0, 2].plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax[0, 2].set_xlabel("real quantiles")
+    ax[0, 2].set_ylabel("generated quantiles")
+    ax[0, 2].set_title("Q-Q plot")
+    ax[1, 0].boxplot([rs, gs], showfliers=False)
+    ax[1, 0].set_xticks([1, 2], ["real", "generated"])
+    ax[1, 0].set_title("box plots (whiskers 1.5 IQR)")
+    for v, lab in ((r, "real"), (g, "generated")):
+        xs = np.sort(v)
+        ax[1, 1].plot(xs, np.arange(1, xs.size + 1) / xs.size, label=lab)
+    ks, p = st.ks_2samp(g, r)
+    ax[1, 1].set_title(f"CDFs (KS {ks:.3f}, p {p:.2g})")
+    ax[1, 1].legend()
+    sg, sr = DS.summary(g), DS.summary(r)
+    names = ["mean", "std", "median", "skew", "kurtosis"]
+    xpos = np.arange(len(names))
+    ax[1, 2].bar(xpos - 0.2, [sr[k] for k in names], 0.4, label="real")
+    ax[1, 2].bar(xpos + 0.2, [sg[k] for k in names], 0.4, label="generated")
+    ax[1, 2].set_xticks(xpos, names)
+    ax[1, 2].axhline(0, color="k", lw=0.6)
+    ax[1, 2].set_title("summary statistics")
+    ax[1, 2].legend()
+    fig.suptitle(f"value distributions: {g.size} generated vs {r.size} real values "
+                 f"(Wasserstein {DS.wasserstein(g, r):.3f})")
+    return _save(fig, path)
+
+
+def temporal_panels(gen, real, path, max_lag: int = 10, n_show: int = 5) -> Path:
+    """Four panels along the sequence: sample sequences, mean +- sd per position, autocorrelation by
+    lag, and the value distribution at each position."""
+    from analysis import distributions as DS
+
+    g, r = DS.as_signals(gen), DS.as_signals(real)
+    L = g.shape[1]
+    pos = np.arange(1, L + 1)
+    fig, ax = plt.subplots(2, 2, figsize=(13, 8.5))
+    for i in range(min(n_show, r.shape[0])):
+        ax[0, 0].plot(pos, r[i], color="C0", alpha=0.6, lw=1, label="real" if i == 0 else None)
+    for i in range(min(n_show, g.shape[0])):
+        ax[0, 0].plot(pos, g[i], color="C1", alpha=0.6, lw=1, label="generated" if i == 0 else None)
+    ax[0, 0].set_title(f"sample sequences ({n_show} each)")
+    ax[0, 0].legend()
+    for x, lab, col in ((r, "real", "C0"), (g, "generated", "C1")):
+        m, s = x.mean(0), x.std(0)
+        ax[0, 1].plot(pos, m, color=col, label=lab)
+        ax[0, 1].fill_between(pos, m - s, m + s, color=col, alpha=0.2)
+    ax[0, 1].set_title("mean per position (band: +- 1 sd)")
+    ax[0, 1].legend()
+    lags = np.arange(1, min(max_lag, L - 1) + 1)
+    ax[1, 0].plot(lags, DS.autocorrelation(r, lags.size), "o-", label="real")
+    ax[1, 0].plot(lags, DS.autocorrelation(g, lags.size), "s-", label="generated")
+    ax[1, 0].axhline(0, color="k", lw=0.6)
+    ax[1, 0].set_xlabel("lag")
+    ax[1, 0].set_title("autocorrelation by lag")
+    ax[1, 0].legend()
+    qs = (0.1, 0.25, 0.5, 0.75, 0.9)
+    for x, lab, col, ls in ((r, "real", "C0", "-"), (g, "generated", "C1", "--")):
+        qv = np.quantile(x, qs, axis=0)
+        for j, qq in enumerate(qs):
+            ax[1, 1].plot(pos, qv[j], color=col, ls=ls, lw=2 if qq == 0.5 else 0.8,
+                          label=f"{lab} deciles/quartiles/median" if j == 0 else None)
+    ax[1, 1].set_title("distribution along positions (quantiles 0.1-0.9)")
+    ax[1, 1].legend(fontsize=8)
+    for a in (ax[0, 0], ax[0, 1], ax[1, 1]):
+        a.set_xlabel("position")
+    fig.suptitle(f"temporal structure: {g.shape[0]} generated vs {r.shape[0]} real sequences of length {L}")
     return _save(fig, path)

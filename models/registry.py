@@ -42,6 +42,7 @@ class DataStats:
     gc: float
     # per-window GC percentiles 0, 1, ..., 100 of the training windows (conditional families bin on them)
     gc_percentiles: tuple = ()
+    kind: str = "dna"  # dna | signal (real-valued sequences; families with continuous = True)
 
 
 class Family:
@@ -51,6 +52,7 @@ class Family:
     Config = None  # frozen dataclass with the family's model options
     autoregressive = False  # True: sample() accepts a prompt to extend
     conditional = False  # True: sample() accepts gc= (a requested GC content) when trained with labels
+    continuous = False  # True: also trains on real-valued sequences (DataStats.kind == "signal")
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         raise NotImplementedError
@@ -61,6 +63,21 @@ class Family:
 
     def on_epoch_start(self, nets: nn.ModuleDict, ctx) -> None:
         pass
+
+    def planned_epochs(self, cfg) -> int:
+        """Epochs a family's own phase plan asks for when train.epochs is 0 (0: no plan)."""
+        return 0
+
+    def epoch_steps(self, cfg, epoch: int, default: int) -> int:
+        """Steps (batches) in this epoch; families with phases of different step costs override."""
+        return default
+
+    def on_epoch_end(self, nets: nn.ModuleDict, ctx, run_dir, sample) -> None:
+        """After the epoch's monitoring sample (run_dir is None when the run is not saved)."""
+
+    def on_train_end(self, ensemble, run_dir) -> list:
+        """After training (saved runs only): write family-specific outputs; returns their paths."""
+        return []
 
     def train_step(self, nets: nn.ModuleDict, batch: torch.Tensor, ctx) -> dict[str, float]:
         raise NotImplementedError

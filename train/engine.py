@@ -26,7 +26,9 @@ from train import checkpoint as ckpt_io
 from train.curriculum import from_config as curriculum_from_config
 from utils import config as C
 from utils.errors import CheckpointError, ConfigError, DnaganError
-from utils.sequences import SequenceData, load_sequences, write_fasta, decode
+from analysis import distributions as DS
+from utils.sequences import (SequenceData, decode, is_signal_file, load_sequences, load_signals, write_fasta,
+                             write_samples)
 
 log = logging.getLogger("dnagan")
 
@@ -52,6 +54,8 @@ def load_data(cfg: C.RunConfig) -> SequenceData:
     d = cfg.data
     if d.synthetic:
         return synthetic_data(d.synthetic, d.seq_len, d.val_fraction, cfg.train.seed)
+    if is_signal_file(d.path):  # a text file of numbers: real-valued sequences, their own length
+        return load_signals(d.path, val_fraction=d.val_fraction)
     return load_sequences(d.path, d.seq_len, stride=d.stride, val_fraction=d.val_fraction,
                           block_size=d.block_size, max_sequences=d.max_sequences,
                           seed=cfg.train.seed, crop=d.crop_records)
@@ -83,6 +87,7 @@ class StepContext:
     optimizers: dict = field(default_factory=dict)
     step: int = 0
     val: torch.Tensor | None = None  # held-out windows (CPU), for families' epoch_metrics
+    train: torch.Tensor | None = None  # training windows (CPU), for families that draw extra batches
 
     def optimize(self, name: str, loss: torch.Tensor) -> float:
         """zero_grad, backward, clip (train.clip_norm), step for one parameter group; returns the
@@ -120,15 +125,41 @@ class Ensemble:
             extra["gc"] = float(gc)
         g = torch.Generator(device=self.device).manual_seed(seed)
         K = len(self.members)
-        out = torch.empty(n, length, dtype=torch.long)
+        out = None
         for m, nets in enumerate(self.members):
             n_m = len(range(m, n, K))
             if n_m == 0:
                 continue
             nets.eval()
-            out[m::K] = self.family.sample(nets, n_m, length, temperature=temperature, generator=g,
-                                           prompt=prompt, **extra).cpu()
+            x = self.family.sample(nets, n_m, length, temperature=temperature, generator=g,
+                                   prompt=prompt, **extra).cpu()
+            if out is None:  # long codes for DNA, floats for real-valued families
+                out = torch.empty(n, length, dtype=x.dtype)
+            out[m::K] = x
         return out
+
+
+def _monitor_dna(sample, val, epoch: int) -> dict:
+    """Per-epoch watch values of a DNA sample against held-out windows; val_score (lower is
+    better) = 4-mer JS + |GC - held-out GC|."""
+    gc, val_gc = float(M.gc_content(sample).mean()), float(M.gc_content(val).mean())
+    js4 = M.kmer_js(sample, val, 4)
+    return {"sample_gc": gc, "val_gc": val_gc, "unique_fraction": M.unique_fraction(sample),
+            "morans_i": _nanmean(M.morans_i(sample)),
+            "diversity": M.mean_pairwise_hamming(sample, max_n=200, seed=epoch),
+            "val_js_4mer": js4, "val_score": js4 + abs(gc - val_gc)}
+
+
+def _monitor_signals(sample, val, epoch: int) -> dict:
+    """The same for real-valued sequences; val_score = KS statistic + mean |autocorrelation
+    difference| over lags 1-5."""
+    ks, _ = DS.ks(sample, val)
+    acf = float(np.nanmean(np.abs(DS.autocorrelation(sample) - DS.autocorrelation(val))))
+    div = DS.diversity(sample, max_n=200, seed=epoch)
+    return {"sample_mean": float(sample.mean()), "val_mean": float(val.mean()), "sample_std": float(sample.std()),
+            "val_std": float(val.std()), "ks": ks, "wasserstein": DS.wasserstein(sample, val), "acf_mae": acf,
+            "unique_fraction": div["unique_fraction"], "diversity": div["mean_pairwise_distance"],
+            "val_score": ks + acf}
 
 
 def _nanmean(x) -> float:
@@ -184,7 +215,7 @@ def load_ensemble(path, device: str = "auto") -> tuple[Ensemble, dict]:
         raise CheckpointError(f"{path}: stored config does not fit this version ({exc})") from None
     s = ck["stats"]
     stats = DataStats(seq_len=int(s["seq_len"]), base_freq=tuple(s["base_freq"]), gc=float(s["gc"]),
-                      gc_percentiles=tuple(s.get("gc_percentiles", ())))
+                      gc_percentiles=tuple(s.get("gc_percentiles", ())), kind=s.get("kind", "dna"))
     members = [family.build(cfg, stats).to(dev) for _ in ck["members"]]
     for nets, sd in zip(members, ck["members"]):
         try:
@@ -254,10 +285,23 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
     val = data.val if data.val.shape[0] else data.train
     if not data.val.shape[0]:
         log.warning("validation set is empty; the validation score uses training windows")
-    target_gc = tc.target_gc if tc.target_gc is not None else data.gc()
-    stats = DataStats(seq_len=data.seq_len, base_freq=tuple(float(f) for f in data.base_freq()),
-                      gc=float(data.gc()),
-                      gc_percentiles=tuple(float(v) for v in np.percentile(M.gc_content(data.train), np.arange(101))))
+    signal = data.kind == "signal"
+    if signal:
+        if not family.continuous:
+            raise ConfigError(f"{data.source}: real-valued sequences; the {family.name!r} family models DNA "
+                              f"(use --model seqgan)")
+        log.info("%s: %d training and %d held-out real-valued sequences of length %d",
+                 data.source, data.train.shape[0], data.val.shape[0], data.seq_len)
+        target_gc = float("nan")
+        stats = DataStats(seq_len=data.seq_len, base_freq=(0.25,) * 4, gc=float("nan"), kind="signal")
+    else:
+        target_gc = tc.target_gc if tc.target_gc is not None else data.gc()
+        stats = DataStats(seq_len=data.seq_len, base_freq=tuple(float(f) for f in data.base_freq()),
+                          gc=float(data.gc()),
+                          gc_percentiles=tuple(float(v) for v in np.percentile(M.gc_content(data.train), np.arange(101))))
+    n_epochs = tc.epochs or family.planned_epochs(cfg)
+    if n_epochs < 1:
+        raise ConfigError("train.epochs must be >= 1 (0 means the family's phase plan, and this one has none)")
     members = build_members(family, cfg, stats, device)
     if init_checkpoint:
         src, _ = load_ensemble(init_checkpoint, device=str(device))
@@ -285,6 +329,8 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
              for _ in members]
     shuffle_gen = torch.Generator().manual_seed(tc.seed + 1)
     fam_gen = torch.Generator(device=device).manual_seed(tc.seed + 2)
+    if tc.curriculum and signal:
+        raise ConfigError("--curriculum grows DNA windows; it does not apply to real-valued sequences")
     curriculum = curriculum_from_config(tc, data.seq_len) if tc.curriculum else None
     schedule = curriculum_from_config(tc, data.seq_len)  # temperature annealing without --curriculum
 
@@ -333,13 +379,13 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
             "rng": _rng_state(shuffle_gen, fam_gen),
             "stats": {"seq_len": stats.seq_len, "base_freq": list(stats.base_freq), "gc": stats.gc,
                       "gc_percentiles": list(stats.gc_percentiles),
-                      "target_gc": float(target_gc), "source": data.source},
+                      "target_gc": float(target_gc), "source": data.source, "kind": stats.kind},
             "run_dir": str(run_dir),
         }
 
     out_of_time = False
     epoch = start_epoch
-    bar = tqdm(range(start_epoch, tc.epochs), desc=f"{cfg.family} epochs", disable=None, leave=False)
+    bar = tqdm(range(start_epoch, n_epochs), desc=f"{cfg.family} epochs", disable=None, leave=False)
     for epoch in bar:
         length = curriculum.length(epoch) if curriculum else data.seq_len
         bw = curriculum.balance_weight(epoch) if curriculum else tc.balance_weight
@@ -352,15 +398,18 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
             nets.train()
             ctx = StepContext(epoch=epoch, length=length, balance_weight=bw, temperature=temp,
                               target_gc=float(target_gc), ref_freq=stats.base_freq, device=device,
-                              generator=fam_gen, cfg=cfg, optimizers=opts[m], step=step, val=val_x)
+                              generator=fam_gen, cfg=cfg, optimizers=opts[m], step=step, val=val_x,
+                              train=train_x)
             family.on_epoch_start(nets, ctx)
             idx = torch.from_numpy(boots[m])[torch.randperm(n_train, generator=shuffle_gen)]
             n_batches = math.ceil(n_train / tc.batch)
             if tc.steps_per_epoch:
                 n_batches = min(n_batches, tc.steps_per_epoch)
+            n_batches = family.epoch_steps(cfg, epoch, n_batches)
             for b in tqdm(range(n_batches), desc=f"epoch {epoch + 1} member {m + 1}", disable=None,
                           leave=False):
-                batch = train_x[idx[b * tc.batch : (b + 1) * tc.batch], :length].to(device).long()
+                batch = train_x[idx[b * tc.batch : (b + 1) * tc.batch], :length].to(device)
+                batch = batch.float() if signal else batch.long()
                 ctx.step = step
                 for k, v in family.train_step(nets, batch, ctx).items():
                     sums[k] = sums.get(k, 0.0) + float(v)
@@ -386,19 +435,17 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
                                  seed=tc.seed * 100_003 + epoch).numpy()
         for nets in members:
             nets.train()
-        gc = float(M.gc_content(sample).mean())
-        val_gc = float(M.gc_content(val).mean())
-        js4 = M.kmer_js(sample, val, 4)
-        score = js4 + abs(gc - val_gc)
         row = {"epoch": epoch + 1, "length": length, "balance_weight": bw, "temperature": temp}
         row.update({k: sums[k] / counts[k] for k in sums})
         for name, o in opts[0].items():
             row[f"lr_{name}"] = o.param_groups[0]["lr"]
-        row.update({"sample_gc": gc, "val_gc": val_gc, "unique_fraction": M.unique_fraction(sample),
-                    "morans_i": _nanmean(M.morans_i(sample)),
-                    "diversity": M.mean_pairwise_hamming(sample, max_n=200, seed=epoch),
-                    "val_js_4mer": js4, "val_score": score,
-                    "seqs_per_s": n_seen / max(train_seconds, 1e-9), "elapsed_s": time.time() - t0})
+        if signal:
+            mon = _monitor_signals(sample, val, epoch)
+        else:
+            mon = _monitor_dna(sample, val, epoch)
+        score = mon["val_score"]
+        row.update(mon)
+        row.update({"seqs_per_s": n_seen / max(train_seconds, 1e-9), "elapsed_s": time.time() - t0})
         history.append(row)
         improved = score < best - 1e-12
         if improved:
@@ -414,12 +461,21 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
             if tc.save_every and (epoch + 1) % tc.save_every == 0:
                 ckpt_io.save(ckpt_dir / f"{cfg.family}_epoch{epoch + 1}.pt", p)
             if tc.sample_every and (epoch + 1) % tc.sample_every == 0:
-                write_fasta(run_dir / "sequences" / f"epoch{epoch + 1}.fasta", decode(sample),
-                            model=cfg.family, prefix=f"epoch{epoch + 1}")
+                if signal:
+                    write_samples(run_dir / "sequences" / f"epoch{epoch + 1}.txt", sample)
+                else:
+                    write_fasta(run_dir / "sequences" / f"epoch{epoch + 1}.fasta", decode(sample),
+                                model=cfg.family, prefix=f"epoch{epoch + 1}")
+        family.on_epoch_end(members[0], ctx, run_dir if save else None, sample)
         lrs = " ".join(f"{k}={row[k]:.2e}" for k in row if k.startswith("lr_"))
         losses = " ".join(f"{k}={row[k]:.4f}" for k in sums)
-        log.info("epoch %d/%d len=%d %s %s GC=%.3f (val %.3f) unique=%.3f JS4=%.4f score=%.4f",
-                 epoch + 1, tc.epochs, length, losses, lrs, gc, val_gc, row["unique_fraction"], js4, score)
+        if signal:
+            watch = "KS=%.3f W1=%.3f acf_mae=%.3f unique=%.3f" % (
+                row["ks"], row["wasserstein"], row["acf_mae"], row["unique_fraction"])
+        else:
+            watch = "GC=%.3f (val %.3f) unique=%.3f JS4=%.4f" % (
+                row["sample_gc"], row["val_gc"], row["unique_fraction"], row["val_js_4mer"])
+        log.info("epoch %d/%d len=%d %s %s %s score=%.4f", epoch + 1, n_epochs, length, losses, lrs, watch, score)
         if tc.early_stopping and since_best >= tc.patience:
             log.info("early stopping: no validation improvement for %d epochs (best %.4f)", since_best, best)
             break
@@ -431,7 +487,9 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
         from analysis.plots import training_curves, training_dynamics
 
         training_curves(history, run_dir / "training_curves.png", title=f"{cfg.family} training")
-        if any("d_loss" in r for r in history):
+        if any("d_loss" in r for r in history) and not signal:
             training_dynamics(history, run_dir / "training_dynamics.png", title=f"{cfg.family} training dynamics")
+        for p in family.on_train_end(ensemble, run_dir):
+            log.info("wrote %s", p)
     return TrainResult(ensemble, history, run_dir, best_path if save else None,
                        last_path if save else None, int(epochs_done), time.time() - t0)

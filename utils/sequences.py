@@ -221,6 +221,7 @@ class SequenceData:
     n_records: int = 0
     n_dropped: int = 0  # segments shorter than seq_len
     source: str = ""
+    kind = "dna"
 
     @property
     def seq_len(self) -> int:
@@ -404,6 +405,47 @@ def read_real_valued(path, *, seq_len: int | None = None) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
+@dataclass
+class SignalData:
+    """Real-valued sequences (one per line of a text file), split into train and validation lines."""
+
+    train: np.ndarray  # (N, L) float32
+    val: np.ndarray  # (M, L) float32
+    source: str = ""
+    train_segments: list = field(default_factory=list)  # (none: novelty is a DNA notion)
+    kind = "signal"
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.train.shape[1])
+
+
+def is_signal_file(path) -> bool:
+    """True when the first non-empty line of a (non-FASTA) text file is all numbers."""
+    path = Path(normalize_path(path))
+    if not path.exists() or path.suffix.lower() in FASTA_EXT | GENBANK_EXT | {".gz"}:
+        return False
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.strip():
+                toks = line.split()
+                return all(_is_float(t) for t in toks) and not line.lstrip().startswith(">")
+    return False
+
+
+def load_signals(path, seq_len: int | None = None, *, val_fraction: float = 0.2,
+                 block_lines: int = 10) -> SignalData:
+    """read_real_valued, then hold out a fraction of the lines as interleaved blocks of
+    ``block_lines`` consecutive lines (neighbouring lines of a genome-derived file are correlated)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    x = read_real_valued(path, seq_len=seq_len)
+    lab = block_labels(x.shape[0], max(1, min(block_lines, x.shape[0] // 20 or 1)), val_fraction).astype(bool)
+    if val_fraction == 0:
+        lab[:] = False
+    return SignalData(train=x[~lab], val=x[lab], source=str(path))
+
+
 def _is_float(x: str) -> bool:
     try:
         float(x)
@@ -423,6 +465,9 @@ def atomic_write_text(path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -451,6 +496,20 @@ def write_fasta(path, seqs: list[str], *, model: str = "", checkpoint: str = "",
     tail = (" " + " ".join(meta)) if meta else ""
     headers = [f"{prefix}_{i + 1}{tail} index={i + 1}" for i in range(len(seqs))]
     atomic_write_text(path, fasta_text(seqs, headers))
+
+
+def write_samples(path, x) -> Path:
+    """The SeqGAN prototype's text format: one sequence per line, real values space-separated
+    (6 decimals) or DNA letters."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if np.issubdtype(x.dtype, np.floating):
+        text = "".join(" ".join(f"{v:.6f}" for v in row) + "\n" for row in x)
+    else:
+        text = "".join(s + "\n" for s in decode(x))
+    atomic_write_text(path, text)
+    return Path(path)
 
 
 def write_lines(path, seqs: list[str]) -> None:

@@ -1,0 +1,442 @@
+"""SeqGAN (Yu et al. 2017): an LSTM policy trained by maximum likelihood, then by REINFORCE with
+Monte-Carlo rollout rewards from a CNN discriminator. One module for DNA tokens (categorical head)
+and for real-valued sequences (Gaussian head), chosen by the data or model.output.
+
+Policy G    : LSTM (hidden 32 in the prototype) over the previous token (embedding) or value (Linear)
+              -> categorical logits over A, C, G, T, or a Gaussian mean and log-variance per step.
+Rollout     : a copy of G, never touched by an optimiser, that tracks G by exponential moving average
+              (theta_roll <- r theta_roll + (1 - r) theta_G, r = model.rollout_update = 0.8).
+D           : per-position Linear embedding -> Conv1d for every filter width -> max over time ->
+              highway layer -> dropout (keep 0.75) -> logit; L2 (0.2) on the output layer.
+
+Phases (engine epochs; see Family.planned_epochs): model.pre_epochs of generator MLE, then
+model.dis_pre_epochs of discriminator training on fresh samples, then model.total_batch adversarial
+rounds (model.rounds_per_epoch to an epoch). Each round: a policy-gradient step on G with rewards
+from batched rollouts, the EMA update of the rollout net, then model.d_steps discriminator updates
+on fresh samples. The --skip-* flags drop a phase from the plan.
+
+Rollouts are batched (rollout_rewards): one pass of the rollout net over the sampled batch caches
+its state after every prefix; all (prefix, rollout, sequence) continuations then advance together,
+each joining when the sampler reaches its prefix, and D scores them in large chunks, in eval mode.
+bench/rollout_speed.py keeps the per-rollout, per-prefix loop as the reference.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from analysis.metrics import roc_auc
+from models.blocks import sample_categorical
+from models.registry import DataStats, Family, register
+from utils.errors import ConfigError
+
+LOGVAR_MIN, LOGVAR_MAX = -8.0, 4.0
+
+
+@dataclass(frozen=True)
+class SeqGANConfig:
+    output: str = "auto"  # auto (from the data) | categorical (DNA) | gaussian (real values)
+    hidden: int = 32  # policy LSTM units (the prototype's HIDDEN_DIM)
+    emb: int = 32  # input embedding width (token embedding, or Linear of the previous value)
+    layers: int = 1
+    pre_epochs: int = 120  # PRE_EPOCH_NUM: generator MLE epochs
+    dis_pre_epochs: int = 5  # discriminator pretraining epochs (steps_per_epoch updates each)
+    total_batch: int = 200  # TOTAL_BATCH: adversarial rounds
+    rounds_per_epoch: int = 10  # adversarial rounds per engine epoch (a monitoring period)
+    skip_gen_pretrain: bool = False
+    skip_dis_pretrain: bool = False
+    skip_adversarial: bool = False
+    rollout_num: int = 16  # Monte-Carlo rollouts per prefix
+    rollout_update: float = 0.8  # EMA rate: rollout keeps this share of itself each update
+    baseline: str = "mean"  # mean (per-position batch mean reward) | none (the paper)
+    pg_batch: int = 0  # sequences per policy-gradient step; 0 = train.batch
+    mle_steps: int = 0  # teacher-forced MLE steps on real data per adversarial round (0 = the paper)
+    d_steps: int = 3  # discriminator updates per adversarial round, each on fresh samples
+    d_batch: int = 8192  # sequences per discriminator forward while scoring rollouts
+    d_emb: int = 16  # discriminator input embedding
+    d_filter_sizes: tuple = (2, 3, 4, 5, 6, 8, 10, 15, 20)
+    d_num_filters: tuple = (32, 32, 32, 32, 32, 32, 32, 32, 32)
+    d_keep_prob: float = 0.75  # dropout keep probability (the prototype's DIS_DROPOUT_KEEP_PROB)
+    d_l2: float = 0.2  # L2 on D's output layer (DIS_L2_REG_LAMBDA), as tf.nn.l2_loss
+
+    def validate(self):
+        if self.output not in ("auto", "categorical", "gaussian"):
+            raise ConfigError(f"model.output must be auto, categorical or gaussian, got {self.output!r}")
+        if self.baseline not in ("mean", "none"):
+            raise ConfigError(f"model.baseline must be mean or none, got {self.baseline!r}")
+        if len(self.d_filter_sizes) != len(self.d_num_filters) or not self.d_filter_sizes:
+            raise ConfigError("model.d_filter_sizes and model.d_num_filters need the same, non-zero length")
+        if not 0.0 <= self.rollout_update <= 1.0:
+            raise ConfigError("model.rollout_update must be in [0, 1]")
+        if not 0.0 < self.d_keep_prob <= 1.0:
+            raise ConfigError("model.d_keep_prob must be in (0, 1]")
+        for k in ("hidden", "emb", "layers", "rollout_num", "rounds_per_epoch", "d_steps", "d_batch"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"model.{k} must be >= 1")
+        for k in ("pre_epochs", "dis_pre_epochs", "total_batch", "mle_steps", "pg_batch"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"model.{k} must be >= 0")
+
+
+def output_kind(c: SeqGANConfig, stats: DataStats) -> str:
+    data_kind = "gaussian" if stats.kind == "signal" else "categorical"
+    if c.output != "auto" and c.output != data_kind:
+        raise ConfigError(f"model.output={c.output} but the data is {'real-valued' if stats.kind == 'signal' else 'DNA'}"
+                          f" (use model.output={data_kind} or auto)")
+    return data_kind
+
+
+class Policy(nn.Module):
+    """The generator (and its rollout copy): an LSTM stepping over the previous token or value."""
+
+    def __init__(self, c: SeqGANConfig, kind: str):
+        super().__init__()
+        self.kind, self.hidden, self.layers = kind, c.hidden, c.layers
+        if kind == "categorical":
+            self.embed = nn.Embedding(5, c.emb)  # 0-3 A, C, G, T; 4 = start token
+        else:
+            self.embed = nn.Linear(1, c.emb)
+            self.start = nn.Parameter(torch.zeros(c.emb))
+        self.lstm = nn.LSTM(c.emb, c.hidden, c.layers, batch_first=True)
+        self.head = nn.Linear(c.hidden, 4 if kind == "categorical" else 2)
+
+    # ---- inputs, heads, sampling
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) tokens/values -> (B, T, emb) LSTM inputs."""
+        if self.kind == "categorical":
+            return self.embed(x.long())
+        return self.embed(x.float().unsqueeze(-1))
+
+    def start_input(self, B: int, device) -> torch.Tensor:
+        if self.kind == "categorical":
+            return self.embed(torch.full((B, 1), 4, dtype=torch.long, device=device))
+        return self.start.expand(B, 1, -1)
+
+    def params_of(self, h: torch.Tensor) -> torch.Tensor:
+        """LSTM outputs -> head parameters: logits (..., 4) or (mean, log-variance) (..., 2)."""
+        p = self.head(h)
+        if self.kind == "gaussian":
+            p = torch.stack([p[..., 0], p[..., 1].clamp(LOGVAR_MIN, LOGVAR_MAX)], -1)
+        return p
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log pi(x_t | prefix) per position: (B, L)."""
+        if self.kind == "categorical":
+            return torch.log_softmax(params, -1).gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
+        mu, lv = params[..., 0], params[..., 1]
+        return -0.5 * (lv + (x.float() - mu) ** 2 / lv.exp() + math.log(2 * math.pi))
+
+    def draw(self, params: torch.Tensor, generator, temperature: float = 1.0) -> torch.Tensor:
+        """One sample per row of head parameters (reparameterised for the Gaussian head)."""
+        if self.kind == "categorical":
+            return sample_categorical(params, temperature, generator)
+        mu, lv = params[..., 0], params[..., 1]
+        eps = torch.randn(mu.shape, device=mu.device, generator=generator)
+        return mu + math.sqrt(temperature) * (0.5 * lv).exp() * eps
+
+    # ---- running the LSTM
+    def step(self, inp: torch.Tensor, state):
+        """One LSTM step: (B, 1, emb) input -> head parameters (B, P) for the next position, state."""
+        h, state = self.lstm(inp, state)
+        return self.params_of(h[:, 0]), state
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced head parameters (B, L, P): position t reads x_{t-1} (the start token at 0)."""
+        B = x.shape[0]
+        inp = torch.cat([self.start_input(B, x.device), self.inputs(x[:, :-1])], 1)
+        h, _ = self.lstm(inp)
+        return self.params_of(h)
+
+    def mle_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood per position (nats), averaged."""
+        return -self.log_prob(self(x), x).mean()
+
+    @torch.no_grad()
+    def generate(self, n: int, L: int, generator, temperature: float = 1.0, prompt=None) -> torch.Tensor:
+        dev = self.head.weight.device
+        out = torch.zeros(n, L, device=dev, dtype=torch.long if self.kind == "categorical" else torch.float32)
+        p = 0 if prompt is None else min(int(prompt.numel()), L)
+        if p:
+            out[:, :p] = prompt[:p].to(dev, out.dtype)
+        inp, state = self.start_input(n, dev), None
+        for t in range(L):
+            params, state = self.step(inp, state)
+            if t >= p:
+                out[:, t] = self.draw(params, generator, temperature)
+            inp = self.inputs(out[:, t : t + 1])
+        return out
+
+
+class Highway(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.h, self.t = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x):
+        t = torch.sigmoid(self.t(x))
+        return t * F.relu(self.h(x)) + (1 - t) * x
+
+
+class Discriminator(nn.Module):
+    """SeqGAN's CNN: filters of several widths, max over time, highway, dropout, one logit."""
+
+    def __init__(self, c: SeqGANConfig, kind: str, seq_len: int):
+        super().__init__()
+        self.kind = kind
+        self.embed = nn.Linear(4 if kind == "categorical" else 1, c.d_emb)
+        # a filter wider than the sequence cannot slide; such widths are dropped
+        pairs = [(int(k), int(f)) for k, f in zip(c.d_filter_sizes, c.d_num_filters) if int(k) <= seq_len]
+        if not pairs:
+            raise ConfigError(f"model.d_filter_sizes: none fits sequences of {seq_len}")
+        self.convs = nn.ModuleList(nn.Conv1d(c.d_emb, f, k) for k, f in pairs)
+        d = sum(f for _, f in pairs)
+        self.highway = Highway(d)
+        self.drop = nn.Dropout(1.0 - c.d_keep_prob)
+        self.out = nn.Linear(d, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Max-over-time feature per filter (B, sum of filters)."""
+        if self.kind == "categorical":
+            # Embedding then convolution are both linear, so one-hot inputs go through the folded
+            # convolution W'[f, base, k] = sum_e W[f, e, k] E[e, base] directly: the same function,
+            # with 4 input channels instead of d_emb (4x fewer flops while scoring rollouts).
+            oh = F.one_hot(x.long(), 4).float().transpose(1, 2)  # (B, 4, L)
+            E, eb = self.embed.weight, self.embed.bias
+            return torch.cat([F.relu(F.conv1d(oh, torch.einsum("fek,ec->fck", conv.weight, E),
+                                              conv.bias + torch.einsum("fek,e->f", conv.weight, eb))).amax(-1)
+                              for conv in self.convs], 1)
+        e = self.embed(x.float().unsqueeze(-1)).transpose(1, 2)  # (B, emb, L)
+        return torch.cat([F.relu(conv(e)).amax(-1) for conv in self.convs], 1)
+
+    def features_unfolded(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference path (embedding, then convolution); tests check features() against it."""
+        x = F.one_hot(x.long(), 4).float() if self.kind == "categorical" else x.float().unsqueeze(-1)
+        e = self.embed(x).transpose(1, 2)
+        return torch.cat([F.relu(conv(e)).amax(-1) for conv in self.convs], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L) tokens or values -> (B,) logits
+        return self.out(self.drop(self.highway(self.features(x)))).squeeze(-1)
+
+    def l2(self) -> torch.Tensor:
+        """tf.nn.l2_loss of the output layer (weights and bias): sum of squares / 2."""
+        return 0.5 * (self.out.weight.pow(2).sum() + self.out.bias.pow(2).sum())
+
+
+@torch.no_grad()
+def ema_update(rollout: nn.Module, G: nn.Module, rate: float) -> None:
+    """theta_roll <- rate * theta_roll + (1 - rate) * theta_G (buffers copied)."""
+    for pr, pg in zip(rollout.parameters(), G.parameters()):
+        pr.mul_(rate).add_(pg.detach().to(pr.device), alpha=1.0 - rate)
+    for br, bg in zip(rollout.buffers(), G.buffers()):
+        br.copy_(bg)
+
+
+@torch.no_grad()
+def score(D: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """P(real) for every row of x, in chunks, with D in eval mode (no dropout); D's mode restored."""
+    was = D.training
+    D.eval()
+    try:
+        return torch.cat([torch.sigmoid(D(x[i : i + chunk])) for i in range(0, x.shape[0], chunk)])
+    finally:
+        D.train(was)
+
+
+@torch.no_grad()
+def rollout_rewards(policy: Policy, D: nn.Module, x: torch.Tensor, rollout_num: int, *,
+                    generator=None, d_batch: int = 8192) -> torch.Tensor:
+    """Monte-Carlo rewards (B, L) in [0, 1]: reward[b, t] is the mean over rollout_num completions of
+    x[b, :t+1] (sampled by ``policy``) of D's P(real); the last column scores x itself.
+
+    Batched: one pass over x caches the policy's state after each prefix t = 1..L-1; the rows
+    (t, r, b), in that memory order, then advance together, rows of prefix t joining at position t.
+    """
+    B, L = x.shape
+    R = rollout_num
+    dev = x.device
+    if L == 1:
+        return score(D, x, d_batch).reshape(B, 1)
+    # state and next-position head parameters after consuming x[:, :t], t = 1..L-1
+    cache = []
+    inp, state = policy.start_input(B, dev), None
+    _, state = policy.step(inp, state)  # consumes the start token
+    for t in range(1, L):
+        params, state = policy.step(policy.inputs(x[:, t - 1 : t]), state)  # consumed x[:, t-1]
+        cache.append((params, state))
+    RB = R * B
+    N = (L - 1) * RB
+    seqs = x.unsqueeze(0).expand(N // B, B, L).reshape(N, L).clone()
+    h = torch.zeros(policy.layers, N, policy.hidden, device=dev)
+    c = torch.zeros_like(h)
+    for s in range(1, L):  # position s is sampled by every row whose prefix length t <= s
+        old = (s - 1) * RB  # rows of prefixes t < s, which consumed their own token s-1
+        params_old = None
+        if old:
+            params_old, (h_o, c_o) = policy.step(policy.inputs(seqs[:old, s - 1 : s]),
+                                                 (h[:, :old].contiguous(), c[:, :old].contiguous()))
+            h[:, :old], c[:, :old] = h_o, c_o
+        p_new, (h_n, c_n) = cache[s - 1]  # rows of prefix t = s start from the cached state
+        h[:, old : s * RB] = h_n.repeat(1, R, 1)
+        c[:, old : s * RB] = c_n.repeat(1, R, 1)
+        p_new = p_new.repeat(R, 1)
+        params = p_new if params_old is None else torch.cat([params_old, p_new])
+        seqs[: s * RB, s] = policy.draw(params, generator).to(seqs.dtype)
+    r = score(D, seqs, d_batch).reshape(L - 1, R, B).mean(1).transpose(0, 1)  # (B, L-1)
+    return torch.cat([r, score(D, x, d_batch).reshape(B, 1)], 1)
+
+
+@register("seqgan")
+class SeqGAN(Family):
+    Config = SeqGANConfig
+    autoregressive = True
+    continuous = True  # also models real-valued sequences (Gaussian head)
+
+    def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
+        c = cfg.model
+        kind = output_kind(c, stats)
+        G = Policy(c, kind)
+        rollout = Policy(c, kind)
+        rollout.load_state_dict(G.state_dict())
+        rollout.requires_grad_(False)
+        return nn.ModuleDict({"G": G, "rollout": rollout, "D": Discriminator(c, kind, stats.seq_len)})
+
+    def param_groups(self, nets):
+        # the rollout net is in no group: only the EMA moves it
+        return {"g": list(nets["G"].parameters()), "d": list(nets["D"].parameters())}
+
+    # ---- phases
+    @staticmethod
+    def plan(c: SeqGANConfig) -> list[tuple[str, int]]:
+        out = []
+        if not c.skip_gen_pretrain and c.pre_epochs:
+            out.append(("gen_pretrain", c.pre_epochs))
+        if not c.skip_dis_pretrain and c.dis_pre_epochs:
+            out.append(("dis_pretrain", c.dis_pre_epochs))
+        if not c.skip_adversarial and c.total_batch:
+            out.append(("adversarial", -(-c.total_batch // c.rounds_per_epoch)))
+        return out
+
+    def planned_epochs(self, cfg) -> int:
+        return sum(n for _, n in self.plan(cfg.model))
+
+    def phase(self, cfg, epoch: int) -> str:
+        for name, n in self.plan(cfg.model):
+            if epoch < n:
+                return name
+            epoch -= n
+        # past the plan (an explicit --epochs longer than it): more of the last phase
+        plan = self.plan(cfg.model)
+        return plan[-1][0] if plan else "gen_pretrain"
+
+    def epoch_steps(self, cfg, epoch: int, default: int) -> int:
+        c = cfg.model
+        if self.phase(cfg, epoch) != "adversarial":
+            return default
+        before = sum(n for name, n in self.plan(c) if name != "adversarial")
+        done = (epoch - before) * c.rounds_per_epoch
+        return max(1, min(c.rounds_per_epoch, c.total_batch - done)) if done < c.total_batch else c.rounds_per_epoch
+
+    # ---- steps
+    def _d_step(self, nets, real, ctx) -> dict:
+        G, D = nets["G"], nets["D"]
+        c = ctx.cfg.model
+        fake = G.generate(real.shape[0], real.shape[1], ctx.generator)
+        r, f = D(real), D(fake)
+        loss = (F.binary_cross_entropy_with_logits(r, torch.ones_like(r))
+                + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f))) / 2 + c.d_l2 * D.l2()
+        ctx.optimize("d", loss)
+        auc = roc_auc(torch.cat([r, f]).detach().cpu().numpy(), np.r_[np.ones(len(r)), np.zeros(len(f))])
+        return {"d_loss": float(loss.detach()), "d_acc": 0.5 * float((r > 0).float().mean() + (f < 0).float().mean()),
+                "d_auc": auc}
+
+    def _real(self, ctx, n: int) -> torch.Tensor:
+        src = ctx.train
+        idx = torch.randint(0, src.shape[0], (n,), generator=ctx.generator, device=ctx.generator.device).cpu()
+        return src[idx, : ctx.length].to(ctx.device)
+
+    def pg_step(self, nets, ctx, B: int, L: int) -> dict:
+        """One REINFORCE step: sample B sequences, score every prefix by rollouts, ascend
+        sum_t (reward_t - baseline_t) log pi(x_t | x_<t)."""
+        c = ctx.cfg.model
+        G, rollout, D = nets["G"], nets["rollout"], nets["D"]
+        x = G.generate(B, L, ctx.generator)
+        rewards = rollout_rewards(rollout, D, x, c.rollout_num, generator=ctx.generator, d_batch=c.d_batch)
+        adv = rewards - rewards.mean(0, keepdim=True) if c.baseline == "mean" else rewards
+        logp = G.log_prob(G(x), x)
+        loss = -(logp * adv).sum(1).mean() / L
+        ctx.optimize("g", loss)
+        return {"pg_loss": float(loss.detach()), "reward": float(rewards.mean()),
+                "reward_final": float(rewards[:, -1].mean())}
+
+    def train_step(self, nets, batch, ctx) -> dict[str, float]:
+        c = ctx.cfg.model
+        G = nets["G"]
+        phase = self.phase(ctx.cfg, ctx.epoch)
+        if phase == "gen_pretrain":
+            loss = G.mle_loss(batch)
+            ctx.optimize("g", loss)
+            return {"mle": float(loss.detach())}
+        if phase == "dis_pretrain":
+            return self._d_step(nets, batch, ctx)
+        out = self.pg_step(nets, ctx, c.pg_batch or batch.shape[0], batch.shape[1])
+        ema_update(nets["rollout"], G, c.rollout_update)
+        for i in range(c.mle_steps):
+            loss = G.mle_loss(batch if i == 0 else self._real(ctx, batch.shape[0]))
+            ctx.optimize("g", loss)
+            out["mle"] = float(loss.detach())
+        for i in range(c.d_steps):
+            d = self._d_step(nets, batch if i == 0 else self._real(ctx, batch.shape[0]), ctx)
+        out.update(d)
+        return out
+
+    def on_epoch_start(self, nets, ctx) -> None:
+        # entering the adversarial phase: the rollout net starts as an exact copy of G
+        if self.phase(ctx.cfg, ctx.epoch) == "adversarial" and (
+                ctx.epoch == 0 or self.phase(ctx.cfg, ctx.epoch - 1) != "adversarial"):
+            nets["rollout"].load_state_dict(nets["G"].state_dict())
+
+    @torch.no_grad()
+    def epoch_metrics(self, nets, ctx) -> dict[str, float]:
+        """Held-out NLL of the policy (nats per position) on up to 2,000 validation windows."""
+        if ctx.val is None or not ctx.val.shape[0]:
+            return {}
+        G = nets["G"]
+        was = G.training
+        G.eval()
+        v = ctx.val[:2000, : ctx.length].to(ctx.device)
+        nll = float(G.mle_loss(v))
+        G.train(was)
+        return {"val_nll": nll}
+
+    @torch.no_grad()
+    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None):
+        G = nets["G"]
+        return torch.cat([G.generate(min(4096, n - s), length, generator, temperature, prompt)
+                          for s in range(0, n, 4096)])
+
+    # ---- the prototype's output files
+    def on_epoch_end(self, nets, ctx, run_dir, sample) -> None:
+        from utils.sequences import write_samples
+
+        G = nets["G"]
+        write_samples(run_dir / "eval_file.txt", sample)  # the epoch's evaluation sample
+        g = torch.Generator(device=ctx.generator.device).manual_seed(ctx.epoch + 1)
+        # negatives as the discriminator sees them
+        write_samples(run_dir / "generator_sample.txt", G.generate(ctx.cfg.train.batch * 4, ctx.length, g))
+
+    def on_train_end(self, ensemble, run_dir) -> list:
+        from pathlib import Path
+
+        from utils.sequences import write_samples
+
+        tc = ensemble.cfg.train
+        x = ensemble.sample(max(ensemble.cfg.gen.n, 1000), ensemble.stats.seq_len, seed=tc.seed + 1)
+        paths = [write_samples(run_dir / "final_samples.txt", x)]
+        out_dir = Path(ensemble.cfg.gen.output).parent
+        paths.append(write_samples(out_dir / "final_samples.txt", x))
+        return paths

@@ -1,0 +1,276 @@
+"""SeqGAN: policy gradient, rollout EMA, batched rewards (shape, range, memory order), D eval mode
+while scoring, device placement, adversarial weights saved, phases and flags, continuous data path."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, build_for_steps
+from models.registry import DataStats
+from models.seqgan import Discriminator, Policy, SeqGANConfig, ema_update, rollout_rewards
+from utils.config import resolve
+
+sys.path.insert(0, str(ROOT / "bench"))
+from rollout_speed import loop_rewards  # noqa: E402
+
+KINDS = ["categorical", "gaussian"]
+
+
+def tiny_cfg(**model):
+    base = dict(hidden=8, emb=8, rollout_num=3, d_emb=4, d_filter_sizes=(2, 3), d_num_filters=(4, 4),
+                pre_epochs=1, dis_pre_epochs=1, total_batch=2, rounds_per_epoch=1, d_steps=1)
+    base.update(model)
+    return resolve("seqgan", SeqGANConfig, {"model": base, "train": {"batch": 8}})
+
+
+def stats(kind, L=12):
+    return DataStats(seq_len=L, base_freq=(0.25,) * 4, gc=0.5, kind="signal" if kind == "gaussian" else "dna")
+
+
+def batch_of(kind, B=8, L=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "categorical":
+        return torch.randint(0, 4, (B, L), generator=g)
+    return torch.randn(B, L, generator=g)
+
+
+def adversarial_ctx(kind, cfg, L=12):
+    fam, nets, ctx = build_for_steps("seqgan", cfg, stats(kind, L), lr=1e-2)
+    ctx.epoch = 2  # after one MLE and one D-pretraining epoch: the adversarial phase
+    ctx.train = batch_of(kind, 32, L, seed=5)
+    assert fam.phase(cfg, ctx.epoch) == "adversarial"
+    return fam, nets, ctx
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_policy_gradient_reaches_every_generator_parameter(kind):
+    cfg = tiny_cfg()
+    fam, nets, ctx = adversarial_ctx(kind, cfg)
+    out = fam.pg_step(nets, ctx, 8, 12)
+    assert np.isfinite(out["pg_loss"])
+    for name, p in nets["G"].named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rollout_moves_only_by_ema(kind):
+    cfg = tiny_cfg()
+    fam, nets, ctx = adversarial_ctx(kind, cfg)
+    G, ro = nets["G"], nets["rollout"]
+    assert not any(p.requires_grad for p in ro.parameters())
+    grouped = {id(p) for ps in fam.param_groups(nets).values() for p in ps}
+    assert not any(id(p) in grouped for p in ro.parameters())
+    # perturb G so that rollout and G differ, then one adversarial round
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    before = [p.clone() for p in ro.parameters()]
+    fam.train_step(nets, batch_of(kind), ctx)
+    for b, pr, pg in zip(before, ro.parameters(), G.parameters()):
+        torch.testing.assert_close(pr, 0.8 * b + 0.2 * pg)
+    # the rollout is a real copy (not G itself) and tracks it: repeated EMA converges to G
+    for _ in range(60):
+        ema_update(ro, G, 0.8)
+    for pr, pg in zip(ro.parameters(), G.parameters()):
+        assert pr is not pg
+        torch.testing.assert_close(pr, pg, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rewards_shape_and_range(kind):
+    c = SeqGANConfig(hidden=8, emb=8, d_emb=4, d_filter_sizes=(2, 3), d_num_filters=(4, 4))
+    G, D = Policy(c, kind), Discriminator(c, kind, 12)
+    x = G.generate(5, 12, torch.Generator().manual_seed(0))
+    r = rollout_rewards(G, D, x, 4, generator=torch.Generator().manual_seed(1))
+    assert r.shape == (5, 12)
+    assert (r >= 0).all() and (r <= 1).all()
+
+
+def test_rewards_keep_sequence_and_step_order():
+    """With a deterministic rollout (every continuation is all A) the batched rewards must equal,
+    entry by entry, the loop reference: D of x[b, :t] + A...A. A reshape in the wrong memory order
+    would scramble them across sequences and steps."""
+    c = SeqGANConfig(hidden=8, emb=8, d_emb=4, d_filter_sizes=(2, 3, 5), d_num_filters=(6, 6, 6))
+    G, D = Policy(c, "categorical"), Discriminator(c, "categorical", 10)
+    with torch.no_grad():
+        G.head.weight.zero_()
+        G.head.bias.copy_(torch.tensor([60.0, 0.0, 0.0, 0.0]))
+    x = torch.randint(1, 4, (6, 10), generator=torch.Generator().manual_seed(3))  # no A in x
+    batched = rollout_rewards(G, D, x, 4, generator=torch.Generator().manual_seed(1), d_batch=7)
+    loop = loop_rewards(G, D, x, 4, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(batched, loop, atol=1e-5, rtol=1e-4)
+    assert batched.std(0).min() > 1e-5 and batched.std(1).min() > 1e-5  # varies along both axes
+    # and directly: reward[b, t-1] = D(x[b, :t] + A...)
+    D.eval()
+    b, t = 4, 6
+    y = x[b : b + 1].clone()
+    y[:, t:] = 0
+    with torch.no_grad():
+        assert abs(float(torch.sigmoid(D(y))) - float(batched[b, t - 1])) < 1e-5
+
+
+def test_folded_discriminator_matches_reference_path():
+    c = SeqGANConfig(d_emb=8, d_filter_sizes=(2, 5), d_num_filters=(7, 3))
+    D = Discriminator(c, "categorical", 20)
+    x = torch.randint(0, 4, (9, 20))
+    torch.testing.assert_close(D.features(x), D.features_unfolded(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_discriminator_scores_rewards_in_eval_mode(kind):
+    cfg = tiny_cfg()
+    fam, nets, ctx = adversarial_ctx(kind, cfg)
+    D = nets["D"]
+    modes = []
+    h = D.register_forward_pre_hook(lambda m, inp: modes.append((m.training, inp[0].shape[0])))
+    rollout_rewards(nets["rollout"], D, nets["G"].generate(4, 12, None), 3)
+    h.remove()
+    assert modes and not any(m for m, _ in modes)
+    assert D.training  # restored for its own updates
+    # within a full round the discriminator is in training mode only for its own update
+    modes.clear()
+    h = D.register_forward_pre_hook(lambda m, inp: modes.append(m.training))
+    fam.train_step(nets, batch_of(kind), ctx)
+    h.remove()
+    # scoring (completions, then the sampled batch) in eval mode; then one D step: real + fake forwards
+    assert modes == [False, False, True, True]
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_generator_rollout_and_discriminator_share_a_device(kind, device):
+    cfg = tiny_cfg()
+    fam, nets, ctx = adversarial_ctx(kind, cfg)
+    dev = torch.device(device)
+    nets.to(dev)
+    ctx.device = dev
+    ctx.generator = torch.Generator(device=dev).manual_seed(0)
+    for name in ("G", "rollout", "D"):
+        assert {p.device.type for p in nets[name].parameters()} == {dev.type}, name
+    x = nets["G"].generate(4, 12, ctx.generator)
+    assert x.device.type == dev.type
+    r = rollout_rewards(nets["rollout"], nets["D"], x, 2, generator=ctx.generator)
+    assert r.device.type == dev.type
+    out = fam.train_step(nets, batch_of(kind).to(dev), ctx)
+    assert np.isfinite(out["pg_loss"])
+    ema_update(nets["rollout"], nets["G"], 0.8)
+    assert {p.device.type for p in nets["rollout"].parameters()} == {dev.type}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mle_pretraining_overfits_two_batches(kind):
+    cfg = tiny_cfg(hidden=32, emb=16)
+    fam, nets, ctx = build_for_steps("seqgan", cfg, stats(kind), lr=1e-2)
+    ctx.epoch = 0
+    batches = [batch_of(kind, seed=s) for s in (1, 2)]
+    with torch.no_grad():
+        first = [float(nets["G"].mle_loss(b)) for b in batches]
+    for i in range(150):
+        fam.train_step(nets, batches[i % 2], ctx)
+    with torch.no_grad():
+        last = [float(nets["G"].mle_loss(b)) for b in batches]
+    assert sum(last) < 0.8 * sum(first)
+
+
+def test_phase_plan_and_skip_flags():
+    from models.registry import get_family
+
+    fam = get_family("seqgan")
+    cfg = tiny_cfg(pre_epochs=3, dis_pre_epochs=2, total_batch=5, rounds_per_epoch=2)
+    assert fam.plan(cfg.model) == [("gen_pretrain", 3), ("dis_pretrain", 2), ("adversarial", 3)]
+    assert [fam.phase(cfg, e) for e in range(8)] == ["gen_pretrain"] * 3 + ["dis_pretrain"] * 2 + ["adversarial"] * 3
+    assert [fam.epoch_steps(cfg, e, 50) for e in range(8)] == [50] * 5 + [2, 2, 1]  # 5 rounds in all
+    skip = tiny_cfg(skip_gen_pretrain=True, skip_dis_pretrain=True, total_batch=5, rounds_per_epoch=2)
+    assert fam.plan(skip.model) == [("adversarial", 3)]
+
+
+def test_adversarial_weights_are_saved(genome, tmp_path):
+    """The last checkpoint holds the adversarially trained generator (public code has saved the
+    pretrained one), and it differs from the generator before the adversarial phase."""
+    from train.engine import load_ensemble, train
+
+    cfg = resolve("seqgan", SeqGANConfig, {
+        "data": {"path": str(genome), "seq_len": 16},
+        "model": {"hidden": 16, "emb": 8, "rollout_num": 2, "d_emb": 4, "d_filter_sizes": [2, 3],
+                  "d_num_filters": [4, 4], "pre_epochs": 1, "dis_pre_epochs": 1, "total_batch": 2,
+                  "rounds_per_epoch": 1},
+        "train": {"steps_per_epoch": 3, "save_every": 1, "eval_samples": 20, "checkpoint_dir": str(tmp_path / "ck"),
+                  "run_dir": str(tmp_path / "run"), "lr_g": 0.05}})
+    res = train(cfg)
+    assert res.epochs_done == 4 and "pg_loss" in res.history[-1]
+    pre, _ = load_ensemble(tmp_path / "ck" / "seqgan_epoch2.pt", device="cpu")  # before adversarial rounds
+    last, _ = load_ensemble(tmp_path / "ck" / "seqgan_last.pt", device="cpu")
+    trained = res.ensemble.members[0]
+    for k, v in trained.state_dict().items():
+        torch.testing.assert_close(last.members[0].state_dict()[k], v)
+    g_pre, g_last = pre.members[0]["G"].state_dict(), last.members[0]["G"].state_dict()
+    assert any(not torch.equal(g_pre[k], g_last[k]) for k in g_pre)
+    # and reloads to identical samples
+    torch.testing.assert_close(last.sample(10, 16, seed=3), res.ensemble.sample(10, 16, seed=3))
+
+
+def _run(*args, cwd):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def signals(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.zeros((300, 20))
+    for t in range(20):  # AR(1) with phi 0.7
+        x[:, t] = (0.7 * x[:, t - 1] if t else 0) + rng.normal(0, 1, 300)
+    p = tmp_path / "signals.txt"
+    p.write_text("".join(" ".join(f"{v:.4f}" for v in row) + "\n" for row in x))
+    return p
+
+
+def test_continuous_cli_train_gen_and_analyse(signals, tmp_path):
+    tiny = ["--set", "model.pre_epochs=2", "--set", "model.dis_pre_epochs=1", "--set", "model.total_batch=2",
+            "--set", "model.rounds_per_epoch=1", "--set", "model.rollout_num=2", "--set", "train.steps_per_epoch=4"]
+    r = _run(str(ROOT / "main.py"), "--mode", "train", "--model", "seqgan", "--data", str(signals),
+             "--run_dir", "run", *tiny, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for f in ("final_samples.txt", "generator_sample.txt", "eval_file.txt", "metrics.csv"):
+        assert (tmp_path / "run" / f).exists(), f
+    final = np.loadtxt(tmp_path / "outputs" / "final_samples.txt")
+    assert final.shape[1] == 20 and np.isfinite(final).all() and final.std() > 0.1
+    r = _run(str(ROOT / "main.py"), "--mode", "gen", "--checkpoint", "checkpoints/seqgan_last.pt", "--n", "7",
+             "--output", "gen.txt", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert np.loadtxt(tmp_path / "gen.txt").shape == (7, 20)
+    for script in ("analyse_distributions.py", "analyze_distributions.py"):
+        out = tmp_path / f"res_{script[:7]}"
+        r = _run(str(ROOT / script), "--real", str(signals), "--generated", "gen.txt", "--output-dir", str(out),
+                 cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        for f in ("analysis_metrics.txt", "analysis_distributions.png", "analysis_temporal.png"):
+            assert (out / f).stat().st_size > 0, f
+        m = json.loads((out / "analysis_metrics.json").read_text())
+        assert 0 <= m["ks_statistic"] <= 1 and m["wasserstein"] >= 0 and "acf5_real" in m
+
+
+def test_skip_flags_on_the_command_line(signals, tmp_path):
+    r = _run(str(ROOT / "main.py"), "--mode", "train", "--model", "seqgan", "--data", str(signals),
+             "--skip-gen-pretrain", "--skip-dis-pretrain", "--skip-adversarial", "--show-config", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "skip_adversarial: true" in r.stdout and "skip_gen_pretrain: true" in r.stdout
+    r = _run(str(ROOT / "main.py"), "--mode", "train", "--model", "markov", "--skip-adversarial", cwd=tmp_path)
+    assert r.returncode == 2 and "--skip-adversarial does not apply" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_signal_file_needs_a_continuous_family(signals, tmp_path):
+    r = _run(str(ROOT / "main.py"), "--mode", "train", "--model", "markov", "--data", str(signals), cwd=tmp_path)
+    assert r.returncode == 2 and "use --model seqgan" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_analyse_distributions_rejects_ragged_input(signals, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0.1 0.2 0.3\n0.4 0.5\n")
+    r = _run(str(ROOT / "analyse_distributions.py"), "--real", str(signals), "--generated", str(bad), cwd=tmp_path)
+    assert r.returncode == 2 and "line 2" in r.stderr and "Traceback" not in r.stderr
