@@ -58,8 +58,13 @@ class Family:
         raise NotImplementedError
 
     def param_groups(self, nets: nn.ModuleDict) -> dict[str, list]:
-        """Parameter groups by optimiser name ('g' uses train.lr_g, 'd' uses train.lr_d)."""
+        """Parameter groups by optimiser name ('g' uses train.lr_g, 'd' uses train.lr_d, any other
+        name group_lr's rate)."""
         return {}
+
+    def group_lr(self, cfg, name: str) -> float | None:
+        """Learning rate of a family-specific optimiser group (None: train.lr_g)."""
+        return None
 
     def on_epoch_start(self, nets: nn.ModuleDict, ctx) -> None:
         pass

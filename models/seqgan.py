@@ -12,8 +12,9 @@ D           : per-position Linear embedding -> Conv1d for every filter width -> 
 Phases (engine epochs; see Family.planned_epochs): model.pre_epochs of generator MLE, then
 model.dis_pre_epochs of discriminator training on fresh samples, then model.total_batch adversarial
 rounds (model.rounds_per_epoch to an epoch). Each round: a policy-gradient step on G with rewards
-from batched rollouts, the EMA update of the rollout net, then model.d_steps discriminator updates
-on fresh samples. The --skip-* flags drop a phase from the plan.
+from batched rollouts (its own Adam, model.pg_lr), model.mle_steps teacher-forced MLE steps on real
+data (interleaved, as LeakGAN; 0 is the paper), the EMA update of the rollout net, then
+model.d_steps discriminator updates on fresh samples. The --skip-* flags drop a phase from the plan.
 
 Rollouts are batched (rollout_rewards): one pass of the rollout net over the sampled batch caches
 its state after every prefix; all (prefix, rollout, sequence) continuations then advance together,
@@ -58,6 +59,7 @@ class SeqGANConfig:
     rollout_update: float = 0.8  # EMA rate: rollout keeps this share of itself each update
     baseline: str = "mean"  # mean (per-position batch mean reward) | none (the paper)
     pg_batch: int = 0  # sequences per policy-gradient step; 0 = train.batch
+    pg_lr: float = 1e-4  # Adam learning rate of the policy-gradient steps (their own optimiser)
     mle_steps: int = 0  # teacher-forced MLE steps on real data per adversarial round (0 = the paper)
     d_steps: int = 3  # discriminator updates per adversarial round, each on fresh samples
     d_batch: int = 8192  # sequences per discriminator forward while scoring rollouts
@@ -81,6 +83,8 @@ class SeqGANConfig:
         for k in ("emb", "layers", "rollout_num", "rounds_per_epoch", "d_steps", "d_batch"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"model.{k} must be >= 1")
+        if self.pg_lr <= 0:
+            raise ConfigError("model.pg_lr must be positive")
         for k in ("hidden", "pre_epochs", "dis_pre_epochs", "total_batch", "mle_steps", "pg_batch"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"model.{k} must be >= 0")
@@ -309,8 +313,14 @@ class SeqGAN(Family):
         return nn.ModuleDict({"G": G, "rollout": rollout, "D": Discriminator(c, kind, stats.seq_len)})
 
     def param_groups(self, nets):
-        # the rollout net is in no group: only the EMA moves it
-        return {"g": list(nets["G"].parameters()), "d": list(nets["D"].parameters())}
+        # the rollout net is in no group: only the EMA moves it. G has two optimisers: "g" for its
+        # MLE steps (train.lr_g) and "pg" for policy-gradient steps (model.pg_lr), each with its own
+        # Adam moments, so the noisy REINFORCE gradients do not share MLE's step size.
+        g = list(nets["G"].parameters())
+        return {"g": g, "pg": g, "d": list(nets["D"].parameters())}
+
+    def group_lr(self, cfg, name):
+        return cfg.model.pg_lr if name == "pg" else None
 
     # ---- phases
     @staticmethod
@@ -372,7 +382,7 @@ class SeqGAN(Family):
         adv = rewards - rewards.mean(0, keepdim=True) if c.baseline == "mean" else rewards
         logp = G.log_prob(G(x), x)
         loss = -(logp * adv).sum(1).mean() / L
-        ctx.optimize("g", loss)
+        ctx.optimize("pg", loss)
         return {"pg_loss": float(loss.detach()), "reward": float(rewards.mean()),
                 "reward_final": float(rewards[:, -1].mean())}
 
@@ -387,11 +397,11 @@ class SeqGAN(Family):
         if phase == "dis_pretrain":
             return self._d_step(nets, batch, ctx)
         out = self.pg_step(nets, ctx, c.pg_batch or batch.shape[0], batch.shape[1])
-        ema_update(nets["rollout"], G, c.rollout_update)
         for i in range(c.mle_steps):
             loss = G.mle_loss(batch if i == 0 else self._real(ctx, batch.shape[0]))
             ctx.optimize("g", loss)
             out["mle"] = float(loss.detach())
+        ema_update(nets["rollout"], G, c.rollout_update)  # after this round's generator updates
         for i in range(c.d_steps):
             d = self._d_step(nets, batch if i == 0 else self._real(ctx, batch.shape[0]), ctx)
         out.update(d)
@@ -426,6 +436,8 @@ class SeqGAN(Family):
     def on_epoch_end(self, nets, ctx, run_dir, sample) -> None:
         from utils.sequences import write_samples
 
+        if run_dir is None:
+            return
         G = nets["G"]
         write_samples(run_dir / "eval_file.txt", sample)  # the epoch's evaluation sample
         g = torch.Generator(device=ctx.generator.device).manual_seed(ctx.epoch + 1)

@@ -317,7 +317,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
     for nets in members:
         o, s = {}, {}
         for name, params in family.param_groups(nets).items():
-            lr = {"g": tc.lr_g, "d": tc.lr_d}.get(name, tc.lr_g)
+            lr = {"g": tc.lr_g, "d": tc.lr_d}.get(name) or family.group_lr(cfg, name) or tc.lr_g
             o[name] = torch.optim.Adam(params, lr=lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
             s[name] = torch.optim.lr_scheduler.ExponentialLR(o[name], gamma=tc.lr_gamma)
         opts.append(o)
