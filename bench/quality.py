@@ -52,7 +52,8 @@ def from_checkpoint(args, data):
     t = time.perf_counter()
     gen = ens.sample(args.n, args.seq_len, temperature=args.temperature, seed=args.seed + 1).numpy()
     rate = args.n / (time.perf_counter() - t)
-    hist = _read_metrics(Path(ck["run_dir"]) / "metrics.csv")
+    # the run's history up to this checkpoint's epoch (an epoch snapshot of a longer run)
+    hist = [r for r in _read_metrics(Path(ck["run_dir"]) / "metrics.csv") if r["epoch"] <= ck["epoch"]]
     res = SimpleNamespace(history=hist, epochs_done=ck["epoch"])
     return gen, (hist[-1]["elapsed_s"] if hist else float("nan")), rate, res
 
