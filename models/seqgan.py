@@ -62,7 +62,7 @@ class SeqGANConfig:
     pg_lr: float = 1e-4  # Adam learning rate of the policy-gradient steps (their own optimiser)
     mle_steps: int = 0  # teacher-forced MLE steps on real data per adversarial round (0 = the paper)
     d_steps: int = 3  # discriminator updates per adversarial round, each on fresh samples
-    d_batch: int = 8192  # sequences per discriminator forward while scoring rollouts
+    d_batch: int = 2048  # sequences per discriminator forward while scoring rollouts (cache-sized chunks)
     d_emb: int = 16  # discriminator input embedding
     d_filter_sizes: tuple = (2, 3, 4, 5, 6, 8, 10, 15, 20)
     d_num_filters: tuple = (32, 32, 32, 32, 32, 32, 32, 32, 32)
@@ -256,7 +256,7 @@ def score(D: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
 
 @torch.no_grad()
 def rollout_rewards(policy: Policy, D: nn.Module, x: torch.Tensor, rollout_num: int, *,
-                    generator=None, d_batch: int = 8192) -> torch.Tensor:
+                    generator=None, d_batch: int = 2048) -> torch.Tensor:
     """Monte-Carlo rewards (B, L) in [0, 1]: reward[b, t] is the mean over rollout_num completions of
     x[b, :t+1] (sampled by ``policy``) of D's P(real); the last column scores x itself.
 
