@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.metrics import roc_auc
-from models.blocks import sample_categorical
 from models.registry import DataStats, Family, register
 from utils.errors import ConfigError
 
@@ -141,7 +140,10 @@ class Policy(nn.Module):
     def draw(self, params: torch.Tensor, generator, temperature: float = 1.0) -> torch.Tensor:
         """One sample per row of head parameters (reparameterised for the Gaussian head)."""
         if self.kind == "categorical":
-            return sample_categorical(params, temperature, generator)
+            # inverse CDF: one uniform per row (the Gumbel-max trick draws four and takes two logs)
+            cdf = torch.softmax(params / max(temperature, 1e-6), -1).cumsum(-1)
+            u = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, generator=generator)
+            return (u > cdf[..., :-1]).sum(-1)
         mu, lv = params[..., 0], params[..., 1]
         eps = torch.randn(mu.shape, device=mu.device, generator=generator)
         return mu + math.sqrt(temperature) * (0.5 * lv).exp() * eps
@@ -206,19 +208,31 @@ class Discriminator(nn.Module):
         self.drop = nn.Dropout(1.0 - c.d_keep_prob)
         self.out = nn.Linear(d, 1)
 
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L) tokens or values -> (B, C, L) convolution inputs: one-hot bases (C = 4), or the
+        embedded values (C = d_emb)."""
+        if self.kind == "categorical":
+            return F.one_hot(x.long(), 4).float().transpose(1, 2).contiguous()
+        return self.embed(x.float().unsqueeze(-1)).transpose(1, 2).contiguous()
+
+    def kernels(self) -> list:
+        """(weight, bias, width) per convolution, applied to inputs(). For DNA the embedding is folded
+        in: embedding then convolution are both linear, so W'[f, base, k] = sum_e W[f, e, k] E[e, base]
+        on one-hot bases is the same function with 4 input channels instead of d_emb (4x fewer flops
+        while scoring rollouts)."""
+        if self.kind == "categorical":
+            E, eb = self.embed.weight, self.embed.bias
+            return [(torch.einsum("fek,ec->fck", conv.weight, E), conv.bias + torch.einsum("fek,e->f", conv.weight, eb),
+                     conv.kernel_size[0]) for conv in self.convs]
+        return [(conv.weight, conv.bias, conv.kernel_size[0]) for conv in self.convs]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Max-over-time feature per filter (B, sum of filters)."""
-        if self.kind == "categorical":
-            # Embedding then convolution are both linear, so one-hot inputs go through the folded
-            # convolution W'[f, base, k] = sum_e W[f, e, k] E[e, base] directly: the same function,
-            # with 4 input channels instead of d_emb (4x fewer flops while scoring rollouts).
-            oh = F.one_hot(x.long(), 4).float().transpose(1, 2)  # (B, 4, L)
-            E, eb = self.embed.weight, self.embed.bias
-            return torch.cat([F.relu(F.conv1d(oh, torch.einsum("fek,ec->fck", conv.weight, E),
-                                              conv.bias + torch.einsum("fek,e->f", conv.weight, eb))).amax(-1)
-                              for conv in self.convs], 1)
-        e = self.embed(x.float().unsqueeze(-1)).transpose(1, 2)  # (B, emb, L)
-        return torch.cat([F.relu(conv(e)).amax(-1) for conv in self.convs], 1)
+        inp = self.inputs(x)
+        return torch.cat([F.relu(F.conv1d(inp, w, b)).amax(-1) for w, b, _ in self.kernels()], 1)
+
+    def head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(self.highway(feats))).squeeze(-1)
 
     def features_unfolded(self, x: torch.Tensor) -> torch.Tensor:
         """The reference path (embedding, then convolution); tests check features() against it."""
@@ -227,7 +241,7 @@ class Discriminator(nn.Module):
         return torch.cat([F.relu(conv(e)).amax(-1) for conv in self.convs], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L) tokens or values -> (B,) logits
-        return self.out(self.drop(self.highway(self.features(x)))).squeeze(-1)
+        return self.head(self.features(x))
 
     def l2(self) -> torch.Tensor:
         """tf.nn.l2_loss of the output layer (weights and bias): sum of squares / 2."""
@@ -293,8 +307,37 @@ def rollout_rewards(policy: Policy, D: nn.Module, x: torch.Tensor, rollout_num: 
         p_new = p_new.repeat(R, 1)
         params = p_new if params_old is None else torch.cat([params_old, p_new])
         seqs[: s * RB, s] = policy.draw(params, generator).to(seqs.dtype)
-    r = score(D, seqs, d_batch).reshape(L - 1, R, B).mean(1).transpose(0, 1)  # (B, L-1)
+    r = score_completions(D, x, seqs, R).reshape(L - 1, R, B).mean(1).transpose(0, 1)  # (B, L-1)
     return torch.cat([r, score(D, x, d_batch).reshape(B, 1)], 1)
+
+
+@torch.no_grad()
+def score_completions(D: Discriminator, x: torch.Tensor, seqs: torch.Tensor, R: int) -> torch.Tensor:
+    """score(D, seqs) for rollout completions in (t, r, b) order, sharing the prefix: for the rows of
+    prefix t, a width-k window at p <= t - k lies inside x[b, :t], so its part of the max over time
+    is a running max of x's own convolution; only windows p > t - k are computed per row."""
+    was = D.training
+    D.eval()
+    try:
+        B, L = x.shape
+        RB = R * B
+        kern = D.kernels()
+        inp_x = D.inputs(x)
+        prefix_max = [F.conv1d(inp_x, w, b).cummax(-1).values for w, b, _ in kern]  # (B, F, L-k+1)
+        out = []
+        for t in range(1, L):
+            inp = D.inputs(seqs[(t - 1) * RB : t * RB])
+            feats = []
+            for (w, b, k), pm in zip(kern, prefix_max):
+                s0 = max(0, t - k + 1)  # first window that reaches a sampled position
+                m = F.conv1d(inp[:, :, s0:], w, b).amax(-1)
+                if s0 > 0:
+                    m = torch.maximum(m, pm[:, :, s0 - 1].repeat(R, 1))
+                feats.append(F.relu(m))
+            out.append(torch.sigmoid(D.head(torch.cat(feats, 1))))
+        return torch.cat(out)
+    finally:
+        D.train(was)
 
 
 @register("seqgan")

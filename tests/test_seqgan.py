@@ -125,18 +125,20 @@ def test_discriminator_scores_rewards_in_eval_mode(kind):
     fam, nets, ctx = adversarial_ctx(kind, cfg)
     D = nets["D"]
     modes = []
-    h = D.register_forward_pre_hook(lambda m, inp: modes.append((m.training, inp[0].shape[0])))
+    # D's output layer runs in every path that scores (forward, and the prefix-shared rollout scoring)
+    h = D.out.register_forward_pre_hook(lambda m, inp: modes.append(D.training))
     rollout_rewards(nets["rollout"], D, nets["G"].generate(4, 12, None), 3)
     h.remove()
-    assert modes and not any(m for m, _ in modes)
+    assert modes and not any(modes)
     assert D.training  # restored for its own updates
     # within a full round the discriminator is in training mode only for its own update
     modes.clear()
-    h = D.register_forward_pre_hook(lambda m, inp: modes.append(m.training))
+    h = D.out.register_forward_pre_hook(lambda m, inp: modes.append(D.training))
     fam.train_step(nets, batch_of(kind), ctx)
     h.remove()
-    # scoring (completions, then the sampled batch) in eval mode; then one D step: real + fake forwards
-    assert modes == [False, False, True, True]
+    # scoring (every prefix's completions, then the sampled batch) in eval mode; then one D step:
+    # real + fake forwards in training mode
+    assert len(modes) > 2 and not any(modes[:-2]) and modes[-2:] == [True, True]
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -274,3 +276,28 @@ def test_analyse_distributions_rejects_ragged_input(signals, tmp_path):
     bad.write_text("0.1 0.2 0.3\n0.4 0.5\n")
     r = _run(str(ROOT / "analyse_distributions.py"), "--real", str(signals), "--generated", str(bad), cwd=tmp_path)
     assert r.returncode == 2 and "line 2" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_categorical_draw_matches_the_softmax():
+    c = SeqGANConfig(hidden=8, emb=8)
+    G = Policy(c, "categorical")
+    logits = torch.tensor([[2.0, 0.0, -1.0, 1.0]]).expand(200_000, 4)
+    for temp in (1.0, 0.5):
+        x = G.draw(logits, torch.Generator().manual_seed(0), temp)
+        freq = torch.bincount(x, minlength=4).float() / x.numel()
+        torch.testing.assert_close(freq, torch.softmax(logits[0] / temp, -1), atol=0.005, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_prefix_shared_scoring_matches_scoring_every_completion(kind):
+    from models.seqgan import score, score_completions
+
+    c = SeqGANConfig(hidden=8, emb=8, d_emb=4, d_filter_sizes=(2, 3, 5, 12), d_num_filters=(5, 5, 5, 5))
+    G, D = Policy(c, kind), Discriminator(c, kind, 12)
+    B, L, R = 3, 12, 2
+    x = G.generate(B, L, torch.Generator().manual_seed(0))
+    seqs = G.generate((L - 1) * R * B, L, torch.Generator().manual_seed(1))
+    t_of_row = torch.arange(1, L).repeat_interleave(R * B)
+    for i, t in enumerate(t_of_row.tolist()):  # rows of prefix t share x[b, :t]
+        seqs[i, :t] = x[i % B, :t]
+    torch.testing.assert_close(score_completions(D, x, seqs, R), score(D, seqs, 64), atol=1e-5, rtol=1e-5)
