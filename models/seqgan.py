@@ -18,7 +18,8 @@ model.d_steps discriminator updates on fresh samples. The --skip-* flags drop a 
 
 Rollouts are batched (rollout_rewards): one pass of the rollout net over the sampled batch caches
 its state after every prefix; all (prefix, rollout, sequence) continuations then advance together,
-each joining when the sampler reaches its prefix, and D scores them in large chunks, in eval mode.
+each joining when the sampler reaches its prefix, and D scores them in eval mode, sharing each
+prefix's convolution windows (score_completions).
 bench/rollout_speed.py keeps the per-rollout, per-prefix loop as the reference.
 """
 from __future__ import annotations
