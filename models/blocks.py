@@ -125,3 +125,41 @@ def kmer_probs(probs: torch.Tensor, k: int) -> torch.Tensor:
         nxt = probs[:, j : L - k + 1 + j]
         out = (out.unsqueeze(-1) * nxt.unsqueeze(-2)).reshape(B, L - k + 1, -1)
     return out.mean(dim=(0, 1))
+
+
+class ContextLogits(nn.Module):
+    """Direct n-gram connection (the maximum-entropy part of Mikolov et al.'s RNNME language model):
+    a learned table of logits over A, C, G, T indexed by the previous ``order`` bases, added to a
+    network's logits. It lets an autoregressive generator represent short-range statistics exactly,
+    as a Markov chain of that order does, while the network learns the rest. Positions before the
+    start read as a fifth symbol, so the first bases have their own rows. Zero-initialised: at the
+    start of training it changes nothing."""
+
+    def __init__(self, order: int):
+        super().__init__()
+        self.order = order
+        self.table = nn.Embedding(5 ** order, 4)
+        nn.init.zeros_(self.table.weight)
+        # A closing refit's change to the trained table, kept apart (a buffer, not a parameter) so a
+        # resumed run can drop it and continue exactly from the trained state.
+        self.register_buffer("refit", torch.zeros(5 ** order, 4))
+
+    def index(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L) bases -> (B, L) row of each position's context x[:, t-order:t] (4 = before start)."""
+        B, L = x.shape
+        pad = F.pad(x, (self.order, 0), value=4)
+        idx = torch.zeros(B, L, dtype=torch.long, device=x.device)
+        for j in range(self.order):
+            idx = idx * 5 + pad[:, j : j + L]
+        return idx
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, 4) for teacher forcing
+        idx = self.index(x)
+        return self.table(idx) + self.refit[idx]
+
+    def step(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """(B, 4) logits of position t given the bases x[:, :t] already written."""
+        idx = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        for s in range(t - self.order, t):
+            idx = idx * 5 + (x[:, s] if s >= 0 else 4)
+        return self.table(idx) + self.refit[idx]

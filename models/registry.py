@@ -80,6 +80,19 @@ class Family:
     def on_epoch_end(self, nets: nn.ModuleDict, ctx, run_dir, sample) -> None:
         """After the epoch's monitoring sample (run_dir is None when the run is not saved)."""
 
+    def finish_windows(self, cfg) -> int:
+        """Training windows ``finish`` will read; the engine stops training early enough (at the
+        last epoch's throughput) to fit it in train.time_budget. 0: no finishing step."""
+        return 0
+
+    def finish(self, nets: nn.ModuleDict, train_x: torch.Tensor, ctx) -> dict[str, float]:
+        """A closing fit after the last epoch, before the final checkpoints are written (train_x:
+        this member's training windows). Returns figures for the log and the last metrics row."""
+        return {}
+
+    def unfinish(self, nets: nn.ModuleDict) -> None:
+        """Undo ``finish`` when a run resumes, so training continues from the trained state."""
+
     def on_train_end(self, ensemble, run_dir) -> list:
         """After training (saved runs only): write family-specific outputs; returns their paths."""
         return []

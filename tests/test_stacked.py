@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from conftest import build_for_steps
@@ -7,7 +8,7 @@ from models.registry import DataStats, get_family
 from train import checkpoint as ckpt_io
 from train.engine import load_ensemble, train
 from utils.config import parse_set, resolve
-from utils.sequences import read_sequences
+from utils.sequences import load_sequences, read_sequences
 
 SMALL = ["model.d_model=16", "model.g_layers=1", "model.d_layers=1", "model.n_heads=2",
          "model.noise_dim=4", "model.mle_warmup=2", "model.adv_every=2", "model.adv_weight=0.1", "train.eval_samples=40", "data.seq_len=20", "train.batch=16",
@@ -36,9 +37,14 @@ def test_shapes_through_both_stages_and_spectral_norm(genome):
     assert fam.sample(nets, 7, 20, generator=ctx.generator).shape == (7, 20)
 
 
-def test_incremental_generation_matches_the_full_pass(genome):
-    fam, nets, ctx = make(genome)
+@pytest.mark.parametrize("order", [0, 3])
+def test_incremental_generation_matches_the_full_pass(genome, order):
+    fam, nets, ctx = make(genome, f"model.ngram_order={order}")
     G = nets["G"]
+    assert (G.ngram is None) == (order == 0)
+    if order:  # a trained-looking table (it starts at zero), so the n-gram path is really exercised
+        with torch.no_grad():
+            G.ngram.table.weight.normal_(0, 2.0, generator=ctx.generator)
     x, l1, z2 = G.generate(6, 20, "cpu", ctx.generator, temperature=1e-4)  # ~greedy
     full = G.refine(l1, z2, x)
     top2 = full.topk(2, -1).values
@@ -52,6 +58,20 @@ def test_incremental_generation_matches_the_full_pass(genome):
     prompt = torch.tensor([0, 3, 2, 2])
     out = fam.sample(nets, 5, 20, generator=ctx.generator, prompt=prompt)
     assert (out[:, :4] == prompt).all()
+
+
+def test_context_logits_rows_follow_the_previous_bases():
+    from models.blocks import ContextLogits
+
+    ng = ContextLogits(2)
+    x = torch.tensor([[0, 3, 2, 1, 1]])
+    # rows: (start, start), (start, A), (A, T), (T, G), (G, C) in base 5
+    assert ng.index(x).tolist() == [[4 * 5 + 4, 4 * 5 + 0, 0 * 5 + 3, 3 * 5 + 2, 2 * 5 + 1]]
+    with torch.no_grad():
+        ng.table.weight.copy_(torch.randn(25, 4))
+    full = ng(x)
+    for t in range(5):
+        assert torch.equal(ng.step(x, t), full[:, t])
 
 
 def test_generator_step_changes_generator_only_and_d_step_discriminator_only(genome):
@@ -137,8 +157,9 @@ def test_init_checkpoint_fine_tunes_from_weights(genome, tmp_path):
                             f"train.checkpoint_dir={tmp_path}/b", f"train.run_dir={tmp_path}/rb"),
                   init_checkpoint=str(src.last_path))
     a, b = ckpt_io.load(src.last_path)["members"][0], ckpt_io.load(tuned.last_path)["members"][0]
-    g_keys = [k for k in a if k.startswith("G.")]
-    assert g_keys and all(torch.equal(a[k], b[k]) for k in g_keys)  # lr 0: weights stay the source's
+    # lr 0: weights stay the source's; the n-gram refit buffer is redone by the closing fit
+    g_keys = [k for k in a if k.startswith("G.") and not k.endswith(".refit")]
+    assert g_keys and all(torch.equal(a[k], b[k]) for k in g_keys)
     import pytest
     from utils.errors import CheckpointError
     mk = train(resolve("markov", get_family("markov").Config, {"data": {"path": str(genome)}},
@@ -155,8 +176,51 @@ def test_curriculum_grows_the_training_length(genome, tmp_path):
     assert res.ensemble.sample(4, 20, seed=0).shape == (4, 20)  # generation keeps the full length
 
 
+def test_target_gc_alone_turns_the_gc_term_on(genome, tmp_path):
+    plain = train(small_cfg(genome, "train.epochs=1", "train.balance_weight=0", f"train.run_dir={tmp_path}/r0"))
+    steered = train(small_cfg(genome, "train.epochs=1", "train.balance_weight=0", "train.target_gc=0.3",
+                              f"train.run_dir={tmp_path}/r1"))
+    explicit = train(small_cfg(genome, "train.epochs=1", "train.balance_weight=0.2", "train.target_gc=0.3",
+                               f"train.run_dir={tmp_path}/r2"))
+    assert [r["balance_weight"] for r in (plain.history[0], steered.history[0], explicit.history[0])] == [0, 0.05, 0.2]
+
+
 def test_gan_loss_and_d_input_options_train(genome):
     for sets in (["model.loss=wgan-gp", "model.d_input=soft"], ["model.loss=hinge"]):
         fam, nets, ctx = make(genome, "model.mle_warmup=0", "model.adv_every=1", *sets)
         out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
         assert {"d_loss", "g_adv", "mle"} <= set(out) and all(v == v for v in out.values())
+
+
+def test_closing_refit_matches_the_context_counts_and_resume_drops_it(genome):
+    """With the network frozen, the refit n-gram table is the maximum-likelihood one: for every
+    (previous bases, next base) pair the model's expected count on the fit windows equals the
+    observed count, which is what lets a Markov chain match the k-mer spectrum."""
+    fam, nets, ctx = make(genome, "model.ngram_order=2", "model.ngram_refit=300")
+    data = load_sequences(genome, 20, val_fraction=0.2, seed=0)
+    x = torch.from_numpy(data.train)
+    ctx.val = torch.from_numpy(data.val)
+    G = nets["G"]
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    seed = ctx.cfg.train.seed
+    fit = x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:300]].long()
+    rows = G.ngram.index(fit).reshape(-1)
+    observed = torch.zeros(25, 4).index_add_(0, rows, torch.nn.functional.one_hot(fit.reshape(-1), 4).float())
+
+    def expected():  # with the fit's own windows and noise, as finish draws them
+        l1, z2 = G.coarse(fit.shape[0], 20, "cpu", torch.Generator().manual_seed(seed + 3))
+        with torch.no_grad():
+            p = torch.softmax(G.refine(l1, z2, fit), -1).reshape(-1, 4)
+        return torch.zeros(25, 4).index_add_(0, rows, p)
+
+    gap_before = (expected() - observed).abs().max()
+    out = fam.finish(nets, x, ctx)
+    assert out["refit_nll_after"] < out["refit_nll_before"]
+    assert {"refit_val_nll_before", "refit_val_nll_after"} <= set(out)
+    changed = [k for k, v in G.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == ["ngram.refit"]  # the trained weights themselves are untouched
+    # counts of up to a few hundred: off by many before, matched to a fraction of one after
+    assert gap_before > 5 and (expected() - observed).abs().max() < 0.2
+    assert not torch.allclose(G.ngram.refit, torch.zeros(25, 4))
+    fam.unfinish(nets)
+    assert torch.equal(G.ngram.refit, torch.zeros(25, 4))

@@ -236,6 +236,27 @@ class TrainResult:
     seconds: float
 
 
+def _finish(family, members, ctx, train_x, boots, history, save) -> None:
+    """The family's closing fit on every member (each on its own, possibly bootstrapped, windows);
+    its figures join the last metrics row, and the final epoch's checkpoints are written again."""
+    t = time.time()
+    figures: dict[str, float] = {}
+    for m, nets in enumerate(members):
+        for k, v in family.finish(nets, train_x[torch.from_numpy(np.sort(boots[m]))], ctx).items():
+            figures[k] = figures.get(k, 0.0) + v / len(members)
+    if not figures:
+        return
+    figures["finish_s"] = time.time() - t
+    history[-1].update(figures)
+    log.info("closing fit: %s", " ".join(f"{k}={v:.5g}" for k, v in figures.items()))
+    if save:
+        _write_metrics(save["metrics"], history)
+        p = save["payload"]()
+        for key in ("last", "best", "epoch"):
+            if save[key] is not None:
+                ckpt_io.save(save[key], p)
+
+
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     keys: list[str] = []
     for r in rows:
@@ -280,6 +301,12 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
         cfg = C.replace(stored, train={"epochs": tc.epochs, "time_budget": tc.time_budget,
                                        "device": tc.device})
         tc = cfg.train
+    if tc.target_gc is not None and tc.balance_weight == 0 and tc.target_gc_weight > 0:
+        # --target_gc asks for a pull toward that GC; a family whose default weight is 0 gets one
+        cfg = C.replace(cfg, train={"balance_weight": tc.target_gc_weight})
+        tc = cfg.train
+        log.info("--target_gc %.3f: GC-balanced term at weight %.3g (train.target_gc_weight)",
+                 tc.target_gc, tc.balance_weight)
     seed_everything(tc.seed)
     data = data if data is not None else load_data(cfg)
     val = data.val if data.val.shape[0] else data.train
@@ -310,6 +337,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
         for i, nets in enumerate(members):
             try:
                 nets.load_state_dict(src.members[i % len(src.members)].state_dict())
+                family.unfinish(nets)
             except RuntimeError as exc:
                 raise CheckpointError(f"{init_checkpoint}: weights do not fit this config ({str(exc)[:160]})") from None
 
@@ -340,6 +368,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
     if resume_ck is not None:
         for nets, sd in zip(members, resume_ck["members"]):
             nets.load_state_dict(sd)
+            family.unfinish(nets)  # a finished run's closing fit is redone at the new end
         for o, s, osd, ssd in zip(opts, scheds, resume_ck["optimizers"], resume_ck["schedulers"]):
             for name in o:
                 o[name].load_state_dict(osd[name])
@@ -385,6 +414,11 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
 
     out_of_time = False
     epoch = start_epoch
+    # Seconds kept back from train.time_budget for the family's closing fit, estimated from the last
+    # epoch's training throughput (a forward pass alone is faster, so this errs on the safe side).
+    finish_n = min(family.finish_windows(cfg), n_train) + min(4096, val.shape[0])
+    finish_n = finish_n * len(members) if family.finish_windows(cfg) else 0
+    reserve = 0.0
     bar = tqdm(range(start_epoch, n_epochs), desc=f"{cfg.family} epochs", disable=None, leave=False)
     for epoch in bar:
         length = curriculum.length(epoch) if curriculum else data.seq_len
@@ -416,7 +450,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
                     counts[k] = counts.get(k, 0) + 1
                 step += 1
                 n_seen += batch.shape[0]
-                if tc.time_budget and time.time() - t0 > tc.time_budget:
+                if tc.time_budget and time.time() - t0 > tc.time_budget - reserve:
                     out_of_time = True
                     break
             with warnings.catch_warnings():
@@ -447,6 +481,7 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
         row.update(mon)
         row.update({"seqs_per_s": n_seen / max(train_seconds, 1e-9), "elapsed_s": time.time() - t0})
         history.append(row)
+        reserve = finish_n / max(row["seqs_per_s"], 1e-9)
         improved = score < best - 1e-12
         if improved:
             best, since_best = score, 0
@@ -483,6 +518,12 @@ def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str |
             log.info("time budget of %.0f s reached after epoch %d", tc.time_budget, epoch + 1)
             break
     epochs_done = history[-1]["epoch"] if history else start_epoch
+    if finish_n and len(history) and history[-1]["epoch"] > start_epoch:
+        _finish(family, members, ctx, train_x, boots, history, save and {
+            "last": last_path, "best": best_path if since_best == 0 else None,
+            "epoch": ckpt_dir / f"{cfg.family}_epoch{epochs_done}.pt"
+            if tc.save_every and epochs_done % tc.save_every == 0 else None,
+            "payload": lambda: payload(epochs_done), "metrics": run_dir / "metrics.csv"})
     if save and history:
         from analysis.plots import training_curves, training_dynamics
 

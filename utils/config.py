@@ -51,6 +51,7 @@ class TrainConfig:
     n_models: int = 1
     target_gc: Optional[float] = None  # None = the training data's GC
     balance_weight: float = 0.0  # weight w of the GC-balanced term, (1-w) CE + w penalty
+    target_gc_weight: float = 0.05  # balance_weight used when target_gc is given and balance_weight is 0
     curriculum: bool = False  # grow length, lower balance weight, anneal temperature
     curriculum_start: int = 0  # first training length; 0 = auto (50, or seq_len/10 if short)
     curriculum_step: int = 0  # length added per stage; 0 = auto (same rule)
