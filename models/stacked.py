@@ -58,6 +58,7 @@ class StackedConfig:
     kmer_k: int = 4
     ngram_order: int = 0  # Stage II's direct n-gram logits over the previous bases (0 = none); YAML: 5
     ngram_refit: int = 0  # after training, refit the n-gram table on this many training windows (0 = off)
+    ngram_refit_prior: float = 1.0  # Gaussian prior (precision) keeping the refit near the trained table
 
     def validate(self):
         check_gan_options(self.loss, self.d_steps)
@@ -67,6 +68,8 @@ class StackedConfig:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
         if not 0 <= self.ngram_order <= 8:
             raise ConfigError("model.ngram_order must be between 0 and 8")
+        if self.ngram_refit_prior < 0:
+            raise ConfigError("model.ngram_refit_prior must be >= 0")
         if self.ngram_refit < 0:
             raise ConfigError("model.ngram_refit must be >= 0 (training windows; 0 = off)")
         if self.kmer_k < 1:
@@ -273,11 +276,12 @@ class Stacked(Family):
         y = fit_x.reshape(-1).to(ctx.device)
         W = (G.ngram.table.weight + G.ngram.refit).detach().clone().requires_grad_(True)
         nll = lambda b, i, t, w: F.cross_entropy(b + w[i], t)  # noqa: E731
+        W0 = W.detach().clone()
         opt = torch.optim.LBFGS([W], lr=1.0, max_iter=100, history_size=20, line_search_fn="strong_wolfe")
 
-        def closure():
+        def closure():  # mean NLL + a Gaussian prior on the change, in units of one token
             opt.zero_grad()
-            loss = nll(base, idx, y, W)
+            loss = nll(base, idx, y, W) + 0.5 * c.ngram_refit_prior * (W - W0).pow(2).sum() / y.numel()
             loss.backward()
             return loss
 
@@ -292,9 +296,14 @@ class Stacked(Family):
         opt.step(closure)
         with torch.no_grad():
             out["refit_nll_after"] = float(nll(base, idx, y, W))
+            kept = True
             if val_x.shape[0]:
                 out["refit_val_nll_after"] = float(nll(vb, vi, vy, W))
-            G.ngram.refit.copy_(W.detach() - G.ngram.table.weight)
+                # too little data for the table (a small genome): held-out NLL rises; keep the trained one
+                kept = out["refit_val_nll_after"] <= out["refit_val_nll_before"]
+            out["refit_kept"] = float(kept)
+            if kept:
+                G.ngram.refit.copy_(W.detach() - G.ngram.table.weight)
         G.train(was_training)
         return out
 
