@@ -59,6 +59,7 @@ class StackedConfig:
     ngram_order: int = 0  # Stage II's direct n-gram logits over the previous bases (0 = none); YAML: 5
     ngram_refit: int = 0  # after training, refit the n-gram table on this many training windows (0 = off)
     ngram_refit_prior: float = 1.0  # Gaussian prior (precision) keeping the refit near the trained table
+    ngram_refit_tolerance: float = 0.001  # drop the refit if held-out NLL rises more (nats per base)
 
     def validate(self):
         check_gan_options(self.loss, self.d_steps)
@@ -68,6 +69,8 @@ class StackedConfig:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
         if not 0 <= self.ngram_order <= 8:
             raise ConfigError("model.ngram_order must be between 0 and 8")
+        if self.ngram_refit_tolerance < 0:
+            raise ConfigError("model.ngram_refit_tolerance must be >= 0")
         if self.ngram_refit_prior < 0:
             raise ConfigError("model.ngram_refit_prior must be >= 0")
         if self.ngram_refit < 0:
@@ -299,8 +302,9 @@ class Stacked(Family):
             kept = True
             if val_x.shape[0]:
                 out["refit_val_nll_after"] = float(nll(vb, vi, vy, W))
-                # too little data for the table (a small genome): held-out NLL rises; keep the trained one
-                kept = out["refit_val_nll_after"] <= out["refit_val_nll_before"]
+                # Too little data for the table (a small genome: lambda's held-out NLL rose 0.03):
+                # keep the trained table. On E. coli it moved by 0.0011 or less (docs/benchmarks.md).
+                kept = out["refit_val_nll_after"] - out["refit_val_nll_before"] <= c.ngram_refit_tolerance
             out["refit_kept"] = float(kept)
             if kept:
                 G.ngram.refit.copy_(W.detach() - G.ngram.table.weight)
