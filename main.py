@@ -59,17 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint_dir", default=None)
     t.add_argument("--resume", default=None, metavar="CKPT", help="continue a run exactly")
     t.add_argument("--init_checkpoint", default=None, metavar="CKPT", help="fine-tune from weights")
-    t.add_argument("--order", type=int, default=None, help="markov: context length k")
-    t.add_argument("--disc", default=None, help="gumbel: discriminator, cnn or lstm")
-    t.add_argument("--condition", default=None, help="gumbel: none or gc (GC-bin conditional)")
-    for phase in ("gen-pretrain", "dis-pretrain", "adversarial"):
-        t.add_argument(f"--skip-{phase}", f"--skip_{phase.replace('-', '_')}", action="store_true", default=None,
-                       dest=f"skip_{phase.replace('-', '_')}", help=f"seqgan: leave out the {phase} phase")
+    add_family_flags(p)
     g = p.add_argument_group("generation")
     g.add_argument("--checkpoint", default=None, help="checkpoint to generate from")
     g.add_argument("--n", type=int, default=None)
     g.add_argument("--temperature", type=float, default=None)
-    g.add_argument("--prompt", default=None, help="ACGT prefix to extend (autoregressive families)")
+    g.add_argument("--prompt", default=None, help="ACGT prefix the generated sequences start with")
     g.add_argument("--infill", default=None, metavar="FASTA",
                    help="fill every N or ? of these sequences (masked family) and write FASTA")
     g.add_argument("--gc", type=float, default=None, help="requested GC content (GC-conditional models)")
@@ -81,6 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="analyze a run directory: its final sample against its own held-out split")
     a.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
     return p
+
+
+def family_flags() -> dict:
+    """Every registered family's flags (declared on its Config), by config field: (Flag, owners)."""
+    from models.registry import FAMILIES, get_family
+    from utils.config import flags_of
+
+    get_family(DEFAULT_FAMILY)  # imports and registers every family
+    out: dict = {}
+    for name in sorted(FAMILIES):
+        for f in flags_of(FAMILIES[name].Config):
+            out.setdefault(f.dest, (f, []))[1].append(name)
+    return out
+
+
+def add_family_flags(p) -> None:
+    g = p.add_argument_group("family options (each applies to the families it names)")
+    for dest, (f, owners) in family_flags().items():
+        kw = {"action": "store_true"} if f.type is bool else {"type": f.type}
+        g.add_argument(*f.names, dest=dest, default=None, help=f"{f.help} [{', '.join(owners)}]", **kw)
 
 
 def _overrides(args) -> dict:
@@ -97,9 +112,7 @@ def _overrides(args) -> dict:
                   "time_budget": args.budget, "run_dir": args.run_dir,
                   "checkpoint_dir": args.checkpoint_dir},
         "gen": {"n": args.n, "temperature": args.temperature, "output": args.output},
-        "model": {"order": args.order, "disc": args.disc, "condition": args.condition,
-                  "skip_gen_pretrain": args.skip_gen_pretrain, "skip_dis_pretrain": args.skip_dis_pretrain,
-                  "skip_adversarial": args.skip_adversarial},
+        "model": {dest: getattr(args, dest) for dest in family_flags()},
     }
     out = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in spec.items()}
     if args.data is not None:
@@ -115,15 +128,17 @@ def resolve_config(args):
 
     family = get_family(args.model or DEFAULT_FAMILY)
     over = _overrides(args)
+    flags = family_flags()
     for key in over["model"]:
-        if key not in family.Config.__dataclass_fields__:
-            flag = key.replace("_", "-") if key.startswith("skip_") else key
-            raise ConfigError(f"--{flag} does not apply to the {family.name!r} family")
+        f, owners = flags[key]
+        if family.name not in owners:
+            raise ConfigError(f"{f.names[0]} does not apply to the {family.name!r} family (it is {', '.join(owners)}'s)")
     return resolve(family.name, family.Config, over, parse_set(args.set), config_file=args.config)
 
 
 def cmd_train(args) -> int:
     from train.engine import train
+    from utils import modality
 
     if args.checkpoint:
         raise ConfigError("--checkpoint is for --mode gen; use --resume CKPT or --init_checkpoint CKPT")
@@ -133,21 +148,15 @@ def cmd_train(args) -> int:
         return 0
     res = train(cfg, resume=args.resume, init_checkpoint=args.init_checkpoint)
     last = res.history[-1] if res.history else {}
-    if "ks" in last:  # real-valued sequences
-        watch = f"last KS {last['ks']:.3f}, Wasserstein {last['wasserstein']:.3f} vs held-out"
-    else:
-        watch = (f"last val 4-mer JS {last.get('val_js_4mer', float('nan')):.4f}, "
-                 f"GC {last.get('sample_gc', float('nan')):.3f}")
+    watch = modality.of(res.ensemble.stats.kind).summary(last) if last else "no epoch ran"
     print(f"trained {cfg.family} for {res.epochs_done} epoch(s) in {res.seconds:.1f} s; "
           f"run: {res.run_dir}; checkpoints: {res.best_path}, {res.last_path}; {watch}")
     return 0
 
 
 def cmd_gen(args) -> int:
-    from analysis import metrics as M
     from train.engine import load_ensemble
-    from utils.sequences import decode, encode_strict, load_sequences, write_fasta, write_lines
-    import torch
+    from utils import modality
 
     if not args.checkpoint:
         raise ConfigError("--mode gen needs --checkpoint CKPT")
@@ -159,39 +168,33 @@ def cmd_gen(args) -> int:
         return 0
     if args.infill:
         return _infill(args, ens)
+    kind = modality.of(ens.stats.kind)
     n = args.n if args.n is not None else ens.cfg.gen.n
     temp = args.temperature if args.temperature is not None else ens.cfg.gen.temperature
     seed = args.seed if args.seed is not None else ens.cfg.train.seed
     length = args.seq_len or ens.cfg.gen.seq_len or ens.stats.seq_len
     if n < 1 or temp <= 0 or length < 1:
         raise ConfigError("--n, --temperature and --seq_len must be positive")
-    prompt = None
-    if args.prompt and ens.stats.kind == "signal":
-        raise ConfigError(f"--prompt: {args.checkpoint} generates real values, not DNA")
-    if args.prompt:
-        if not ens.family.autoregressive:
-            raise ConfigError(f"--prompt: the {ens.family.name!r} family does not extend a prefix")
-        prompt = torch.from_numpy(encode_strict(args.prompt, where="--prompt").astype("int64"))
+    prompt = kind.prompt(args.prompt) if args.prompt else None
     if args.gc is not None and not 0 <= args.gc <= 1:
         raise ConfigError(f"--gc must be a fraction between 0 and 1, got {args.gc}")
     codes = ens.sample(n, length, temperature=temp, seed=seed, prompt=prompt, gc=args.gc)
-    if codes.is_floating_point():  # real-valued sequences: the prototype's text format
-        from utils.sequences import write_samples
-
-        out = write_samples(args.output or Path(ens.cfg.gen.output).with_name("final_samples.txt"), codes)
-        print(f"wrote {n} real-valued sequences of length {length} to {out}")
-        return 0
-    seqs = decode(codes)
-    out = Path(args.output or ens.cfg.gen.output)
-    write_fasta(out, seqs, model=ens.family.name, checkpoint=Path(args.checkpoint).name, temperature=temp)
-    write_lines(out.with_suffix(".txt"), seqs)
-    print(f"wrote {n} sequences of {length} bp to {out} and {out.with_suffix('.txt')}")
-    if args.data:
-        ref = load_sequences(args.data, length, val_fraction=0.0)
-        gc_g, gc_r = float(M.gc_content(codes).mean()), float(M.gc_content(ref.train).mean())
-        print(f"vs {args.data}: GC {gc_g:.3f} (data {gc_r:.3f}), 4-mer JS {M.kmer_js(codes, ref.train, 4):.4f}, "
-              f"unique {M.unique_fraction(codes):.3f}, exact copies {M.exact_copies(codes, ref.train_segments)}")
+    default_out = ens.cfg.gen.output if kind.kind == "dna" else Path(ens.cfg.gen.output).with_name("final_samples.txt")
+    print(kind.write_generated(args.output or default_out, codes, model=ens.family.name,
+                               checkpoint=Path(args.checkpoint).name, temperature=temp))
+    if args.data and kind.kind == "dna":
+        _versus_data(codes, args.data, length)
     return 0
+
+
+def _versus_data(codes, data_path, length) -> None:
+    from analysis import metrics as M
+    from utils.sequences import load_sequences
+
+    ref = load_sequences(data_path, length, val_fraction=0.0)
+    gc_g, gc_r = float(M.gc_content(codes).mean()), float(M.gc_content(ref.train).mean())
+    print(f"vs {data_path}: GC {gc_g:.3f} (data {gc_r:.3f}), 4-mer JS {M.kmer_js(codes, ref.train, 4):.4f}, "
+          f"unique {M.unique_fraction(codes):.3f}, exact copies {M.exact_copies(codes, ref.train_segments)}")
 
 
 def _infill(args, ens) -> int:
@@ -200,6 +203,9 @@ def _infill(args, ens) -> int:
 
     from utils.sequences import atomic_write_text, fasta_text, read_gapped
 
+    fill = getattr(ens.family, "infill", None)
+    if fill is None:
+        raise ConfigError(f"--infill: the {ens.family.name!r} family does not fill gaps (use --model masked)")
     records = read_gapped(args.infill)
     temp = args.temperature if args.temperature is not None else ens.cfg.gen.temperature
     g = torch.Generator(device=ens.device).manual_seed(args.seed if args.seed is not None else ens.cfg.train.seed)
@@ -207,7 +213,7 @@ def _infill(args, ens) -> int:
     for i, (rid, codes, gaps, text) in enumerate(records):
         nets = ens.members[i % len(ens.members)]
         nets.eval()
-        new = ens.family.infill(nets, torch.from_numpy(codes).long(), torch.from_numpy(gaps), temperature=temp,
+        new = fill(nets, torch.from_numpy(codes).long(), torch.from_numpy(gaps), temperature=temp,
                                 generator=g).numpy()
         chars = np.frombuffer(text.encode("ascii", "replace"), np.uint8).copy()
         chars[gaps] = np.frombuffer(b"ACGT", np.uint8)[new[gaps]]
@@ -231,9 +237,7 @@ def cmd_analyze(args) -> int:
         gen_path = args.generated or "outputs/generated.fasta"
         data_path = args.data or "data/example_genome.fasta"
         gen = read_sequences(gen_path, seq_len=args.seq_len)
-        data = load_sequences(data_path, gen.shape[1], val_fraction=0.0)
-        ref = read_sequences(args.heldout, seq_len=gen.shape[1]) if args.heldout else data.train
-        where = data_path + (f" (reference: {args.heldout})" if args.heldout else "")
+        data, ref, where = _analyze_reference(args, data_path, gen.shape[1])
     out = args.output_dir or (str(Path(args.run) / "analysis") if args.run else "outputs/analysis")
     row = analyze(gen, ref, out, train_segments=data.train_segments, train=data.train,
                   seed=args.seed or 0, title=f"{Path(gen_path).name} vs {where}")
@@ -241,6 +245,25 @@ def cmd_analyze(args) -> int:
           f"(real {row['gc_ref']:.3f}), 4-mer JS {row['js_4mer']:.4f}, unique {row['unique_fraction']:.3f}, "
           f"exact copies {row.get('exact_copies')}, C2ST AUC {row.get('c2st_auc')}; report in {out}/")
     return 0
+
+
+def _analyze_reference(args, data_path, length):
+    """(data, reference, description). The reference is --heldout's sequences, or else the held-out
+    blocks of --data split as training splits it (train.seed, data.val_fraction): real windows the
+    nearest-identity and copy checks are not run against, as everywhere else."""
+    from utils.config import DataConfig, TrainConfig
+    from utils.sequences import load_sequences, read_sequences
+
+    if args.heldout:
+        data = load_sequences(data_path, length, val_fraction=0.0)
+        return data, read_sequences(args.heldout, seq_len=length), f"{data_path} (reference: {args.heldout})"
+    d = DataConfig()
+    vf = args.val_fraction if args.val_fraction is not None else d.val_fraction
+    data = load_sequences(data_path, length, val_fraction=vf, block_size=d.block_size,
+                          seed=args.seed if args.seed is not None else TrainConfig.seed)
+    if not data.val.shape[0]:
+        return data, data.train, f"{data_path} (no held-out blocks: training windows)"
+    return data, data.val, f"{data_path} held-out blocks"
 
 
 def _run_inputs(run_dir, seq_len=None):

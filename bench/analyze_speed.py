@@ -41,7 +41,7 @@ def main():
     print(table(rows, ["repeat", "n_generated", "n_real", "seconds", "c2st_auc", "js_4mer"]))
     best = min(r["seconds"] for r in rows)
     print(f"best {best:.1f} s (target < 30 s)")
-    out = write_json("analyze_speed", {"command": f"python bench/analyze_speed.py --n {args.n}", "rows": rows,
+    out = write_json("analyze_speed", {"seed": 0, "command": f"python bench/analyze_speed.py --n {args.n}", "rows": rows,
                                        "best_s": best, "target_s": 30})
     print(f"wrote {out}")
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,10 +26,33 @@ def table(rows: list[dict], cols: list[str]) -> str:
                       *(line(r) for r in cells)])
 
 
+def provenance(seed) -> dict:
+    """What reproduces a figure: the full command line, the seed, the commit (and whether the tree
+    had uncommitted changes), torch, the device and the cores."""
+    import torch
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {"argv": [Path(sys.argv[0]).name, *sys.argv[1:]], "seed": seed, "git_commit": git("rev-parse", "HEAD"),
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "torch": torch.__version__, "device": dev, "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+
+
 def write_json(name: str, payload: dict) -> Path:
+    """bench/results/NAME.json: the payload plus provenance; payload["seed"] (required) is the
+    bench's --seed or the constant it seeds with (None where nothing is random)."""
+    if "seed" not in payload:
+        raise ValueError("write_json: the payload must record its seed")
+    seed = payload.pop("seed")
     out = ROOT / "bench" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
-               "python": platform.python_version(), **payload}
+               "python": platform.python_version(), **provenance(seed), **payload}
     out.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     return out

@@ -60,7 +60,7 @@ def main():
     uncond = M.gc_content(ens.sample(args.n, seed=args.seed + 99).numpy())
     print(f"unconditional draw (labels sampled uniformly): GC {uncond.mean():.4f} +- {uncond.std():.4f}; "
           f"training windows {gc_train.mean():.4f} +- {gc_train.std():.4f}")
-    out = write_json("gumbel_conditional", {
+    out = write_json("gumbel_conditional", {"seed": args.seed,
         "command": f"python bench/gumbel_conditional.py --budget {args.budget:g}" + "".join(f" --set {s}" for s in args.set),
         "rows": rows, "epochs_done": res.epochs_done, "train_s": res.seconds,
         "unconditional_gc": float(uncond.mean()), "train_gc": float(gc_train.mean())})

@@ -116,7 +116,7 @@ def main():
         print(table(results, ["layers", "heads", "d_model", "params", "epochs", "acc_single", "acc_15", "acc_30"]))
         print(f"best count baseline: single {by_rate['single base']['best_count']:.4f}, "
               f"15% {by_rate['15%']['best_count']:.4f}, 30% {by_rate['30%']['best_count']:.4f}")
-        out = write_json("masked_ablation", {"command": f"python bench/masked_accuracy.py --ablation --budget {args.budget:g}",
+        out = write_json("masked_ablation", {"seed": args.seed, "command": f"python bench/masked_accuracy.py --ablation --budget {args.budget:g}",
                                              "budget_s_per_config": args.budget, "grid": results,
                                              "count_baseline": {k: by_rate[k]["best_count"] for k in by_rate}})
         print(f"wrote {out}")
@@ -136,7 +136,7 @@ def main():
               "above_best_count_30": rows[2]["model"] > rows[2]["best_count"],
               "target_0.41_at_15": r15["model"] >= 0.41}
     print("checks: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in checks.items()))
-    out = write_json("masked_accuracy", {
+    out = write_json("masked_accuracy", {"seed": args.seed,
         "command": "python bench/masked_accuracy.py " + " ".join([f"--budget {args.budget:g}", *[f"--set {s}" for s in args.set]]),
         "rows": rows, "checks": checks, "train_s": secs,
         "epochs": len(hist), "history_val_masked_acc": [r.get("val_masked_acc") for r in hist],

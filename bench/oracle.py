@@ -62,7 +62,7 @@ def main():
     cfg = resolve("seqgan", fam.Config, over, parse_set(args.set))
     c = cfg.model
     pre = c.pre_epochs
-    adv_epochs = fam.planned_epochs(cfg) - pre
+    adv_epochs = fam.plan(cfg).epochs - pre
     runs = {}
     t = time.time()
     cfg_a = replace(cfg, train={"save_every": pre, "checkpoint_dir": str(work / "adv_ckpt"), "run_dir": str(work / "adv")})
@@ -92,7 +92,7 @@ def main():
     print(f"adversarial vs MLE pretraining: {adv - mle:+.3f} nats per sequence "
           f"({'lower: the paper reproduces' if adv < mle else 'not lower'}); vs continued MLE "
           f"{adv - rows[3]['nll_oracle']:+.3f}")
-    out = write_json("oracle" + (f"_{args.tag}" if args.tag else ""), {
+    out = write_json("oracle" + (f"_{args.tag}" if args.tag else ""), {"seed": args.seed,
         "command": "python bench/oracle.py " + " ".join(f"--set {s}" for s in args.set), "rows": rows,
         "adversarial_lower_than_mle": adv < mle})
     print(f"wrote {out}")

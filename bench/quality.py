@@ -43,7 +43,7 @@ def fit(family: str, data, args, sets, budget: float, tmp: str):
 
 def from_checkpoint(args, data):
     """Generate from a checkpoint trained on the same split (bench/masked_accuracy.py trains one)."""
-    from train.engine import _read_metrics, load_ensemble
+    from train.engine import read_metrics, load_ensemble
 
     ens, ck = load_ensemble(args.checkpoint, device="cpu")
     if ck["family"] != args.model or ck["stats"].get("source") != data.source:
@@ -53,7 +53,7 @@ def from_checkpoint(args, data):
     gen = ens.sample(args.n, args.seq_len, temperature=args.temperature, seed=args.seed + 1).numpy()
     rate = args.n / (time.perf_counter() - t)
     # the run's history up to this checkpoint's epoch (an epoch snapshot of a longer run)
-    hist = [r for r in _read_metrics(Path(ck["run_dir"]) / "metrics.csv") if r["epoch"] <= ck["epoch"]]
+    hist = [r for r in read_metrics(Path(ck["run_dir"]) / "metrics.csv") if r["epoch"] <= ck["epoch"]]
     res = SimpleNamespace(history=hist, epochs_done=ck["epoch"])
     return gen, (hist[-1]["elapsed_s"] if hist else float("nan")), rate, res
 
@@ -109,7 +109,7 @@ def main():
     }
     print("checks: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in checks.items()))
     hist = res.history
-    out = write_json(f"quality_{args.model}{('_' + args.tag) if args.tag else ''}", {
+    out = write_json(f"quality_{args.model}{('_' + args.tag) if args.tag else ''}", {"seed": args.seed,
         "command": "python bench/quality.py " + " ".join(
             [f"--model {args.model}", f"--budget {args.budget:g}", *[f"--set {s}" for s in args.set],
              *([f"--checkpoint {args.checkpoint}"] if args.checkpoint else [])]),

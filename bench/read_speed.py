@@ -29,7 +29,7 @@ def main():
            "val_windows": d.val.shape[0], "best_s": best, "median_s": median,
            "MB_per_s": bases / 1e6 / median}
     print(table([row], list(row)))
-    print(f"wrote {write_json('read_speed', {'rows': [row], 'times': times})}")
+    print(f"wrote {write_json('read_speed', {'seed': None, 'rows': [row], 'times': times})}")
 
 
 if __name__ == "__main__":

@@ -32,12 +32,20 @@ def plain_score(D, x):
     was = D.training
     D.eval()
     try:
-        return torch.sigmoid(D.out(D.drop(D.highway(D.features_unfolded(x)))).squeeze(-1))
+        return torch.sigmoid(D.out(D.drop(D.highway(features_unfolded(D, x)))).squeeze(-1))
     finally:
         D.train(was)
 
 
 @torch.no_grad()
+def features_unfolded(D, x: torch.Tensor) -> torch.Tensor:
+    """The reference path of D's features (embedding, then convolution), which the folded kernels
+    of the library path skip; tests check the two against each other."""
+    x = torch.nn.functional.one_hot(x.long(), 4).float() if D.kind == "categorical" else x.float().unsqueeze(-1)
+    e = D.embed(x).transpose(1, 2)
+    return torch.cat([torch.relu(conv(e)).amax(-1) for conv in D.convs], 1)
+
+
 def loop_rewards(policy, D, x, rollout_num, *, generator=None, plain=True):
     """Reference: a Python loop over rollouts and prefixes; returns (B, L) rewards like rollout_rewards.
     plain=True scores through D's unfolded reference path; False through the production path."""
@@ -97,7 +105,7 @@ def main():
     print(f"rewards for one generator update: batch {args.batch}, length {args.seq_len}, "
           f"{args.rollout_num} rollouts, LSTM hidden {args.hidden}, {args.threads} threads, median of {args.repeats}")
     print(table(rows, cols))
-    out = write_json("rollout_speed", {"command": "python bench/rollout_speed.py " + " ".join(
+    out = write_json("rollout_speed", {"seed": 0, "command": "python bench/rollout_speed.py " + " ".join(
         f"--{k} {v}" for k, v in vars(args).items()), "rows": rows})
     print(f"wrote {out}")
 

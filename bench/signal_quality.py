@@ -65,7 +65,7 @@ def main():
         rows.append({"set": name, **DS.compare(x, val, seed=args.seed), "train_s": secs})
     print(table(rows, COLS))
     print(f"held-out: lag-1 autocorrelation {rows[0]['acf1_real']:.3f}, std {rows[0]['std_real']:.3f}")
-    out = write_json("signal_quality" + (f"_{args.tag}" if args.tag else ""), {
+    out = write_json("signal_quality" + (f"_{args.tag}" if args.tag else ""), {"seed": args.seed,
         "command": "python bench/signal_quality.py " + " ".join(f"--set {s}" for s in args.set),
         "rows": rows, "epochs_done": res.epochs_done})
     print(f"wrote {out}")

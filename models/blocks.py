@@ -116,15 +116,20 @@ def sample_categorical(logits: torch.Tensor, temperature: float = 1.0,
     return (logits / max(temperature, 1e-6) - torch.log(-torch.log(u))).argmax(-1)
 
 
-def kmer_probs(probs: torch.Tensor, k: int) -> torch.Tensor:
-    """Expected k-mer spectrum (4^k,) of per-position distributions (B, L, 4), treating positions
-    as independent given the logits; differentiable. For one-hot input it is the exact spectrum."""
-    B, L, V = probs.shape
-    out = probs[:, : L - k + 1]
-    for j in range(1, k):
-        nxt = probs[:, j : L - k + 1 + j]
-        out = (out.unsqueeze(-1) * nxt.unsqueeze(-2)).reshape(B, L - k + 1, -1)
-    return out.mean(dim=(0, 1))
+def place_prompt(out: torch.Tensor, prompt: torch.Tensor | None) -> int:
+    """Write a prompt's first bases into every row of ``out`` (n, L); returns how many (0 without
+    one). Every sampler fixes its prefix this way."""
+    p = 0 if prompt is None else min(int(prompt.numel()), out.shape[1])
+    if p:
+        out[:, :p] = prompt[:p].to(out.device, out.dtype)
+    return p
+
+
+def minibatch_std(f: torch.Tensor) -> torch.Tensor:
+    """(B, F) pooled features -> (B, F + 1): the mean over features of the batch standard deviation
+    as one more feature, so a collapsed batch is easy for a discriminator to spot."""
+    s = f.std(0, unbiased=False).mean() if f.shape[0] > 1 else f.new_zeros(())
+    return torch.cat([f, s.expand(f.shape[0], 1)], 1)
 
 
 class ContextLogits(nn.Module):

@@ -10,62 +10,55 @@ D (lstm)  : bidirectional LSTM (256) -> [mean, max] pool (+ minibatch std) -> sa
             With --condition gc both discriminators add a projection term <embed(label), h>.
 
 The generator is autoregressive, so it is first trained by maximum likelihood with teacher forcing
-(train.mle_epochs), as RelGAN and SeqGAN do. The discriminator trains from the start (so its
-accuracy is monitored at every epoch); the generator's adversarial term, weighted by
-model.adv_weight, joins its MLE term after the pretraining epochs. Keeping the MLE term is what
+(model.warmup_steps), as RelGAN and SeqGAN do. The adversarial options and timing are train.gan's:
+the discriminator trains from the start (so its accuracy is monitored at every epoch); the
+generator's adversarial term, weighted by model.adv_weight, joins its MLE term after the warm-up. Keeping the MLE term is what
 keeps the adversarial phase from collapsing the generator (the report's GC -> 0 and diversity -> 0).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.metrics import roc_auc
-from models.blocks import gumbel_softmax, sample_categorical
+from models.blocks import gumbel_softmax, minibatch_std, place_prompt, sample_categorical
 from models.registry import DataStats, Family, register
-from train.losses import check_gan_options, balanced_loss, d_loss, g_loss, gradient_penalty
+from train.gan import GanOptions, discriminator_step, generator_update
+from train.losses import balanced_loss, g_loss
+from utils.config import option
 from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class GumbelConfig:
-    noise_dim: int = 100  # generator noise (sets the LSTM's initial hidden and cell states)
-    hidden: int = 256  # generator LSTM units
-    layers: int = 1  # generator LSTM layers
-    dropout: float = 0.2  # generator dropout on LSTM outputs
-    straight_through: bool = True  # D sees hard one-hots with the soft gradient (False: soft samples)
-    disc: str = "cnn"  # cnn | lstm
-    d_filters: tuple = (64, 128, 256)  # CNN discriminator filters per convolution
-    d_kernel: int = 5  # CNN discriminator kernel width
-    d_hidden: int = 256  # bidirectional-LSTM units (lstm) and dense units (both)
-    d_dropout: float = 0.3
-    minibatch_std: bool = True  # batch-diversity feature in D against mode collapse
-    loss: str = "bce"  # bce | wgan-gp | hinge
-    gp_weight: float = 10.0
-    label_smoothing: float = 0.0  # one-sided (bce): real target 1 - s
-    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs (real and fake)
-    d_steps: int = 1  # discriminator updates per adversarial step
-    adv_every: int = 4  # adversarial (D, then G) updates on every n-th step; others are MLE only
-    adv_weight: float = 0.1  # weight of G's adversarial term (after train.mle_epochs)
-    mle_weight: float = 1.0  # teacher-forced cross-entropy kept during adversarial training
-    condition: str = "none"  # none | gc: GC-bin label for G and D
-    gc_bins: int = 5  # quantile bins of training-window GC
-    label_dim: int = 16
+class GumbelConfig(GanOptions):
+    noise_dim: int = option(100, "generator noise (sets the LSTM's initial hidden and cell states)")
+    hidden: int = option(256, "generator LSTM units")
+    layers: int = option(1, "generator LSTM layers")
+    dropout: float = option(0.2, "generator dropout on LSTM outputs")
+    straight_through: bool = option(True, "D sees hard one-hots with the soft gradient (false: soft samples)")
+    disc: str = option("cnn", "gumbel: discriminator, cnn or lstm", flag="--disc")
+    d_filters: tuple = option((64, 128, 256), "CNN discriminator filters per convolution")
+    d_kernel: int = option(5, "CNN discriminator kernel width")
+    d_hidden: int = option(256, "bidirectional-LSTM units (lstm) and dense units (both)")
+    d_dropout: float = option(0.3, "discriminator dropout")
+    adv_weight: float = option(0.1, "weight of G's adversarial term (after model.warmup_steps)")
+    warmup_steps: int = option(2000, "generator steps of MLE alone before its adversarial term starts")
+    condition: str = option("none", "gumbel: none or gc (GC-bin conditional)", flag="--condition")
+    gc_bins: int = option(5, "quantile bins of training-window GC")
+    label_dim: int = option(16, "label embedding width")
 
     def validate(self):
-        check_gan_options(self.loss, self.d_steps)
+        super().validate()
         if self.disc not in ("cnn", "lstm"):
             raise ConfigError(f"model.disc must be cnn or lstm, got {self.disc!r}")
         if self.condition not in ("none", "gc"):
             raise ConfigError(f"model.condition must be none or gc, got {self.condition!r}")
         if self.gc_bins < 2 and self.condition == "gc":
             raise ConfigError("model.gc_bins must be >= 2")
-        if self.adv_every < 1 or self.hidden < 1 or self.layers < 1:
-            raise ConfigError("model.adv_every, hidden and layers must be >= 1")
+        if self.hidden < 1 or self.layers < 1:
+            raise ConfigError("model.hidden and layers must be >= 1")
         if not self.d_filters:
             raise ConfigError("model.d_filters needs at least one convolution")
 
@@ -135,9 +128,7 @@ class LSTMGenerator(nn.Module):
         e = self._cond(y, n, device)
         state = self.init_state(z, e)
         x = torch.zeros(n, L, dtype=torch.long, device=device)
-        p = 0 if prompt is None else min(int(prompt.numel()), L)
-        if p:
-            x[:, :p] = prompt[:p].to(device)
+        p = place_prompt(x, prompt)
         prev = torch.zeros(n, 4, device=device)
         for t in range(L):
             inp = prev if e is None else torch.cat([prev, e], -1)
@@ -161,8 +152,7 @@ class _Head(nn.Module):
 
     def forward(self, f, y=None):
         if self.mbstd:
-            s = f.std(0, unbiased=False).mean() if f.shape[0] > 1 else f.new_zeros(())
-            f = torch.cat([f, s.expand(f.shape[0], 1)], 1)
+            f = minibatch_std(f)
         h = self.drop(F.leaky_relu(self.fc(f), 0.2))
         logit = self.out(h).squeeze(1)
         if self.proj is not None and y is not None:
@@ -216,7 +206,6 @@ class GCBins(nn.Module):
 @register("gumbel")
 class Gumbel(Family):
     Config = GumbelConfig
-    autoregressive = True
     conditional = True
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
@@ -228,48 +217,24 @@ class Gumbel(Family):
             nets["bins"] = GCBins(stats, c.gc_bins)
         return nn.ModuleDict(nets)
 
-    def param_groups(self, nets):
-        return {"g": list(nets["G"].parameters()), "d": list(nets["D"].parameters())}
-
-    def _d_in(self, x, c, generator):
-        if c.instance_noise > 0:
-            return x + c.instance_noise * torch.randn(x.shape, device=x.device, generator=generator)
-        return x
+    def optimizers(self, nets, cfg):
+        return {"g": (list(nets["G"].parameters()), cfg.train.lr_g),
+                "d": (list(nets["D"].parameters()), cfg.train.lr_d)}
 
     def train_step(self, nets, batch, ctx) -> dict[str, float]:
-        c, tc = ctx.cfg.model, ctx.cfg.train
+        c = ctx.cfg.model
         G, D = nets["G"], nets["D"]
         B, L = batch.shape
         y = nets["bins"](batch) if "bins" in nets else None
         out: dict[str, float] = {}
-        adv_step = (ctx.step % c.adv_every == 0) and c.adv_weight > 0
-        g_adv = adv_step and ctx.epoch >= tc.mle_epochs
-        fake = logits_f = None
-        if adv_step:
-            real = F.one_hot(batch, 4).float()
-            # D trains from the start, so its accuracy is on record at every epoch; the sample keeps
-            # its graph only when G will also take an adversarial step on it.
+        g_adv = c.g_active(ctx.step)
+        if c.d_active(ctx.step):
+            # the sample keeps its graph only when G also takes an adversarial step on it
             with torch.set_grad_enabled(g_adv):
                 fake, logits_f = G.free_run(B, L, G.noise(B, batch.device, ctx.generator), y,
                                             tau=ctx.temperature, hard=c.straight_through,
                                             generator=ctx.generator)
-            for _ in range(c.d_steps):
-                fr, ff = self._d_in(real, c, ctx.generator), self._d_in(fake.detach(), c, ctx.generator)
-                r, o = D(fr, y), D(ff, y)
-                loss_d = d_loss(r, o, c.loss, c.label_smoothing)
-                if c.loss == "wgan-gp":
-                    yy = y
-                    loss_d = loss_d + c.gp_weight * gradient_penalty(
-                        lambda v: D(v, yy), real, fake.detach(), ctx.generator)
-                ctx.optimize("d", loss_d)
-            acc_r, acc_f = float((r > 0).float().mean()), float((o < 0).float().mean())
-            # d_acc thresholds D's logit at 0 (the report's accuracy); d_auc says whether D ranks
-            # real above fake at all, whatever its bias (0.5 = cannot tell them apart).
-            auc = roc_auc(torch.cat([r, o]).detach().cpu().numpy(),
-                          np.r_[np.ones(r.shape[0]), np.zeros(o.shape[0])])
-            out.update(d_loss=float(loss_d.detach()), d_acc_real=acc_r, d_acc_fake=acc_f,
-                       d_acc=0.5 * (acc_r + acc_f), d_auc=auc)
-
+            out.update(discriminator_step(ctx, c, F.one_hot(batch, 4).float(), [lambda v: D(v, y)], [fake]))
         loss_g = torch.zeros((), device=batch.device)
         if c.mle_weight > 0:
             logits = G(batch, G.noise(B, batch.device, ctx.generator), y)
@@ -278,10 +243,10 @@ class Gumbel(Family):
             loss_g = loss_g + c.mle_weight * mle
             out["mle"] = float(mle.detach())
         if g_adv:
-            adv = g_loss(D(self._d_in(fake, c, ctx.generator), y), c.loss)
+            adv = g_loss(D(fake, y), c.loss)
             loss_g = loss_g + c.adv_weight * adv
             out["g_adv"] = float(adv.detach())
-        return self.generator_update(ctx, loss_g, F.softmax(logits_f, -1) if g_adv else None, c.mle_weight, out)
+        return generator_update(ctx, loss_g, F.softmax(logits_f, -1) if g_adv else None, c.mle_weight, out)
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None):

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.blocks import place_prompt
 from models.registry import DataStats, Family, register
+from utils.config import option
 from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class MarkovConfig:
-    order: int = 5  # k: bases of context
+    order: int = option(5, "markov: context length k", flag="--order")
     alpha: float = 1.0  # add-alpha (Laplace) smoothing
 
     def validate(self):
@@ -66,7 +68,6 @@ def _tempered(p: torch.Tensor, temperature: float) -> torch.Tensor:
 @register("markov")
 class Markov(Family):
     Config = MarkovConfig
-    autoregressive = True
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         return nn.ModuleDict({"chain": MarkovChain(cfg.model.order, cfg.model.alpha)})
@@ -92,9 +93,7 @@ class Markov(Family):
         dev = chain.counts.device
         out = torch.empty(n, length, dtype=torch.long, device=dev)
         trans = _tempered(chain.transition(), temperature).float()
-        p_len = 0 if prompt is None else min(int(prompt.numel()), length)
-        if p_len:
-            out[:, :p_len] = prompt[:p_len].to(dev).long()
+        p_len = place_prompt(out, prompt)
         if k == 0:
             probs = trans[0].expand(n, 4)
             for t in range(p_len, length):

@@ -8,8 +8,8 @@ Loss   : cross-entropy on the masked positions only (ignore_index elsewhere), op
 Masking: each base is masked with model.mask_prob; BERT-style 80/10/10 replacement (mask / random
          base / unchanged) with model.bert_replace.
 Generate: start fully masked (or from a prompt); at each of model.gen_steps steps predict every
-         masked position, sample a base for each with the temperature, and reveal the most
-         confident ones, so every position is revealed after gen_steps steps.
+         masked position, sample a base for each with the temperature, and reveal some of them in
+         a random order, so every position is revealed after gen_steps steps.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import TransformerStack, sample_categorical
+from models.blocks import TransformerStack, place_prompt, sample_categorical
 from models.registry import DataStats, Family, register
 from train.losses import balanced_loss
 from utils.errors import ConfigError
@@ -42,9 +42,6 @@ class MaskedConfig:
     mask_prob: float = 0.15  # fraction of bases masked per training window (prototype: 0.3)
     bert_replace: bool = False  # 80% [MASK], 10% random base, 10% unchanged
     gen_steps: int = 0  # unmasking steps when generating; 0 = one per position
-    reveal: str = "random"  # random: reveal positions in random order | confidence: most confident first
-    choice_noise: float = 1.0  # reveal=confidence: Gumbel noise on the order (MaskGIT), annealed to 0
-    gibbs_rounds: int = 0  # after unmasking, rounds of re-masking mask_prob of the bases and resampling
     val_windows: int = 2000  # held-out windows scored each epoch for masked accuracy
 
     def validate(self):
@@ -52,8 +49,6 @@ class MaskedConfig:
             raise ConfigError(f"model.mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.d_model % self.n_heads:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
-        if self.reveal not in ("random", "confidence"):
-            raise ConfigError(f"model.reveal must be random or confidence, got {self.reveal!r}")
         if self.n_layers < 1 or self.gen_steps < 0 or self.kernel < 1:
             raise ConfigError("model.n_layers and kernel must be >= 1 and gen_steps >= 0")
 
@@ -62,7 +57,6 @@ class MaskedLM(nn.Module):
     def __init__(self, c: MaskedConfig, max_len: int):
         super().__init__()
         self.max_len, self.gen_steps = max_len, c.gen_steps
-        self.reveal, self.choice_noise, self.gibbs_rounds = c.reveal, c.choice_noise, c.gibbs_rounds
         self.mask_prob = c.mask_prob
         self.body = TransformerStack(VOCAB, c.d_model, c.n_layers, c.n_heads, max_len, c.dropout,
                                      ff_mult=c.ff_mult, kernel=c.kernel)
@@ -97,15 +91,13 @@ def mask_tokens(x: torch.Tensor, prob: float, generator=None, bert: bool = False
 
 @torch.no_grad()
 def unmask(model: MaskedLM, tokens: torch.Tensor, steps: int, temperature: float = 1.0,
-           generator=None, reveal: str = "random", choice_noise: float = 1.0) -> torch.Tensor:
+           generator=None) -> torch.Tensor:
     """Fill every [MASK] in (B, L) tokens by iterative unmasking; other tokens are never changed.
 
-    Each step samples a base (with the temperature) for every masked position and reveals some:
-    reveal="random" in a random order (with one position a step, sampling from the model's
-    conditionals in a random order), reveal="confidence" the most confident first, with MaskGIT's
-    Gumbel noise on the confidences scaled by choice_noise * (1 - progress). Measured on E. coli
-    (docs/benchmarks.md): confidence order without noise writes GC-rich repeats (GC 0.74, 4-mer JS
-    0.73), with noise 1 still 4-mer JS 0.13; random order 0.008, the sampling floor of 300 sequences."""
+    Each step samples a base (with the temperature) for every masked position and reveals some of
+    them in a random order; with one position a step this samples from the model's conditionals
+    in a random order. (Revealing the most confident first, MaskGIT's order, wrote GC-rich repeats
+    on DNA: docs/benchmarks.md.)"""
     tokens = tokens.clone()
     masked = tokens == MASK
     total = masked.sum(1)  # per row
@@ -116,40 +108,17 @@ def unmask(model: MaskedLM, tokens: torch.Tensor, steps: int, temperature: float
         remaining = masked.sum(1)
         if not remaining.any():
             break
-        logits = model.base_logits(tokens)
-        pick = sample_categorical(logits, temperature, generator)  # (B, L)
-        conf = torch.log_softmax(logits / max(temperature, 1e-6), -1).gather(-1, pick.unsqueeze(-1)).squeeze(-1)
-        noise = choice_noise * (1 - s / steps)
-        if reveal == "random":
-            conf = torch.rand(conf.shape, device=conf.device, generator=generator)
-        elif noise > 0:
-            u = torch.rand(conf.shape, device=conf.device, generator=generator).clamp_(1e-10, 1 - 1e-10)
-            conf = conf - noise * torch.log(-torch.log(u))
-        conf = conf.masked_fill(~masked, -math.inf)
+        pick = sample_categorical(model.base_logits(tokens), temperature, generator)  # (B, L)
+        order_key = torch.rand(pick.shape, device=pick.device, generator=generator).masked_fill(~masked, -math.inf)
         # reveal so that all masked positions are revealed after `steps` steps
         k = torch.ceil(total.float() * (s + 1) / steps).long() - (total - remaining)
         k = torch.minimum(k.clamp(min=1), remaining)
-        order = conf.argsort(1, descending=True)
+        order = order_key.argsort(1, descending=True)
         rank = torch.empty_like(order)
         rank.scatter_(1, order, torch.arange(tokens.shape[1], device=tokens.device).expand_as(order))
         show = masked & (rank < k.unsqueeze(1))
         tokens = torch.where(show, pick, tokens)
         masked = masked & ~show
-    return tokens
-
-
-@torch.no_grad()
-def gibbs_refine(model: MaskedLM, tokens: torch.Tensor, free: torch.Tensor, rounds: int, prob: float,
-                 temperature: float = 1.0, generator=None) -> torch.Tensor:
-    """Resample the free positions (B, L bool) in rounds: mask a random fraction prob of them (the
-    training masking rate, so the model sees inputs like those it learned from) and draw them
-    from its predictions."""
-    for _ in range(rounds):
-        m = free & (torch.rand(tokens.shape, device=tokens.device, generator=generator) < prob)
-        if not m.any():
-            continue
-        logits = model.base_logits(torch.where(m, torch.full_like(tokens, MASK), tokens))
-        tokens = torch.where(m, sample_categorical(logits, temperature, generator), tokens)
     return tokens
 
 
@@ -201,13 +170,12 @@ def masked_accuracy(model: MaskedLM, x: torch.Tensor, prob: float, seed: int = 0
 @register("masked")
 class Masked(Family):
     Config = MaskedConfig
-    autoregressive = True  # a prompt fixes the first bases
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         return nn.ModuleDict({"M": MaskedLM(cfg.model, stats.seq_len)})
 
-    def param_groups(self, nets):
-        return {"g": list(nets["M"].parameters())}
+    def optimizers(self, nets, cfg):
+        return {"g": (list(nets["M"].parameters()), cfg.train.lr_g)}
 
     def train_step(self, nets, batch, ctx) -> dict[str, float]:
         c = ctx.cfg.model
@@ -218,7 +186,7 @@ class Masked(Family):
         norm = ctx.optimize("g", loss)
         return {"loss": float(loss.detach()), "grad_norm": norm}
 
-    def epoch_metrics(self, nets, ctx) -> dict[str, float]:
+    def evaluate(self, nets, ctx) -> dict[str, float]:
         out = {"peak_memory_mb": peak_memory_mb()}
         if ctx.val is not None and len(ctx.val):
             c = ctx.cfg.model
@@ -232,6 +200,8 @@ class Masked(Family):
         return out
 
     def infill(self, nets, codes, gaps, *, temperature=1.0, generator=None):
+        """Fill the gap positions (1-D bool) of one sequence (1-D codes); known bases unchanged.
+        (A capability of this family: main.py's --infill looks for this method.)"""
         M = nets["M"]
         dev = next(M.parameters()).device
         return infill(M, codes.to(dev), gaps.to(dev), temperature=temperature, generator=generator).cpu()
@@ -242,15 +212,9 @@ class Masked(Family):
         if length > M.max_len:
             raise ConfigError(f"the masked model was trained on {M.max_len} bp; it cannot generate {length} bp")
         dev = next(M.parameters()).device
-        steps = M.gen_steps or length
         out = []
         for s in range(0, n, 1024):
-            m = min(1024, n - s)
-            tok = torch.full((m, length), MASK, dtype=torch.long, device=dev)
-            if prompt is not None:
-                p = min(int(prompt.numel()), length)
-                tok[:, :p] = prompt[:p].to(dev)
-            free = tok == MASK
-            tok = unmask(M, tok, steps, temperature, generator, M.reveal, M.choice_noise)
-            out.append(gibbs_refine(M, tok, free, M.gibbs_rounds, M.mask_prob, temperature, generator))
+            tok = torch.full((min(1024, n - s), length), MASK, dtype=torch.long, device=dev)
+            place_prompt(tok, prompt)
+            out.append(unmask(M, tok, M.gen_steps or length, temperature, generator))
         return torch.cat(out)

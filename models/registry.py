@@ -1,10 +1,18 @@
-"""The family registry: `--model NAME` picks a class registered here; the engine never asks which.
+"""The family registry and the interface every family implements.
 
-Families are imported explicitly in `models/__init__.py` (no dotted-path strings to missing modules).
+`--model NAME` picks a class registered here; the engine never asks which. Families are imported
+explicitly in `models/__init__.py` (no dotted-path strings to missing modules).
+
+A family is `build`, `optimizers`, `train_step` and `sample`, plus optional hooks that any family
+may use: `plan` (its phases), `on_epoch_start`, `evaluate` (held-out figures per epoch),
+`closing_fit` (a fit after the last epoch, part of every delivered checkpoint) and `artifacts`
+(family-specific output files). Capabilities are attributes: `data_kinds`, `conditional`.
+Its command-line flags are declared on its Config's fields (utils.config.option).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -42,91 +50,63 @@ class DataStats:
     gc: float
     # per-window GC percentiles 0, 1, ..., 100 of the training windows (conditional families bin on them)
     gc_percentiles: tuple = ()
-    kind: str = "dna"  # dna | signal (real-valued sequences; families with continuous = True)
+    kind: str = "dna"  # dna | signal (real-valued sequences; families whose data_kinds include it)
+
+
+@dataclass(frozen=True)
+class ClosingFit:
+    """A fit after the last epoch (e.g. a convex refit of part of the model with the rest frozen).
+
+    windows: training windows ``fit`` reads (the engine keeps time for it under --budget);
+    fit(nets, train_x, ctx) -> figures for the log; undo(nets) restores the trained state, so a
+    resumed or fine-tuned run continues from it exactly."""
+
+    windows: int
+    fit: Callable
+    undo: Callable
 
 
 class Family:
-    """Interface every family implements. Defaults cover families without optimisers or hooks."""
-
     name = "base"
-    Config = None  # frozen dataclass with the family's model options
-    autoregressive = False  # True: sample() accepts a prompt to extend
-    conditional = False  # True: sample() accepts gc= (a requested GC content) when trained with labels
-    continuous = False  # True: also trains on real-valued sequences (DataStats.kind == "signal")
+    Config = None  # frozen dataclass with the family's model options (and flags)
+    data_kinds = ("dna",)  # sequence kinds it models: "dna", "signal" (real-valued)
+    conditional = False  # sample() accepts gc= (a requested GC content) when trained with labels
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         raise NotImplementedError
 
-    def param_groups(self, nets: nn.ModuleDict) -> dict[str, list]:
-        """Parameter groups by optimiser name ('g' uses train.lr_g, 'd' uses train.lr_d, any other
-        name group_lr's rate)."""
+    def optimizers(self, nets: nn.ModuleDict, cfg) -> dict[str, tuple[list, float]]:
+        """Optimiser groups: name -> (parameters, learning rate). train_step steps them by name."""
         return {}
-
-    def group_lr(self, cfg, name: str) -> float | None:
-        """Learning rate of a family-specific optimiser group (None: train.lr_g)."""
-        return None
-
-    def on_epoch_start(self, nets: nn.ModuleDict, ctx) -> None:
-        pass
-
-    def planned_epochs(self, cfg) -> int:
-        """Epochs a family's own phase plan asks for when train.epochs is 0 (0: no plan)."""
-        return 0
-
-    def epoch_steps(self, cfg, epoch: int, default: int) -> int:
-        """Steps (batches) in this epoch; families with phases of different step costs override."""
-        return default
-
-    def on_epoch_end(self, nets: nn.ModuleDict, ctx, run_dir, sample) -> None:
-        """After the epoch's monitoring sample (run_dir is None when the run is not saved)."""
-
-    def finish_windows(self, cfg) -> int:
-        """Training windows ``finish`` will read; the engine stops training early enough (at the
-        last epoch's throughput) to fit it in train.time_budget. 0: no finishing step."""
-        return 0
-
-    def finish(self, nets: nn.ModuleDict, train_x: torch.Tensor, ctx) -> dict[str, float]:
-        """A closing fit after the last epoch, before the final checkpoints are written (train_x:
-        this member's training windows). Returns figures for the log and the last metrics row."""
-        return {}
-
-    def unfinish(self, nets: nn.ModuleDict) -> None:
-        """Undo ``finish`` when a run resumes, so training continues from the trained state."""
-
-    def on_train_end(self, ensemble, run_dir) -> list:
-        """After training (saved runs only): write family-specific outputs; returns their paths."""
-        return []
 
     def train_step(self, nets: nn.ModuleDict, batch: torch.Tensor, ctx) -> dict[str, float]:
         raise NotImplementedError
 
-    def epoch_metrics(self, nets: nn.ModuleDict, ctx) -> dict[str, float]:
-        """Extra per-epoch monitoring values (e.g. discriminator accuracy on held-out batches)."""
-        return {}
-
     def sample(self, nets, n: int, length: int, *, temperature: float = 1.0,
-               generator: torch.Generator | None = None, prompt: torch.Tensor | None = None
-               ) -> torch.Tensor:
-        """(n, length) long codes 0-3. Conditional families also take ``gc=`` (a requested GC)."""
+               generator: torch.Generator | None = None, prompt: torch.Tensor | None = None,
+               **condition) -> torch.Tensor:
+        """(n, length) codes 0-3 (or values); a prompt fixes the first bases. Conditional families
+        also take ``gc=``."""
         raise NotImplementedError
 
-    @staticmethod
-    def generator_update(ctx, loss_g: torch.Tensor, probs: torch.Tensor | None, mle_weight: float,
-                         out: dict) -> dict:
-        """Shared end of a GAN generator step: without an MLE term the GC-balanced penalty applies
-        to the generator's output distribution probs (B, L, 4), (1 - w) loss + w penalty; then one
-        optimiser step on group 'g' if anything carries gradient. Records g_loss in out."""
-        from train.losses import balance_penalty
+    # ---- optional hooks
+    def plan(self, cfg):
+        """Phases of training (train.schedule.Plan); default one phase of train.epochs epochs."""
+        from train.schedule import Plan
 
-        if probs is not None and ctx.balance_weight > 0 and mle_weight == 0:
-            pen = balance_penalty(probs, ctx.target_gc, ctx.ref_freq)
-            loss_g = (1 - ctx.balance_weight) * loss_g + ctx.balance_weight * pen
-        if loss_g.requires_grad:
-            ctx.optimize("g", loss_g)
-        out["g_loss"] = float(loss_g.detach())
-        return out
+        return Plan.single(cfg.train.epochs)
 
-    def infill(self, nets, codes: torch.Tensor, gaps: torch.Tensor, *, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Fill the gap positions (1-D bool) of one sequence (1-D codes); known bases unchanged."""
-        raise ConfigError(f"--infill: the {self.name!r} family does not fill gaps (use --model masked)")
+    def on_epoch_start(self, nets: nn.ModuleDict, ctx) -> None:
+        """Before a member's epoch (ctx.phase, ctx.phase_start say where the plan stands)."""
+
+    def evaluate(self, nets: nn.ModuleDict, ctx) -> dict[str, float]:
+        """Per-epoch held-out figures (ctx.val), e.g. NLL or masked accuracy."""
+        return {}
+
+    def closing_fit(self, cfg) -> ClosingFit | None:
+        return None
+
+    def artifacts(self, ensemble, run_dir, sample, epoch: int | None) -> list:
+        """Family-specific files in a saved run, after each epoch's monitoring sample (epoch, 1-based)
+        and once at the end (epoch None); returns the paths written."""
+        return []

@@ -9,7 +9,7 @@ Rollout     : a copy of G, never touched by an optimiser, that tracks G by expon
 D           : per-position Linear embedding -> Conv1d for every filter width -> max over time ->
               highway layer -> dropout (keep 0.75) -> logit; L2 (0.2) on the output layer.
 
-Phases (engine epochs; see Family.planned_epochs): model.pre_epochs of generator MLE, then
+Phases (engine epochs; SeqGAN.plan): model.pre_epochs of generator MLE, then
 model.dis_pre_epochs of discriminator training on fresh samples, then model.total_batch adversarial
 rounds (model.rounds_per_epoch to an epoch). Each round: a policy-gradient step on G with rewards
 from batched rollouts (its own Adam, model.pg_lr), model.mle_steps teacher-forced MLE steps on real
@@ -27,13 +27,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.metrics import roc_auc
+from models.blocks import place_prompt
 from models.registry import DataStats, Family, register
+from train.gan import d_metrics
+from train.schedule import Phase, Plan
+from utils.config import option
 from utils.errors import ConfigError
 
 LOGVAR_MIN, LOGVAR_MAX = -8.0, 4.0
@@ -52,9 +54,12 @@ class SeqGANConfig:
     dis_pre_epochs: int = 5  # discriminator pretraining epochs (steps_per_epoch updates each)
     total_batch: int = 200  # TOTAL_BATCH: adversarial rounds
     rounds_per_epoch: int = 10  # adversarial rounds per engine epoch (a monitoring period)
-    skip_gen_pretrain: bool = False
-    skip_dis_pretrain: bool = False
-    skip_adversarial: bool = False
+    skip_gen_pretrain: bool = option(False, "seqgan: leave out the gen-pretrain phase",
+                                     flag=("--skip-gen-pretrain", "--skip_gen_pretrain"))
+    skip_dis_pretrain: bool = option(False, "seqgan: leave out the dis-pretrain phase",
+                                     flag=("--skip-dis-pretrain", "--skip_dis_pretrain"))
+    skip_adversarial: bool = option(False, "seqgan: leave out the adversarial phase",
+                                    flag=("--skip-adversarial", "--skip_adversarial"))
     rollout_num: int = 16  # Monte-Carlo rollouts per prefix
     rollout_update: float = 0.8  # EMA rate: rollout keeps this share of itself each update
     baseline: str = "mean"  # mean (per-position batch mean reward) | none (the paper)
@@ -170,9 +175,7 @@ class Policy(nn.Module):
     def generate(self, n: int, L: int, generator, temperature: float = 1.0, prompt=None) -> torch.Tensor:
         dev = self.head.weight.device
         out = torch.zeros(n, L, device=dev, dtype=torch.long if self.kind == "categorical" else torch.float32)
-        p = 0 if prompt is None else min(int(prompt.numel()), L)
-        if p:
-            out[:, :p] = prompt[:p].to(dev, out.dtype)
+        p = place_prompt(out, prompt)
         inp, state = self.start_input(n, dev), None
         for t in range(L):
             params, state = self.step(inp, state)
@@ -234,12 +237,6 @@ class Discriminator(nn.Module):
 
     def head(self, feats: torch.Tensor) -> torch.Tensor:
         return self.out(self.drop(self.highway(feats))).squeeze(-1)
-
-    def features_unfolded(self, x: torch.Tensor) -> torch.Tensor:
-        """The reference path (embedding, then convolution); tests check features() against it."""
-        x = F.one_hot(x.long(), 4).float() if self.kind == "categorical" else x.float().unsqueeze(-1)
-        e = self.embed(x).transpose(1, 2)
-        return torch.cat([F.relu(conv(e)).amax(-1) for conv in self.convs], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L) tokens or values -> (B,) logits
         return self.head(self.features(x))
@@ -344,8 +341,7 @@ def score_completions(D: Discriminator, x: torch.Tensor, seqs: torch.Tensor, R: 
 @register("seqgan")
 class SeqGAN(Family):
     Config = SeqGANConfig
-    autoregressive = True
-    continuous = True  # also models real-valued sequences (Gaussian head)
+    data_kinds = ("dna", "signal")  # the Gaussian head models real-valued sequences
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c = cfg.model
@@ -356,47 +352,28 @@ class SeqGAN(Family):
         rollout.requires_grad_(False)
         return nn.ModuleDict({"G": G, "rollout": rollout, "D": Discriminator(c, kind, stats.seq_len)})
 
-    def param_groups(self, nets):
+    def optimizers(self, nets, cfg):
         # the rollout net is in no group: only the EMA moves it. G has two optimisers: "g" for its
         # MLE steps (train.lr_g) and "pg" for policy-gradient steps (model.pg_lr), each with its own
         # Adam moments, so the noisy REINFORCE gradients do not share MLE's step size.
         g = list(nets["G"].parameters())
-        return {"g": g, "pg": g, "d": list(nets["D"].parameters())}
+        return {"g": (g, cfg.train.lr_g), "pg": (g, cfg.model.pg_lr), "d": (list(nets["D"].parameters()), cfg.train.lr_d)}
 
-    def group_lr(self, cfg, name):
-        return cfg.model.pg_lr if name == "pg" else None
-
-    # ---- phases
-    @staticmethod
-    def plan(c: SeqGANConfig) -> list[tuple[str, int]]:
-        out = []
+    def plan(self, cfg) -> Plan:
+        """MLE epochs, D-pretraining epochs, then the adversarial rounds (rounds_per_epoch steps an
+        epoch; a last shorter epoch takes the remainder). The --skip-* flags drop a phase."""
+        c, out = cfg.model, []
         if not c.skip_gen_pretrain and c.pre_epochs:
-            out.append(("gen_pretrain", c.pre_epochs))
+            out.append(Phase("gen_pretrain", c.pre_epochs))
         if not c.skip_dis_pretrain and c.dis_pre_epochs:
-            out.append(("dis_pretrain", c.dis_pre_epochs))
+            out.append(Phase("dis_pretrain", c.dis_pre_epochs))
         if not c.skip_adversarial and c.total_batch:
-            out.append(("adversarial", -(-c.total_batch // c.rounds_per_epoch)))
-        return out
-
-    def planned_epochs(self, cfg) -> int:
-        return sum(n for _, n in self.plan(cfg.model))
-
-    def phase(self, cfg, epoch: int) -> str:
-        for name, n in self.plan(cfg.model):
-            if epoch < n:
-                return name
-            epoch -= n
-        # past the plan (an explicit --epochs longer than it): more of the last phase
-        plan = self.plan(cfg.model)
-        return plan[-1][0] if plan else "gen_pretrain"
-
-    def epoch_steps(self, cfg, epoch: int, default: int) -> int:
-        c = cfg.model
-        if self.phase(cfg, epoch) != "adversarial":
-            return default
-        before = sum(n for name, n in self.plan(c) if name != "adversarial")
-        done = (epoch - before) * c.rounds_per_epoch
-        return max(1, min(c.rounds_per_epoch, c.total_batch - done)) if done < c.total_batch else c.rounds_per_epoch
+            full, rest = divmod(c.total_batch, c.rounds_per_epoch)
+            if full:
+                out.append(Phase("adversarial", full, c.rounds_per_epoch))
+            if rest:
+                out.append(Phase("adversarial", 1, rest))
+        return Plan(tuple(out)) if out else Plan.single(cfg.train.epochs, "gen_pretrain")
 
     # ---- steps
     def _d_step(self, nets, real, ctx) -> dict:
@@ -407,9 +384,7 @@ class SeqGAN(Family):
         loss = (F.binary_cross_entropy_with_logits(r, torch.ones_like(r))
                 + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f))) / 2 + c.d_l2 * D.l2()
         ctx.optimize("d", loss)
-        auc = roc_auc(torch.cat([r, f]).detach().cpu().numpy(), np.r_[np.ones(len(r)), np.zeros(len(f))])
-        return {"d_loss": float(loss.detach()), "d_acc": 0.5 * float((r > 0).float().mean() + (f < 0).float().mean()),
-                "d_auc": auc}
+        return d_metrics(r, f, loss)
 
     def _real(self, ctx, n: int) -> torch.Tensor:
         src = ctx.train
@@ -433,12 +408,11 @@ class SeqGAN(Family):
     def train_step(self, nets, batch, ctx) -> dict[str, float]:
         c = ctx.cfg.model
         G = nets["G"]
-        phase = self.phase(ctx.cfg, ctx.epoch)
-        if phase == "gen_pretrain":
+        if ctx.phase == "gen_pretrain":
             loss = G.mle_loss(batch)
             ctx.optimize("g", loss)
             return {"mle": float(loss.detach())}
-        if phase == "dis_pretrain":
+        if ctx.phase == "dis_pretrain":
             return self._d_step(nets, batch, ctx)
         out = self.pg_step(nets, ctx, c.pg_batch or batch.shape[0], batch.shape[1])
         for i in range(c.mle_steps):
@@ -453,20 +427,18 @@ class SeqGAN(Family):
 
     def on_epoch_start(self, nets, ctx) -> None:
         # entering the adversarial phase: the rollout net starts as an exact copy of G
-        if self.phase(ctx.cfg, ctx.epoch) == "adversarial" and (
-                ctx.epoch == 0 or self.phase(ctx.cfg, ctx.epoch - 1) != "adversarial"):
+        if ctx.phase == "adversarial" and ctx.phase_start:
             nets["rollout"].load_state_dict(nets["G"].state_dict())
 
     @torch.no_grad()
-    def epoch_metrics(self, nets, ctx) -> dict[str, float]:
+    def evaluate(self, nets, ctx) -> dict[str, float]:
         """Held-out NLL of the policy (nats per position) on up to 2,000 validation windows."""
         if ctx.val is None or not ctx.val.shape[0]:
             return {}
         G = nets["G"]
         was = G.training
         G.eval()
-        v = ctx.val[:2000, : ctx.length].to(ctx.device)
-        nll = float(G.mle_loss(v))
+        nll = float(G.mle_loss(ctx.val[:2000, : ctx.length].to(ctx.device)))
         G.train(was)
         return {"val_nll": nll}
 
@@ -476,26 +448,18 @@ class SeqGAN(Family):
         return torch.cat([G.generate(min(4096, n - s), length, generator, temperature, prompt)
                           for s in range(0, n, 4096)])
 
-    # ---- the prototype's output files
-    def on_epoch_end(self, nets, ctx, run_dir, sample) -> None:
-        from utils.sequences import write_samples
-
-        if run_dir is None:
-            return
-        G = nets["G"]
-        write_samples(run_dir / "eval_file.txt", sample)  # the epoch's evaluation sample
-        g = torch.Generator(device=ctx.generator.device).manual_seed(ctx.epoch + 1)
-        # negatives as the discriminator sees them
-        write_samples(run_dir / "generator_sample.txt", G.generate(ctx.cfg.train.batch * 4, ctx.length, g))
-
-    def on_train_end(self, ensemble, run_dir) -> list:
+    def artifacts(self, ensemble, run_dir, sample, epoch) -> list:
+        """The prototype's files: eval_file.txt (each epoch's evaluation sample), generator_sample.txt
+        (negatives as D sees them), and final_samples.txt (in the run and beside --output) at the end."""
         from pathlib import Path
 
         from utils.sequences import write_samples
 
-        tc = ensemble.cfg.train
-        x = ensemble.sample(max(ensemble.cfg.gen.n, 1000), ensemble.stats.seq_len, seed=tc.seed + 1)
-        paths = [write_samples(run_dir / "final_samples.txt", x)]
-        out_dir = Path(ensemble.cfg.gen.output).parent
-        paths.append(write_samples(out_dir / "final_samples.txt", x))
-        return paths
+        tc, L = ensemble.cfg.train, ensemble.stats.seq_len
+        if epoch is not None:
+            g = torch.Generator(device=ensemble.device).manual_seed(epoch)
+            neg = ensemble.members[0]["G"].generate(tc.batch * 4, L, g)
+            return [write_samples(run_dir / "eval_file.txt", sample), write_samples(run_dir / "generator_sample.txt", neg)]
+        x = ensemble.sample(max(ensemble.cfg.gen.n, 1000), L, seed=tc.seed + 1)
+        return [write_samples(run_dir / "final_samples.txt", x),
+                write_samples(Path(ensemble.cfg.gen.output).parent / "final_samples.txt", x)]

@@ -53,8 +53,10 @@ def build_for_steps(family: str, cfg, stats, lr: float, epoch: int = 0):
 
     fam = get_family(family)
     nets = fam.build(cfg, stats)
-    opts = {k: torch.optim.Adam(p, lr=lr) for k, p in fam.param_groups(nets).items()}
+    opts = {k: torch.optim.Adam(p, lr=lr) for k, (p, _) in fam.optimizers(nets, cfg).items()}
+    plan = fam.plan(cfg)
     ctx = StepContext(epoch=epoch, length=stats.seq_len, balance_weight=0.0, temperature=1.0, target_gc=0.5,
                       ref_freq=(0.25,) * 4, device=torch.device("cpu"),
-                      generator=torch.Generator().manual_seed(0), cfg=cfg, optimizers=opts)
+                      generator=torch.Generator().manual_seed(0), cfg=cfg, optimizers=opts,
+                      phase=plan.phase(epoch).name, phase_start=plan.starts_phase(epoch))
     return fam, nets, ctx

@@ -10,11 +10,12 @@ from models.blocks import gumbel_softmax
 from models.registry import DataStats, get_family
 from train.engine import load_ensemble, train
 from utils.config import parse_set, resolve
+from utils.errors import ConfigError
 from utils.sequences import read_sequences
 from conftest import random_dna
 
 SMALL = ["model.hidden=32", "model.noise_dim=8", "model.d_filters=[8, 16, 16]", "model.d_hidden=16",
-         "model.adv_every=2", "train.mle_epochs=1", "train.eval_samples=40", "data.seq_len=20",
+         "model.adv_every=2", "model.warmup_steps=1", "train.eval_samples=40", "data.seq_len=20",
          "train.batch=16", "train.steps_per_epoch=4", "train.save_every=0", "train.sample_every=0"]
 STATS = DataStats(seq_len=20, base_freq=(0.25,) * 4, gc=0.5, gc_percentiles=tuple(np.linspace(0.2, 0.8, 101)))
 
@@ -56,21 +57,29 @@ def test_both_discriminators_take_soft_input(genome, disc):
     assert nets["D"](soft).shape == (7,)
     assert nets["D"](soft[:, :13]).shape == (7,)  # shorter (curriculum) lengths too
     assert torch.nn.utils.parametrize.is_parametrized(nets["D"].head.out, "weight")
-    with pytest.raises(Exception):
-        fam.build(small_cfg(genome, "model.disc=gru"), STATS)
+    with pytest.raises(ConfigError, match="model.disc must be cnn or lstm, got 'gru'"):
+        small_cfg(genome, "model.disc=gru")
 
 
-def test_mle_pretraining_leaves_generator_to_mle_and_d_still_trains(genome):
-    fam, nets, ctx = make(genome, "model.adv_every=1", "train.mle_epochs=5", epoch=0)
+def test_mle_warmup_leaves_generator_to_mle_and_d_still_trains(genome):
+    fam, nets, ctx = make(genome, "model.adv_every=1", "model.warmup_steps=5", epoch=0)
     out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
     assert "d_acc" in out and "g_adv" not in out and "mle" in out
-    ctx.epoch = 5
+    ctx.step = 5  # the warm-up is counted in generator steps
     out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
     assert {"d_acc", "g_adv", "mle", "d_loss"} <= set(out)
-    for sets in (["model.loss=wgan-gp", "model.straight_through=false"], ["model.loss=hinge", "model.disc=lstm"]):
-        fam, nets, ctx = make(genome, "model.adv_every=1", "train.mle_epochs=0", *sets)
-        out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
-        assert all(np.isfinite(v) for v in out.values())
+
+
+@pytest.mark.parametrize("sets", [["model.loss=wgan-gp", "model.straight_through=false"],
+                                  ["model.loss=hinge", "model.disc=lstm"]])
+def test_every_gan_loss_option_updates_both_networks(genome, sets):
+    fam, nets, ctx = make(genome, "model.adv_every=1", "model.warmup_steps=0", "model.mle_weight=0", *sets)
+    before = {k: v.clone() for k, v in nets.state_dict().items()}
+    out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
+    moved = {k.split(".")[0] for k, v in nets.state_dict().items() if not torch.equal(before[k], v)}
+    assert moved == {"G", "D"} and "mle" not in out
+    # the generator's loss is the adversarial term alone (mle_weight 0): -mean D(fake) for these losses
+    assert out["g_loss"] == pytest.approx(ctx.cfg.model.adv_weight * out["g_adv"])
 
 
 def test_mle_loss_falls_when_overfitting_two_batches(genome):

@@ -11,7 +11,7 @@ from utils.config import parse_set, resolve
 from utils.sequences import load_sequences, read_sequences
 
 SMALL = ["model.d_model=16", "model.g_layers=1", "model.d_layers=1", "model.n_heads=2",
-         "model.noise_dim=4", "model.mle_warmup=2", "model.adv_every=2", "model.adv_weight=0.1", "train.eval_samples=40", "data.seq_len=20", "train.batch=16",
+         "model.noise_dim=4", "model.warmup_steps=2", "model.adv_every=2", "model.adv_weight=0.1", "train.eval_samples=40", "data.seq_len=20", "train.batch=16",
          "train.steps_per_epoch=3", "train.save_every=0", "train.sample_every=0"]
 
 
@@ -75,7 +75,7 @@ def test_context_logits_rows_follow_the_previous_bases():
 
 
 def test_generator_step_changes_generator_only_and_d_step_discriminator_only(genome):
-    fam, nets, ctx = make(genome, "model.mle_warmup=0", "model.adv_every=1")
+    fam, nets, ctx = make(genome, "model.warmup_steps=0", "model.adv_every=1")
     G0 = {k: v.clone() for k, v in nets["G"].state_dict().items()}
     D0 = {k: v.clone() for k, v in nets["D2"].state_dict().items()}
     # a D step alone: run train_step with the generator optimiser disabled
@@ -94,7 +94,7 @@ def test_generator_step_changes_generator_only_and_d_step_discriminator_only(gen
 
 
 def test_loss_falls_overfitting_a_tiny_set(genome):
-    fam, nets, ctx = make(genome, "model.mle_warmup=1000")
+    fam, nets, ctx = make(genome, "model.warmup_steps=1000")
     batch = torch.zeros(16, 20, dtype=torch.long)
     batch[:, 1::2] = 3  # two batches' worth of ATATAT...
     batch[8:, 1::2] = 2  # and AGAGAG...
@@ -185,11 +185,18 @@ def test_target_gc_alone_turns_the_gc_term_on(genome, tmp_path):
     assert [r["balance_weight"] for r in (plain.history[0], steered.history[0], explicit.history[0])] == [0, 0.05, 0.2]
 
 
-def test_gan_loss_and_d_input_options_train(genome):
-    for sets in (["model.loss=wgan-gp", "model.d_input=soft"], ["model.loss=hinge"]):
-        fam, nets, ctx = make(genome, "model.mle_warmup=0", "model.adv_every=1", *sets)
-        out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
-        assert {"d_loss", "g_adv", "mle"} <= set(out) and all(v == v for v in out.values())
+@pytest.mark.parametrize("loss", ["wgan-gp", "hinge"])
+def test_gan_loss_options_update_generator_and_both_discriminators(genome, loss):
+    fam, nets, ctx = make(genome, "model.warmup_steps=0", "model.adv_every=1", f"model.loss={loss}")
+    before = {k: v.clone() for k, v in nets.state_dict().items()}
+    out = fam.train_step(nets, torch.randint(0, 4, (8, 20)), ctx)
+    moved = {k.split(".")[0] for k, v in nets.state_dict().items() if not torch.equal(before[k], v)}
+    assert moved == {"G", "D1", "D2"} and {"d_loss", "g_adv", "mle", "d_auc"} <= set(out)
+
+
+def test_discriminators_exist_only_for_adversarial_training(genome):
+    fam, nets, _ = make(genome, "model.adv_weight=0")
+    assert set(nets) == {"G"} and set(fam.optimizers(nets, small_cfg(genome))) == {"g"}
 
 
 def test_closing_refit_matches_the_context_counts_and_resume_drops_it(genome):
@@ -212,13 +219,14 @@ def test_closing_refit_matches_the_context_counts_and_resume_drops_it(genome):
         return torch.zeros(25, 4).index_add_(0, rows, p)
 
     gap_before = (expected() - observed).abs().max()
-    out = fam.finish(nets, x, ctx)  # ctx.val is None: no held-out check
+    closing = fam.closing_fit(ctx.cfg)
+    out = closing.fit(nets, x, ctx)  # ctx.val is None: no held-out check
     assert out["refit_nll_after"] < out["refit_nll_before"] and out["refit_kept"] == 1
     changed = [k for k, v in G.state_dict().items() if not torch.equal(v, before[k])]
     assert changed == ["ngram.refit"]  # the trained weights themselves are untouched
     # counts of up to a few hundred: off by many before, matched to a fraction of one after
     assert gap_before > 5 and (expected() - observed).abs().max() < 0.2
-    fam.unfinish(nets)
+    closing.undo(nets)
     assert torch.equal(G.ngram.refit, torch.zeros(25, 4))
 
 
@@ -228,7 +236,7 @@ def test_closing_refit_is_dropped_when_it_fits_noise(genome):
     fam, nets, ctx = make(genome, "model.ngram_order=5", "model.ngram_refit=300", "model.ngram_refit_prior=0")
     data = load_sequences(genome, 20, val_fraction=0.2, seed=0)
     ctx.val = torch.from_numpy(data.val)
-    out = fam.finish(nets, torch.from_numpy(data.train), ctx)
+    out = fam.closing_fit(ctx.cfg).fit(nets, torch.from_numpy(data.train), ctx)
     rise = out["refit_val_nll_after"] - out["refit_val_nll_before"]
     assert rise > out["refit_nll_before"] - out["refit_nll_after"] > 0
     assert rise > ctx.cfg.model.ngram_refit_tolerance and out["refit_kept"] == 0

@@ -2,7 +2,11 @@
 
 A checkpoint is a plain dict of tensors and Python primitives:
   format, family, config (nested dict), alphabet, members (state dicts), optimizers, schedulers,
-  epoch, best_score, epochs_since_best, rng (torch / numpy / per-member generator states), stats.
+  epoch, steps (one count per member), best_score, epochs_since_best, rng (torch / numpy / per-member
+  generator states), stats.
+
+Format 2 (the engine redesign): GAN warm-up is model.warmup_steps, steps are counted per member and
+pruned options are gone. Format 1 checkpoints are refused with a one-line message: retrain.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import torch
 from utils.errors import CheckpointError
 from utils.sequences import normalize_path
 
-FORMAT = 1
+FORMAT = 2
 
 
 def save(path, payload: dict) -> Path:
@@ -48,5 +52,6 @@ def load(path, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or "family" not in ckpt or "members" not in ckpt:
         raise CheckpointError(f"{path}: not a dnagan checkpoint (no family/members)")
     if ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {ckpt.get('format')!r}, expected {FORMAT}")
+        raise CheckpointError(f"{path}: checkpoint format {ckpt.get('format')!r} (an earlier dnagan); this version "
+                              f"reads format {FORMAT}: retrain, or generate with the version that wrote it")
     return ckpt

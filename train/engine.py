@@ -1,8 +1,9 @@
 """The one training engine. It knows the Family interface, never a family's name.
 
-Device and seeds, epochs and batches (tqdm), Adam + ExponentialLR per parameter group, gradient
-clipping, curriculum, per-epoch monitoring into metrics.csv, early stopping on a validation score,
-bagged ensembles, atomic checkpoints with RNG state for exact resume, and a time budget.
+`train(cfg)` builds a `Run` and calls its steps in order: build optimisers, restore (resume or
+fine-tune), then per epoch: run the epoch, monitor, save, decide whether to stop; then the closing
+fit and the figures. The run owns time, devices, randomness and files; families own their
+networks, losses and phase plans (minGPT's split).
 """
 from __future__ import annotations
 
@@ -20,15 +21,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from analysis import metrics as M
 from models.registry import DataStats, Family, get_family
 from train import checkpoint as ckpt_io
 from train.curriculum import from_config as curriculum_from_config
 from utils import config as C
+from utils import modality as modalities
 from utils.errors import CheckpointError, ConfigError, DnaganError
-from analysis import distributions as DS
-from utils.sequences import (SequenceData, decode, is_signal_file, load_sequences, load_signals, write_fasta,
-                             write_samples)
 
 log = logging.getLogger("dnagan")
 
@@ -50,27 +48,6 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def load_data(cfg: C.RunConfig) -> SequenceData:
-    d = cfg.data
-    if d.synthetic:
-        return synthetic_data(d.synthetic, d.seq_len, d.val_fraction, cfg.train.seed)
-    if is_signal_file(d.path):  # a text file of numbers: real-valued sequences, their own length
-        return load_signals(d.path, val_fraction=d.val_fraction)
-    return load_sequences(d.path, d.seq_len, stride=d.stride, val_fraction=d.val_fraction,
-                          block_size=d.block_size, max_sequences=d.max_sequences,
-                          seed=cfg.train.seed, crop=d.crop_records)
-
-
-def synthetic_data(n: int, seq_len: int, val_fraction: float, seed: int) -> SequenceData:
-    """The masked-transformer devlog's sanity check: n uniformly random ACGT windows, nothing to
-    learn beyond chance (25% masked accuracy)."""
-    rng = np.random.default_rng(seed + 104729)
-    x = rng.integers(0, 4, (n, seq_len), dtype=np.uint8)
-    n_val = int(round(n * val_fraction))
-    return SequenceData(train=x[n_val:], val=x[:n_val], train_segments=list(x[n_val:]),
-                        val_segments=list(x[:n_val]), n_records=n, source=f"synthetic:{n}")
-
-
 @dataclass
 class StepContext:
     """What a family's train_step may use: schedules, targets, randomness and its optimisers."""
@@ -85,12 +62,14 @@ class StepContext:
     generator: torch.Generator
     cfg: C.RunConfig
     optimizers: dict = field(default_factory=dict)
-    step: int = 0
-    val: torch.Tensor | None = None  # held-out windows (CPU), for families' epoch_metrics
+    step: int = 0  # this member's step count (each bagged member counts its own)
+    val: torch.Tensor | None = None  # held-out windows (CPU), for evaluate and closing fits
     train: torch.Tensor | None = None  # training windows (CPU), for families that draw extra batches
+    phase: str = "train"  # the plan's phase of this epoch
+    phase_start: bool = False  # the first epoch of that phase
 
     def optimize(self, name: str, loss: torch.Tensor) -> float:
-        """zero_grad, backward, clip (train.clip_norm), step for one parameter group; returns the
+        """zero_grad, backward, clip (train.clip_norm), step for one optimiser group; returns the
         gradient norm before clipping."""
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
@@ -139,39 +118,86 @@ class Ensemble:
         return out
 
 
-def _monitor_dna(sample, val, epoch: int) -> dict:
-    """Per-epoch watch values of a DNA sample against held-out windows; val_score (lower is
-    better) = 4-mer JS + |GC - held-out GC|."""
-    gc, val_gc = float(M.gc_content(sample).mean()), float(M.gc_content(val).mean())
-    js4 = M.kmer_js(sample, val, 4)
-    return {"sample_gc": gc, "val_gc": val_gc, "unique_fraction": M.unique_fraction(sample),
-            "morans_i": _nanmean(M.morans_i(sample)),
-            "diversity": M.mean_pairwise_hamming(sample, max_n=200, seed=epoch),
-            "val_js_4mer": js4, "val_score": js4 + abs(gc - val_gc)}
+def stats_from_checkpoint(s: dict) -> DataStats:
+    return DataStats(seq_len=int(s["seq_len"]), base_freq=tuple(s["base_freq"]), gc=float(s["gc"]),
+                     gc_percentiles=tuple(s.get("gc_percentiles", ())), kind=s.get("kind", "dna"))
 
 
-def _monitor_signals(sample, val, epoch: int) -> dict:
-    """The same for real-valued sequences; val_score = KS statistic + mean |autocorrelation
-    difference| over lags 1-5."""
-    ks, _ = DS.ks(sample, val)
-    acf = float(np.nanmean(np.abs(DS.autocorrelation(sample) - DS.autocorrelation(val))))
-    div = DS.diversity(sample, max_n=200, seed=epoch)
-    return {"sample_mean": float(sample.mean()), "val_mean": float(val.mean()), "sample_std": float(sample.std()),
-            "val_std": float(val.std()), "ks": ks, "wasserstein": DS.wasserstein(sample, val), "acf_mae": acf,
-            "unique_fraction": div["unique_fraction"], "diversity": div["mean_pairwise_distance"],
-            "val_score": ks + acf}
+def load_ensemble(path, device: str = "auto") -> tuple[Ensemble, dict]:
+    """Rebuild an ensemble from a checkpoint: no flags needed beyond the path."""
+    dev = resolve_device(device)
+    ck = ckpt_io.load(path, map_location=dev)
+    family = get_family(ck["family"])
+    try:
+        cfg = C.from_dict(ck["config"], family.Config)
+    except DnaganError as exc:
+        raise CheckpointError(f"{path}: stored config does not fit this version ({exc})") from None
+    stats = stats_from_checkpoint(ck["stats"])
+    members = [family.build(cfg, stats).to(dev) for _ in ck["members"]]
+    for nets, sd in zip(members, ck["members"]):
+        load_weights(nets, sd, path)
+    return Ensemble(family, cfg, members, stats, dev), ck
 
 
-def _nanmean(x) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    x = x[~np.isnan(x)]
-    return float(x.mean()) if x.size else float("nan")
+def load_weights(nets: nn.Module, state: dict, path) -> None:
+    try:
+        nets.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the config ({str(exc)[:160]})") from None
 
 
-def _run_dir(cfg: C.RunConfig) -> Path:
-    if cfg.train.run_dir:
-        return Path(cfg.train.run_dir)
-    return Path("runs") / f"{cfg.family}_{time.strftime('%Y%m%d-%H%M%S')}"
+@dataclass
+class TrainResult:
+    ensemble: Ensemble
+    history: list
+    run_dir: Path
+    best_path: Path | None
+    last_path: Path | None
+    epochs_done: int
+    seconds: float
+
+
+class Meter:
+    """Running means of a step's figures over an epoch."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, figures: dict) -> None:
+        for k, v in figures.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self) -> dict:
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys.extend(k for k in r if k not in keys)
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return [{k: _num(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def _num(v):
+    try:
+        f = float(v)
+        return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+    except (TypeError, ValueError):
+        return v
 
 
 def _rng_state(shuffle_gen, fam_gen) -> dict:
@@ -197,340 +223,299 @@ def _set_rng_state(st: dict, shuffle_gen, fam_gen) -> None:
     fam_gen.set_state(st["family"])
 
 
-def build_members(family: Family, cfg: C.RunConfig, stats: DataStats, device) -> list:
-    k = cfg.train.n_models if (cfg.train.bagging or cfg.train.n_models > 1) else 1
-    if k < 1:
-        raise ConfigError(f"--n_models must be >= 1, got {k}")
-    return [family.build(cfg, stats).to(device) for _ in range(k)]
-
-
-def load_ensemble(path, device: str = "auto") -> tuple[Ensemble, dict]:
-    """Rebuild an ensemble from a checkpoint: no flags needed beyond the path."""
-    dev = resolve_device(device)
-    ck = ckpt_io.load(path, map_location=dev)
-    family = get_family(ck["family"])
-    try:
-        cfg = C.from_dict(ck["config"], family.Config)
-    except DnaganError as exc:
-        raise CheckpointError(f"{path}: stored config does not fit this version ({exc})") from None
-    s = ck["stats"]
-    stats = DataStats(seq_len=int(s["seq_len"]), base_freq=tuple(s["base_freq"]), gc=float(s["gc"]),
-                      gc_percentiles=tuple(s.get("gc_percentiles", ())), kind=s.get("kind", "dna"))
-    members = [family.build(cfg, stats).to(dev) for _ in ck["members"]]
-    for nets, sd in zip(members, ck["members"]):
-        try:
-            nets.load_state_dict(sd)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit the stored config ({str(exc)[:160]})") from None
-    return Ensemble(family, cfg, members, stats, dev), ck
-
-
-@dataclass
-class TrainResult:
-    ensemble: Ensemble
-    history: list
-    run_dir: Path
-    best_path: Path | None
-    last_path: Path | None
-    epochs_done: int
-    seconds: float
-
-
-def _finish(family, members, ctx, train_x, boots, history, save) -> None:
-    """The family's closing fit on every member (each on its own, possibly bootstrapped, windows);
-    its figures join the last metrics row, and the final epoch's checkpoints are written again."""
-    t = time.time()
-    figures: dict[str, float] = {}
-    for m, nets in enumerate(members):
-        for k, v in family.finish(nets, train_x[torch.from_numpy(np.sort(boots[m]))], ctx).items():
-            figures[k] = figures.get(k, 0.0) + v / len(members)
-    if not figures:
-        return
-    figures["finish_s"] = time.time() - t
-    history[-1].update(figures)
-    log.info("closing fit: %s", " ".join(f"{k}={v:.5g}" for k, v in figures.items()))
-    if save:
-        _write_metrics(save["metrics"], history)
-        p = save["payload"]()
-        for key in ("last", "best", "epoch"):
-            if save[key] is not None:
-                ckpt_io.save(save[key], p)
-
-
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    keys: list[str] = []
-    for r in rows:
-        keys.extend(k for k in r if k not in keys)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open() as fh:
-        return [{k: _num(v) for k, v in r.items()} for r in csv.DictReader(fh)]
-
-
-def _num(v):
-    try:
-        f = float(v)
-        return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
-    except (TypeError, ValueError):
-        return v
-
-
-def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str | None = None,
-          data: SequenceData | None = None, save: bool = True) -> TrainResult:
-    t0 = time.time()
+def resumed_config(cfg: C.RunConfig, ck: dict, path) -> C.RunConfig:
+    """Resume continues the stored run exactly: its config wins over flags, except the epoch count
+    (to extend a run), the time budget and the device."""
+    if ck["family"] != cfg.family:
+        raise CheckpointError(f"{path}: checkpoint is a {ck['family']!r} run, not {cfg.family!r}")
+    stored = C.from_dict(ck["config"], get_family(cfg.family).Config)
     tc = cfg.train
-    family = get_family(cfg.family)
-    device = resolve_device(tc.device)
-    resume_ck = None
-    if resume:
-        resume_ck = ckpt_io.load(resume, map_location=device)
-        if resume_ck["family"] != cfg.family:
-            raise CheckpointError(f"{resume}: checkpoint is a {resume_ck['family']!r} run, not {cfg.family!r}")
-        # Resume continues the stored run exactly: its config wins over flags, except the epoch
-        # count (to extend a run) and the time budget.
-        stored = C.from_dict(resume_ck["config"], family.Config)
-        cfg = C.replace(stored, train={"epochs": tc.epochs, "time_budget": tc.time_budget,
-                                       "device": tc.device})
+    return C.replace(stored, train={"epochs": tc.epochs, "time_budget": tc.time_budget, "device": tc.device})
+
+
+def with_gc_term(cfg: C.RunConfig) -> C.RunConfig:
+    """--target_gc asks for a pull toward that GC; a family whose default weight is 0 gets one."""
+    tc = cfg.train
+    if tc.target_gc is None or tc.balance_weight != 0 or tc.target_gc_weight <= 0:
+        return cfg
+    log.info("--target_gc %.3f: GC-balanced term at weight %.3g (train.target_gc_weight)",
+             tc.target_gc, tc.target_gc_weight)
+    return C.replace(cfg, train={"balance_weight": tc.target_gc_weight})
+
+
+class Run:
+    """One training run: its data, members, optimisers, clocks and files."""
+
+    def __init__(self, cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str | None = None,
+                 data=None, save: bool = True):
+        self.t0 = time.time()
+        self.family = get_family(cfg.family)
+        self.device = resolve_device(cfg.train.device)
+        self.resume_path, self.init_path, self.saving = resume, init_checkpoint, save
+        self.resume_ck = ckpt_io.load(resume, map_location=self.device) if resume else None
+        if self.resume_ck is not None:
+            cfg = resumed_config(cfg, self.resume_ck, resume)
+        self.cfg = cfg = with_gc_term(cfg)
         tc = cfg.train
-    if tc.target_gc is not None and tc.balance_weight == 0 and tc.target_gc_weight > 0:
-        # --target_gc asks for a pull toward that GC; a family whose default weight is 0 gets one
-        cfg = C.replace(cfg, train={"balance_weight": tc.target_gc_weight})
-        tc = cfg.train
-        log.info("--target_gc %.3f: GC-balanced term at weight %.3g (train.target_gc_weight)",
-                 tc.target_gc, tc.balance_weight)
-    seed_everything(tc.seed)
-    data = data if data is not None else load_data(cfg)
-    val = data.val if data.val.shape[0] else data.train
-    if not data.val.shape[0]:
-        log.warning("validation set is empty; the validation score uses training windows")
-    signal = data.kind == "signal"
-    if signal:
-        if not family.continuous:
-            raise ConfigError(f"{data.source}: real-valued sequences; the {family.name!r} family models DNA "
-                              f"(use --model seqgan)")
-        log.info("%s: %d training and %d held-out real-valued sequences of length %d",
-                 data.source, data.train.shape[0], data.val.shape[0], data.seq_len)
-        target_gc = float("nan")
-        stats = DataStats(seq_len=data.seq_len, base_freq=(0.25,) * 4, gc=float("nan"), kind="signal")
-    else:
-        target_gc = tc.target_gc if tc.target_gc is not None else data.gc()
-        stats = DataStats(seq_len=data.seq_len, base_freq=tuple(float(f) for f in data.base_freq()),
-                          gc=float(data.gc()),
-                          gc_percentiles=tuple(float(v) for v in np.percentile(M.gc_content(data.train), np.arange(101))))
-    n_epochs = tc.epochs or family.planned_epochs(cfg)
-    if n_epochs < 1:
-        raise ConfigError("train.epochs must be >= 1 (0 means the family's phase plan, and this one has none)")
-    members = build_members(family, cfg, stats, device)
-    if init_checkpoint:
-        src, _ = load_ensemble(init_checkpoint, device=str(device))
-        if src.family.name != family.name:
-            raise CheckpointError(f"{init_checkpoint}: a {src.family.name!r} checkpoint cannot initialise {family.name!r}")
-        for i, nets in enumerate(members):
-            try:
-                nets.load_state_dict(src.members[i % len(src.members)].state_dict())
-                family.unfinish(nets)
-            except RuntimeError as exc:
-                raise CheckpointError(f"{init_checkpoint}: weights do not fit this config ({str(exc)[:160]})") from None
+        seed_everything(tc.seed)
+        if data is None:
+            self.modality, data = modalities.load(cfg.data, tc.seed)
+        else:
+            self.modality = modalities.of(data.kind)
+        self.data = data
+        self._check_data()
+        self.stats = self.modality.stats(data)
+        self.target_gc = self.modality.target_gc(tc.target_gc, data)
+        self.plan = self.family.plan(cfg)
+        self.n_epochs = tc.epochs or self.plan.epochs
+        if self.n_epochs < 1:
+            raise ConfigError("train.epochs must be >= 1 (0 means the family's phase plan, and this one has none)")
+        k = tc.n_models if (tc.bagging or tc.n_models > 1) else 1
+        if k < 1:
+            raise ConfigError(f"--n_models must be >= 1, got {k}")
+        self.members = [self.family.build(cfg, self.stats).to(self.device) for _ in range(k)]
+        self.ensemble = Ensemble(self.family, cfg, self.members, self.stats, self.device)
+        self.train_x = torch.from_numpy(data.train)
+        self.val = data.val if data.val.shape[0] else data.train
+        self.val_x = torch.from_numpy(np.ascontiguousarray(self.val))
+        n = data.train.shape[0]
+        boot_rng = np.random.default_rng(tc.seed + 7919)
+        self.boots = [boot_rng.integers(0, n, n) if tc.bagging else np.arange(n) for _ in self.members]
+        self.shuffle_gen = torch.Generator().manual_seed(tc.seed + 1)
+        self.fam_gen = torch.Generator(device=self.device).manual_seed(tc.seed + 2)
+        self.curriculum = curriculum_from_config(tc, data.seq_len) if tc.curriculum else None
+        self.temperatures = curriculum_from_config(tc, data.seq_len)  # annealing without --curriculum
+        self.closing = self.family.closing_fit(cfg)
+        self.start_epoch, self.best, self.since_best = 0, math.inf, 0
+        self.steps = [0] * k  # per member: bagged members keep their own warm-up and adv_every timing
+        self.history: list[dict] = []
+        self.reserve = 0.0  # seconds kept back from the budget for the closing fit
+        self.out_of_time = False
+        self.run_dir = Path(tc.run_dir) if tc.run_dir else Path("runs") / f"{cfg.family}_{time.strftime('%Y%m%d-%H%M%S')}"
+        ck_dir = Path(tc.checkpoint_dir)
+        self.best_path, self.last_path = ck_dir / f"{cfg.family}_best.pt", ck_dir / f"{cfg.family}_last.pt"
 
-    opts, scheds = [], []
-    for nets in members:
-        o, s = {}, {}
-        for name, params in family.param_groups(nets).items():
-            lr = {"g": tc.lr_g, "d": tc.lr_d}.get(name) or family.group_lr(cfg, name) or tc.lr_g
-            o[name] = torch.optim.Adam(params, lr=lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
-            s[name] = torch.optim.lr_scheduler.ExponentialLR(o[name], gamma=tc.lr_gamma)
-        opts.append(o)
-        scheds.append(s)
+    def _check_data(self) -> None:
+        d, kind = self.data, self.modality
+        if kind.kind not in self.family.data_kinds:
+            raise ConfigError(f"{d.source}: {kind.name} sequences; the {self.family.name!r} family models "
+                              f"{' or '.join(modalities.of(k).name for k in self.family.data_kinds)}"
+                              + (" (use --model seqgan)" if kind.kind == "signal" else ""))
+        if self.cfg.train.curriculum and kind.kind != "dna":
+            raise ConfigError("--curriculum grows DNA windows; it does not apply to real-valued sequences")
+        if not d.val.shape[0]:
+            log.warning("validation set is empty; the validation score uses training windows")
+        log.info("%s: %d training and %d held-out %s sequences of length %d", d.source, d.train.shape[0],
+                 d.val.shape[0], kind.name, d.seq_len)
 
-    n_train = data.train.shape[0]
-    boot_rng = np.random.default_rng(tc.seed + 7919)
-    boots = [boot_rng.integers(0, n_train, n_train) if tc.bagging else np.arange(n_train)
-             for _ in members]
-    shuffle_gen = torch.Generator().manual_seed(tc.seed + 1)
-    fam_gen = torch.Generator(device=device).manual_seed(tc.seed + 2)
-    if tc.curriculum and signal:
-        raise ConfigError("--curriculum grows DNA windows; it does not apply to real-valued sequences")
-    curriculum = curriculum_from_config(tc, data.seq_len) if tc.curriculum else None
-    schedule = curriculum_from_config(tc, data.seq_len)  # temperature annealing without --curriculum
+    # ---- the steps
+    def build_optimizers(self) -> None:
+        tc = self.cfg.train
+        self.opts, self.scheds = [], []
+        for nets in self.members:
+            o = {name: torch.optim.Adam(params, lr=lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+                 for name, (params, lr) in self.family.optimizers(nets, self.cfg).items()}
+            self.opts.append(o)
+            self.scheds.append({k: torch.optim.lr_scheduler.ExponentialLR(v, gamma=tc.lr_gamma) for k, v in o.items()})
 
-    start_epoch, best, since_best, step = 0, math.inf, 0, 0
-    run_dir = _run_dir(cfg)
-    history: list[dict] = []
-    if resume_ck is not None:
-        for nets, sd in zip(members, resume_ck["members"]):
-            nets.load_state_dict(sd)
-            family.unfinish(nets)  # a finished run's closing fit is redone at the new end
-        for o, s, osd, ssd in zip(opts, scheds, resume_ck["optimizers"], resume_ck["schedulers"]):
+    def restore(self) -> None:
+        """Fine-tune from --init_checkpoint's weights, or continue --resume's run exactly."""
+        if self.init_path:
+            src, _ = load_ensemble(self.init_path, device=str(self.device))
+            if src.family.name != self.family.name:
+                raise CheckpointError(f"{self.init_path}: a {src.family.name!r} checkpoint cannot initialise "
+                                      f"{self.family.name!r}")
+            for i, nets in enumerate(self.members):
+                load_weights(nets, src.members[i % len(src.members)].state_dict(), self.init_path)
+                if self.closing:
+                    self.closing.undo(nets)
+        ck = self.resume_ck
+        if ck is None:
+            if self.saving and self.cfg.train.run_dir and (self.run_dir / "metrics.csv").exists():
+                raise ConfigError(f"{self.run_dir}: already holds a run; pass --resume or another --run_dir")
+            return
+        for nets, sd in zip(self.members, ck["members"]):
+            load_weights(nets, sd, self.resume_path)
+            if self.closing:  # a finished run's closing fit is redone at the new end
+                self.closing.undo(nets)
+        for o, s, osd, ssd in zip(self.opts, self.scheds, ck["optimizers"], ck["schedulers"]):
             for name in o:
                 o[name].load_state_dict(osd[name])
                 s[name].load_state_dict(ssd[name])
-        _set_rng_state(resume_ck["rng"], shuffle_gen, fam_gen)
-        start_epoch = int(resume_ck["epoch"])
-        best, since_best = float(resume_ck["best_score"]), int(resume_ck["epochs_since_best"])
-        step = int(resume_ck.get("step", 0))
-        run_dir = Path(resume_ck.get("run_dir") or run_dir)
-        history = [r for r in _read_metrics(run_dir / "metrics.csv") if r.get("epoch", 0) <= start_epoch]
-        log.info("resuming %s from epoch %d", resume, start_epoch)
-    elif save and cfg.train.run_dir and (run_dir / "metrics.csv").exists():
-        raise ConfigError(f"{run_dir}: already holds a run; pass --resume or another --run_dir")
+        _set_rng_state(ck["rng"], self.shuffle_gen, self.fam_gen)
+        self.start_epoch = int(ck["epoch"])
+        self.best, self.since_best = float(ck["best_score"]), int(ck["epochs_since_best"])
+        self.steps = [int(s) for s in ck["steps"]]
+        self.run_dir = Path(ck.get("run_dir") or self.run_dir)
+        self.history = [r for r in read_metrics(self.run_dir / "metrics.csv") if r.get("epoch", 0) <= self.start_epoch]
+        log.info("resuming %s from epoch %d", self.resume_path, self.start_epoch)
 
-    ckpt_dir = Path(tc.checkpoint_dir)
-    if save:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
-    ensemble = Ensemble(family, cfg, members, stats, device)
-    best_path = ckpt_dir / f"{cfg.family}_best.pt"
-    last_path = ckpt_dir / f"{cfg.family}_last.pt"
-    train_x = torch.from_numpy(data.train)
-    val_x = torch.from_numpy(np.ascontiguousarray(val))
+    def context(self, m: int, epoch: int) -> StepContext:
+        tc, cur = self.cfg.train, self.curriculum
+        temp = self.temperatures.temperature(epoch) if (cur or tc.anneal_temperature) else tc.temperature
+        return StepContext(
+            epoch=epoch, length=cur.length(epoch) if cur else self.data.seq_len,
+            balance_weight=cur.balance_weight(epoch) if cur else tc.balance_weight, temperature=temp,
+            target_gc=self.target_gc, ref_freq=self.stats.base_freq, device=self.device, generator=self.fam_gen,
+            cfg=self.cfg, optimizers=self.opts[m], step=self.steps[m], val=self.val_x, train=self.train_x,
+            phase=self.plan.phase(epoch).name, phase_start=self.plan.starts_phase(epoch))
 
-    def payload(epoch_done: int) -> dict:
-        return {
-            "family": cfg.family,
-            "config": cfg.to_dict(),
-            "alphabet": "ACGT",
-            "members": [nets.state_dict() for nets in members],
-            "optimizers": [{k: o.state_dict() for k, o in od.items()} for od in opts],
-            "schedulers": [{k: s.state_dict() for k, s in sd.items()} for sd in scheds],
-            "epoch": epoch_done,
-            "step": step,
-            "best_score": best,
-            "epochs_since_best": since_best,
-            "rng": _rng_state(shuffle_gen, fam_gen),
-            "stats": {"seq_len": stats.seq_len, "base_freq": list(stats.base_freq), "gc": stats.gc,
-                      "gc_percentiles": list(stats.gc_percentiles),
-                      "target_gc": float(target_gc), "source": data.source, "kind": stats.kind},
-            "run_dir": str(run_dir),
-        }
-
-    out_of_time = False
-    epoch = start_epoch
-    # Seconds kept back from train.time_budget for the family's closing fit, estimated from the last
-    # epoch's training throughput (a forward pass alone is faster, so this errs on the safe side).
-    finish_n = min(family.finish_windows(cfg), n_train) + min(4096, val.shape[0])
-    finish_n = finish_n * len(members) if family.finish_windows(cfg) else 0
-    reserve = 0.0
-    bar = tqdm(range(start_epoch, n_epochs), desc=f"{cfg.family} epochs", disable=None, leave=False)
-    for epoch in bar:
-        length = curriculum.length(epoch) if curriculum else data.seq_len
-        bw = curriculum.balance_weight(epoch) if curriculum else tc.balance_weight
-        temp = schedule.temperature(epoch) if (curriculum or tc.anneal_temperature) else tc.temperature
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        t_epoch = time.time()
-        n_seen = 0
-        for m, nets in enumerate(members):
+    def run_epoch(self, epoch: int) -> tuple[dict, StepContext, int]:
+        """Every member's batches of this epoch; returns the mean figures, the last context and the
+        number of training sequences seen."""
+        tc, meter, seen = self.cfg.train, Meter(), 0
+        n_train = self.train_x.shape[0]
+        n_batches = math.ceil(n_train / tc.batch)
+        n_batches = self.plan.steps(epoch, min(n_batches, tc.steps_per_epoch) if tc.steps_per_epoch else n_batches)
+        for m, nets in enumerate(self.members):
             nets.train()
-            ctx = StepContext(epoch=epoch, length=length, balance_weight=bw, temperature=temp,
-                              target_gc=float(target_gc), ref_freq=stats.base_freq, device=device,
-                              generator=fam_gen, cfg=cfg, optimizers=opts[m], step=step, val=val_x,
-                              train=train_x)
-            family.on_epoch_start(nets, ctx)
-            idx = torch.from_numpy(boots[m])[torch.randperm(n_train, generator=shuffle_gen)]
-            n_batches = math.ceil(n_train / tc.batch)
-            if tc.steps_per_epoch:
-                n_batches = min(n_batches, tc.steps_per_epoch)
-            n_batches = family.epoch_steps(cfg, epoch, n_batches)
-            for b in tqdm(range(n_batches), desc=f"epoch {epoch + 1} member {m + 1}", disable=None,
-                          leave=False):
-                batch = train_x[idx[b * tc.batch : (b + 1) * tc.batch], :length].to(device)
-                batch = batch.float() if signal else batch.long()
-                ctx.step = step
-                for k, v in family.train_step(nets, batch, ctx).items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                    counts[k] = counts.get(k, 0) + 1
-                step += 1
-                n_seen += batch.shape[0]
-                if tc.time_budget and time.time() - t0 > tc.time_budget - reserve:
-                    out_of_time = True
+            ctx = self.context(m, epoch)
+            self.family.on_epoch_start(nets, ctx)
+            idx = torch.from_numpy(self.boots[m])[torch.randperm(n_train, generator=self.shuffle_gen)]
+            for b in tqdm(range(n_batches), desc=f"epoch {epoch + 1} member {m + 1}", disable=None, leave=False):
+                rows = idx[b * tc.batch : (b + 1) * tc.batch]
+                batch = self.modality.batch(self.train_x[rows, : ctx.length].to(self.device))
+                ctx.step = self.steps[m]
+                meter.add(self.family.train_step(nets, batch, ctx))
+                self.steps[m] += 1
+                seen += batch.shape[0]
+                if tc.time_budget and time.time() - self.t0 > tc.time_budget - self.reserve:
+                    self.out_of_time = True
                     break
             with warnings.catch_warnings():
                 # a group that has not stepped yet (e.g. D during MLE warm-up) still decays
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                for s in scheds[m].values():
+                for s in self.scheds[m].values():
                     s.step()
-            for k, v in family.epoch_metrics(nets, ctx).items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-                counts[k] = counts.get(k, 0) + 1
-            if out_of_time:
+            meter.add(self.family.evaluate(nets, ctx))
+            if self.out_of_time:
                 break
-        train_seconds = time.time() - t_epoch
-        # Monitoring: a sample from the ensemble, judged against the validation windows.
-        sample = ensemble.sample(tc.eval_samples, data.seq_len, temperature=1.0,
-                                 seed=tc.seed * 100_003 + epoch).numpy()
-        for nets in members:
-            nets.train()
-        row = {"epoch": epoch + 1, "length": length, "balance_weight": bw, "temperature": temp}
-        row.update({k: sums[k] / counts[k] for k in sums})
-        for name, o in opts[0].items():
-            row[f"lr_{name}"] = o.param_groups[0]["lr"]
-        if signal:
-            mon = _monitor_signals(sample, val, epoch)
-        else:
-            mon = _monitor_dna(sample, val, epoch)
-        score = mon["val_score"]
-        row.update(mon)
-        row.update({"seqs_per_s": n_seen / max(train_seconds, 1e-9), "elapsed_s": time.time() - t0})
-        history.append(row)
-        reserve = finish_n / max(row["seqs_per_s"], 1e-9)
-        improved = score < best - 1e-12
-        if improved:
-            best, since_best = score, 0
-        else:
-            since_best += 1
-        if save:
-            _write_metrics(run_dir / "metrics.csv", history)
-            p = payload(epoch + 1)
-            if improved:
-                ckpt_io.save(best_path, p)
-            ckpt_io.save(last_path, p)
-            if tc.save_every and (epoch + 1) % tc.save_every == 0:
-                ckpt_io.save(ckpt_dir / f"{cfg.family}_epoch{epoch + 1}.pt", p)
-            if tc.sample_every and (epoch + 1) % tc.sample_every == 0:
-                if signal:
-                    write_samples(run_dir / "sequences" / f"epoch{epoch + 1}.txt", sample)
-                else:
-                    write_fasta(run_dir / "sequences" / f"epoch{epoch + 1}.fasta", decode(sample),
-                                model=cfg.family, prefix=f"epoch{epoch + 1}")
-        family.on_epoch_end(members[0], ctx, run_dir if save else None, sample)
+        return meter.means(), ctx, seen
+
+    def monitor(self, epoch: int, figures: dict, ctx: StepContext, seen: int, seconds: float):
+        """A sample from the ensemble judged against the held-out windows; returns (row, sample)."""
+        tc = self.cfg.train
+        sample = self.ensemble.sample(tc.eval_samples, self.data.seq_len, temperature=1.0,
+                                      seed=tc.seed * 100_003 + epoch).numpy()
+        row = {"epoch": epoch + 1, "length": ctx.length, "balance_weight": ctx.balance_weight,
+               "temperature": ctx.temperature, **figures}
+        row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.opts[0].items()})
+        row.update(self.modality.monitor(sample, self.val, epoch))
+        row.update({"seqs_per_s": seen / max(seconds, 1e-9), "elapsed_s": time.time() - self.t0})
+        self.history.append(row)
+        if self.closing:  # at the last epoch's training throughput (a forward pass is faster: safe side)
+            n = (min(self.closing.windows, self.train_x.shape[0]) + min(4096, self.val.shape[0])) * len(self.members)
+            self.reserve = n / max(row["seqs_per_s"], 1e-9)
         lrs = " ".join(f"{k}={row[k]:.2e}" for k in row if k.startswith("lr_"))
-        losses = " ".join(f"{k}={row[k]:.4f}" for k in sums)
-        if signal:
-            watch = "KS=%.3f W1=%.3f acf_mae=%.3f unique=%.3f" % (
-                row["ks"], row["wasserstein"], row["acf_mae"], row["unique_fraction"])
-        else:
-            watch = "GC=%.3f (val %.3f) unique=%.3f JS4=%.4f" % (
-                row["sample_gc"], row["val_gc"], row["unique_fraction"], row["val_js_4mer"])
-        log.info("epoch %d/%d len=%d %s %s %s score=%.4f", epoch + 1, n_epochs, length, losses, lrs, watch, score)
-        if tc.early_stopping and since_best >= tc.patience:
-            log.info("early stopping: no validation improvement for %d epochs (best %.4f)", since_best, best)
-            break
-        if out_of_time:
+        losses = " ".join(f"{k}={v:.4f}" for k, v in figures.items())
+        log.info("epoch %d/%d %s len=%d %s %s %s score=%.4f", epoch + 1, self.n_epochs, ctx.phase, ctx.length,
+                 losses, lrs, self.modality.watch(row), row["val_score"])
+        return row, sample
+
+    def payload(self) -> dict:
+        s, epoch = self.stats, self.history[-1]["epoch"] if self.history else self.start_epoch
+        return {
+            "family": self.cfg.family, "config": self.cfg.to_dict(), "alphabet": "ACGT",
+            "members": [nets.state_dict() for nets in self.members],
+            "optimizers": [{k: o.state_dict() for k, o in od.items()} for od in self.opts],
+            "schedulers": [{k: v.state_dict() for k, v in sd.items()} for sd in self.scheds],
+            "epoch": epoch, "steps": list(self.steps), "best_score": self.best,
+            "epochs_since_best": self.since_best, "rng": _rng_state(self.shuffle_gen, self.fam_gen),
+            "stats": {"seq_len": s.seq_len, "base_freq": list(s.base_freq), "gc": s.gc,
+                      "gc_percentiles": list(s.gc_percentiles), "target_gc": float(self.target_gc),
+                      "source": self.data.source, "kind": s.kind},
+            "run_dir": str(self.run_dir),
+        }
+
+    def checkpoint_paths(self, epoch: int, improved: bool) -> list[Path]:
+        """Where the state after ``epoch`` (1-based) goes: last, best when it improved, epoch-N."""
+        every = self.cfg.train.save_every
+        paths = [self.last_path] + ([self.best_path] if improved else [])
+        if every and epoch % every == 0:
+            paths.append(self.best_path.with_name(f"{self.cfg.family}_epoch{epoch}.pt"))
+        return paths
+
+    def save(self, epoch: int, row: dict, sample) -> bool:
+        """Track the best score; write metrics, checkpoints and samples. Returns whether it improved."""
+        improved = row["val_score"] < self.best - 1e-12
+        self.best, self.since_best = (row["val_score"], 0) if improved else (self.best, self.since_best + 1)
+        if not self.saving:
+            return improved
+        write_metrics(self.run_dir / "metrics.csv", self.history)
+        p = self.payload()
+        for path in self.checkpoint_paths(epoch + 1, improved):
+            ckpt_io.save(path, p)
+        every = self.cfg.train.sample_every
+        if every and (epoch + 1) % every == 0:
+            self.modality.write_epoch_sample(self.run_dir, epoch + 1, sample, self.cfg.family)
+        self.family.artifacts(self.ensemble, self.run_dir, sample, epoch + 1)
+        return improved
+
+    def should_stop(self, epoch: int) -> bool:
+        tc = self.cfg.train
+        if tc.early_stopping and self.since_best >= tc.patience:
+            log.info("early stopping: no validation improvement for %d epochs (best %.4f)", self.since_best, self.best)
+            return True
+        if self.out_of_time:
             log.info("time budget of %.0f s reached after epoch %d", tc.time_budget, epoch + 1)
-            break
-    epochs_done = history[-1]["epoch"] if history else start_epoch
-    if finish_n and len(history) and history[-1]["epoch"] > start_epoch:
-        _finish(family, members, ctx, train_x, boots, history, save and {
-            "last": last_path, "best": best_path if since_best == 0 else None,
-            "epoch": ckpt_dir / f"{cfg.family}_epoch{epochs_done}.pt"
-            if tc.save_every and epochs_done % tc.save_every == 0 else None,
-            "payload": lambda: payload(epochs_done), "metrics": run_dir / "metrics.csv"})
-    if save and history:
+        return self.out_of_time
+
+    def finish(self, ctx: StepContext | None) -> None:
+        """The family's closing fit on every member (each on its own, possibly bootstrapped,
+        windows); its figures join the last metrics row and the final checkpoints are written again."""
+        if not self.closing or ctx is None or not self.history:
+            return
+        t, figures = time.time(), Meter()
+        for m, nets in enumerate(self.members):
+            figures.add(self.closing.fit(nets, self.train_x[torch.from_numpy(np.sort(self.boots[m]))], ctx))
+        if not figures.sums:
+            return
+        done = {**figures.means(), "finish_s": time.time() - t}
+        self.history[-1].update(done)
+        log.info("closing fit: %s", " ".join(f"{k}={v:.5g}" for k, v in done.items()))
+        if self.saving:
+            write_metrics(self.run_dir / "metrics.csv", self.history)
+            p = self.payload()
+            for path in self.checkpoint_paths(self.history[-1]["epoch"], self.since_best == 0):
+                ckpt_io.save(path, p)
+
+    def write_figures(self) -> None:
+        if not (self.saving and self.history):
+            return
         from analysis.plots import training_curves, training_dynamics
 
-        training_curves(history, run_dir / "training_curves.png", title=f"{cfg.family} training")
-        if any("d_loss" in r for r in history) and not signal:
-            training_dynamics(history, run_dir / "training_dynamics.png", title=f"{cfg.family} training dynamics")
-        for p in family.on_train_end(ensemble, run_dir):
+        name = self.cfg.family
+        training_curves(self.history, self.run_dir / "training_curves.png", title=f"{name} training")
+        if any("d_loss" in r for r in self.history) and self.modality.kind == "dna":
+            training_dynamics(self.history, self.run_dir / "training_dynamics.png", title=f"{name} training dynamics")
+        for p in self.family.artifacts(self.ensemble, self.run_dir, None, None):
             log.info("wrote %s", p)
-    return TrainResult(ensemble, history, run_dir, best_path if save else None,
-                       last_path if save else None, int(epochs_done), time.time() - t0)
+
+    def run(self) -> TrainResult:
+        self.build_optimizers()
+        self.restore()
+        if self.saving:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+        log.info("plan: %s; %d epoch(s) from epoch %d", self.plan.describe(), self.n_epochs, self.start_epoch + 1)
+        ctx = None
+        for epoch in tqdm(range(self.start_epoch, self.n_epochs), desc=f"{self.cfg.family} epochs",
+                          disable=None, leave=False):
+            t = time.time()
+            figures, ctx, seen = self.run_epoch(epoch)
+            row, sample = self.monitor(epoch, figures, ctx, seen, time.time() - t)
+            for nets in self.members:
+                nets.train()
+            self.save(epoch, row, sample)
+            if self.should_stop(epoch):
+                break
+        self.finish(ctx)
+        self.write_figures()
+        done = self.history[-1]["epoch"] if self.history else self.start_epoch
+        return TrainResult(self.ensemble, self.history, self.run_dir, self.best_path if self.saving else None,
+                           self.last_path if self.saving else None, int(done), time.time() - self.t0)
+
+
+def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str | None = None,
+          data=None, save: bool = True) -> TrainResult:
+    return Run(cfg, resume=resume, init_checkpoint=init_checkpoint, data=data, save=save).run()

@@ -17,6 +17,29 @@ from utils.errors import ConfigError
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
+def option(default, help: str = "", flag=None):
+    """A config field with its help text; ``flag`` (a name or a tuple of aliases, e.g. "--order")
+    makes it a command-line flag of the family that owns the config. main.py reads these."""
+    flags = (flag,) if isinstance(flag, str) else tuple(flag or ())
+    return field(default=default, metadata={"help": help, "flags": flags})
+
+
+@dataclass(frozen=True)
+class Flag:
+    dest: str  # the config field (model.<dest>)
+    names: tuple  # "--order", or aliases such as ("--skip-gen-pretrain", "--skip_gen_pretrain")
+    type: type
+    default: Any
+    help: str
+
+
+def flags_of(cls) -> list[Flag]:
+    """The command-line flags a family's Config declares (fields made with ``option(flag=...)``)."""
+    hints = typing.get_type_hints(cls)
+    return [Flag(f.name, f.metadata["flags"], hints[f.name], f.default, f.metadata.get("help", ""))
+            for f in dataclasses.fields(cls) if f.metadata.get("flags")]
+
+
 @dataclass(frozen=True)
 class DataConfig:
     path: str = "data/example_genome.fasta"  # FASTA/GenBank/text, optionally .gz
@@ -60,7 +83,6 @@ class TrainConfig:
     temperature_min: float = 0.5
     temperature_decay: float = 0.97  # per-epoch multiplicative decay under --curriculum or anneal_temperature
     anneal_temperature: bool = False  # anneal the temperature without the length curriculum
-    mle_epochs: int = 0  # epochs of maximum-likelihood pretraining before adversarial G updates
     time_budget: float = 0.0  # seconds of training, then stop cleanly; 0 = no limit
     checkpoint_dir: str = "checkpoints"
     run_dir: str = ""  # default runs/<model>_<timestamp>

@@ -1,0 +1,93 @@
+"""What every GAN family shares: its options, the adversarial timing, the discriminator step and
+the end of the generator step. A GAN variant is an option here, not a copied loop.
+
+Timing, for every family: the discriminator trains on every ``adv_every``-th step counted from
+step 0 (so its accuracy is on record from the start) when ``adv_weight`` > 0; the generator's
+adversarial term joins its maximum-likelihood term on those steps once ``warmup_steps`` generator
+steps of MLE are done.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from analysis.metrics import roc_auc
+from train.losses import balance_penalty, d_loss, gradient_penalty
+from utils.config import option
+from utils.errors import ConfigError
+
+GAN_LOSSES = ("bce", "wgan-gp", "hinge")
+
+
+@dataclass(frozen=True)
+class GanOptions:
+    """Fields shared by the GAN families' model configs (they subclass this)."""
+
+    loss: str = option("bce", "bce (non-saturating) | wgan-gp | hinge")
+    gp_weight: float = option(10.0, "WGAN-GP gradient penalty weight")
+    label_smoothing: float = option(0.0, "one-sided label smoothing: real target 1 - s (bce)")
+    d_steps: int = option(1, "discriminator updates per adversarial step")
+    minibatch_std: bool = option(True, "batch-diversity feature in the discriminator")
+    adv_weight: float = option(0.0, "weight of the generator's adversarial term; 0 = maximum likelihood only")
+    adv_every: int = option(4, "adversarial (D, then G) updates on every n-th step from step 0")
+    warmup_steps: int = option(500, "generator steps of MLE alone before its adversarial term starts")
+    mle_weight: float = option(1.0, "teacher-forced cross-entropy kept beside the adversarial term")
+
+    def validate(self):
+        if self.loss not in GAN_LOSSES:
+            raise ConfigError(f"model.loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
+        if self.d_steps < 1 or self.adv_every < 1:
+            raise ConfigError("model.d_steps and model.adv_every must be >= 1")
+        if self.warmup_steps < 0:
+            raise ConfigError("model.warmup_steps must be >= 0")
+
+    def d_active(self, step: int) -> bool:
+        return self.adv_weight > 0 and step % self.adv_every == 0
+
+    def g_active(self, step: int) -> bool:
+        return self.d_active(step) and step >= self.warmup_steps
+
+
+def d_metrics(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss: torch.Tensor) -> dict:
+    """d_acc thresholds D's logit at 0; d_auc says whether D ranks real above fake at all, whatever
+    its bias (0.5 = cannot tell them apart)."""
+    r, f = real_logits.detach(), fake_logits.detach()
+    acc_r, acc_f = float((r > 0).float().mean()), float((f < 0).float().mean())
+    auc = roc_auc(torch.cat([r, f]).cpu().numpy(), np.r_[np.ones(r.shape[0]), np.zeros(f.shape[0])])
+    return {"d_loss": float(loss.detach()), "d_acc_real": acc_r, "d_acc_fake": acc_f,
+            "d_acc": 0.5 * (acc_r + acc_f), "d_auc": auc}
+
+
+def discriminator_step(ctx, o: GanOptions, real: torch.Tensor, critics: list, fakes: list,
+                       refresh=None) -> dict:
+    """``o.d_steps`` updates of optimiser group 'd'. critics[i] judges (real, fakes[i]) (inputs
+    (B, L, 4)); their losses add up. ``refresh()`` draws new fakes for the second and later
+    updates (None: reuse). The figures are the last critic's."""
+    for i in range(o.d_steps):
+        if i and refresh is not None:
+            fakes = refresh()
+        loss = real.new_zeros(())
+        for D, fake in zip(critics, fakes):
+            fake = fake.detach()
+            r, f = D(real), D(fake)
+            loss = loss + d_loss(r, f, o.loss, o.label_smoothing)
+            if o.loss == "wgan-gp":
+                loss = loss + o.gp_weight * gradient_penalty(D, real, fake, ctx.generator)
+        ctx.optimize("d", loss)
+    return d_metrics(r, f, loss)
+
+
+def generator_update(ctx, loss_g: torch.Tensor, probs: torch.Tensor | None, mle_weight: float,
+                     out: dict) -> dict:
+    """End of a GAN generator step: without an MLE term the GC-balanced penalty applies to the
+    generator's output distribution probs (B, L, 4), (1 - w) loss + w penalty; then one optimiser
+    step on group 'g' if anything carries gradient. Records g_loss in out."""
+    if probs is not None and ctx.balance_weight > 0 and mle_weight == 0:
+        pen = balance_penalty(probs, ctx.target_gc, ctx.ref_freq)
+        loss_g = (1 - ctx.balance_weight) * loss_g + ctx.balance_weight * pen
+    if loss_g.requires_grad:
+        ctx.optimize("g", loss_g)
+    out["g_loss"] = float(loss_g.detach())
+    return out
