@@ -179,22 +179,11 @@ def cmd_gen(args) -> int:
     if args.gc is not None and not 0 <= args.gc <= 1:
         raise ConfigError(f"--gc must be a fraction between 0 and 1, got {args.gc}")
     codes = ens.sample(n, length, temperature=temp, seed=seed, prompt=prompt, gc=args.gc)
-    default_out = ens.cfg.gen.output if kind.kind == "dna" else Path(ens.cfg.gen.output).with_name("final_samples.txt")
-    print(kind.write_generated(args.output or default_out, codes, model=ens.family.name,
+    print(kind.write_generated(args.output or kind.default_output(ens.cfg.gen.output), codes, model=ens.family.name,
                                checkpoint=Path(args.checkpoint).name, temperature=temp))
-    if args.data and kind.kind == "dna":
-        _versus_data(codes, args.data, length)
+    if args.data:
+        print(kind.versus_data(codes, args.data, length))
     return 0
-
-
-def _versus_data(codes, data_path, length) -> None:
-    from analysis import metrics as M
-    from utils.sequences import load_sequences
-
-    ref = load_sequences(data_path, length, val_fraction=0.0)
-    gc_g, gc_r = float(M.gc_content(codes).mean()), float(M.gc_content(ref.train).mean())
-    print(f"vs {data_path}: GC {gc_g:.3f} (data {gc_r:.3f}), 4-mer JS {M.kmer_js(codes, ref.train, 4):.4f}, "
-          f"unique {M.unique_fraction(codes):.3f}, exact copies {M.exact_copies(codes, ref.train_segments)}")
 
 
 def _infill(args, ens) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from analysis.metrics import js_divergence
+
 
 def as_signals(x) -> np.ndarray:
     """Tensor or array -> 2-D float64 numpy array (a single sequence becomes one row)."""
@@ -38,14 +40,7 @@ def js_histogram(gen, real, bins: int = 50) -> float:
     edges = np.linspace(lo, hi, bins + 1)
     p = np.histogram(g, edges)[0].astype(np.float64)
     q = np.histogram(r, edges)[0].astype(np.float64)
-    p, q = p / p.sum(), q / q.sum()
-    m = 0.5 * (p + q)
-
-    def kl(a, b):
-        nz = a > 0
-        return float((a[nz] * np.log2(a[nz] / b[nz])).sum())
-
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+    return js_divergence(p, q)
 
 
 def autocorrelation(x, max_lag: int = 5) -> np.ndarray:

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from utils.sequences import reverse_complement
+
 _P = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the rolling hash (mod 2^64)
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
-_COMP = np.array([3, 2, 1, 0], dtype=np.uint8)
 
 
 def as_codes(x) -> np.ndarray:
@@ -176,7 +177,7 @@ def exact_copies(gen, segments, both_strands: bool = True) -> int:
     ref = np.concatenate([rolling_hashes(s, L) for s in segments])
     found = np.isin(row_hashes(gen), ref)
     if both_strands:
-        found |= np.isin(row_hashes(_COMP[gen[:, ::-1]]), ref)
+        found |= np.isin(row_hashes(reverse_complement(gen)), ref)
     return int(found.sum())
 
 

@@ -1,6 +1,5 @@
 import base64
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -61,14 +60,17 @@ def test_analyze_writes_every_figure_and_an_html_with_all_of_them(tmp_path):
     assert m["exact_copies"] == 0 and 0.5 < m["c2st_auc"] <= 1
 
 
-def test_main_analyze_and_the_script_give_the_same_metrics(genome, tmp_path):
+def test_main_analyze_and_the_script_give_the_same_metrics(genome, tmp_path, monkeypatch):
+    import runpy
+
     gen = decode(rand(60, 30, 6))
     write_fasta(tmp_path / "g.fasta", gen)
     argv = ["--generated", "g.fasta", "--data", str(genome)]
     assert main(["--mode", "analyze", *argv, "--output-dir", "a1"]) == 0
-    out = subprocess.run([sys.executable, str(ROOT / "analyze_sequences.py"), *argv, "--output-dir", "a2"],
-                         cwd=tmp_path, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    monkeypatch.setattr(sys, "argv", ["analyze_sequences.py", *argv, "--output-dir", "a2"])
+    with pytest.raises(SystemExit) as done:  # the script as typed, in-process
+        runpy.run_path(str(ROOT / "analyze_sequences.py"), run_name="__main__")
+    assert done.value.code == 0
     assert json.loads((tmp_path / "a1/metrics.json").read_text()) == json.loads((tmp_path / "a2/metrics.json").read_text())
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ def test_config_layers_override_in_order():
                   parse_set(["train.epochs=9", "model.order=3", "train.betas=[0.9, 0.99]"]))
     assert cfg.train.epochs == 9 and cfg.model.order == 3 and cfg.train.betas == (0.9, 0.99)
     assert cfg.model.alpha == 1.0  # from configs/markov.yaml / defaults
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.epochs = 3  # frozen
 
 

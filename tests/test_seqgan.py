@@ -1,7 +1,6 @@
 """SeqGAN: policy gradient, rollout EMA, batched rewards (shape, range, memory order), D eval mode
 while scoring, device placement, adversarial weights saved, phases and flags, continuous data path."""
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -219,8 +218,18 @@ def test_adversarial_weights_are_saved(genome, tmp_path):
     torch.testing.assert_close(last.sample(10, 16, seed=3), res.ensemble.sample(10, 16, seed=3))
 
 
-def _run(*args, cwd):
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+def _run(script: str, *argv, capsys, monkeypatch) -> tuple[int, str, str]:
+    """A CLI script run in-process, as typed (its __main__ block, sys.argv): (exit code, out, err)."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [script, *map(str, argv)])
+    try:
+        runpy.run_path(str(ROOT / script), run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 @pytest.fixture
@@ -234,50 +243,55 @@ def signals(tmp_path):
     return p
 
 
-def test_continuous_cli_train_gen_and_analyse(signals, tmp_path):
+def test_continuous_cli_train_gen_and_analyse(signals, tmp_path, capsys, monkeypatch):
     tiny = ["--set", "model.pre_epochs=2", "--set", "model.dis_pre_epochs=1", "--set", "model.total_batch=2",
             "--set", "model.rounds_per_epoch=1", "--set", "model.rollout_num=2", "--set", "train.steps_per_epoch=4"]
-    r = _run(str(ROOT / "main.py"), "--mode", "train", "--model", "seqgan", "--data", str(signals),
-             "--run_dir", "run", *tiny, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    code, _, err = _run("main.py", "--mode", "train", "--model", "seqgan", "--data", signals, "--run_dir", "run",
+                        *tiny, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, err
     for f in ("final_samples.txt", "generator_sample.txt", "eval_file.txt", "metrics.csv"):
         assert (tmp_path / "run" / f).exists(), f
     final = np.loadtxt(tmp_path / "outputs" / "final_samples.txt")
     assert final.shape[1] == 20 and np.isfinite(final).all() and final.std() > 0.1
-    r = _run(str(ROOT / "main.py"), "--mode", "gen", "--checkpoint", "checkpoints/seqgan_last.pt", "--n", "7",
-             "--output", "gen.txt", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    code, _, err = _run("main.py", "--mode", "gen", "--checkpoint", "checkpoints/seqgan_last.pt", "--n", "7",
+                        "--output", "gen.txt", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0, err
     assert np.loadtxt(tmp_path / "gen.txt").shape == (7, 20)
     for script in ("analyse_distributions.py", "analyze_distributions.py"):
         out = tmp_path / f"res_{script[:7]}"
-        r = _run(str(ROOT / script), "--real", str(signals), "--generated", "gen.txt", "--output-dir", str(out),
-                 cwd=tmp_path)
-        assert r.returncode == 0, r.stderr
+        code, _, err = _run(script, "--real", signals, "--generated", "gen.txt", "--output-dir", out,
+                            capsys=capsys, monkeypatch=monkeypatch)
+        assert code == 0, err
         for f in ("analysis_metrics.txt", "analysis_distributions.png", "analysis_temporal.png"):
             assert (out / f).stat().st_size > 0, f
         m = json.loads((out / "analysis_metrics.json").read_text())
         assert 0 <= m["ks_statistic"] <= 1 and m["wasserstein"] >= 0 and "acf5_real" in m
 
 
-def test_skip_flags_on_the_command_line(signals, tmp_path):
-    r = _run(str(ROOT / "main.py"), "--mode", "train", "--model", "seqgan", "--data", str(signals),
-             "--skip-gen-pretrain", "--skip-dis-pretrain", "--skip-adversarial", "--show-config", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert "skip_adversarial: true" in r.stdout and "skip_gen_pretrain: true" in r.stdout
-    r = _run(str(ROOT / "main.py"), "--mode", "train", "--model", "markov", "--skip-adversarial", cwd=tmp_path)
-    assert r.returncode == 2 and "--skip-adversarial does not apply" in r.stderr and "Traceback" not in r.stderr
+def test_skip_flags_on_the_command_line(signals, capsys, monkeypatch):
+    kw = dict(capsys=capsys, monkeypatch=monkeypatch)
+    for flags in (["--skip-gen-pretrain", "--skip-dis-pretrain", "--skip-adversarial"],
+                  ["--skip_gen_pretrain", "--skip_dis_pretrain", "--skip_adversarial"]):
+        code, out, err = _run("main.py", "--mode", "train", "--model", "seqgan", "--data", signals, *flags,
+                              "--show-config", **kw)
+        assert code == 0, err
+        assert all(f"{k}: true" in out for k in ("skip_gen_pretrain", "skip_dis_pretrain", "skip_adversarial"))
+    code, _, err = _run("main.py", "--mode", "train", "--model", "markov", "--skip-adversarial", **kw)
+    assert code == 2 and err.count("\n") == 1 and "--skip-adversarial does not apply to the 'markov' family" in err
 
 
-def test_signal_file_needs_a_continuous_family(signals, tmp_path):
-    r = _run(str(ROOT / "main.py"), "--mode", "train", "--model", "markov", "--data", str(signals), cwd=tmp_path)
-    assert r.returncode == 2 and "use --model seqgan" in r.stderr and "Traceback" not in r.stderr
+def test_signal_file_needs_a_continuous_family(signals, capsys, monkeypatch):
+    code, _, err = _run("main.py", "--mode", "train", "--model", "markov", "--data", signals,
+                        capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "use --model seqgan" in err and "Traceback" not in err
 
 
-def test_analyse_distributions_rejects_ragged_input(signals, tmp_path):
+def test_analyse_distributions_rejects_ragged_input(signals, tmp_path, capsys, monkeypatch):
     bad = tmp_path / "bad.txt"
     bad.write_text("0.1 0.2 0.3\n0.4 0.5\n")
-    r = _run(str(ROOT / "analyse_distributions.py"), "--real", str(signals), "--generated", str(bad), cwd=tmp_path)
-    assert r.returncode == 2 and "line 2" in r.stderr and "Traceback" not in r.stderr
+    code, _, err = _run("analyse_distributions.py", "--real", signals, "--generated", bad,
+                        capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "line 2" in err and "Traceback" not in err
 
 
 def test_categorical_draw_matches_the_softmax():

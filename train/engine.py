@@ -298,11 +298,14 @@ class Run:
     def _check_data(self) -> None:
         d, kind = self.data, self.modality
         if kind.kind not in self.family.data_kinds:
+            from models.registry import FAMILIES
+
+            able = sorted(n for n, c in FAMILIES.items() if kind.kind in c.data_kinds)
             raise ConfigError(f"{d.source}: {kind.name} sequences; the {self.family.name!r} family models "
-                              f"{' or '.join(modalities.of(k).name for k in self.family.data_kinds)}"
-                              + (" (use --model seqgan)" if kind.kind == "signal" else ""))
-        if self.cfg.train.curriculum and kind.kind != "dna":
-            raise ConfigError("--curriculum grows DNA windows; it does not apply to real-valued sequences")
+                              f"{' or '.join(modalities.of(k).name for k in self.family.data_kinds)} "
+                              f"(use --model {' or '.join(able)})")
+        if self.cfg.train.curriculum and not kind.windows:
+            raise ConfigError(f"--curriculum grows DNA windows; it does not apply to {kind.name} sequences")
         if not d.val.shape[0]:
             log.warning("validation set is empty; the validation score uses training windows")
         log.info("%s: %d training and %d held-out %s sequences of length %d", d.source, d.train.shape[0],
@@ -486,7 +489,7 @@ class Run:
 
         name = self.cfg.family
         training_curves(self.history, self.run_dir / "training_curves.png", title=f"{name} training")
-        if any("d_loss" in r for r in self.history) and self.modality.kind == "dna":
+        if any("d_loss" in r for r in self.history) and "sample_gc" in self.history[-1]:
             training_dynamics(self.history, self.run_dir / "training_dynamics.png", title=f"{name} training dynamics")
         for p in self.family.artifacts(self.ensemble, self.run_dir, None, None):
             log.info("wrote %s", p)

@@ -5,19 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-GAN_LOSSES = ("bce", "wgan-gp", "hinge")
-
-
-def check_gan_options(loss: str, d_steps: int) -> None:
-    """ConfigError unless model.loss is a known GAN loss and model.d_steps >= 1."""
-    from utils.errors import ConfigError
-
-    if loss not in GAN_LOSSES:
-        raise ConfigError(f"model.loss must be one of {', '.join(GAN_LOSSES)}, got {loss!r}")
-    if d_steps < 1:
-        raise ConfigError("model.d_steps must be >= 1")
-
-
 def balance_penalty(probs: torch.Tensor, target_gc: float, ref_freq=None) -> torch.Tensor:
     """Penalty on a (..., 4) distribution over A, C, G, T (soft or one-hot), averaged over all
     positions: |GC - target_gc| + (|A - T| + |G - C|) + 0.5 * L1 distance from ``ref_freq``

@@ -26,6 +26,7 @@ def _nanmean(x) -> float:
 class DNA:
     kind = "dna"
     name = "DNA"
+    windows = True  # cut from genomes: the length curriculum can grow them
 
     def batch(self, x: torch.Tensor) -> torch.Tensor:
         return x.long()
@@ -63,6 +64,16 @@ class DNA:
     def prompt(self, text: str) -> torch.Tensor:
         return torch.from_numpy(encode_strict(text, where="--prompt").astype("int64"))
 
+    def default_output(self, gen_output: str) -> Path:
+        return Path(gen_output)
+
+    def versus_data(self, codes, data_path, length: int) -> str:
+        """One line comparing generated sequences with every window of a data file (gen --data)."""
+        ref = load_sequences(data_path, length, val_fraction=0.0)
+        gc_g, gc_r = float(M.gc_content(codes).mean()), float(M.gc_content(ref.train).mean())
+        return (f"vs {data_path}: GC {gc_g:.3f} (data {gc_r:.3f}), 4-mer JS {M.kmer_js(codes, ref.train, 4):.4f}, "
+                f"unique {M.unique_fraction(codes):.3f}, exact copies {M.exact_copies(codes, ref.train_segments)}")
+
     def write_generated(self, out, codes, *, model: str, checkpoint: str, temperature: float) -> str:
         seqs = decode(codes)
         out = Path(out)
@@ -74,6 +85,7 @@ class DNA:
 class Signal:
     kind = "signal"
     name = "real-valued"
+    windows = False
 
     def batch(self, x: torch.Tensor) -> torch.Tensor:
         return x.float()
@@ -108,6 +120,12 @@ class Signal:
 
     def prompt(self, text: str) -> torch.Tensor:
         raise ConfigError("--prompt: this checkpoint generates real values, not DNA")
+
+    def default_output(self, gen_output: str) -> Path:
+        return Path(gen_output).with_name("final_samples.txt")  # the prototype's file name
+
+    def versus_data(self, codes, data_path, length: int) -> str:
+        return f"--data {data_path}: no DNA comparison for real-valued sequences (use analyse_distributions.py)"
 
     def write_generated(self, out, codes, *, model: str, checkpoint: str, temperature: float) -> str:
         out = write_samples(out, codes)

@@ -275,6 +275,19 @@ def window_starts(seg_len: int, seq_len: int, stride: int) -> np.ndarray:
     return np.arange(0, seg_len - seq_len + 1, stride, dtype=np.int64)
 
 
+def _short_record_labels(long_rec: list, val_fraction: float, rng) -> dict:
+    """Short records go whole to training (0) or validation (1), at least one to each where there
+    are two or more; long records are split by blocks instead."""
+    short_idx = [i for i, is_long in enumerate(long_rec) if not is_long]
+    if not short_idx or val_fraction <= 0:
+        return {}
+    n_val = int(round(val_fraction * len(short_idx)))
+    if len(short_idx) >= 2:
+        n_val = min(max(n_val, 1), len(short_idx) - 1)
+    val_set = set(rng.choice(short_idx, size=n_val, replace=False).tolist()) if n_val else set()
+    return {i: int(i in val_set) for i in short_idx}
+
+
 def load_sequences(
     path,
     seq_len: int,
@@ -300,14 +313,7 @@ def load_sequences(
     rng = np.random.default_rng(seed)
     codes_list = [encode_record(path, rid, seq) for rid, seq in records]
     long_rec = [is_long_record(c.size, seq_len) and not crop for c in codes_list]
-    short_idx = [i for i, is_long in enumerate(long_rec) if not is_long]
-    short_label = {}
-    if short_idx and val_fraction > 0:
-        n_val = int(round(val_fraction * len(short_idx)))
-        if len(short_idx) >= 2:
-            n_val = min(max(n_val, 1), len(short_idx) - 1)
-        val_set = set(rng.choice(short_idx, size=n_val, replace=False).tolist()) if n_val else set()
-        short_label = {i: int(i in val_set) for i in short_idx}
+    short_label = _short_record_labels(long_rec, val_fraction, rng)
 
     parts = {0: [], 1: []}
     segs = {0: [], 1: []}

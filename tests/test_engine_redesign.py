@@ -1,0 +1,162 @@
+"""The engine and family interface: bugs found in review (each failed on the engine before the
+redesign), the time budget, exact resume for the GAN families, family-owned flags, the phase plan,
+and analysis/distributions.py against values worked out by hand."""
+import json
+import logging
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, random_dna
+from analysis import distributions as DS
+from main import main
+from models.markov import Markov
+from models.registry import FAMILIES, Family, get_family
+from train import checkpoint as ckpt_io
+from train.engine import Run, train
+from utils.config import parse_set, resolve
+from utils.sequences import load_sequences, write_fasta
+
+STACKED = ["model.d_model=16", "model.g_layers=1", "model.d_layers=1", "model.n_heads=2", "model.noise_dim=4",
+           "model.adv_weight=0.1", "model.adv_every=1", "model.warmup_steps=0", "train.eval_samples=20",
+           "data.seq_len=20", "train.batch=16", "train.steps_per_epoch=3", "train.save_every=0",
+           "train.sample_every=0"]
+GUMBEL = ["model.hidden=16", "model.noise_dim=4", "model.d_filters=[4, 8]", "model.d_hidden=8",
+          "model.adv_every=2", "model.warmup_steps=3", "train.eval_samples=20", "data.seq_len=20",
+          "train.batch=16", "train.steps_per_epoch=3", "train.save_every=0", "train.sample_every=0"]
+SEQGAN = ["model.hidden=8", "model.emb=8", "model.rollout_num=2", "model.d_emb=4", "model.d_filter_sizes=[2, 3]",
+          "model.d_num_filters=[4, 4]", "model.pre_epochs=1", "model.dis_pre_epochs=1", "model.total_batch=2",
+          "model.rounds_per_epoch=1", "model.pg_batch=4", "model.mle_steps=1", "model.d_steps=1",
+          "train.eval_samples=20", "data.seq_len=16", "train.batch=8", "train.steps_per_epoch=2",
+          "train.save_every=0", "train.sample_every=0"]
+
+
+def cfg_for(family, data, *sets):
+    return resolve(family, get_family(family).Config, {"data": {"path": str(data)}}, parse_set(list(sets)))
+
+
+def test_lr_d_zero_freezes_the_discriminator(genome, tmp_path):
+    # before: `lr_d or group_lr or lr_g` gave D the generator's learning rate when lr_d was 0
+    run = Run(cfg_for("stacked", genome, *STACKED, "train.epochs=1", "train.lr_d=0", "train.lr_g=0.01"), save=False)
+    before = {k: v.clone() for k, v in run.members[0].state_dict().items()}
+    res = run.run()
+    assert run.opts[0]["d"].param_groups[0]["lr"] == 0 and "d_loss" in res.history[0]
+    after = run.members[0].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("D1.", "D2.")))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("G."))
+
+
+def test_bagged_members_count_their_own_steps(genome, monkeypatch):
+    # before: one step counter ran on across members, so member 2's warm-up and adv_every shifted
+    seen = []
+    real_step = Markov.train_step
+
+    def spy(self, nets, batch, ctx):
+        seen.append((id(nets), ctx.step))
+        return real_step(self, nets, batch, ctx)
+
+    monkeypatch.setattr(Markov, "train_step", spy)
+    res = train(cfg_for("markov", genome, "train.epochs=2", "train.bagging=true", "train.n_models=3",
+                        "data.seq_len=24", "train.batch=64", "train.eval_samples=20"), save=False)
+    per_member = {}
+    for nid, step in seen:
+        per_member.setdefault(nid, []).append(step)
+    assert len(per_member) == 3 and len(res.ensemble.members) == 3
+    n = len(seen) // 3
+    assert all(steps == list(range(n)) for steps in per_member.values())
+
+
+def test_analyze_with_only_data_compares_against_held_out_blocks(tmp_path):
+    # before: the "held-out" reference was every window of --data, training windows included, so the
+    # nearest-identity of real sequences to the training set read 1.0000
+    path = tmp_path / "random.fasta"
+    path.write_text(">r\n" + random_dna(30_000, seed=3) + "\n")
+    write_fasta(tmp_path / "g.fasta", [random_dna(40, seed=s) for s in range(50)])
+    assert main(["--mode", "analyze", "--generated", "g.fasta", "--data", str(path), "--output-dir", "an"]) == 0
+    m = json.loads((tmp_path / "an/metrics.json").read_text())
+    held_out = load_sequences(path, 40, val_fraction=0.2, seed=42).val
+    assert m["n_real"] == held_out.shape[0] > 0
+    assert m["nn_identity_mean_ref"] < 0.8  # random DNA: a held-out window matches no training window
+
+
+def test_budget_stops_the_run_and_says_so(genome, caplog):
+    caplog.set_level(logging.INFO, logger="dnagan")
+    res = train(cfg_for("stacked", genome, *STACKED, "model.adv_weight=0", "train.epochs=100000",
+                        "train.time_budget=2"), save=False)
+    assert 1 <= res.epochs_done < 100000
+    # the closing fit (the n-gram refit) ran inside the budget, after the last epoch
+    assert "refit_kept" in res.history[-1]
+    assert "time budget of 2 s reached" in caplog.text
+
+
+@pytest.mark.parametrize("family,sets,total", [("gumbel", GUMBEL, 3), ("seqgan", SEQGAN, 4)])
+def test_resume_of_a_gan_family_is_exact(genome, tmp_path, family, sets, total):
+    """Interrupted after epoch total-1 (for seqgan: in the adversarial phase of its plan, the rollout
+    net's EMA state in the checkpoint) and resumed, the run ends where the uninterrupted one does,
+    bit for bit."""
+    full = train(cfg_for(family, genome, *sets, f"train.epochs={total}", f"train.checkpoint_dir={tmp_path}/a",
+                         f"train.run_dir={tmp_path}/ra"))
+    part = train(cfg_for(family, genome, *sets, f"train.epochs={total - 1}", f"train.checkpoint_dir={tmp_path}/b",
+                         f"train.run_dir={tmp_path}/rb"))
+    resumed = train(cfg_for(family, genome, *sets, f"train.epochs={total}"), resume=str(part.last_path))
+    a, b = ckpt_io.load(full.last_path), ckpt_io.load(resumed.last_path)
+    assert a["epoch"] == b["epoch"] == total and a["steps"] == b["steps"]
+    for k, v in a["members"][0].items():
+        assert torch.equal(v, b["members"][0][k]), k
+    assert [r["val_score"] for r in full.history] == pytest.approx([r["val_score"] for r in resumed.history])
+
+
+def test_family_flags_are_declared_by_families_not_main():
+    text = (ROOT / "main.py").read_text()
+    assert not re.search(r"--order|--disc|--condition|--skip", text)
+    assert not re.search(r"signal|kind == ", text)  # data kinds are decided in utils/modality alone
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--model", "stacked", "--order", "3"], "--order does not apply to the 'stacked' family (it is markov's)"),
+    (["--model", "markov", "--disc", "lstm"], "--disc does not apply to the 'markov' family (it is gumbel's)"),
+    (["--model", "masked", "--condition", "gc"], "--condition does not apply to the 'masked' family"),
+])
+def test_a_flag_given_to_the_wrong_family_is_one_line(argv, msg, capsys):
+    assert main(["--mode", "train", *argv, "--show-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and msg in err
+
+
+def test_family_flags_reach_the_config(capsys):
+    assert main(["--model", "gumbel", "--disc", "lstm", "--condition", "gc", "--show-config"]) == 0
+    out = capsys.readouterr().out
+    assert "disc: lstm" in out and "condition: gc" in out
+
+
+def test_family_interface_is_small():
+    methods = [k for k, v in vars(Family).items() if callable(v) and not k.startswith("__")]
+    assert len(methods) <= 10, methods
+    for name, cls in FAMILIES.items():
+        assert not hasattr(cls, "autoregressive") and not hasattr(cls, "generator_update"), name
+
+
+def test_old_checkpoint_format_is_refused_by_version(tmp_path, capsys):
+    p = tmp_path / "old.pt"
+    torch.save({"format": 1, "family": "markov", "members": []}, p)
+    assert main(["--mode", "gen", "--checkpoint", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint format 1" in err and "reads format 2" in err
+
+
+def test_distribution_metrics_known_values():
+    a = np.array([[0.0, 1.0, 2.0, 3.0]])
+    assert DS.ks(a, a)[0] == 0.0 and DS.ks(a, a + 10)[0] == 1.0
+    assert DS.ks(a, a + 1)[0] == pytest.approx(0.25)  # one of four values lies beyond the other set
+    assert DS.wasserstein(a, a + 2.5) == pytest.approx(2.5)
+    assert DS.js_histogram(a, a) == pytest.approx(0.0) and DS.js_histogram(a, a + 10) == pytest.approx(1.0)
+    alt = np.array([[1.0, -1.0] * 5, [-1.0, 1.0] * 5])  # pooled mean 0, variance 1
+    np.testing.assert_allclose(DS.autocorrelation(alt, 3), [-1.0, 1.0, -1.0])
+    assert DS.autocorrelation(np.ones((3, 5)), 2).tolist() == [0.0, 0.0]
+    d = DS.diversity(np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]]))
+    # pairs: (0,1) 5, (0,2) 0, (1,2) 5 -> mean 10/3, per sqrt(2) positions; two distinct rows of three
+    assert d["mean_pairwise_distance"] == pytest.approx(10 / 3 / np.sqrt(2)) and d["unique_fraction"] == pytest.approx(2 / 3)
+    mu, phi, sigma = DS.fit_ar1(DS.sample_ar1((2.0, 0.6, 0.5), 4000, 30, seed=0))
+    assert mu == pytest.approx(2.0, abs=0.02) and phi == pytest.approx(0.6, abs=0.02) and sigma == pytest.approx(0.5, abs=0.01)
