@@ -26,7 +26,7 @@ from torch import nn
 from models.blocks import gumbel_softmax, minibatch_std, place_prompt, sample_categorical
 from models.registry import DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
-from train.losses import balanced_loss, g_loss
+from train.losses import balanced_loss, g_loss, heldout_nll
 from utils.config import option
 from utils.errors import ConfigError
 
@@ -207,6 +207,7 @@ class GCBins(nn.Module):
 class Gumbel(Family):
     Config = GumbelConfig
     conditional = True
+    select_by = "val_nll"
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c = cfg.model
@@ -247,6 +248,17 @@ class Gumbel(Family):
             loss_g = loss_g + c.adv_weight * adv
             out["g_adv"] = float(adv.detach())
         return generator_update(ctx, loss_g, F.softmax(logits_f, -1) if g_adv else None, c.mle_weight, out)
+
+    def evaluate(self, nets, ctx) -> dict[str, float]:
+        """Held-out NLL of the generator (teacher-forced, each window with its own GC label)."""
+        G = nets["G"]
+        bins = nets["bins"] if "bins" in nets else None
+        was = G.training
+        G.eval()
+        out = heldout_nll(lambda x, g: G(x, G.noise(x.shape[0], x.device, g), bins(x) if bins is not None else None),
+                          ctx.val, ctx.device, seed=ctx.cfg.train.seed)
+        G.train(was)
+        return out
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None):

@@ -68,6 +68,7 @@ def _tempered(p: torch.Tensor, temperature: float) -> torch.Tensor:
 @register("markov")
 class Markov(Family):
     Config = MarkovConfig
+    select_by = "val_nll"
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         return nn.ModuleDict({"chain": MarkovChain(cfg.model.order, cfg.model.alpha)})
@@ -85,6 +86,17 @@ class Markov(Family):
         idx = chain.kmer_index(batch, k + 1)
         logp = torch.log(chain.transition().view(-1))[idx]
         return {"nll": float(-logp.mean())}
+
+    @torch.no_grad()
+    def evaluate(self, nets, ctx) -> dict[str, float]:
+        """Held-out NLL per base of the positions with a full context (the first k bases of a window
+        come from the k-mer marginal)."""
+        chain, k = nets["chain"], nets["chain"].order
+        if ctx.val is None or not ctx.val.shape[0] or ctx.val.shape[1] <= k:
+            return {}
+        x = ctx.val[:20000].to(chain.counts.device).long()
+        logp = torch.log(chain.transition().view(-1))[chain.kmer_index(x, k + 1)]
+        return {"val_nll": float(-logp.mean())}
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None):

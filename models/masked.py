@@ -170,6 +170,7 @@ def masked_accuracy(model: MaskedLM, x: torch.Tensor, prob: float, seed: int = 0
 @register("masked")
 class Masked(Family):
     Config = MaskedConfig
+    select_by = "val_masked_loss"  # held-out masked-base cross-entropy (a pseudo-likelihood)
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         return nn.ModuleDict({"M": MaskedLM(cfg.model, stats.seq_len)})

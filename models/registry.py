@@ -71,6 +71,9 @@ class Family:
     Config = None  # frozen dataclass with the family's model options (and flags)
     data_kinds = ("dna",)  # sequence kinds it models: "dna", "signal" (real-valued)
     conditional = False  # sample() accepts gc= (a requested GC content) when trained with labels
+    # the metrics-row figure (lower is better) that picks <model>_best.pt: held-out NLL where the
+    # family has a likelihood (from evaluate), else the monitor's sample score
+    select_by = "val_score"
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         raise NotImplementedError

@@ -342,6 +342,7 @@ def score_completions(D: Discriminator, x: torch.Tensor, seqs: torch.Tensor, R: 
 class SeqGAN(Family):
     Config = SeqGANConfig
     data_kinds = ("dna", "signal")  # the Gaussian head models real-valued sequences
+    select_by = "val_nll"
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c = cfg.model

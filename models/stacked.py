@@ -30,7 +30,7 @@ from torch import nn
 from models.blocks import CausalTransformer, ContextLogits, TransformerStack, gumbel_softmax, minibatch_std, place_prompt, sample_categorical, xavier_init
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
-from train.losses import balanced_loss, g_loss
+from train.losses import balanced_loss, g_loss, heldout_nll
 from utils.config import option
 from utils.errors import ConfigError
 
@@ -206,6 +206,7 @@ def refit_ngram(G: StackedGenerator, c: StackedConfig, train_x, val, device, see
 @register("stacked")
 class Stacked(Family):
     Config = StackedConfig
+    select_by = "val_nll"
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c, L = cfg.model, stats.seq_len
@@ -263,6 +264,16 @@ class Stacked(Family):
             loss_g = loss_g + c.adv_weight * adv
             out["g_adv"] = float(adv.detach())
         return generator_update(ctx, loss_g, p2 if g_adv else None, c.mle_weight, out)
+
+    def evaluate(self, nets, ctx) -> dict[str, float]:
+        """Held-out NLL of Stage II (teacher-forced, with the n-gram table and any refit)."""
+        G = nets["G"]
+        was = G.training
+        G.eval()
+        out = heldout_nll(lambda x, g: G.refine(*G.coarse(x.shape[0], x.shape[1], x.device, g), x),
+                          ctx.val, ctx.device, seed=ctx.cfg.train.seed)
+        G.train(was)
+        return out
 
     def closing_fit(self, cfg) -> ClosingFit | None:
         c = cfg.model

@@ -406,13 +406,10 @@ class Run:
         row.update(self.modality.monitor(sample, self.val, epoch))
         row.update({"seqs_per_s": seen / max(seconds, 1e-9), "elapsed_s": time.time() - self.t0})
         self.history.append(row)
-        if self.closing:  # at the last epoch's training throughput (a forward pass is faster: safe side)
-            n = (min(self.closing.windows, self.train_x.shape[0]) + min(4096, self.val.shape[0])) * len(self.members)
-            self.reserve = n / max(row["seqs_per_s"], 1e-9)
         lrs = " ".join(f"{k}={row[k]:.2e}" for k in row if k.startswith("lr_"))
         losses = " ".join(f"{k}={v:.4f}" for k, v in figures.items())
-        log.info("epoch %d/%d %s len=%d %s %s %s score=%.4f", epoch + 1, self.n_epochs, ctx.phase, ctx.length,
-                 losses, lrs, self.modality.watch(row), row["val_score"])
+        log.info("epoch %d/%d %s len=%d %s %s %s score=%.4f %s=%.4f", epoch + 1, self.n_epochs, ctx.phase, ctx.length,
+                 losses, lrs, self.modality.watch(row), row["val_score"], self.family.select_by, self.selection_score(row))
         return row, sample
 
     def payload(self) -> dict:
@@ -438,10 +435,26 @@ class Run:
             paths.append(self.best_path.with_name(f"{self.cfg.family}_epoch{epoch}.pt"))
         return paths
 
+    def selection_score(self, row: dict) -> float:
+        """The figure that picks <model>_best.pt (lower is better): the family's select_by (held-out
+        NLL where it has a likelihood), else the monitor's sample score."""
+        return float(row.get(self.family.select_by, row["val_score"]))
+
+    def keep_time_for_closing_fit(self, row: dict) -> None:
+        """Seconds kept back from --budget for the closing fit, at the last epoch's training
+        throughput (a forward pass is faster: the safe side); twice that when the best checkpoint is
+        an earlier epoch's, which gets its own fit."""
+        if not self.closing:
+            return
+        n = (min(self.closing.windows, self.train_x.shape[0]) + min(4096, self.val.shape[0])) * len(self.members)
+        self.reserve = n / max(row["seqs_per_s"], 1e-9) * (2 if self.since_best else 1)
+
     def save(self, epoch: int, row: dict, sample) -> bool:
         """Track the best score; write metrics, checkpoints and samples. Returns whether it improved."""
-        improved = row["val_score"] < self.best - 1e-12
-        self.best, self.since_best = (row["val_score"], 0) if improved else (self.best, self.since_best + 1)
+        score = self.selection_score(row)
+        improved = score < self.best - 1e-12
+        self.best, self.since_best = (score, 0) if improved else (self.best, self.since_best + 1)
+        self.keep_time_for_closing_fit(row)
         if not self.saving:
             return improved
         write_metrics(self.run_dir / "metrics.csv", self.history)
@@ -481,6 +494,23 @@ class Run:
             p = self.payload()
             for path in self.checkpoint_paths(self.history[-1]["epoch"], self.since_best == 0):
                 ckpt_io.save(path, p)
+            if self.since_best and self.best_path.exists():
+                self.fit_best(ctx)
+
+    def fit_best(self, ctx: StepContext) -> None:
+        """The best epoch's checkpoint (an earlier one than the last) gets the closing fit too: it
+        is the file users generate from."""
+        ck = ckpt_io.load(self.best_path, map_location=self.device)
+        figures, members = Meter(), []
+        for m, sd in enumerate(ck["members"]):
+            nets = self.family.build(self.cfg, self.stats).to(self.device)
+            load_weights(nets, sd, self.best_path)
+            self.closing.undo(nets)
+            figures.add(self.closing.fit(nets, self.train_x[torch.from_numpy(np.sort(self.boots[m]))], ctx))
+            members.append(nets.state_dict())
+        ckpt_io.save(self.best_path, {**ck, "members": members})
+        log.info("closing fit of the best checkpoint (epoch %d): %s", ck["epoch"],
+                 " ".join(f"{k}={v:.5g}" for k, v in figures.means().items()))
 
     def write_figures(self) -> None:
         if not (self.saving and self.history):
@@ -500,7 +530,8 @@ class Run:
         if self.saving:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
-        log.info("plan: %s; %d epoch(s) from epoch %d", self.plan.describe(), self.n_epochs, self.start_epoch + 1)
+        log.info("plan: %s; %d epoch(s) from epoch %d; best checkpoint by %s", self.plan.describe(), self.n_epochs,
+                 self.start_epoch + 1, self.family.select_by)
         ctx = None
         for epoch in tqdm(range(self.start_epoch, self.n_epochs), desc=f"{self.cfg.family} epochs",
                           disable=None, leave=False):
