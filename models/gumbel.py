@@ -228,7 +228,7 @@ class Gumbel(Family):
         B, L = batch.shape
         y = nets["bins"](batch) if "bins" in nets else None
         out: dict[str, float] = {}
-        g_adv = c.g_active(ctx.step)
+        g_adv = c.g_active(ctx.step, ctx.budget_used)
         if c.d_active(ctx.step):
             # the sample keeps its graph only when G also takes an adversarial step on it
             with torch.set_grad_enabled(g_adv):

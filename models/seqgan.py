@@ -54,6 +54,7 @@ class SeqGANConfig:
     dis_pre_epochs: int = 5  # discriminator pretraining epochs (steps_per_epoch updates each)
     total_batch: int = 200  # TOTAL_BATCH: adversarial rounds
     rounds_per_epoch: int = 10  # adversarial rounds per engine epoch (a monitoring period)
+    budget_shares: tuple = option((0.7, 0.05, 0.25), "under --budget: time shares of gen-pretrain, dis-pretrain, adversarial")
     skip_gen_pretrain: bool = option(False, "seqgan: leave out the gen-pretrain phase",
                                      flag=("--skip-gen-pretrain", "--skip_gen_pretrain"))
     skip_dis_pretrain: bool = option(False, "seqgan: leave out the dis-pretrain phase",
@@ -90,6 +91,8 @@ class SeqGANConfig:
                 raise ConfigError(f"model.{k} must be >= 1")
         if self.pg_lr <= 0:
             raise ConfigError("model.pg_lr must be positive")
+        if len(self.budget_shares) != 3 or min(self.budget_shares) < 0 or sum(self.budget_shares) > 1 + 1e-9:
+            raise ConfigError("model.budget_shares: three fractions (gen-pretrain, dis-pretrain, adversarial) summing to <= 1")
         for k in ("hidden", "pre_epochs", "dis_pre_epochs", "total_batch", "mle_steps", "pg_batch"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"model.{k} must be >= 0")
@@ -364,14 +367,15 @@ class SeqGAN(Family):
         """MLE epochs, D-pretraining epochs, then the adversarial rounds (rounds_per_epoch steps an
         epoch; a last shorter epoch takes the remainder). The --skip-* flags drop a phase."""
         c, out = cfg.model, []
+        gen, dis, adv = c.budget_shares
         if not c.skip_gen_pretrain and c.pre_epochs:
-            out.append(Phase("gen_pretrain", c.pre_epochs))
+            out.append(Phase("gen_pretrain", c.pre_epochs, share=gen))
         if not c.skip_dis_pretrain and c.dis_pre_epochs:
-            out.append(Phase("dis_pretrain", c.dis_pre_epochs))
+            out.append(Phase("dis_pretrain", c.dis_pre_epochs, share=dis))
         if not c.skip_adversarial and c.total_batch:
             full, rest = divmod(c.total_batch, c.rounds_per_epoch)
             if full:
-                out.append(Phase("adversarial", full, c.rounds_per_epoch))
+                out.append(Phase("adversarial", full, c.rounds_per_epoch, share=adv))
             if rest:
                 out.append(Phase("adversarial", 1, rest))
         return Plan(tuple(out)) if out else Plan.single(cfg.train.epochs, "gen_pretrain")

@@ -238,7 +238,7 @@ class Stacked(Family):
         G = nets["G"]
         B, L = batch.shape
         out: dict[str, float] = {}
-        g_adv = c.g_active(ctx.step)
+        g_adv = c.g_active(ctx.step, ctx.budget_used)
         if c.d_active(ctx.step):
             # One generated batch serves the D update and, afterwards, the G update: sampling the
             # bases one by one is the expensive part of an adversarial step.

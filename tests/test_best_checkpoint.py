@@ -43,3 +43,50 @@ def test_best_is_picked_by_held_out_nll(genome, tmp_path):
     best = ckpt_io.load(res.best_path)
     assert best["best_score"] == pytest.approx(min(nll)) and best["epoch"] == 1 + nll.index(min(nll))
     assert 0.5 < nll[-1] < 1.5  # nats per base: near log(4) = 1.386 for a barely trained model
+
+
+def test_plan_cursor_moves_by_epochs_or_by_budget_share():
+    from train.schedule import Cursor, Phase, Plan
+
+    plan = Plan((Phase("a", 3, share=0.5), Phase("b", 2, share=0.2), Phase("c", 4, 7, share=0.3)))
+    c = Cursor(plan)  # no budget: the plan's epochs, as Plan.phase says
+    seen = []
+    for e in range(12):
+        start = c.start_epoch()
+        seen.append((c.phase.name, start))
+        assert c.phase == plan.phase(e)
+        c.end_epoch()
+    assert [n for n, _ in seen] == ["a"] * 3 + ["b"] * 2 + ["c"] * 7 and [s for _, s in seen][:6] == [True, False, False, True, False, True]
+    c = Cursor(plan)  # budget: phase a ends at 50% of the time although its 3 epochs are not done
+    names = []
+    for used in (0.1, 0.45, 0.55, 0.6, 0.69, 0.71, 0.99):
+        c.start_epoch(used)
+        names.append(c.phase.name)
+        c.end_epoch()
+    assert names == ["a", "a", "b", "b", "c", "c", "c"]  # b's 2 epochs ran out before 70%
+    assert Cursor(plan, *c.state()).phase.name == "c"  # restored from a checkpoint
+
+
+def test_gan_warmup_ends_at_its_budget_share():
+    from models.gumbel import GumbelConfig
+
+    c = GumbelConfig(adv_weight=0.1, adv_every=1, warmup_steps=1000, warmup_share=0.4)
+    assert not c.g_active(10) and not c.g_active(10, 0.39)
+    assert c.g_active(10, 0.41) and c.g_active(1000) and c.g_active(1000, 0.0)
+
+
+def test_seqgan_under_a_budget_reaches_every_phase(genome, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="dnagan")
+    sets = ["model.hidden=8", "model.emb=8", "model.rollout_num=2", "model.d_emb=4", "model.d_filter_sizes=[2, 3]",
+            "model.d_num_filters=[4, 4]", "model.pre_epochs=100000", "model.dis_pre_epochs=100000",
+            "model.total_batch=1000000", "model.budget_shares=[0.4, 0.2, 0.4]", "model.pg_batch=4",
+            "train.eval_samples=10", "data.seq_len=16", "train.batch=8", "train.steps_per_epoch=2",
+            "train.save_every=0", "train.sample_every=0", "train.time_budget=6"]
+    res = train(resolve("seqgan", get_family("seqgan").Config, {"data": {"path": str(genome)}}, parse_set(sets)),
+                save=False)
+    phases = [r["phase"] for r in res.history]
+    assert phases[0] == "gen_pretrain" and "dis_pretrain" in phases and phases[-1] == "adversarial"
+    assert phases == sorted(phases, key=["gen_pretrain", "dis_pretrain", "adversarial"].index)  # in order
+    assert "gen_pretrain 100000 epoch(s) or 2 s" in caplog.text  # the log says the plan

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from models.registry import DataStats, Family, get_family
 from train import checkpoint as ckpt_io
 from train.curriculum import from_config as curriculum_from_config
+from train.schedule import Cursor
 from utils import config as C
 from utils import modality as modalities
 from utils.errors import CheckpointError, ConfigError, DnaganError
@@ -67,6 +68,7 @@ class StepContext:
     train: torch.Tensor | None = None  # training windows (CPU), for families that draw extra batches
     phase: str = "train"  # the plan's phase of this epoch
     phase_start: bool = False  # the first epoch of that phase
+    budget_used: float | None = None  # fraction of --budget spent (None without one), for time-based schedules
 
     def optimize(self, name: str, loss: torch.Tensor) -> float:
         """zero_grad, backward, clip (train.clip_norm), step for one optimiser group; returns the
@@ -267,6 +269,7 @@ class Run:
         self.stats = self.modality.stats(data)
         self.target_gc = self.modality.target_gc(tc.target_gc, data)
         self.plan = self.family.plan(cfg)
+        self.cursor = Cursor(self.plan)
         self.n_epochs = tc.epochs or self.plan.epochs
         if self.n_epochs < 1:
             raise ConfigError("train.epochs must be >= 1 (0 means the family's phase plan, and this one has none)")
@@ -349,11 +352,18 @@ class Run:
         self.start_epoch = int(ck["epoch"])
         self.best, self.since_best = float(ck["best_score"]), int(ck["epochs_since_best"])
         self.steps = [int(s) for s in ck["steps"]]
+        self.cursor = Cursor(self.plan, *map(int, ck["plan_cursor"]))
         self.run_dir = Path(ck.get("run_dir") or self.run_dir)
         self.history = [r for r in read_metrics(self.run_dir / "metrics.csv") if r.get("epoch", 0) <= self.start_epoch]
         log.info("resuming %s from epoch %d", self.resume_path, self.start_epoch)
 
-    def context(self, m: int, epoch: int) -> StepContext:
+    def budget_used(self) -> float | None:
+        """Fraction of --budget spent, of the time left for training (the closing fit's reserve
+        excluded); None without a budget."""
+        tc = self.cfg.train
+        return (time.time() - self.t0) / max(tc.time_budget - self.reserve, 1e-9) if tc.time_budget else None
+
+    def context(self, m: int, epoch: int, phase_start: bool) -> StepContext:
         tc, cur = self.cfg.train, self.curriculum
         temp = self.temperatures.temperature(epoch) if (cur or tc.anneal_temperature) else tc.temperature
         return StepContext(
@@ -361,7 +371,7 @@ class Run:
             balance_weight=cur.balance_weight(epoch) if cur else tc.balance_weight, temperature=temp,
             target_gc=self.target_gc, ref_freq=self.stats.base_freq, device=self.device, generator=self.fam_gen,
             cfg=self.cfg, optimizers=self.opts[m], step=self.steps[m], val=self.val_x, train=self.train_x,
-            phase=self.plan.phase(epoch).name, phase_start=self.plan.starts_phase(epoch))
+            phase=self.cursor.phase.name, phase_start=phase_start, budget_used=self.budget_used())
 
     def run_epoch(self, epoch: int) -> tuple[dict, StepContext, int]:
         """Every member's batches of this epoch; returns the mean figures, the last context and the
@@ -369,16 +379,17 @@ class Run:
         tc, meter, seen = self.cfg.train, Meter(), 0
         n_train = self.train_x.shape[0]
         n_batches = math.ceil(n_train / tc.batch)
-        n_batches = self.plan.steps(epoch, min(n_batches, tc.steps_per_epoch) if tc.steps_per_epoch else n_batches)
+        phase_start = self.cursor.start_epoch(self.budget_used())
+        n_batches = self.cursor.phase.steps or (min(n_batches, tc.steps_per_epoch) if tc.steps_per_epoch else n_batches)
         for m, nets in enumerate(self.members):
             nets.train()
-            ctx = self.context(m, epoch)
+            ctx = self.context(m, epoch, phase_start)
             self.family.on_epoch_start(nets, ctx)
             idx = torch.from_numpy(self.boots[m])[torch.randperm(n_train, generator=self.shuffle_gen)]
             for b in tqdm(range(n_batches), desc=f"epoch {epoch + 1} member {m + 1}", disable=None, leave=False):
                 rows = idx[b * tc.batch : (b + 1) * tc.batch]
                 batch = self.modality.batch(self.train_x[rows, : ctx.length].to(self.device))
-                ctx.step = self.steps[m]
+                ctx.step, ctx.budget_used = self.steps[m], self.budget_used()
                 meter.add(self.family.train_step(nets, batch, ctx))
                 self.steps[m] += 1
                 seen += batch.shape[0]
@@ -393,6 +404,7 @@ class Run:
             meter.add(self.family.evaluate(nets, ctx))
             if self.out_of_time:
                 break
+        self.cursor.end_epoch()
         return meter.means(), ctx, seen
 
     def monitor(self, epoch: int, figures: dict, ctx: StepContext, seen: int, seconds: float):
@@ -400,7 +412,7 @@ class Run:
         tc = self.cfg.train
         sample = self.ensemble.sample(tc.eval_samples, self.data.seq_len, temperature=1.0,
                                       seed=tc.seed * 100_003 + epoch).numpy()
-        row = {"epoch": epoch + 1, "length": ctx.length, "balance_weight": ctx.balance_weight,
+        row = {"epoch": epoch + 1, "phase": ctx.phase, "length": ctx.length, "balance_weight": ctx.balance_weight,
                "temperature": ctx.temperature, **figures}
         row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.opts[0].items()})
         row.update(self.modality.monitor(sample, self.val, epoch))
@@ -419,7 +431,7 @@ class Run:
             "members": [nets.state_dict() for nets in self.members],
             "optimizers": [{k: o.state_dict() for k, o in od.items()} for od in self.opts],
             "schedulers": [{k: v.state_dict() for k, v in sd.items()} for sd in self.scheds],
-            "epoch": epoch, "steps": list(self.steps), "best_score": self.best,
+            "epoch": epoch, "steps": list(self.steps), "plan_cursor": self.cursor.state(), "best_score": self.best,
             "epochs_since_best": self.since_best, "rng": _rng_state(self.shuffle_gen, self.fam_gen),
             "stats": {"seq_len": s.seq_len, "base_freq": list(s.base_freq), "gc": s.gc,
                       "gc_percentiles": list(s.gc_percentiles), "target_gc": float(self.target_gc),
@@ -530,7 +542,8 @@ class Run:
         if self.saving:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
-        log.info("plan: %s; %d epoch(s) from epoch %d; best checkpoint by %s", self.plan.describe(), self.n_epochs,
+        log.info("plan: %s; %d epoch(s) from epoch %d; best checkpoint by %s",
+                 self.plan.describe(self.cfg.train.time_budget), self.n_epochs,
                  self.start_epoch + 1, self.family.select_by)
         ctx = None
         for epoch in tqdm(range(self.start_epoch, self.n_epochs), desc=f"{self.cfg.family} epochs",

@@ -4,7 +4,7 @@ the end of the generator step. A GAN variant is an option here, not a copied loo
 Timing, for every family: the discriminator trains on every ``adv_every``-th step counted from
 step 0 (so its accuracy is on record from the start) when ``adv_weight`` > 0; the generator's
 adversarial term joins its maximum-likelihood term on those steps once ``warmup_steps`` generator
-steps of MLE are done.
+steps of MLE are done (under --budget: or ``warmup_share`` of the budget is spent, whichever first).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class GanOptions:
     adv_weight: float = option(0.0, "weight of the generator's adversarial term; 0 = maximum likelihood only")
     adv_every: int = option(4, "adversarial (D, then G) updates on every n-th step from step 0")
     warmup_steps: int = option(500, "generator steps of MLE alone before its adversarial term starts")
+    warmup_share: float = option(0.4, "under --budget, the warm-up also ends once this fraction of the budget is spent")
     mle_weight: float = option(1.0, "teacher-forced cross-entropy kept beside the adversarial term")
 
     def validate(self):
@@ -42,12 +43,17 @@ class GanOptions:
             raise ConfigError("model.d_steps and model.adv_every must be >= 1")
         if self.warmup_steps < 0:
             raise ConfigError("model.warmup_steps must be >= 0")
+        if not 0 <= self.warmup_share <= 1:
+            raise ConfigError("model.warmup_share must be between 0 and 1")
 
     def d_active(self, step: int) -> bool:
         return self.adv_weight > 0 and step % self.adv_every == 0
 
-    def g_active(self, step: int) -> bool:
-        return self.d_active(step) and step >= self.warmup_steps
+    def g_active(self, step: int, budget_used: float | None = None) -> bool:
+        """Under --budget the warm-up ends after warmup_steps or warmup_share of the budget,
+        whichever comes first, so a short budget still reaches the adversarial phase."""
+        warm = step < self.warmup_steps and (budget_used is None or budget_used < self.warmup_share)
+        return self.d_active(step) and not warm
 
 
 def d_metrics(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss: torch.Tensor) -> dict:
