@@ -44,7 +44,11 @@ READINGS = {
     "exact_copies": "generated sequences found verbatim in training data (either strand); 0 = none",
     "nn_identity_mean": "mean identity to nearest training window; 1 = memorised",
     "nn_identity_mean_ref": "the same for held-out real sequences: the level to expect",
-    "c2st_auc": "0.5 = indistinguishable from real, 1.0 = trivially told apart",
+    "c2st_auc": "0.5 = indistinguishable from real, 1.0 = trivially told apart (cross-fitted CNN judge)",
+    "c2st_lo": "lower end of the 95% bootstrap interval of c2st_auc",
+    "c2st_hi": "upper end of the 95% bootstrap interval of c2st_auc",
+    "c2st_n": "sequences per side the judge saw",
+    "c2st_judge": "which classifier judged (analysis/judge.py)",
 }
 
 FIGURE_TEXT = {
@@ -113,7 +117,7 @@ def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, 
         row["nn_identity_mean_ref"] = float(arrays["nn_ref"].mean())
     next(it, None)
     if c2st:
-        row["c2st_auc"] = M.c2st_auc(ref, gen, seed=seed)
+        row.update(M.c2st_row(ref, gen, seed=seed))
     bar.close()
     return row, arrays
 

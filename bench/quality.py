@@ -18,13 +18,14 @@ import numpy as np
 from common import ROOT, table, write_json
 
 from analysis import metrics as M
+from analysis.judge import heldout_windows
 from models.registry import get_family
 from train.engine import train
 from utils.config import parse_set, resolve
 from utils.sequences import load_sequences
 
 COLS = ["set", "js_4mer", "js_6mer", "gc_mean", "gc_abs_diff", "unique_fraction", "exact_copies",
-        "c2st_auc", "train_s", "gen_seq_per_s"]
+        "c2st_auc", "c2st_lo", "c2st_hi", "train_s", "gen_seq_per_s"]
 
 
 def fit(family: str, data, args, sets, budget: float, tmp: str):
@@ -64,7 +65,9 @@ def main():
     ap.add_argument("--budget", type=float, default=600, help="training seconds for the family")
     ap.add_argument("--data", default=str(ROOT / "data/ecoli_536.fasta.gz"))
     ap.add_argument("--seq_len", type=int, default=70)
-    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--n", type=int, default=20000, help="generated sequences per row (and real ones per side)")
+    ap.add_argument("--ref_stride", type=int, default=35,
+                    help="step of the overlapping held-out windows the rows are judged against")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[])
@@ -74,9 +77,9 @@ def main():
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     data = load_sequences(args.data, args.seq_len, val_fraction=0.2, seed=args.seed)
-    val = data.val
-    print(f"{args.data}: {data.train.shape[0]} training and {val.shape[0]} held-out windows of "
-          f"{args.seq_len} bp; held-out GC {M.gc_content(val).mean():.4f}")
+    val = heldout_windows(data.val_segments, args.seq_len, args.ref_stride)
+    print(f"{args.data}: {data.train.shape[0]} training windows, {val.shape[0]} held-out windows of "
+          f"{args.seq_len} bp (every {args.ref_stride} bases); held-out GC {M.gc_content(val).mean():.4f}")
     tmp = str(ROOT / "bench" / "results" / "work")
     rng = np.random.default_rng(args.seed)
     sets = {"real (train windows)": (data.train[rng.choice(data.train.shape[0], args.n, replace=False)], 0.0, float("nan"))}

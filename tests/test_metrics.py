@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from analysis import metrics as M
+from analysis.judge import JudgeSpec, c2st
 from utils.sequences import encode, reverse_complement
 
 
@@ -61,6 +62,25 @@ def test_roc_auc_and_c2st():
     assert M.roc_auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
     assert M.roc_auc([0.5] * 4, [0, 1, 0, 1]) == 0.5
     a, b = rand(1500, 40, 6), rand(1500, 40, 7)
-    assert abs(M.c2st_auc(a, b, epochs=3) - 0.5) < 0.06  # same distribution
+    fast = JudgeSpec("test", epochs=3)
+    same = c2st(a, b, judge=fast)
+    assert abs(same["auc"] - 0.5) < 0.06 and same["lo"] < 0.5 < same["hi"]  # same distribution
     gc_rich = rand(1500, 40, 8, p=[0.1, 0.4, 0.4, 0.1])
-    assert M.c2st_auc(a, gc_rich, epochs=3) > 0.9
+    told = c2st(a, gc_rich, judge=fast)
+    assert told["auc"] > 0.9 and told["lo"] > 0.85 and told["hi"] <= 1.0
+
+
+def test_heldout_windows_overlap_by_stride_within_segments():
+    from analysis.judge import heldout_windows
+
+    segs = [np.arange(10, dtype=np.uint8) % 4, np.zeros(3, np.uint8), np.ones(6, np.uint8)]
+    w = heldout_windows(segs, 4, 3)
+    # segment 1: starts 0, 3, 6; segment 2 is shorter than a window; segment 3: start 0
+    assert w.shape == (4, 4) and w[1].tolist() == [3, 0, 1, 2] and w[3].tolist() == [1, 1, 1, 1]
+
+
+def test_judge_receptive_fields():
+    from analysis.judge import JUDGES
+
+    assert JUDGES["harness"].receptive_field == 11 and JUDGES["cnn17"].receptive_field == 17
+    assert JUDGES["dilated"].receptive_field == 61
