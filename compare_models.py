@@ -96,9 +96,9 @@ def run(args) -> int:
     C.write(rows, floor, sets, ref, args.output_dir, title=f"Model comparison on {ref_path} held-out windows ({L} bp)",
             notes=notes)
     for r in rows:
-        print(f"{r['model']:<32} C2ST {C._fmt(r.get('c2st_auc'))}  4-mer JS {r['js_4mer']:.4f}  "
+        print(f"{r['model']:<32} C2ST {C.c2st_text(r)}  4-mer JS {r['js_4mer']:.4f}  "
               f"GC {r['gc_mean']:.3f}  unique {r['unique_fraction']:.3f}  copies {r.get('exact_copies')}")
-    print(f"{'real vs real (floor)':<32} C2ST {C._fmt(floor.get('c2st_auc'))}  4-mer JS {floor['js_4mer']:.4f}")
+    print(f"{'real vs real (floor)':<32} C2ST {C.c2st_text(floor)}  4-mer JS {floor['js_4mer']:.4f}")
     print(f"wrote {args.output_dir}/comparison.md, comparison.csv, comparison.html")
     return 0
 

@@ -19,7 +19,7 @@ from analysis.report import READINGS
 from utils.sequences import atomic_write_text
 
 COLUMNS = ["model", "n", "gc_mean", "gc_abs_diff", "js_2mer", "js_4mer", "js_6mer", "unique_fraction",
-           "diversity", "exact_copies", "nn_identity_mean", "c2st_auc"]
+           "diversity", "exact_copies", "nn_identity_mean", "c2st_auc", "c2st_lo", "c2st_hi"]
 BAR_METRICS = ["c2st_auc", "js_4mer", "js_6mer", "gc_abs_diff", "diversity", "nn_identity_mean"]
 
 
@@ -38,6 +38,13 @@ def sort_rows(rows: list[dict]) -> list[dict]:
         v = r.get("c2st_auc")
         return (1, 0.0) if v is None or (isinstance(v, float) and math.isnan(v)) else (0, v)
     return sorted(rows, key=key)
+
+
+def c2st_text(r: dict) -> str:
+    """C2ST AUC with its 95% interval, e.g. '0.534 [0.528, 0.540]'."""
+    if r.get("c2st_lo") is None:
+        return _fmt(r.get("c2st_auc"))
+    return f"{_fmt(r.get('c2st_auc'))} [{_fmt(r.get('c2st_lo'))}, {_fmt(r.get('c2st_hi'))}]"
 
 
 def _fmt(v) -> str:
