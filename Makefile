@@ -30,7 +30,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: $(STAMP)
 	$(BIN)/python main.py --mode train --model $(DEMO_MODEL) --data data/example_genome.fasta \
-	  --seq_len 70 --epochs $(DEMO_EPOCHS) $(DEMO_SET) --run_dir runs/demo_$$(date +%Y%m%d-%H%M%S)
+	  --seq_len 70 --epochs $(DEMO_EPOCHS) $(DEMO_SET) --overwrite --run_dir runs/demo_$$(date +%Y%m%d-%H%M%S)
 	$(BIN)/python main.py --mode gen --checkpoint checkpoints/$(DEMO_MODEL)_best.pt --n 150 \
 	  --data data/example_genome.fasta
 	$(BIN)/python analyze_sequences.py --generated outputs/generated.fasta \

@@ -17,7 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from utils.errors import ConfigError, DnaganError
+from utils.domains import POSITIVE_INT
+from utils.errors import ConfigError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,37 +48,42 @@ def report_text(row: dict, real: str, gen: str, max_lag: int) -> str:
 
 
 def main(argv=None) -> int:
-    try:
-        ap = _Parser(prog=Path(sys.argv[0]).name, description=__doc__.split("\n\n")[0])
-        ap.add_argument("--real", required=True)
-        ap.add_argument("--generated", required=True)
-        ap.add_argument("--output-dir", "--output_dir", dest="output_dir", default="analysis_results")
-        ap.add_argument("--max-lag", "--max_lag", dest="max_lag", type=int, default=5)
-        args = ap.parse_args(argv)
-        from analysis import distributions as DS
-        from analysis.plots import distribution_panels, temporal_panels
-        from utils.sequences import atomic_write_text, read_real_valued
+    from utils import cli
 
-        real = read_real_valued(args.real)
-        gen = read_real_valued(args.generated)
-        if gen.shape[1] != real.shape[1]:
-            raise ConfigError(f"{args.generated}: sequences of length {gen.shape[1]}, but {args.real} has {real.shape[1]}")
-        if args.max_lag < 1 or args.max_lag >= real.shape[1]:
-            raise ConfigError(f"--max-lag must be between 1 and {real.shape[1] - 1}")
-        row = DS.compare(gen, real, max_lag=args.max_lag)
-        row.update(n_real=int(real.shape[0]), length=int(real.shape[1]), real=args.real, generated=args.generated)
-        out = Path(args.output_dir)
-        atomic_write_text(out / "analysis_metrics.txt", report_text(row, args.real, args.generated, args.max_lag))
-        atomic_write_text(out / "analysis_metrics.json", json.dumps(row, indent=2) + "\n")
-        distribution_panels(gen, real, out / "analysis_distributions.png")
-        temporal_panels(gen, real, out / "analysis_temporal.png")
-        print(f"KS {row['ks_statistic']:.4f} (p {row['ks_pvalue']:.3g}), Wasserstein {row['wasserstein']:.4f}, "
-              f"JS {row['js_histogram']:.4f}, autocorrelation |diff| {row['acf_mae']:.4f}; "
-              f"wrote analysis_metrics.txt/.json, analysis_distributions.png, analysis_temporal.png to {out}/")
-        return 0
-    except DnaganError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
+    ap = _Parser(prog=Path(sys.argv[0]).name, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--real", required=True)
+    ap.add_argument("--generated", required=True)
+    ap.add_argument("--output-dir", "--output_dir", dest="output_dir", default="analysis_results")
+    ap.add_argument("--max-lag", "--max_lag", dest="max_lag", type=POSITIVE_INT, default=5)
+    args = ap.parse_args(argv)
+    from analysis import distributions as DS
+    from analysis.plots import distribution_panels, temporal_panels
+    from utils.outputs import staged_dir, writable_dir
+    from utils.sequences import atomic_write_text, read_real_valued
+
+    real = read_real_valued(args.real)
+    gen = read_real_valued(args.generated)
+    writable_dir(Path(args.output_dir))
+    if gen.shape[1] != real.shape[1]:
+        raise ConfigError(f"{args.generated}: sequences of length {gen.shape[1]}, but {args.real} has {real.shape[1]}")
+    if args.max_lag < 1 or args.max_lag >= real.shape[1]:
+        raise ConfigError(f"--max-lag must be between 1 and {real.shape[1] - 1}")
+    row = DS.compare(gen, real, max_lag=args.max_lag)
+    row.update(n_real=int(real.shape[0]), length=int(real.shape[1]), real=args.real, generated=args.generated)
+    out = Path(args.output_dir)
+    with staged_dir(out) as stage:  # all four files land together, or the earlier ones stay
+        atomic_write_text(stage / "analysis_metrics.txt", report_text(row, args.real, args.generated, args.max_lag))
+        atomic_write_text(stage / "analysis_metrics.json", json.dumps(row, indent=2) + "\n")
+        distribution_panels(gen, real, stage / "analysis_distributions.png")
+        temporal_panels(gen, real, stage / "analysis_temporal.png")
+    print(f"KS {row['ks_statistic']:.4f} (p {row['ks_pvalue']:.3g}), Wasserstein {row['wasserstein']:.4f}, "
+          f"JS {row['js_histogram']:.4f}, autocorrelation |diff| {row['acf_mae']:.4f}; "
+          f"wrote analysis_metrics.txt/.json, analysis_distributions.png, analysis_temporal.png to {out}/")
+    return 0
 
 
 if __name__ == "__main__":

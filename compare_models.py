@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from main import _Parser
-from utils.errors import ConfigError, DnaganError
+from utils import domains as D
+from utils.errors import ConfigError
 
 
 def build_parser():
@@ -28,9 +29,9 @@ def build_parser():
     p.add_argument("--checkpoints", nargs="+", default=[], help="checkpoints to generate --n from")
     p.add_argument("--reference", default="data/example_genome.fasta",
                    help="reference when --data is itself a generated set (the prototype's form)")
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--seq_len", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=D.POSITIVE_INT, default=1000)
+    p.add_argument("--seq_len", type=D.POSITIVE_INT, default=None)
+    p.add_argument("--seed", type=D.SEED, default=0)
     p.add_argument("--no-baseline", "--no_baseline", dest="baseline", action="store_false")
     p.add_argument("--no-c2st", dest="c2st", action="store_false", help="skip the classifier test (faster)")
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="outputs/comparison")
@@ -44,6 +45,9 @@ def run(args) -> int:
     from analysis import metrics as M
     from utils.sequences import load_sequences, read_sequences
 
+    from utils.outputs import writable_dir
+
+    writable_dir(Path(args.output_dir))  # before any set is generated or scored
     notes = []
     generated, labels = list(args.generated), args.labels
     ref_path = args.data
@@ -104,12 +108,10 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
+    from utils import cli
+
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    try:
-        return run(build_parser().parse_args(argv))
-    except DnaganError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run(lambda a: run(build_parser().parse_args(a)), argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
-from utils.errors import ConfigError, DnaganError
+from utils import __version__
+from utils import domains as D
+from utils.errors import ConfigError
 
 DEFAULT_FAMILY = "stacked"
 log = logging.getLogger("dnagan")
@@ -26,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="main.py", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--version", action="version", version=f"dnagan {__version__}")
     p.add_argument("--mode", choices=["train", "gen", "analyze"], default="train")
     p.add_argument("--model", default=None, help=f"family (default {DEFAULT_FAMILY}; gen: from checkpoint)")
     p.add_argument("--config", default=None, help="YAML config file instead of configs/<model>.yaml")
@@ -35,39 +38,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the resolved config and exit")
     d = p.add_argument_group("data")
     d.add_argument("--data", default=None, help="FASTA/GenBank/text file (train) or reference (gen, analyze)")
-    d.add_argument("--seq_len", type=int, default=None)
-    d.add_argument("--stride", type=int, default=None, help="window step; default seq_len")
-    d.add_argument("--val_fraction", type=float, default=None)
-    d.add_argument("--max_sequences", type=int, default=None)
-    d.add_argument("--synthetic", type=int, default=None, metavar="N",
+    d.add_argument("--seq_len", type=D.of("data", "seq_len"), default=None)
+    d.add_argument("--stride", type=D.of("data", "stride"), default=None, help="window step; default seq_len")
+    d.add_argument("--val_fraction", type=D.of("data", "val_fraction"), default=None)
+    d.add_argument("--max_sequences", type=D.of("data", "max_sequences"), default=None)
+    d.add_argument("--synthetic", type=D.of("data", "synthetic"), default=None, metavar="N",
                    help="train on N uniformly random windows (a sanity check: nothing to learn)")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--batch", type=int, default=None)
-    t.add_argument("--target_gc", type=float, default=None, help="default: the training data's GC")
+    t.add_argument("--epochs", type=D.of("train", "epochs"), default=None)
+    t.add_argument("--batch", type=D.of("train", "batch"), default=None)
+    t.add_argument("--target_gc", type=D.of("train", "target_gc"), default=None, help="default: the training data's GC")
     t.add_argument("--bagging", action="store_true", default=None)
-    t.add_argument("--n_models", type=int, default=None)
+    t.add_argument("--n_models", type=D.of("train", "n_models"), default=None)
     t.add_argument("--early_stopping", action="store_true", default=None)
-    t.add_argument("--patience", type=int, default=None)
+    t.add_argument("--patience", type=D.of("train", "patience"), default=None)
     t.add_argument("--curriculum", action="store_true", default=None)
-    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--seed", type=D.of("train", "seed"), default=None)
     t.add_argument("--device", default=None, help="auto | cpu | cuda")
-    t.add_argument("--save_every", type=int, default=None)
-    t.add_argument("--sample_every", type=int, default=None)
-    t.add_argument("--budget", type=float, default=None, help="training time budget in seconds")
+    t.add_argument("--save_every", type=D.of("train", "save_every"), default=None)
+    t.add_argument("--sample_every", type=D.of("train", "sample_every"), default=None)
+    t.add_argument("--budget", type=D.of("train", "time_budget"), default=None, help="training time budget in seconds")
     t.add_argument("--run_dir", default=None)
     t.add_argument("--checkpoint_dir", default=None)
     t.add_argument("--resume", default=None, metavar="CKPT", help="continue a run exactly")
     t.add_argument("--init_checkpoint", default=None, metavar="CKPT", help="fine-tune from weights")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace <model>_best.pt/_last.pt of an earlier run in --checkpoint_dir")
     add_family_flags(p)
     g = p.add_argument_group("generation")
     g.add_argument("--checkpoint", default=None, help="checkpoint to generate from")
-    g.add_argument("--n", type=int, default=None)
-    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--n", type=D.of("gen", "n"), default=None)
+    g.add_argument("--temperature", type=D.of("gen", "temperature"), default=None)
     g.add_argument("--prompt", default=None, help="ACGT prefix the generated sequences start with")
     g.add_argument("--infill", default=None, metavar="FASTA",
                    help="fill every N or ? of these sequences (masked family) and write FASTA")
-    g.add_argument("--gc", type=float, default=None, help="requested GC content (GC-conditional models)")
+    g.add_argument("--gc", type=D.PROBABILITY, default=None, help="requested GC content (GC-conditional models)")
     g.add_argument("--output", default=None, help="FASTA path; a .txt twin is written beside it")
     a = p.add_argument_group("analyze")
     a.add_argument("--generated", default=None)
@@ -94,7 +99,7 @@ def family_flags() -> dict:
 def add_family_flags(p) -> None:
     g = p.add_argument_group("family options (each applies to the families it names)")
     for dest, (f, owners) in family_flags().items():
-        kw = {"action": "store_true"} if f.type is bool else {"type": f.type}
+        kw = {"action": "store_true"} if f.type is bool else {"type": f.parse}
         g.add_argument(*f.names, dest=dest, default=None, help=f"{f.help} [{', '.join(owners)}]", **kw)
 
 
@@ -122,11 +127,29 @@ def _overrides(args) -> dict:
     return out
 
 
-def resolve_config(args):
+FLAG_OF = {("train", "time_budget"): "--budget"}
+
+
+def given_settings(args) -> dict:
+    """The settings the user gave, {(section, key): (as given, value)}: flags, then --set."""
+    from utils.config import parse_set
+
+    out = {}
+    for section, kv in _overrides(args).items():
+        for k, v in kv.items():
+            flag = FLAG_OF.get((section, k), f"--{'data' if k == 'path' else k}")
+            out[(section, k)] = (f"{flag} {v}", v)
+    for section, kv in parse_set(args.set).items():
+        for k, v in kv.items():
+            out[(section, k)] = (f"--set {section}.{k}={v}", v)
+    return out
+
+
+def resolve_config(args, family_name: str | None = None):
     from models.registry import get_family
     from utils.config import parse_set, resolve
 
-    family = get_family(args.model or DEFAULT_FAMILY)
+    family = get_family(family_name or args.model or DEFAULT_FAMILY)
     over = _overrides(args)
     flags = family_flags()
     for key in over["model"]:
@@ -142,11 +165,21 @@ def cmd_train(args) -> int:
 
     if args.checkpoint:
         raise ConfigError("--checkpoint is for --mode gen; use --resume CKPT or --init_checkpoint CKPT")
-    cfg = resolve_config(args)
+    family = None
+    if args.resume:
+        from train import checkpoint as ckpt_io
+
+        if args.config:
+            raise ConfigError("--config does not apply with --resume: the run's config is stored in the checkpoint")
+        family = ckpt_io.load(args.resume)["family"]  # --model may be left out when resuming
+        if args.model and args.model != family:
+            raise ConfigError(f"--model {args.model} but {args.resume} is a {family!r} run")
+    cfg = resolve_config(args, family)
     if args.show_config:
         print(cfg.to_yaml(), end="")
         return 0
-    res = train(cfg, resume=args.resume, init_checkpoint=args.init_checkpoint)
+    res = train(cfg, resume=args.resume, init_checkpoint=args.init_checkpoint, given=given_settings(args),
+                overwrite=args.overwrite)
     last = res.history[-1] if res.history else {}
     watch = modality.of(res.ensemble.stats.kind).summary(last) if last else "no epoch ran"
     print(f"trained {cfg.family} for {res.epochs_done} epoch(s) in {res.seconds:.1f} s; "
@@ -182,8 +215,19 @@ def cmd_gen(args) -> int:
     print(kind.write_generated(args.output or kind.default_output(ens.cfg.gen.output), codes, model=ens.family.name,
                                checkpoint=Path(args.checkpoint).name, temperature=temp))
     if args.data:
+        _warn_other_data(args.data, ck, args.checkpoint)
         print(kind.versus_data(codes, args.data, length))
     return 0
+
+
+def _warn_other_data(path, ck: dict, ck_path) -> None:
+    """One line when --data is not the file the checkpoint was trained on (by content hash)."""
+    from train.checkpoint import file_hash
+
+    trained = ck.get("data_sha256")
+    if trained and file_hash(path) not in (None, trained):
+        log.warning("warning: %s is not the file %s was trained on (%s; the sha256 differs)", path, ck_path,
+                    ck.get("stats", {}).get("source", "?"))
 
 
 def _infill(args, ens) -> int:
@@ -279,17 +323,16 @@ def _run_inputs(run_dir, seq_len=None):
     return samples[-1], data, ref, f"{d['path']} held-out windows"
 
 
+def dispatch(argv) -> int:
+    args = build_parser().parse_args(argv)
+    return {"train": cmd_train, "gen": cmd_gen, "analyze": cmd_analyze}[args.mode](args)
+
+
 def main(argv=None) -> int:
+    from utils import cli
+
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        args = build_parser().parse_args(argv)
-        return {"train": cmd_train, "gen": cmd_gen, "analyze": cmd_analyze}[args.mode](args)
-    except DnaganError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: resume training with --resume checkpoints/<model>_last.pt", file=sys.stderr)
-        return 130
+    return cli.run(dispatch, argv)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from analysis import metrics as M
 from analysis import plots
 from analysis.report import READINGS
+from utils.outputs import staged_dir
 from utils.sequences import atomic_write_text
 
 COLUMNS = ["model", "n", "gc_mean", "gc_abs_diff", "js_2mer", "js_4mer", "js_6mer", "unique_fraction",
@@ -54,8 +55,13 @@ def _fmt(v) -> str:
 
 
 def write(rows: list[dict], floor: dict | None, sets: dict, ref, out_dir, *, title: str, notes=()) -> dict:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """comparison.csv/.md/.html and figures, landing in out_dir together (or not at all)."""
+    with staged_dir(out_dir) as out:
+        figs = _write(rows, floor, sets, ref, out, title=title, notes=notes)
+    return {k: Path(out_dir) / Path(p).name for k, p in figs.items()}
+
+
+def _write(rows: list[dict], floor: dict | None, sets: dict, ref, out: Path, *, title: str, notes=()) -> dict:
     cols = [c for c in COLUMNS if any(c in r for r in rows)]
     all_rows = rows + ([{"model": "real vs real (floor)", **floor}] if floor else [])
     buf = io.StringIO()

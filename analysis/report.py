@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from analysis import metrics as M
 from analysis import plots
+from utils.outputs import staged_dir, writable_dir
 from utils.sequences import atomic_write_text
 
 READINGS = {
@@ -174,10 +175,16 @@ img{{max-width:100%}}.note{{background:#fff3cd;padding:4px 8px}}</style></head><
 def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, train=None,
             seed: int = 0, c2st: bool = True, title: str = "Generated vs real sequences",
             notes=(), progress: bool = True) -> dict:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(Path(out_dir))  # a folder that cannot be written fails before the metrics are computed
     row, arrays = report_metrics(gen, ref, train=train, train_segments=train_segments, seed=seed,
                                  c2st=c2st, progress=progress)
+    clean = _clean(row)
+    with staged_dir(out_dir) as out:  # the report lands whole, or the earlier one stays
+        _write_analysis(gen, ref, clean, arrays, out, title=title, notes=notes)
+    return clean
+
+
+def _write_analysis(gen, ref, clean: dict, arrays: dict, out: Path, *, title: str, notes) -> None:
     figs = {
         "position_heatmap": plots.position_heatmaps(gen, ref, out / "position_heatmap.png"),
         "kmer3_heatmap": plots.kmer3_heatmap(gen, ref, out / "kmer3_heatmap.png"),
@@ -188,7 +195,5 @@ def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, t
     }
     if arrays["nn_gen"] is not None:
         figs["nn_identity"] = plots.nn_identity_hist(arrays["nn_gen"], arrays["nn_ref"], out / "nn_identity.png")
-    clean = _clean(row)
     atomic_write_text(out / "metrics.json", json.dumps(clean, indent=2) + "\n")
     write_report(clean, figs, out, title=title, notes=notes)
-    return clean

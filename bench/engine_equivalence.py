@@ -47,7 +47,7 @@ from train.engine import train
 from utils.config import parse_set, resolve
 cfg = resolve(family, get_family(family).Config, {"data": {"path": data},
               "train": {"checkpoint_dir": work + "/ck", "run_dir": work + "/run"}}, parse_set(sys.argv[6:]))
-res = train(cfg)
+res = train(cfg, overwrite=True)  # a rerun replaces its own earlier checkpoints
 torch.save({"sd": res.ensemble.members[0].state_dict(), "scores": [r["val_score"] for r in res.history]}, out)
 """
 

@@ -53,7 +53,7 @@ def cli(*argv, cwd: Path) -> float:
 def trained_set(family: str, data: str, budget: float, n: int, work: Path, extra=()) -> tuple[np.ndarray, float]:
     work.mkdir(parents=True, exist_ok=True)
     secs = cli("--mode", "train", "--model", family, "--data", ROOT / data, "--budget", budget, "--run_dir", "run",
-               "--checkpoint_dir", "ck", *extra, cwd=work)
+               "--checkpoint_dir", "ck", "--overwrite", *extra, cwd=work)
     cli("--mode", "gen", "--checkpoint", f"ck/{family}_best.pt", "--n", n, "--output", "gen.fasta", cwd=work)
     return read_sequences(work / "gen.fasta"), secs
 

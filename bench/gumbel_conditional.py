@@ -40,7 +40,7 @@ def main():
                       "sample_every": 0, "save_every": 0},
             "model": {"condition": "gc"}}
     cfg = resolve("gumbel", fam.Config, over, parse_set(args.set))
-    res = train(cfg, data=data)
+    res = train(cfg, data=data, overwrite=True)  # a rerun replaces its own earlier checkpoints
     ens = res.ensemble
     edges = ens.members[0]["bins"].edges.cpu().numpy()
     gc_train = M.gc_content(data.train)

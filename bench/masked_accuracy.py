@@ -37,7 +37,7 @@ def fit(args, data, sets, budget, tag):
                       "checkpoint_dir": str(work / f"masked_{tag}"), "run_dir": str(work / f"run_masked_{tag}_{time.strftime('%H%M%S')}"),
                       "sample_every": 0, "save_every": 0, "eval_samples": 100}}
     cfg = resolve("masked", fam.Config, over, parse_set(sets))
-    res = train(cfg, data=data)
+    res = train(cfg, data=data, overwrite=True)  # a rerun replaces its own earlier checkpoints
     return res
 
 

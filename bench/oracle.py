@@ -66,14 +66,14 @@ def main():
     runs = {}
     t = time.time()
     cfg_a = replace(cfg, train={"save_every": pre, "checkpoint_dir": str(work / "adv_ckpt"), "run_dir": str(work / "adv")})
-    res_a = train(cfg_a, data=data)
+    res_a = train(cfg_a, data=data, overwrite=True)
     runs["seqgan adversarial"] = (res_a.ensemble, time.time() - t, res_a.epochs_done)
     runs["MLE pretraining only"] = (load_ensemble(work / "adv_ckpt" / f"seqgan_epoch{pre}.pt", device="cpu")[0],
                                     next(r["elapsed_s"] for r in res_a.history if r["epoch"] == pre), pre)
     t = time.time()
     cfg_m = replace(cfg, model={"skip_adversarial": True, "skip_dis_pretrain": True, "pre_epochs": pre + adv_epochs},
                     train={"checkpoint_dir": str(work / "mle_ckpt"), "run_dir": str(work / "mle"), "save_every": 0})
-    res_m = train(cfg_m, data=data)
+    res_m = train(cfg_m, data=data, overwrite=True)
     runs[f"MLE continued ({pre + adv_epochs} epochs)"] = (res_m.ensemble, time.time() - t, res_m.epochs_done)
     rows = [{"set": "oracle samples (entropy)", "nll_oracle": nll_oracle(oracle, oracle.generate(
         args.n_eval, args.seq_len, torch.Generator().manual_seed(args.seed + 5)))},

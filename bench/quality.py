@@ -35,7 +35,7 @@ def fit(family: str, data, args, sets, budget: float, tmp: str):
                       "run_dir": f"{tmp}/run_{family}_{time.strftime('%H%M%S')}", "sample_every": 0,
                       "save_every": 0}}
     cfg = resolve(family, fam.Config, over, parse_set(sets))
-    res = train(cfg, data=data)
+    res = train(cfg, data=data, overwrite=True)  # a rerun replaces its own earlier checkpoints
     t = time.perf_counter()
     gen = res.ensemble.sample(args.n, args.seq_len, temperature=args.temperature, seed=args.seed + 1).numpy()
     gen_rate = args.n / (time.perf_counter() - t)

@@ -49,7 +49,7 @@ def main():
     from utils.config import replace
 
     cfg = replace(cfg, train={"save_every": pre} if pre else {})
-    res = train(cfg, data=data)
+    res = train(cfg, data=data, overwrite=True)  # a rerun replaces its own earlier checkpoints
     rng = np.random.default_rng(args.seed)
     sets = {"real (training lines)": (data.train[rng.choice(data.train.shape[0], min(n, data.train.shape[0]), replace=False)], 0.0),
             "Gaussian AR(1) fit on training lines": (DS.sample_ar1(DS.fit_ar1(data.train), n, L, seed=args.seed), 0.0)}

@@ -13,17 +13,17 @@ from torch import nn
 from models.blocks import place_prompt
 from models.registry import DataStats, Family, register
 from utils.config import option
+from utils.domains import Domain
 from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class MarkovConfig:
-    order: int = option(5, "markov: context length k", flag="--order")
+    order: int = option(5, "markov: context length k", flag="--order",
+                        domain=Domain("an integer from 0 to 10", int, lo=0, hi=10))
     alpha: float = 1.0  # add-alpha (Laplace) smoothing
 
     def validate(self):
-        if not 0 <= self.order <= 10:
-            raise ConfigError(f"model.order must be between 0 and 10, got {self.order}")
         if self.alpha < 0:
             raise ConfigError(f"model.alpha must be >= 0, got {self.alpha}")
 

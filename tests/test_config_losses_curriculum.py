@@ -26,7 +26,7 @@ def test_config_unknown_key_and_wrong_type():
         resolve("markov", MarkovConfig, parse_set(["train.epochs=many"]))
     with pytest.raises(ConfigError, match="unknown config section"):
         resolve("markov", MarkovConfig, {"optim": {"lr": 1}})
-    with pytest.raises(ConfigError, match="model.order must be between"):
+    with pytest.raises(ConfigError, match="model.order must be an integer from 0 to 10"):
         resolve("markov", MarkovConfig, parse_set(["model.order=99"]))
 
 

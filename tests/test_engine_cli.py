@@ -103,7 +103,7 @@ def test_show_config_prints_resolved(capsys):
     (["--mode", "train", "--model", "nope"], "unknown model family 'nope'"),
     (["--mode", "train", "--model", "markov", "--set", "model.bogus=1"], "unknown config key model.bogus"),
     (["--mode", "gen", "--checkpoint", "nothing.pt"], "nothing.pt: no such checkpoint"),
-    (["--mode", "train", "--epochs", "x"], "invalid int value"),
+    (["--mode", "train", "--epochs", "x"], "expected a non-negative integer"),
 ])
 def test_bad_input_one_line_exit_2(argv, msg, capsys):
     assert main(argv) == 2
@@ -122,7 +122,7 @@ def test_bad_fasta_and_corrupt_checkpoint_keep_existing_outputs(tmp_path, capsys
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     assert main(["--mode", "gen", "--checkpoint", str(junk)]) == 2
-    assert "not a readable dnagan checkpoint" in capsys.readouterr().err
+    assert "not a dnagan checkpoint" in capsys.readouterr().err
     assert out.read_text() == ">keep\nACGT\n"
 
 

@@ -177,11 +177,14 @@ def test_curriculum_grows_the_training_length(genome, tmp_path):
 
 
 def test_target_gc_alone_turns_the_gc_term_on(genome, tmp_path):
-    plain = train(small_cfg(genome, "train.epochs=1", "train.balance_weight=0", f"train.run_dir={tmp_path}/r0"))
+    plain = train(small_cfg(genome, "train.epochs=1", "train.balance_weight=0", f"train.run_dir={tmp_path}/r0",
+                              f"train.checkpoint_dir={tmp_path}/c0"))
     steered = train(small_cfg(genome, "train.epochs=1", "train.balance_weight=0", "train.target_gc=0.3",
-                              f"train.run_dir={tmp_path}/r1"))
+                              f"train.run_dir={tmp_path}/r1",
+                              f"train.checkpoint_dir={tmp_path}/c1"))
     explicit = train(small_cfg(genome, "train.epochs=1", "train.balance_weight=0.2", "train.target_gc=0.3",
-                               f"train.run_dir={tmp_path}/r2"))
+                               f"train.run_dir={tmp_path}/r2",
+                               f"train.checkpoint_dir={tmp_path}/c2"))
     assert [r["balance_weight"] for r in (plain.history[0], steered.history[0], explicit.history[0])] == [0, 0.05, 0.2]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 import random
 import time
 import warnings
@@ -27,7 +28,10 @@ from train.curriculum import from_config as curriculum_from_config
 from train.schedule import Cursor
 from utils import config as C
 from utils import modality as modalities
-from utils.errors import CheckpointError, ConfigError, DnaganError
+from utils import __version__, cli
+from utils.errors import CheckpointError, ConfigError, DnaganError, TrainingError
+from utils.outputs import check_writable, remove_orphans
+from utils.sequences import atomic_write_text
 
 log = logging.getLogger("dnagan")
 
@@ -225,14 +229,49 @@ def _set_rng_state(st: dict, shuffle_gen, fam_gen) -> None:
     fam_gen.set_state(st["family"])
 
 
-def resumed_config(cfg: C.RunConfig, ck: dict, path) -> C.RunConfig:
-    """Resume continues the stored run exactly: its config wins over flags, except the epoch count
-    (to extend a run), the time budget and the device."""
+# Settings a resumed run takes from the command line; every other given setting must match the
+# checkpoint's (a resumed run continues exactly; --init_checkpoint starts a new run from weights).
+APPLIED_ON_RESUME = {("train", "epochs"), ("train", "time_budget"), ("train", "device"), ("train", "save_every"),
+                     ("train", "sample_every"), ("train", "early_stopping"), ("train", "patience")}
+
+
+def _same_setting(section: str, key: str, old, new) -> bool:
+    if (section, key) == ("data", "path"):
+        try:
+            return os.path.samefile(old, new)
+        except OSError:
+            return str(old) == str(new)
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        return len(old) == len(new) and all(_same_setting(section, key, a, b) for a, b in zip(old, new))
+    if isinstance(old, float) or isinstance(new, float):
+        try:
+            return math.isclose(float(old), float(new), rel_tol=1e-12, abs_tol=0.0)
+        except (TypeError, ValueError):
+            return False
+    return old == new
+
+
+def resumed_config(cfg: C.RunConfig, ck: dict, path, given: dict | None = None) -> C.RunConfig:
+    """Resume continues the stored run exactly: the stored config, with the settings of
+    APPLIED_ON_RESUME taken from the command line. ``given`` ({(section, key): (how it was given,
+    value)}) are the settings the user gave; one that differs from the stored run's is an error
+    naming it, never silently ignored."""
     if ck["family"] != cfg.family:
         raise CheckpointError(f"{path}: checkpoint is a {ck['family']!r} run, not {cfg.family!r}")
     stored = C.from_dict(ck["config"], get_family(cfg.family).Config)
+    stored_d = stored.to_dict()
+    for (section, key), (label, value) in (given or {}).items():
+        if (section, key) in APPLIED_ON_RESUME:
+            continue
+        old = stored_d.get(section, {}).get(key)
+        if not _same_setting(section, key, old, value):
+            allowed = ", ".join(sorted(f"{s}.{k}" for s, k in APPLIED_ON_RESUME))
+            raise ConfigError(f"{label} differs from the run being resumed ({section}.{key} = {old!r} in {path}): "
+                              f"--resume continues that run exactly and changes only {allowed}; "
+                              f"use --init_checkpoint {path} to start a new run from its weights")
     tc = cfg.train
-    return C.replace(stored, train={"epochs": tc.epochs, "time_budget": tc.time_budget, "device": tc.device})
+    changes = {k: getattr(tc, k) for s, k in APPLIED_ON_RESUME if s == "train"}
+    return C.replace(stored, train=changes)
 
 
 def with_gc_term(cfg: C.RunConfig) -> C.RunConfig:
@@ -249,16 +288,23 @@ class Run:
     """One training run: its data, members, optimisers, clocks and files."""
 
     def __init__(self, cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str | None = None,
-                 data=None, save: bool = True):
+                 data=None, save: bool = True, given: dict | None = None, overwrite: bool = False):
         self.t0 = time.time()
         self.family = get_family(cfg.family)
         self.device = resolve_device(cfg.train.device)
         self.resume_path, self.init_path, self.saving = resume, init_checkpoint, save
         self.resume_ck = ckpt_io.load(resume, map_location=self.device) if resume else None
         if self.resume_ck is not None:
-            cfg = resumed_config(cfg, self.resume_ck, resume)
+            cfg = resumed_config(cfg, self.resume_ck, resume, given)
         self.cfg = cfg = with_gc_term(cfg)
         tc = cfg.train
+        self.run_dir = Path(tc.run_dir) if tc.run_dir else Path("runs") / f"{cfg.family}_{time.strftime('%Y%m%d-%H%M%S')}"
+        if self.resume_ck is not None and self.resume_ck.get("run_dir"):
+            self.run_dir = Path(self.resume_ck["run_dir"])
+        ck_dir = Path(tc.checkpoint_dir)
+        self.best_path, self.last_path = ck_dir / f"{cfg.family}_best.pt", ck_dir / f"{cfg.family}_last.pt"
+        if save:
+            self.preflight(overwrite)
         seed_everything(tc.seed)
         if data is None:
             self.modality, data = modalities.load(cfg.data, tc.seed)
@@ -294,9 +340,23 @@ class Run:
         self.history: list[dict] = []
         self.reserve = 0.0  # seconds kept back from the budget for the closing fit
         self.out_of_time = False
-        self.run_dir = Path(tc.run_dir) if tc.run_dir else Path("runs") / f"{cfg.family}_{time.strftime('%Y%m%d-%H%M%S')}"
-        ck_dir = Path(tc.checkpoint_dir)
-        self.best_path, self.last_path = ck_dir / f"{cfg.family}_best.pt", ck_dir / f"{cfg.family}_last.pt"
+        self.data_sha256 = None if cfg.data.synthetic else ckpt_io.file_hash(cfg.data.path)
+
+    def preflight(self, overwrite: bool) -> None:
+        """Before any data is read or anything written: the folders can be written, a killed run's
+        temporaries are gone, and an earlier run's checkpoints are not replaced unless asked."""
+        ck_dir = self.best_path.parent
+        check_writable(ck_dir)
+        check_writable(self.run_dir)
+        for name in (self.best_path.name, self.last_path.name, f"{self.cfg.family}_epoch*.pt"):
+            for p in remove_orphans(ck_dir, ckpt_io.orphan_pattern(name)):
+                log.info("removed %s, a temporary an interrupted run left behind", p)
+        if self.resume_ck is not None or overwrite:
+            return
+        earlier = [p for p in (self.best_path, self.last_path) if p.exists()]
+        if earlier:
+            raise ConfigError(f"{earlier[0]} holds an earlier run's checkpoint; pass --overwrite to replace it, "
+                              f"--checkpoint_dir DIR to keep both, or --resume {self.last_path} to continue it")
 
     def _check_data(self) -> None:
         d, kind = self.data, self.modality
@@ -353,8 +413,8 @@ class Run:
         self.best, self.since_best = float(ck["best_score"]), int(ck["epochs_since_best"])
         self.steps = [int(s) for s in ck["steps"]]
         self.cursor = Cursor(self.plan, *map(int, ck["plan_cursor"]))
-        self.run_dir = Path(ck.get("run_dir") or self.run_dir)
         self.history = [r for r in read_metrics(self.run_dir / "metrics.csv") if r.get("epoch", 0) <= self.start_epoch]
+        cli.resume_hint(f"python main.py --mode train --resume {self.resume_path}")
         log.info("resuming %s from epoch %d", self.resume_path, self.start_epoch)
 
     def budget_used(self) -> float | None:
@@ -390,7 +450,9 @@ class Run:
                 rows = idx[b * tc.batch : (b + 1) * tc.batch]
                 batch = self.modality.batch(self.train_x[rows, : ctx.length].to(self.device))
                 ctx.step, ctx.budget_used = self.steps[m], self.budget_used()
-                meter.add(self.family.train_step(nets, batch, ctx))
+                figures = self.family.train_step(nets, batch, ctx)
+                self.check_finite(figures, epoch)
+                meter.add(figures)
                 self.steps[m] += 1
                 seen += batch.shape[0]
                 if tc.time_budget and time.time() - self.t0 > tc.time_budget - self.reserve:
@@ -406,6 +468,15 @@ class Run:
                 break
         self.cursor.end_epoch()
         return meter.means(), ctx, seen
+
+    def check_finite(self, figures: dict, epoch: int) -> None:
+        """A NaN or infinite loss ends the run: the checkpoints of the last finished epoch stay."""
+        for k, v in figures.items():
+            if "loss" in k and not math.isfinite(float(v)):
+                kept = (f"the last good checkpoint is {self.last_path}" if self.saving and self.last_path.exists()
+                        else "no checkpoint was written yet")
+                raise TrainingError(f"epoch {epoch + 1}: {k} is {float(v)}; training stopped and {kept} "
+                                    "(try a lower learning rate, e.g. --set train.lr_g=...)")
 
     def monitor(self, epoch: int, figures: dict, ctx: StepContext, seen: int, seconds: float):
         """A sample from the ensemble judged against the held-out windows; returns (row, sample)."""
@@ -436,7 +507,7 @@ class Run:
             "stats": {"seq_len": s.seq_len, "base_freq": list(s.base_freq), "gc": s.gc,
                       "gc_percentiles": list(s.gc_percentiles), "target_gc": float(self.target_gc),
                       "source": self.data.source, "kind": s.kind},
-            "run_dir": str(self.run_dir),
+            "run_dir": str(self.run_dir), "version": __version__, "data_sha256": self.data_sha256,
         }
 
     def checkpoint_paths(self, epoch: int, improved: bool) -> list[Path]:
@@ -469,10 +540,12 @@ class Run:
         self.keep_time_for_closing_fit(row)
         if not self.saving:
             return improved
-        write_metrics(self.run_dir / "metrics.csv", self.history)
-        p = self.payload()
-        for path in self.checkpoint_paths(epoch + 1, improved):
-            ckpt_io.save(path, p)
+        with cli.critical():  # a signal waits until metrics and this epoch's checkpoints are all written
+            write_metrics(self.run_dir / "metrics.csv", self.history)
+            p = self.payload()
+            for path in self.checkpoint_paths(epoch + 1, improved):
+                ckpt_io.save(path, p)
+        cli.resume_hint(f"python main.py --mode train --resume {self.last_path}")
         every = self.cfg.train.sample_every
         if every and (epoch + 1) % every == 0:
             self.modality.write_epoch_sample(self.run_dir, epoch + 1, sample, self.cfg.family)
@@ -502,10 +575,11 @@ class Run:
         self.history[-1].update(done)
         log.info("closing fit: %s", " ".join(f"{k}={v:.5g}" for k, v in done.items()))
         if self.saving:
-            write_metrics(self.run_dir / "metrics.csv", self.history)
-            p = self.payload()
-            for path in self.checkpoint_paths(self.history[-1]["epoch"], self.since_best == 0):
-                ckpt_io.save(path, p)
+            with cli.critical():
+                write_metrics(self.run_dir / "metrics.csv", self.history)
+                p = self.payload()
+                for path in self.checkpoint_paths(self.history[-1]["epoch"], self.since_best == 0):
+                    ckpt_io.save(path, p)
             if self.since_best and self.best_path.exists():
                 self.fit_best(ctx)
 
@@ -520,7 +594,8 @@ class Run:
             self.closing.undo(nets)
             figures.add(self.closing.fit(nets, self.train_x[torch.from_numpy(np.sort(self.boots[m]))], ctx))
             members.append(nets.state_dict())
-        ckpt_io.save(self.best_path, {**ck, "members": members})
+        with cli.critical():
+            ckpt_io.save(self.best_path, {**ck, "members": members})
         log.info("closing fit of the best checkpoint (epoch %d): %s", ck["epoch"],
                  " ".join(f"{k}={v:.5g}" for k, v in figures.means().items()))
 
@@ -541,7 +616,7 @@ class Run:
         self.restore()
         if self.saving:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+            atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
         log.info("plan: %s; %d epoch(s) from epoch %d; best checkpoint by %s",
                  self.plan.describe(self.cfg.train.time_budget), self.n_epochs,
                  self.start_epoch + 1, self.family.select_by)
@@ -556,6 +631,9 @@ class Run:
             self.save(epoch, row, sample)
             if self.should_stop(epoch):
                 break
+        if ctx is None and self.resume_ck is not None and self.history:
+            # resumed after the last epoch (interrupted during the closing fit): the fit is redone
+            ctx = self.context(0, self.start_epoch - 1, False)
         self.finish(ctx)
         self.write_figures()
         done = self.history[-1]["epoch"] if self.history else self.start_epoch
@@ -564,5 +642,8 @@ class Run:
 
 
 def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str | None = None,
-          data=None, save: bool = True) -> TrainResult:
-    return Run(cfg, resume=resume, init_checkpoint=init_checkpoint, data=data, save=save).run()
+          data=None, save: bool = True, given: dict | None = None, overwrite: bool = False) -> TrainResult:
+    """Train one run. ``given``: the settings the user gave ({(section, key): (flag, value)}),
+    checked against a resumed run's; ``overwrite``: replace another run's <family>_best/_last.pt."""
+    return Run(cfg, resume=resume, init_checkpoint=init_checkpoint, data=data, save=save, given=given,
+               overwrite=overwrite).run()

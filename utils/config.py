@@ -12,16 +12,18 @@ from typing import Any, Optional
 
 import yaml
 
+from utils import domains
 from utils.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-def option(default, help: str = "", flag=None):
+def option(default, help: str = "", flag=None, domain=None):
     """A config field with its help text; ``flag`` (a name or a tuple of aliases, e.g. "--order")
-    makes it a command-line flag of the family that owns the config. main.py reads these."""
+    makes it a command-line flag of the family that owns the config. main.py reads these.
+    ``domain`` (utils.domains) narrows the type's default domain, e.g. POSITIVE_INT."""
     flags = (flag,) if isinstance(flag, str) else tuple(flag or ())
-    return field(default=default, metadata={"help": help, "flags": flags})
+    return field(default=default, metadata={"help": help, "flags": flags, "domain": domain})
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,32 @@ class Flag:
     type: type
     default: Any
     help: str
+    domain: Any = None  # utils.domains.Domain for numeric flags
+
+    @property
+    def parse(self):
+        """argparse type: the domain (parsed and checked) for numbers, else the plain type."""
+        return self.domain or self.type
 
 
 def flags_of(cls) -> list[Flag]:
     """The command-line flags a family's Config declares (fields made with ``option(flag=...)``)."""
     hints = typing.get_type_hints(cls)
-    return [Flag(f.name, f.metadata["flags"], hints[f.name], f.default, f.metadata.get("help", ""))
+    return [Flag(f.name, f.metadata["flags"], hints[f.name], f.default, f.metadata.get("help", ""),
+                 field_domain("model", f, hints[f.name]))
             for f in dataclasses.fields(cls) if f.metadata.get("flags")]
+
+
+def _base_type(typ):
+    if typing.get_origin(typ) is typing.Union:
+        inner = [a for a in typing.get_args(typ) if a is not type(None)]
+        return inner[0] if inner else typ
+    return typ
+
+
+def field_domain(section: str, f: dataclasses.Field, typ):
+    """The domain a config field's values must lie in (None for non-numeric fields)."""
+    return domains.of(section, f.name, _base_type(typ), f.metadata.get("domain"))
 
 
 @dataclass(frozen=True)
@@ -180,6 +201,11 @@ def build_dataclass(cls, values: dict, section: str):
             f"unknown config key {section}.{unknown[0]} (known: {', '.join(sorted(names))})"
         )
     kwargs = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()}
+    for f in dataclasses.fields(cls):
+        if f.name in kwargs:
+            dom = field_domain(section, f, hints[f.name])
+            if dom is not None:
+                dom.check(kwargs[f.name], f"{section}.{f.name}")
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
     if check:
@@ -232,6 +258,26 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+def check_layer(values: dict, classes: dict, where: str = "") -> None:
+    """Each value of one config layer (a file, the flags, --set) has its field's type and domain,
+    checked before layers are merged."""
+    for section, kv in values.items():
+        if section not in classes or not isinstance(kv, dict):
+            continue  # merge() names unknown sections and non-mappings
+        hints = typing.get_type_hints(classes[section])
+        fields = {f.name: f for f in dataclasses.fields(classes[section])}
+        for k, v in kv.items():
+            if k not in fields:
+                continue  # build_dataclass names unknown keys with the known ones
+            try:
+                v = _coerce(v, hints[k], f"{section}.{k}")
+                dom = field_domain(section, fields[k], hints[k])
+                if dom is not None:
+                    dom.check(v, f"{section}.{k}")
+            except ConfigError as exc:
+                raise ConfigError(f"{where}{exc}") from None
+
+
 def resolve(family: str, model_cls, *layers: dict, config_file=None) -> RunConfig:
     """Resolve a RunConfig: family YAML (or config_file), then each override layer in order."""
     path = Path(config_file) if config_file else CONFIG_DIR / f"{family}.yaml"
@@ -239,7 +285,10 @@ def resolve(family: str, model_cls, *layers: dict, config_file=None) -> RunConfi
     unknown = set(values) - set(SECTIONS)
     if unknown:
         raise ConfigError(f"{path}: unknown config section {sorted(unknown)[0]!r}")
+    classes = {"data": DataConfig, "train": TrainConfig, "gen": GenConfig, "model": model_cls}
+    check_layer(values, classes, where=f"{path}: ")  # a wrong type in the file is an error even when a flag overrides it
     for layer in layers:
+        check_layer(layer, classes)
         values = merge(values, layer)
     return RunConfig(
         family=family,

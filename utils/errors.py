@@ -15,3 +15,7 @@ class ConfigError(DnaganError):
 
 class CheckpointError(DnaganError):
     """A checkpoint that is missing, corrupt or from an incompatible run."""
+
+
+class TrainingError(DnaganError):
+    """Training cannot go on (a NaN or infinite loss); the last good checkpoint is kept."""

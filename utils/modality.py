@@ -14,7 +14,8 @@ from analysis import metrics as M
 from models.registry import DataStats
 from utils.errors import ConfigError
 from utils.sequences import (SequenceData, decode, encode_strict, is_signal_file, load_sequences, load_signals,
-                             write_fasta, write_lines, write_samples)
+                             generated_fasta, lines_text, write_fasta, write_samples)
+from utils.outputs import write_texts
 
 
 def _nanmean(x) -> float:
@@ -77,9 +78,11 @@ class DNA:
     def write_generated(self, out, codes, *, model: str, checkpoint: str, temperature: float) -> str:
         seqs = decode(codes)
         out = Path(out)
-        write_fasta(out, seqs, model=model, checkpoint=checkpoint, temperature=temperature)
-        write_lines(out.with_suffix(".txt"), seqs)
-        return f"wrote {len(seqs)} sequences of {codes.shape[1]} bp to {out} and {out.with_suffix('.txt')}"
+        files = {out: generated_fasta(seqs, model=model, checkpoint=checkpoint, temperature=temperature)}
+        if out.suffix != ".txt":
+            files[out.with_suffix(".txt")] = lines_text(seqs)  # the prototype's twin
+        write_texts(files)  # both or neither
+        return f"wrote {len(seqs)} sequences of {codes.shape[1]} bp to {' and '.join(map(str, files))}"
 
 
 class Signal:

@@ -19,7 +19,6 @@ import gzip
 import io
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from Bio import SeqIO
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from utils.errors import InputError
+from utils.outputs import write_texts
 
 log = logging.getLogger("dnagan")
 
@@ -390,6 +390,8 @@ def read_real_valued(path, *, seq_len: int | None = None) -> np.ndarray:
     path = Path(normalize_path(path))
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a file of numbers (one sequence per line)")
     rows = []
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for i, line in enumerate(fh, 1):
@@ -429,8 +431,8 @@ class SignalData:
 def is_signal_file(path) -> bool:
     """True when the first non-empty line of a (non-FASTA) text file is all numbers."""
     path = Path(normalize_path(path))
-    if not path.exists() or path.suffix.lower() in FASTA_EXT | GENBANK_EXT | {".gz"}:
-        return False
+    if not path.is_file() or path.suffix.lower() in FASTA_EXT | GENBANK_EXT | {".gz"}:
+        return False  # a missing path or a folder: the sequence reader names the problem
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             if line.strip():
@@ -465,20 +467,8 @@ def _is_float(x: str) -> bool:
 
 
 def atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a written file gets the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """One file, written to a temporary and renamed into place (utils.outputs.write_texts)."""
+    write_texts({path: text})
 
 
 def fasta_text(seqs: list[str], headers: list[str], width: int = 60) -> str:
@@ -489,9 +479,9 @@ def fasta_text(seqs: list[str], headers: list[str], width: int = 60) -> str:
     return "".join(out)
 
 
-def write_fasta(path, seqs: list[str], *, model: str = "", checkpoint: str = "", temperature=None,
-                prefix: str = "gen") -> None:
-    """FASTA with 60-column lines; headers name model, checkpoint, temperature and index."""
+def generated_fasta(seqs: list[str], *, model: str = "", checkpoint: str = "", temperature=None,
+                    prefix: str = "gen") -> str:
+    """FASTA text with 60-column lines; headers name model, checkpoint, temperature and index."""
     meta = []
     if model:
         meta.append(f"model={model}")
@@ -501,7 +491,11 @@ def write_fasta(path, seqs: list[str], *, model: str = "", checkpoint: str = "",
         meta.append(f"temperature={temperature:g}")
     tail = (" " + " ".join(meta)) if meta else ""
     headers = [f"{prefix}_{i + 1}{tail} index={i + 1}" for i in range(len(seqs))]
-    atomic_write_text(path, fasta_text(seqs, headers))
+    return fasta_text(seqs, headers)
+
+
+def write_fasta(path, seqs: list[str], **header_fields) -> None:
+    atomic_write_text(path, generated_fasta(seqs, **header_fields))
 
 
 def write_samples(path, x) -> Path:
@@ -518,6 +512,6 @@ def write_samples(path, x) -> Path:
     return Path(path)
 
 
-def write_lines(path, seqs: list[str]) -> None:
+def lines_text(seqs: list[str]) -> str:
     """The prototype's plain generated.txt: one sequence per line."""
-    atomic_write_text(path, "".join(s + "\n" for s in seqs))
+    return "".join(s + "\n" for s in seqs)
