@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
-DEMO_MODEL ?= stacked
+DEMO_MODEL ?= gumbel
 DEMO_EPOCHS ?= 60
 DEMO_SET ?= --set train.eval_samples=200
 

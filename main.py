@@ -16,7 +16,7 @@ from utils import __version__
 from utils import domains as D
 from utils.errors import ConfigError
 
-DEFAULT_FAMILY = "stacked"
+DEFAULT_FAMILY = "gumbel"
 log = logging.getLogger("dnagan")
 
 

@@ -1,9 +1,14 @@
 """Shared layers: pre-norm transformer stacks, Gumbel-softmax with an explicit generator, init."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from utils.config import option
+from utils.errors import ConfigError
 
 
 def xavier_init(module: nn.Module, gain: float = 0.1) -> None:
@@ -168,3 +173,103 @@ class ContextLogits(nn.Module):
         for s in range(t - self.order, t):
             idx = idx * 5 + (x[:, s] if s >= 0 else 4)
         return self.table(idx) + self.refit[idx]
+
+
+@dataclass(frozen=True)
+class NgramOptions:
+    """Config fields of an autoregressive family with a ContextLogits table and its closing refit."""
+
+    ngram_order: int = option(0, "direct n-gram logits over the previous bases (0 = none)")
+    ngram_refit: int = option(0, "closing fit: refit the n-gram table on this many training windows (0 = off)")
+    ngram_refit_prior: float = option(1.0, "Gaussian prior (precision, in tokens) keeping the refit near the trained table")
+    ngram_refit_tolerance: float = option(0.001, "drop the refit if held-out NLL rises more (nats per base)")
+
+    def validate(self):
+        parent = getattr(super(), "validate", None)
+        if parent:
+            parent()
+        if not 0 <= self.ngram_order <= 8:
+            raise ConfigError("model.ngram_order must be between 0 and 8")
+
+
+def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOptions, train_x, val, device,
+                         seed: int) -> dict:
+    """Refit an n-gram table to maximum likelihood with the network frozen.
+
+    ``network_logits(x, noise_generator)`` gives the network's logits (B, L, 4) for windows x,
+    without the table. With those fixed, the table is a log-linear (maximum-entropy) model of the
+    next base given the previous ``ngram_order`` bases: a convex problem, solved by L-BFGS on
+    ``ngram_refit`` training windows. At its optimum the expected counts of every (context, base)
+    pair equal the observed ones, the property that makes a Markov chain match the k-mer spectrum;
+    SGD leaves the sparse table short of it. The refit is dropped when held-out NLL rises by more
+    than ``ngram_refit_tolerance`` (too little data for the table). The change is kept in the
+    table's ``refit`` buffer, apart from the trained weights."""
+    # its own random streams: the training ones (saved for --resume) are left where they were
+    rows = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed))
+    noise = torch.Generator(device=device).manual_seed(seed + 3)
+    fit_x = train_x[rows[: opts.ngram_refit]].long()
+    val_x = val[:4096].long() if val is not None and val.shape[0] else fit_x[:0]
+
+    @torch.no_grad()
+    def frozen(x):
+        outs, idx = [], []
+        for s in range(0, x.shape[0], 2048):
+            xb = x[s : s + 2048].to(device)
+            outs.append(network_logits(xb, noise).reshape(-1, 4))
+            idx.append(table.index(xb).reshape(-1))
+        return torch.cat(outs), torch.cat(idx)
+
+    base, idx = frozen(fit_x)
+    y = fit_x.reshape(-1).to(device)
+    W = (table.table.weight + table.refit).detach().clone().requires_grad_(True)
+    nll = lambda b, i, t, w: F.cross_entropy(b + w[i], t)  # noqa: E731
+    W0 = W.detach().clone()
+    opt = torch.optim.LBFGS([W], lr=1.0, max_iter=100, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():  # mean NLL + a Gaussian prior on the change, in units of one token
+        opt.zero_grad()
+        loss = nll(base, idx, y, W) + 0.5 * opts.ngram_refit_prior * (W - W0).pow(2).sum() / y.numel()
+        loss.backward()
+        return loss
+
+    out = {"refit_windows": float(fit_x.shape[0])}
+    if val_x.shape[0]:
+        vb, vi = frozen(val_x)
+        vy = val_x.reshape(-1).to(device)
+    with torch.no_grad():
+        out["refit_nll_before"] = float(nll(base, idx, y, W))
+        if val_x.shape[0]:
+            out["refit_val_nll_before"] = float(nll(vb, vi, vy, W))
+    opt.step(closure)
+    with torch.no_grad():
+        out["refit_nll_after"] = float(nll(base, idx, y, W))
+        kept = True
+        if val_x.shape[0]:
+            out["refit_val_nll_after"] = float(nll(vb, vi, vy, W))
+            kept = out["refit_val_nll_after"] - out["refit_val_nll_before"] <= opts.ngram_refit_tolerance
+        out["refit_kept"] = float(kept)
+        if kept:
+            table.refit.copy_(W.detach() - table.table.weight)
+    return out
+
+
+def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of):
+    """The ClosingFit of a family with an n-gram table: ``table_of(nets)`` is its ContextLogits and
+    ``network_logits_of(nets)`` the frozen network's logits function (see refit_context_logits)."""
+    from models.registry import ClosingFit
+
+    if not (opts.ngram_order and opts.ngram_refit):
+        return None
+
+    def fit(nets, train_x, ctx):
+        if train_x.shape[0] == 0:
+            return {}
+        was = nets.training
+        nets.eval()
+        try:
+            return refit_context_logits(table_of(nets), network_logits_of(nets), opts, train_x, ctx.val,
+                                        ctx.device, ctx.cfg.train.seed)
+        finally:
+            nets.train(was)
+
+    return ClosingFit(windows=opts.ngram_refit, fit=fit, undo=lambda nets: table_of(nets).refit.zero_())

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import gumbel_softmax, minibatch_std, place_prompt, sample_categorical
-from models.registry import DataStats, Family, register
+from models.blocks import (ContextLogits, NgramOptions, gumbel_softmax, minibatch_std, ngram_closing_fit,
+                           place_prompt, sample_categorical)
+from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
 from train.losses import balanced_loss, g_loss, heldout_nll
 from utils.config import option
@@ -32,7 +33,7 @@ from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class GumbelConfig(GanOptions):
+class GumbelConfig(NgramOptions, GanOptions):
     noise_dim: int = option(100, "generator noise (sets the LSTM's initial hidden and cell states)")
     hidden: int = option(256, "generator LSTM units")
     layers: int = option(1, "generator LSTM layers")
@@ -75,6 +76,7 @@ class LSTMGenerator(nn.Module):
                             dropout=c.dropout if c.layers > 1 else 0.0)
         self.drop = nn.Dropout(c.dropout)
         self.out = nn.Linear(c.hidden, 4)
+        self.ngram = ContextLogits(c.ngram_order) if c.ngram_order else None
 
     def _cond(self, y, B, device):
         if self.label is None:
@@ -95,8 +97,9 @@ class LSTMGenerator(nn.Module):
     def noise(self, B, device, generator):
         return torch.randn(B, self.c.noise_dim, device=device, generator=generator)
 
-    def forward(self, x, z, y=None):
-        """Teacher-forced logits (B, L, 4): position t reads the true base t-1 (zeros at t = 0)."""
+    def network_logits(self, x, z, y=None):
+        """Teacher-forced LSTM logits (B, L, 4), without the n-gram table: position t reads the true
+        base t-1 (zeros at t = 0)."""
         B, L = x.shape
         e = self._cond(y, B, x.device)
         inp = F.pad(F.one_hot(x[:, :-1], 4).float(), (0, 0, 1, 0))
@@ -105,6 +108,11 @@ class LSTMGenerator(nn.Module):
         h, _ = self.lstm(inp, self.init_state(z, e))
         return self.out(self.drop(h))
 
+    def forward(self, x, z, y=None):
+        """Teacher-forced logits (B, L, 4), the n-gram table's included."""
+        logits = self.network_logits(x, z, y)
+        return logits if self.ngram is None else logits + self.ngram(x)
+
     def free_run(self, B, L, z, y=None, *, tau=1.0, hard=True, generator=None):
         """Differentiable sampling: each step reads the previous step's Gumbel-softmax sample.
         Returns samples (B, L, 4) (straight-through one-hots if hard) and logits (B, L, 4)."""
@@ -112,11 +120,15 @@ class LSTMGenerator(nn.Module):
         state = self.init_state(z, e)
         prev = z.new_zeros(B, 4)
         outs, logits = [], []
-        for _ in range(L):
+        bases = torch.zeros(B, L, dtype=torch.long, device=z.device)  # the n-gram table's context
+        for t in range(L):
             inp = prev if e is None else torch.cat([prev, e], -1)
             h, state = self.lstm(inp.unsqueeze(1), state)
             lg = self.out(self.drop(h[:, 0]))
+            if self.ngram is not None:
+                lg = lg + self.ngram.step(bases, t)
             prev = gumbel_softmax(lg, tau=tau, hard=hard, generator=generator)
+            bases[:, t] = prev.detach().argmax(-1)
             outs.append(prev)
             logits.append(lg)
         return torch.stack(outs, 1), torch.stack(logits, 1)
@@ -134,7 +146,10 @@ class LSTMGenerator(nn.Module):
             inp = prev if e is None else torch.cat([prev, e], -1)
             h, state = self.lstm(inp.unsqueeze(1), state)
             if t >= p:
-                x[:, t] = sample_categorical(self.out(h[:, 0]), temperature, generator)
+                lg = self.out(h[:, 0])
+                if self.ngram is not None:
+                    lg = lg + self.ngram.step(x, t)
+                x[:, t] = sample_categorical(lg, temperature, generator)
             prev = F.one_hot(x[:, t], 4).float()
         return x
 
@@ -259,6 +274,15 @@ class Gumbel(Family):
                           ctx.val, ctx.device, seed=ctx.cfg.train.seed)
         G.train(was)
         return out
+
+    def closing_fit(self, cfg) -> ClosingFit | None:
+        """Refit the generator's n-gram table with the LSTM frozen (models.blocks.refit_context_logits)."""
+        def network_logits(nets):
+            G, bins = nets["G"], (nets["bins"] if "bins" in nets else None)
+            return lambda x, g: G.network_logits(x, G.noise(x.shape[0], x.device, g),
+                                                 bins(x) if bins is not None else None)
+
+        return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram, network_logits)
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None):

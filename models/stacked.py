@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import CausalTransformer, ContextLogits, TransformerStack, gumbel_softmax, minibatch_std, place_prompt, sample_categorical, xavier_init
+from models.blocks import (CausalTransformer, ContextLogits, NgramOptions, TransformerStack, gumbel_softmax,
+                           minibatch_std, ngram_closing_fit, place_prompt, sample_categorical, xavier_init)
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
 from train.losses import balanced_loss, g_loss, heldout_nll
@@ -36,7 +37,7 @@ from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class StackedConfig(GanOptions):
+class StackedConfig(NgramOptions, GanOptions):
     d_model: int = option(64, "transformer width (generators and discriminators)")
     g_layers: int = option(2, "layers per generator stage")
     d_layers: int = option(2, "layers per discriminator")
@@ -48,23 +49,11 @@ class StackedConfig(GanOptions):
     g_kernel: int = option(6, "width of Stage II's causal convolutional input projection (sees k-mers)")
     label_smoothing: float = option(0.1, "one-sided label smoothing: real target 1 - s (bce)")
     stage1_weight: float = option(0.5, "weight of the Stage I adversarial term within the adversarial terms")
-    ngram_order: int = option(0, "Stage II's direct n-gram logits over the previous bases (0 = none)")
-    ngram_refit: int = option(0, "closing fit: refit the n-gram table on this many training windows (0 = off)")
-    ngram_refit_prior: float = option(1.0, "Gaussian prior (precision, in tokens) keeping the refit near the trained table")
-    ngram_refit_tolerance: float = option(0.001, "drop the refit if held-out NLL rises more (nats per base)")
 
     def validate(self):
         super().validate()
         if self.d_model % self.n_heads:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
-        if not 0 <= self.ngram_order <= 8:
-            raise ConfigError("model.ngram_order must be between 0 and 8")
-        if self.ngram_refit_tolerance < 0:
-            raise ConfigError("model.ngram_refit_tolerance must be >= 0")
-        if self.ngram_refit_prior < 0:
-            raise ConfigError("model.ngram_refit_prior must be >= 0")
-        if self.ngram_refit < 0:
-            raise ConfigError("model.ngram_refit must be >= 0 (training windows; 0 = off)")
 
 
 class Discriminator(nn.Module):
@@ -140,69 +129,6 @@ class StackedGenerator(nn.Module):
         return x, l1, z2
 
 
-@torch.no_grad()
-def _network_logits(G, x, device, noise):
-    """(N, L) windows -> Stage II logits without the n-gram table (N*L, 4) and table rows (N*L,)."""
-    outs, idx = [], []
-    for s in range(0, x.shape[0], 2048):
-        xb = x[s : s + 2048].to(device)
-        l1, z2 = G.coarse(xb.shape[0], xb.shape[1], device, noise)
-        outs.append((G.refine(l1, z2, xb) - G.ngram(xb)).reshape(-1, 4))
-        idx.append(G.ngram.index(xb).reshape(-1))
-    return torch.cat(outs), torch.cat(idx)
-
-
-def refit_ngram(G: StackedGenerator, c: StackedConfig, train_x, val, device, seed: int) -> dict:
-    """Refit Stage II's n-gram table to maximum likelihood with the rest of the network frozen.
-
-    With the network's logits fixed, the table is a log-linear (maximum-entropy) model of the next
-    base given the previous ``ngram_order`` bases: a convex problem, solved here by L-BFGS on
-    ``ngram_refit`` training windows. At its optimum the expected counts of every (context, base)
-    pair equal the observed ones, the property that makes a Markov chain match the k-mer spectrum;
-    SGD leaves the sparse table short of it. The refit is dropped when held-out NLL rises by more
-    than ``ngram_refit_tolerance`` (too little data for the table)."""
-    # its own random streams: the training ones (saved for --resume) are left where they were
-    rows = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed))
-    noise = torch.Generator(device=device).manual_seed(seed + 3)
-    fit_x = train_x[rows[: c.ngram_refit]].long()
-    val_x = val[:4096].long() if val is not None and val.shape[0] else fit_x[:0]
-    was_training = G.training
-    G.eval()
-    base, idx = _network_logits(G, fit_x, device, noise)
-    y = fit_x.reshape(-1).to(device)
-    W = (G.ngram.table.weight + G.ngram.refit).detach().clone().requires_grad_(True)
-    nll = lambda b, i, t, w: F.cross_entropy(b + w[i], t)  # noqa: E731
-    W0 = W.detach().clone()
-    opt = torch.optim.LBFGS([W], lr=1.0, max_iter=100, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():  # mean NLL + a Gaussian prior on the change, in units of one token
-        opt.zero_grad()
-        loss = nll(base, idx, y, W) + 0.5 * c.ngram_refit_prior * (W - W0).pow(2).sum() / y.numel()
-        loss.backward()
-        return loss
-
-    out = {"refit_windows": float(fit_x.shape[0])}
-    if val_x.shape[0]:
-        vb, vi = _network_logits(G, val_x, device, noise)
-        vy = val_x.reshape(-1).to(device)
-    with torch.no_grad():
-        out["refit_nll_before"] = float(nll(base, idx, y, W))
-        if val_x.shape[0]:
-            out["refit_val_nll_before"] = float(nll(vb, vi, vy, W))
-    opt.step(closure)
-    with torch.no_grad():
-        out["refit_nll_after"] = float(nll(base, idx, y, W))
-        kept = True
-        if val_x.shape[0]:
-            out["refit_val_nll_after"] = float(nll(vb, vi, vy, W))
-            kept = out["refit_val_nll_after"] - out["refit_val_nll_before"] <= c.ngram_refit_tolerance
-        out["refit_kept"] = float(kept)
-        if kept:
-            G.ngram.refit.copy_(W.detach() - G.ngram.table.weight)
-    G.train(was_training)
-    return out
-
-
 @register("stacked")
 class Stacked(Family):
     Config = StackedConfig
@@ -276,16 +202,12 @@ class Stacked(Family):
         return out
 
     def closing_fit(self, cfg) -> ClosingFit | None:
-        c = cfg.model
-        if not (c.ngram_order and c.ngram_refit):
-            return None
+        """Refit Stage II's n-gram table with the network frozen (models.blocks.refit_context_logits)."""
+        def network_logits(nets):
+            G = nets["G"]
+            return lambda x, g: G.refine(*G.coarse(x.shape[0], x.shape[1], x.device, g), x) - G.ngram(x)
 
-        def fit(nets, train_x, ctx):
-            if train_x.shape[0] == 0:
-                return {}
-            return refit_ngram(nets["G"], c, train_x, ctx.val, ctx.device, ctx.cfg.train.seed)
-
-        return ClosingFit(windows=c.ngram_refit, fit=fit, undo=lambda nets: nets["G"].ngram.refit.zero_())
+        return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram, network_logits)
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None):

@@ -28,6 +28,16 @@ def not_a_directory(path: Path) -> None:
         raise IsADirectoryError(errno.EISDIR, "is a directory, expected a file path", str(path))
 
 
+def _probe(folder: Path, named: Path) -> None:
+    """Create and remove a file in ``folder``; an OSError naming ``named`` and the reason if not."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror or "cannot write here", str(named)) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def writable_dir(path: Path) -> Path:
     """Create ``path`` (and parents) and check that files can be created in it, before work starts:
     an OSError naming the folder and the reason if not."""
@@ -35,12 +45,7 @@ def writable_dir(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", str(path))
     path.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe.")
-    except OSError as exc:
-        raise type(exc)(exc.errno, exc.strerror or "cannot write here", str(path)) from None
-    os.close(fd)
-    os.unlink(probe)
+    _probe(path, path)
     return path
 
 
@@ -50,18 +55,11 @@ def check_writable(path) -> None:
     ``path`` and the reason if not."""
     path = Path(path)
     probe_in = path
-    while not probe_in.exists():
-        if probe_in.parent == probe_in:
-            break
+    while not probe_in.exists() and probe_in.parent != probe_in:
         probe_in = probe_in.parent
     if not probe_in.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"{probe_in} is not a directory", str(path))
-    try:
-        fd, probe = tempfile.mkstemp(dir=probe_in, prefix=".write-probe.")
-    except OSError as exc:
-        raise type(exc)(exc.errno, exc.strerror or "cannot write here", str(path)) from None
-    os.close(fd)
-    os.unlink(probe)
+    _probe(probe_in, path)
 
 
 def write_texts(files: dict) -> None:
