@@ -99,7 +99,7 @@ def main():
             sets.append((f"markov-{k}", lambda k=k: trained_set("markov", GENOMES[g], 0, args.n,
                                                                  Path(work) / g / f"markov{k}", ("--order", k))))
         sets += [(f, lambda f=f: trained_set(f, GENOMES[g], args.budget, min(args.n, SLOW_SAMPLERS.get(f, args.n)),
-                                             Path(work) / g / (f + (f"_{args.tag}" if args.tag else "")), extra))
+                                             Path(work) / f"budget{args.budget:g}" / g / (f + (f"_{args.tag}" if args.tag else "")), extra))
                  for f in args.families if f != "markov"]
         for label, make in sets:
             gen, secs = make()
