@@ -36,10 +36,19 @@ def save(path, payload: dict) -> Path:
     """Serialise in memory, write a temporary beside ``path`` (mode 0644 under the usual umask),
     fsync, rename. A full disk or a read-only folder is an OSError naming ``path``; the earlier
     file stays and no temporary is left."""
-    path = Path(path)
+    save_all([path], payload)
+    return Path(path)
+
+
+def save_all(paths, payload: dict) -> None:
+    """The same payload to several files (last, best, epoch-N), serialised once."""
     buf = io.BytesIO()
     torch.save({"format": FORMAT, **payload}, buf)
-    data = buf.getbuffer()
+    for path in paths:
+        _write(Path(path), buf.getbuffer())
+
+
+def _write(path: Path, data) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +64,6 @@ def save(path, payload: dict) -> Path:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-    return path
 
 
 def orphan_pattern(name: str) -> str:

@@ -542,9 +542,7 @@ class Run:
             return improved
         with cli.critical():  # a signal waits until metrics and this epoch's checkpoints are all written
             write_metrics(self.run_dir / "metrics.csv", self.history)
-            p = self.payload()
-            for path in self.checkpoint_paths(epoch + 1, improved):
-                ckpt_io.save(path, p)
+            ckpt_io.save_all(self.checkpoint_paths(epoch + 1, improved), self.payload())
         cli.resume_hint(f"python main.py --mode train --resume {self.last_path}")
         every = self.cfg.train.sample_every
         if every and (epoch + 1) % every == 0:
@@ -577,9 +575,8 @@ class Run:
         if self.saving:
             with cli.critical():
                 write_metrics(self.run_dir / "metrics.csv", self.history)
-                p = self.payload()
-                for path in self.checkpoint_paths(self.history[-1]["epoch"], self.since_best == 0):
-                    ckpt_io.save(path, p)
+                ckpt_io.save_all(self.checkpoint_paths(self.history[-1]["epoch"], self.since_best == 0),
+                                 self.payload())
             if self.since_best and self.best_path.exists():
                 self.fit_best(ctx)
 
