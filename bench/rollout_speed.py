@@ -59,7 +59,7 @@ def loop_rewards(policy, D, x, rollout_num, *, generator=None, plain=True):
             for s in range(L):  # feed the given prefix, then sample the rest
                 params, state = policy.step(inp, state)
                 if s >= t:
-                    seq[:, s] = policy.draw(params, generator).to(seq.dtype)
+                    seq[:, s] = policy.draw(policy.table(params, seq, s), generator).to(seq.dtype)
                 inp = policy.inputs(seq[:, s : s + 1])
             rewards[:, t - 1] += judge(D, seq)
         rewards[:, L - 1] += judge(D, x)

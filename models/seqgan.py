@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import place_prompt
-from models.registry import DataStats, Family, register
+from models.blocks import ContextLogits, NgramOptions, ngram_closing_fit, place_prompt
+from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import d_metrics
 from train.schedule import Phase, Plan
 from utils.config import option
@@ -45,7 +45,7 @@ AUTO_HIDDEN = {"gaussian": 32, "categorical": 256}
 
 
 @dataclass(frozen=True)
-class SeqGANConfig:
+class SeqGANConfig(NgramOptions):
     output: str = "auto"  # auto (from the data) | categorical (DNA) | gaussian (real values)
     hidden: int = 0  # policy LSTM units; 0 = by data: AUTO_HIDDEN (the prototype's 32 for real values)
     emb: int = 32  # input embedding width (token embedding, or Linear of the previous value)
@@ -76,6 +76,7 @@ class SeqGANConfig:
     d_l2: float = 0.2  # L2 on D's output layer (DIS_L2_REG_LAMBDA), as tf.nn.l2_loss
 
     def validate(self):
+        super().validate()
         if self.output not in ("auto", "categorical", "gaussian"):
             raise ConfigError(f"model.output must be auto, categorical or gaussian, got {self.output!r}")
         if self.baseline not in ("mean", "none"):
@@ -119,6 +120,9 @@ class Policy(nn.Module):
             self.start = nn.Parameter(torch.zeros(c.emb))
         self.lstm = nn.LSTM(c.emb, self.hidden, c.layers, batch_first=True)
         self.head = nn.Linear(self.hidden, 4 if kind == "categorical" else 2)
+        # DNA only: a table of logits indexed by the previous model.ngram_order bases, added to the
+        # LSTM's (models.blocks.ContextLogits, as gumbel and stacked); refitted after training
+        self.ngram = ContextLogits(c.ngram_order) if kind == "categorical" and c.ngram_order else None
 
     # ---- inputs, heads, sampling
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,16 +163,28 @@ class Policy(nn.Module):
 
     # ---- running the LSTM
     def step(self, inp: torch.Tensor, state):
-        """One LSTM step: (B, 1, emb) input -> head parameters (B, P) for the next position, state."""
+        """One LSTM step: (B, 1, emb) input -> head parameters (B, P) for the next position, state.
+        Without the n-gram table: a sampler adds ``table(seqs, t)`` once it knows the bases."""
         h, state = self.lstm(inp, state)
         return self.params_of(h[:, 0]), state
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced head parameters (B, L, P): position t reads x_{t-1} (the start token at 0)."""
+    def table(self, params: torch.Tensor, seqs: torch.Tensor, t: int) -> torch.Tensor:
+        """Head parameters (B, P) of position t plus the n-gram table's logits, given the rows' bases
+        seqs[:, :t] (unchanged without a table)."""
+        return params if self.ngram is None else params + self.ngram.step(seqs, t)
+
+    def network_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced head parameters (B, L, P) of the LSTM alone: position t reads x_{t-1}
+        (the start token at 0)."""
         B = x.shape[0]
         inp = torch.cat([self.start_input(B, x.device), self.inputs(x[:, :-1])], 1)
         h, _ = self.lstm(inp)
         return self.params_of(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced head parameters (B, L, P), the n-gram table's included."""
+        p = self.network_logits(x)
+        return p if self.ngram is None else p + self.ngram(x.long())
 
     def mle_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood per position (nats), averaged."""
@@ -183,7 +199,7 @@ class Policy(nn.Module):
         for t in range(L):
             params, state = self.step(inp, state)
             if t >= p:
-                out[:, t] = self.draw(params, generator, temperature)
+                out[:, t] = self.draw(self.table(params, out, t), generator, temperature)
             inp = self.inputs(out[:, t : t + 1])
         return out
 
@@ -307,7 +323,7 @@ def rollout_rewards(policy: Policy, D: nn.Module, x: torch.Tensor, rollout_num: 
         c[:, old : s * RB] = c_n.repeat(1, R, 1)
         p_new = p_new.repeat(R, 1)
         params = p_new if params_old is None else torch.cat([params_old, p_new])
-        seqs[: s * RB, s] = policy.draw(params, generator).to(seqs.dtype)
+        seqs[: s * RB, s] = policy.draw(policy.table(params, seqs[: s * RB], s), generator).to(seqs.dtype)
     r = score_completions(D, x, seqs, R).reshape(L - 1, R, B).mean(1).transpose(0, 1)  # (B, L-1)
     return torch.cat([r, score(D, x, d_batch).reshape(B, 1)], 1)
 
@@ -446,6 +462,23 @@ class SeqGAN(Family):
         nll = float(G.mle_loss(ctx.val[:2000, : ctx.length].to(ctx.device)))
         G.train(was)
         return {"val_nll": nll}
+
+    def closing_fit(self, cfg) -> ClosingFit | None:
+        """Refit the DNA policy's n-gram table with the LSTM frozen (models.blocks.refit_context_logits);
+        nothing for real-valued sequences, whose policy has no table."""
+        fit = ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram,
+                                lambda nets: (lambda x, g: nets["G"].network_logits(x)))
+        if fit is None:
+            return None
+
+        def run(nets, train_x, ctx):
+            return {} if nets["G"].ngram is None else fit.fit(nets, train_x, ctx)
+
+        def undo(nets):
+            if nets["G"].ngram is not None:
+                fit.undo(nets)
+
+        return ClosingFit(windows=fit.windows, fit=run, undo=undo)
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None):

@@ -90,3 +90,18 @@ def test_seqgan_under_a_budget_reaches_every_phase(genome, tmp_path, caplog):
     assert phases[0] == "gen_pretrain" and "dis_pretrain" in phases and phases[-1] == "adversarial"
     assert phases == sorted(phases, key=["gen_pretrain", "dis_pretrain", "adversarial"].index)  # in order
     assert "gen_pretrain 100000 epoch(s) or 2 s" in caplog.text  # the log says the plan
+
+
+def test_seqgan_best_carries_its_table_refit(genome, tmp_path):
+    sets = ["model.hidden=8", "model.emb=8", "model.rollout_num=2", "model.d_emb=4", "model.d_filter_sizes=[2, 3]",
+            "model.d_num_filters=[4, 4]", "model.pre_epochs=2", "model.dis_pre_epochs=1", "model.total_batch=1",
+            "model.pg_batch=4", "model.ngram_order=2", "model.ngram_refit=300", "model.ngram_refit_tolerance=10",
+            "train.eval_samples=10", "data.seq_len=16", "train.batch=8", "train.steps_per_epoch=2",
+            "train.save_every=0", "train.sample_every=0", f"train.checkpoint_dir={tmp_path}/ck", f"train.run_dir={tmp_path}/r"]
+    res = train(resolve("seqgan", get_family("seqgan").Config, {"data": {"path": str(genome)}}, parse_set(sets)))
+    best, last = ckpt_io.load(res.best_path), ckpt_io.load(res.last_path)
+    for ck in (best, last):
+        assert ck["members"][0]["G.ngram.refit"].abs().sum() > 0
+    assert res.history[-1]["refit_kept"] == 1.0
+    ens, _ = load_ensemble(res.best_path)
+    assert ens.sample(4, seed=0).shape == (4, 16)

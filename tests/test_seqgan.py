@@ -317,3 +317,59 @@ def test_prefix_shared_scoring_matches_scoring_every_completion(kind):
     for i, t in enumerate(t_of_row.tolist()):  # rows of prefix t share x[b, :t]
         seqs[i, :t] = x[i % B, :t]
     torch.testing.assert_close(score_completions(D, x, seqs, R), score(D, seqs, 64), atol=1e-5, rtol=1e-5)
+
+
+def _table_policy(order=1):
+    """A DNA policy whose LSTM head is silent and whose n-gram table alone decides: after base b
+    comes (b + 1) mod 4 (logit 60), after the start token comes C."""
+    c = SeqGANConfig(hidden=8, emb=8, d_emb=4, d_filter_sizes=(2, 3, 5), d_num_filters=(6, 6, 6), ngram_order=order)
+    G = Policy(c, "categorical")
+    with torch.no_grad():
+        G.head.weight.zero_()
+        G.head.bias.zero_()
+        G.ngram.table.weight.zero_()
+        for b in range(4):
+            G.ngram.table.weight[b, (b + 1) % 4] = 60.0
+        G.ngram.table.weight[4, 1] = 60.0
+    return c, G
+
+
+def test_ngram_table_drives_generation_and_the_teacher_forced_pass_alike():
+    _, G = _table_policy()
+    x = G.generate(3, 9, torch.Generator().manual_seed(0))
+    assert x[0].tolist() == [1, 2, 3, 0, 1, 2, 3, 0, 1] and (x == x[0]).all()
+    assert (G(x).argmax(-1) == x).all()  # the forward pass reads the same contexts
+    with torch.no_grad():
+        assert float(G.mle_loss(x)) < 1e-6
+    assert G.network_logits(x).abs().max() == 0  # the table is not in the network's own logits
+
+
+def test_rollouts_read_the_table_with_each_completion_s_own_bases():
+    """Completions are sampled past the prefix; the table must see the bases of the completion
+    (sampled so far), not the sampled sequence x. With the deterministic table the batched
+    rewards equal the loop reference's and D of prefix + the table's continuation."""
+    c, G = _table_policy()
+    D = Discriminator(c, "categorical", 10)
+    x = torch.randint(0, 4, (5, 10), generator=torch.Generator().manual_seed(3))
+    batched = rollout_rewards(G, D, x, 3, generator=torch.Generator().manual_seed(1), d_batch=7)
+    loop = loop_rewards(G, D, x, 3, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(batched, loop, atol=1e-5, rtol=1e-4)
+    D.eval()
+    b, t = 2, 4
+    y = x[b : b + 1].clone()
+    for s in range(t, 10):
+        y[0, s] = (y[0, s - 1] + 1) % 4
+    with torch.no_grad():
+        assert abs(float(torch.sigmoid(D(y))) - float(batched[b, t - 1])) < 1e-5
+
+
+def test_gaussian_policy_has_no_table_and_no_closing_fit(tmp_path):
+    c = SeqGANConfig(hidden=8, emb=8, ngram_order=5, ngram_refit=100)
+    assert Policy(c, "gaussian").ngram is None and Policy(c, "categorical").ngram is not None
+    from models.registry import get_family
+
+    cfg = resolve("seqgan", SeqGANConfig, {"model": {"hidden": 8, "emb": 8, "ngram_order": 3, "ngram_refit": 64}})
+    fit = get_family("seqgan").closing_fit(cfg)
+    nets = get_family("seqgan").build(cfg, stats("gaussian"))
+    assert fit.fit(nets, torch.randn(10, 12), None) == {}
+    fit.undo(nets)  # nothing to undo, and no error
