@@ -5,8 +5,16 @@ Tokens : A, C, G, T (0-3), [MASK] (4), [PAD] (5) -> embedding (a one-hot project
          positions -> pre-norm transformer encoder -> LayerNorm -> linear projection to the vocabulary.
 Loss   : cross-entropy on the masked positions only (ignore_index elsewhere), optionally with the
          GC-balanced term on the predictions (train.balance_weight; the curriculum prototype's loss).
-Masking: each base is masked with model.mask_prob; BERT-style 80/10/10 replacement (mask / random
+Masking: model.mask_rate "uniform" (the default) draws each training window's rate from U(0, 1)
+         and averages the cross-entropy per window: the any-order autoregressive objective (Uria et
+         al. 2014; Hoogeboom et al. 2022, ARDM), whose conditionals are exactly the ones generation
+         by random-order unmasking samples from, from all masked to one left. "fixed" masks every
+         base with model.mask_prob (BERT's pretraining: good at filling a few bases, but generation
+         then starts from inputs it never saw). BERT-style 80/10/10 replacement (mask / random
          base / unchanged) with model.bert_replace.
+Scores : val_masked_acc / val_masked_loss at model.mask_prob on held-out windows (the capability),
+         and val_nll, the any-order bound on held-out NLL in nats per base (each window masked at
+         a stratified rate in (0, 1)); <model>_best.pt is picked by val_nll, what generation uses.
 Generate: start fully masked (or from a prompt); at each of model.gen_steps steps predict every
          masked position, sample a base for each with the temperature, and reveal some of them in
          a random order, so every position is revealed after gen_steps steps.
@@ -39,7 +47,8 @@ class MaskedConfig:
     dropout: float = 0.1  # prototype: 0.02
     ff_mult: int = 4
     kernel: int = 5  # width of the input projection (a 1-D convolution; 1 = a per-token embedding)
-    mask_prob: float = 0.15  # fraction of bases masked per training window (prototype: 0.3)
+    mask_prob: float = 0.15  # fraction of bases masked per training window (prototype: 0.3); and in val_masked_acc
+    mask_rate: str = "uniform"  # fixed (every window at mask_prob) | uniform (each window's rate from U(0, 1))
     bert_replace: bool = False  # 80% [MASK], 10% random base, 10% unchanged
     gen_steps: int = 0  # unmasking steps when generating; 0 = one per position
     val_windows: int = 2000  # held-out windows scored each epoch for masked accuracy
@@ -47,6 +56,8 @@ class MaskedConfig:
     def validate(self):
         if not 0 < self.mask_prob < 1:
             raise ConfigError(f"model.mask_prob must be in (0, 1), got {self.mask_prob}")
+        if self.mask_rate not in ("fixed", "uniform"):
+            raise ConfigError(f"model.mask_rate must be fixed or uniform, got {self.mask_rate!r}")
         if self.d_model % self.n_heads:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
         if self.n_layers < 1 or self.gen_steps < 0 or self.kernel < 1:
@@ -69,12 +80,13 @@ class MaskedLM(nn.Module):
         return self(tokens)[..., :4]
 
 
-def mask_tokens(x: torch.Tensor, prob: float, generator=None, bert: bool = False):
-    """Mask a (B, L) batch of codes 0-3. Returns (inputs, labels): labels are the true base at
-    masked positions and IGNORE elsewhere. At least one position per row is masked."""
+def mask_tokens(x: torch.Tensor, prob, generator=None, bert: bool = False):
+    """Mask a (B, L) batch of codes 0-3 with rate ``prob`` (a float, or a (B,) tensor: one rate per
+    row). Returns (inputs, labels): labels are the true base at masked positions and IGNORE
+    elsewhere. At least one position per row is masked."""
     B, L = x.shape
     r = torch.rand(B, L, device=x.device, generator=generator)
-    m = r < prob
+    m = r < (prob.unsqueeze(1) if torch.is_tensor(prob) else prob)
     forced = torch.randint(0, L, (B,), device=x.device, generator=generator)
     m[torch.arange(B, device=x.device), forced] |= ~m.any(1)
     labels = torch.where(m, x, torch.full_like(x, IGNORE))
@@ -167,10 +179,28 @@ def masked_accuracy(model: MaskedLM, x: torch.Tensor, prob: float, seed: int = 0
     return hit / max(tot, 1), loss / max(tot, 1)
 
 
+@torch.no_grad()
+def any_order_nll(model: MaskedLM, x: torch.Tensor, seed: int = 0, batch: int = 512) -> float:
+    """The any-order (ARDM) bound on held-out NLL, nats per base: window i is masked at the
+    stratified rate (i + 0.5) / n, and each window's mean cross-entropy over its masked bases is
+    averaged. Random-order generation samples from exactly these conditionals."""
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    n = x.shape[0]
+    rates = (torch.arange(n, device=x.device, dtype=torch.float32) + 0.5) / n
+    rates = rates[torch.randperm(n, generator=g, device=x.device)]  # not tied to the windows' order
+    total = 0.0
+    for i in range(0, n, batch):
+        inp, lab = mask_tokens(x[i : i + batch], rates[i : i + batch], g)
+        logits = model.base_logits(inp)
+        total += float(balanced_loss(logits, lab, weight=0.0, target_gc=0.5, ignore_index=IGNORE, per_row=True)) \
+            * inp.shape[0]
+    return total / max(n, 1)
+
+
 @register("masked")
 class Masked(Family):
     Config = MaskedConfig
-    select_by = "val_masked_loss"  # held-out masked-base cross-entropy (a pseudo-likelihood)
+    select_by = "val_nll"  # the any-order bound on held-out NLL: the conditionals generation uses
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         return nn.ModuleDict({"M": MaskedLM(cfg.model, stats.seq_len)})
@@ -180,10 +210,12 @@ class Masked(Family):
 
     def train_step(self, nets, batch, ctx) -> dict[str, float]:
         c = ctx.cfg.model
-        inp, lab = mask_tokens(batch, c.mask_prob, ctx.generator, c.bert_replace)
+        uniform = c.mask_rate == "uniform"
+        rate = torch.rand(batch.shape[0], device=batch.device, generator=ctx.generator) if uniform else c.mask_prob
+        inp, lab = mask_tokens(batch, rate, ctx.generator, c.bert_replace)
         logits = nets["M"](inp)
         loss = balanced_loss(logits, lab, weight=ctx.balance_weight, target_gc=ctx.target_gc,
-                             ref_freq=ctx.ref_freq, ignore_index=IGNORE)
+                             ref_freq=ctx.ref_freq, ignore_index=IGNORE, per_row=uniform)
         norm = ctx.optimize("g", loss)
         return {"loss": float(loss.detach()), "grad_norm": norm}
 
@@ -196,8 +228,9 @@ class Masked(Family):
             M.eval()
             x = ctx.val[: c.val_windows].to(ctx.device).long()
             acc, loss = masked_accuracy(M, x[:, : M.max_len], c.mask_prob, seed=ctx.cfg.train.seed)
+            nll = any_order_nll(M, x[:, : M.max_len], seed=ctx.cfg.train.seed)
             M.train(was)
-            out.update(val_masked_acc=acc, val_masked_loss=loss)
+            out.update(val_masked_acc=acc, val_masked_loss=loss, val_nll=nll)
         return out
 
     def infill(self, nets, codes, gaps, *, temperature=1.0, generator=None):

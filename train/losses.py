@@ -23,13 +23,20 @@ def balance_penalty(probs: torch.Tensor, target_gc: float, ref_freq=None) -> tor
 
 
 def balanced_loss(logits: torch.Tensor, targets: torch.Tensor, *, weight: float, target_gc: float,
-                  ref_freq=None, ignore_index: int = -100) -> torch.Tensor:
+                  ref_freq=None, ignore_index: int = -100, per_row: bool = False) -> torch.Tensor:
     """(1 - w) * cross-entropy + w * balance_penalty(softmax(logits)): the curriculum prototype's loss.
 
     logits (B, L, V), targets (B, L); the penalty uses the first four classes (A, C, G, T).
+    per_row: the cross-entropy is each row's mean over its scored positions, averaged over rows
+    (every row weighs the same however many positions it scores), instead of the mean over all.
     """
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                         ignore_index=ignore_index)
+    if per_row:
+        ce_pos = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=ignore_index, reduction="none")
+        n = (targets != ignore_index).sum(1)
+        ce = (ce_pos.sum(1)[n > 0] / n[n > 0]).mean()
+    else:
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                             ignore_index=ignore_index)
     if weight <= 0:
         return ce
     probs = torch.softmax(logits[..., :4], dim=-1)
