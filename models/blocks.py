@@ -1,6 +1,7 @@
 """Shared layers: pre-norm transformer stacks, Gumbel-softmax with an explicit generator, init."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -183,6 +184,7 @@ class NgramOptions:
     ngram_refit: int = option(0, "closing fit: refit the n-gram table on this many training windows (0 = off)")
     ngram_refit_prior: float = option(1.0, "Gaussian prior (precision, in tokens) keeping the refit near the trained table")
     ngram_refit_tolerance: float = option(0.001, "drop the refit if held-out NLL rises more (nats per base)")
+    ngram_min_bases: int = option(0, "no n-gram table when the training windows hold fewer bases (0 = always one)")
 
     def validate(self):
         parent = getattr(super(), "validate", None)
@@ -190,6 +192,16 @@ class NgramOptions:
             parent()
         if not 0 <= self.ngram_order <= 8:
             raise ConfigError("model.ngram_order must be between 0 and 8")
+
+    def for_data(self, n_bases: int):
+        """Below ngram_min_bases training bases the table is left out (ngram_order 0). Measured
+        (docs/benchmarks.md): the table cut 4-mer JS 3-7x on the two bacteria (1.7 and 3.5 Mb of
+        training windows) and made C2ST worse on the 160 kb human stretches and 39 kb lambda."""
+        if self.ngram_order and n_bases < self.ngram_min_bases:
+            note = (f"model.ngram_order {self.ngram_order} -> 0: {n_bases:,} training bases, fewer than "
+                    f"model.ngram_min_bases ({self.ngram_min_bases:,}); no n-gram table")
+            return dataclasses.replace(self, ngram_order=0), note
+        return self, None
 
 
 def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOptions, train_x, val, device,

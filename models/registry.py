@@ -11,6 +11,7 @@ Its command-line flags are declared on its Config's fields (utils.config.option)
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -108,6 +109,16 @@ class Family:
 
     def closing_fit(self, cfg) -> ClosingFit | None:
         return None
+
+    def fit_to_data(self, cfg, n_bases: int):
+        """(the run's config, a note for the log or None) for ``n_bases`` training bases, decided
+        once before the networks are built; the checkpoint stores the result, so loading builds the
+        same networks. Default: a model config's ``for_data(n_bases)`` if it has one."""
+        adapt = getattr(cfg.model, "for_data", None)
+        if adapt is None:
+            return cfg, None
+        model, note = adapt(n_bases)
+        return (cfg if model == cfg.model else dataclasses.replace(cfg, model=model)), note
 
     def artifacts(self, ensemble, run_dir, sample, epoch: int | None) -> list:
         """Family-specific files in a saved run, after each epoch's monitoring sample (epoch, 1-based)

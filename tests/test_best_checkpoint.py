@@ -96,6 +96,7 @@ def test_seqgan_best_carries_its_table_refit(genome, tmp_path):
     sets = ["model.hidden=8", "model.emb=8", "model.rollout_num=2", "model.d_emb=4", "model.d_filter_sizes=[2, 3]",
             "model.d_num_filters=[4, 4]", "model.pre_epochs=2", "model.dis_pre_epochs=1", "model.total_batch=1",
             "model.pg_batch=4", "model.ngram_order=2", "model.ngram_refit=300", "model.ngram_refit_tolerance=10",
+            "model.ngram_min_bases=0",
             "train.eval_samples=10", "data.seq_len=16", "train.batch=8", "train.steps_per_epoch=2",
             "train.save_every=0", "train.sample_every=0", f"train.checkpoint_dir={tmp_path}/ck", f"train.run_dir={tmp_path}/r"]
     res = train(resolve("seqgan", get_family("seqgan").Config, {"data": {"path": str(genome)}}, parse_set(sets)))
@@ -105,3 +106,21 @@ def test_seqgan_best_carries_its_table_refit(genome, tmp_path):
     assert res.history[-1]["refit_kept"] == 1.0
     ens, _ = load_ensemble(res.best_path)
     assert ens.sample(4, seed=0).shape == (4, 16)
+
+
+def test_small_data_leaves_the_ngram_table_out_and_the_checkpoint_says_so(genome, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="dnagan")
+    c = cfg(genome, tmp_path, "train.epochs=1", "model.ngram_min_bases=10000000")
+    res = train(c)
+    ck = ckpt_io.load(res.last_path)
+    assert ck["config"]["model"]["ngram_order"] == 0 and not any("ngram" in k for k in ck["members"][0])
+    assert "model.ngram_order 2 -> 0" in caplog.text and "fewer than model.ngram_min_bases" in caplog.text
+    ens, _ = load_ensemble(res.last_path)  # builds the same networks from the stored config
+    assert ens.sample(3, seed=0).shape == (3, 20)
+    # enough data: the table stays
+    c2 = cfg(genome, tmp_path, "train.epochs=1", "model.ngram_min_bases=100", "train.checkpoint_dir=" + str(tmp_path / "ck2"),
+             "train.run_dir=" + str(tmp_path / "r2"))
+    ck2 = ckpt_io.load(train(c2).last_path)
+    assert ck2["config"]["model"]["ngram_order"] == 2 and "G.ngram.table.weight" in ck2["members"][0]

@@ -145,7 +145,7 @@ def test_ngram_table_and_its_closing_refit(genome, tmp_path):
 
     sets = ["data.seq_len=20", "train.batch=16", "train.steps_per_epoch=4", "train.eval_samples=20",
             "train.epochs=2", "model.hidden=16", "model.noise_dim=4", "model.d_hidden=16", "model.d_filters=[8]",
-            "model.ngram_order=3", "model.ngram_refit=400", "model.ngram_refit_tolerance=10",
+            "model.ngram_order=3", "model.ngram_refit=400", "model.ngram_refit_tolerance=10", "model.ngram_min_bases=0",
             f"train.checkpoint_dir={tmp_path}/ck", f"train.run_dir={tmp_path}/r"]
     res = train(resolve("gumbel", get_family("gumbel").Config, {"data": {"path": str(genome)}}, parse_set(sets)))
     last = res.history[-1]

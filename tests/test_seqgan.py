@@ -373,3 +373,31 @@ def test_gaussian_policy_has_no_table_and_no_closing_fit(tmp_path):
     nets = get_family("seqgan").build(cfg, stats("gaussian"))
     assert fit.fit(nets, torch.randn(10, 12), None) == {}
     fit.undo(nets)  # nothing to undo, and no error
+
+
+def test_rounds_beyond_one_pass_of_a_small_genome_get_full_batches(genome, tmp_path, monkeypatch):
+    """An adversarial epoch of more rounds than a pass over the training windows has batches (lambda:
+    552 windows, 9 batches, 10 rounds) went on with empty batches, whose D loss is nan. The engine
+    now reshuffles and goes on."""
+    from models.registry import get_family
+    from train.engine import train
+    from utils.config import parse_set
+
+    fam = get_family("seqgan")
+    sizes = []
+    step = type(fam).train_step
+
+    def recording(self, nets, batch, ctx):
+        sizes.append((ctx.phase, batch.shape[0]))
+        return step(self, nets, batch, ctx)
+
+    monkeypatch.setattr(type(fam), "train_step", recording)
+    sets = ["model.hidden=8", "model.emb=8", "model.rollout_num=2", "model.d_emb=4", "model.d_filter_sizes=[2, 3]",
+            "model.d_num_filters=[4, 4]", "model.pre_epochs=1", "model.dis_pre_epochs=0", "model.total_batch=12",
+            "model.rounds_per_epoch=12", "model.pg_batch=4", "data.seq_len=16", "train.batch=128",
+            "train.steps_per_epoch=0", "train.eval_samples=10", "train.save_every=0", "train.sample_every=0"]
+    res = train(resolve("seqgan", SeqGANConfig, {"data": {"path": str(genome)}}, parse_set(sets)), save=False)
+    n_train = sum(1 for p, _ in sizes if p == "gen_pretrain")  # batches in one pass (the MLE epoch)
+    adv = [n for p, n in sizes if p == "adversarial"]
+    assert len(adv) == 12 > n_train and min(adv) > 0
+    assert all(np.isfinite(r["d_loss"]) for r in res.history if "d_loss" in r)

@@ -313,6 +313,11 @@ class Run:
         self.data = data
         self._check_data()
         self.stats = self.modality.stats(data)
+        if self.resume_ck is None and init_checkpoint is None:  # a stored run keeps its networks
+            self.cfg, note = self.family.fit_to_data(cfg, int(data.train.size))
+            cfg = self.cfg
+            if note:
+                log.info("%s", note)
         self.target_gc = self.modality.target_gc(tc.target_gc, data)
         self.plan = self.family.plan(cfg)
         self.cursor = Cursor(self.plan)
@@ -445,9 +450,15 @@ class Run:
             nets.train()
             ctx = self.context(m, epoch, phase_start)
             self.family.on_epoch_start(nets, ctx)
-            idx = torch.from_numpy(self.boots[m])[torch.randperm(n_train, generator=self.shuffle_gen)]
+            # one shuffled pass over the member's windows; a phase with more steps than batches in a
+            # pass (seqgan's rounds on a small genome) goes on with freshly shuffled passes
+            per_pass = math.ceil(n_train / tc.batch)
+            passes = [torch.from_numpy(self.boots[m])[torch.randperm(n_train, generator=self.shuffle_gen)]]
             for b in tqdm(range(n_batches), desc=f"epoch {epoch + 1} member {m + 1}", disable=None, leave=False):
-                rows = idx[b * tc.batch : (b + 1) * tc.batch]
+                p, j = divmod(b, per_pass)
+                if p == len(passes):
+                    passes.append(torch.from_numpy(self.boots[m])[torch.randperm(n_train, generator=self.shuffle_gen)])
+                rows = passes[p][j * tc.batch : (j + 1) * tc.batch]
                 batch = self.modality.batch(self.train_x[rows, : ctx.length].to(self.device))
                 ctx.step, ctx.budget_used = self.steps[m], self.budget_used()
                 figures = self.family.train_step(nets, batch, ctx)
