@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -54,7 +55,8 @@ def cli(*argv, cwd: Path) -> float:
 
 
 def trained_set(family: str, data: str, budget: float, n: int, work: Path, extra=()) -> tuple[np.ndarray, float]:
-    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # every row from a fresh run, nothing left from an earlier one
+    work.mkdir(parents=True)
     secs = cli("--mode", "train", "--model", family, "--data", ROOT / data, "--budget", budget, "--run_dir", "run",
                "--checkpoint_dir", "ck", "--overwrite", *extra, cwd=work)
     cli("--mode", "gen", "--checkpoint", f"ck/{family}_best.pt", "--n", n, "--output", "gen.fasta", cwd=work)

@@ -380,3 +380,17 @@ def test_sigterm_mid_run_resumes_bit_identically(genome, tmp_path):
     a = torch.load(tmp_path / "a" / "gumbel_last.pt", weights_only=True)["members"][0]
     b = torch.load(ck / "gumbel_last.pt", weights_only=True)["members"][0]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_named_run_dir_holding_a_run_is_refused_unless_overwrite(genome, tmp_path, capsys):
+    args = TR + ["--data", genome, "--checkpoint_dir", tmp_path / "ck", "--run_dir", tmp_path / "run"]
+    rc, _, err = run_cli(main, args, capsys)
+    assert rc == 0, err
+    rc, _, err = run_cli(main, TR + ["--data", genome, "--checkpoint_dir", tmp_path / "ck2", "--run_dir", tmp_path / "run"],
+                         capsys)
+    assert_one_line_error(rc, err, "already holds a run", "--overwrite")
+    before = (tmp_path / "run" / "metrics.csv").read_text()
+    rc, _, err = run_cli(main, args + ["--overwrite", "--seed", "7"], capsys)
+    assert rc == 0, err
+    after = (tmp_path / "run" / "metrics.csv").read_text()
+    assert after != before and len(after.splitlines()) == len(before.splitlines())  # replaced, not appended

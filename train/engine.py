@@ -303,6 +303,7 @@ class Run:
             self.run_dir = Path(self.resume_ck["run_dir"])
         ck_dir = Path(tc.checkpoint_dir)
         self.best_path, self.last_path = ck_dir / f"{cfg.family}_best.pt", ck_dir / f"{cfg.family}_last.pt"
+        self.overwrite = overwrite
         if save:
             self.preflight(overwrite)
         seed_everything(tc.seed)
@@ -402,8 +403,8 @@ class Run:
                     self.closing.undo(nets)
         ck = self.resume_ck
         if ck is None:
-            if self.saving and self.cfg.train.run_dir and (self.run_dir / "metrics.csv").exists():
-                raise ConfigError(f"{self.run_dir}: already holds a run; pass --resume or another --run_dir")
+            if self.saving and self.cfg.train.run_dir and (self.run_dir / "metrics.csv").exists() and not self.overwrite:
+                raise ConfigError(f"{self.run_dir}: already holds a run; pass --resume, --overwrite or another --run_dir")
             return
         for nets, sd in zip(self.members, ck["members"]):
             load_weights(nets, sd, self.resume_path)
@@ -652,6 +653,7 @@ class Run:
 def train(cfg: C.RunConfig, *, resume: str | None = None, init_checkpoint: str | None = None,
           data=None, save: bool = True, given: dict | None = None, overwrite: bool = False) -> TrainResult:
     """Train one run. ``given``: the settings the user gave ({(section, key): (flag, value)}),
-    checked against a resumed run's; ``overwrite``: replace another run's <family>_best/_last.pt."""
+    checked against a resumed run's; ``overwrite``: replace another run's <family>_best/_last.pt
+    and, in an explicit run directory, its metrics.csv."""
     return Run(cfg, resume=resume, init_checkpoint=init_checkpoint, data=data, save=save, given=given,
                overwrite=overwrite).run()
