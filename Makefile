@@ -5,8 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
-DEMO_MODEL ?= gumbel
-DEMO_EPOCHS ?= 60
+DEMO_MODEL ?= seqgan
+DEMO_TRAIN ?= --budget 100
 DEMO_SET ?= --set train.eval_samples=200
 
 .PHONY: setup demo test bench clean
@@ -30,7 +30,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: $(STAMP)
 	$(BIN)/python main.py --mode train --model $(DEMO_MODEL) --data data/example_genome.fasta \
-	  --seq_len 70 --epochs $(DEMO_EPOCHS) $(DEMO_SET) --overwrite --run_dir runs/demo_$$(date +%Y%m%d-%H%M%S)
+	  --seq_len 70 $(DEMO_TRAIN) $(DEMO_SET) --overwrite --run_dir runs/demo_$$(date +%Y%m%d-%H%M%S)
 	$(BIN)/python main.py --mode gen --checkpoint checkpoints/$(DEMO_MODEL)_best.pt --n 150 \
 	  --data data/example_genome.fasta
 	$(BIN)/python analyze_sequences.py --generated outputs/generated.fasta \

@@ -16,7 +16,7 @@ from utils import __version__
 from utils import domains as D
 from utils.errors import ConfigError
 
-DEFAULT_FAMILY = "gumbel"
+DEFAULT_FAMILY = "seqgan"
 log = logging.getLogger("dnagan")
 
 

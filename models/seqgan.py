@@ -4,6 +4,8 @@ and for real-valued sequences (Gaussian head), chosen by the data or model.outpu
 
 Policy G    : LSTM (hidden 32 in the prototype) over the previous token (embedding) or value (Linear)
               -> categorical logits over A, C, G, T, or a Gaussian mean and log-variance per step.
+              For DNA the logits also get an n-gram table indexed by the previous model.ngram_order
+              bases (models.blocks.ContextLogits, as gumbel's), refitted after training.
 Rollout     : a copy of G, never touched by an optimiser, that tracks G by exponential moving average
               (theta_roll <- r theta_roll + (1 - r) theta_G, r = model.rollout_update = 0.8).
 D           : per-position Linear embedding -> Conv1d for every filter width -> max over time ->
@@ -34,6 +36,7 @@ from torch import nn
 from models.blocks import ContextLogits, NgramOptions, ngram_closing_fit, place_prompt
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import d_metrics
+from train.losses import balanced_loss
 from train.schedule import Phase, Plan
 from utils.config import option
 from utils.errors import ConfigError
@@ -426,18 +429,26 @@ class SeqGAN(Family):
         return {"pg_loss": float(loss.detach()), "reward": float(rewards.mean()),
                 "reward_final": float(rewards[:, -1].mean())}
 
+    @staticmethod
+    def mle(G: Policy, x: torch.Tensor, ctx) -> torch.Tensor:
+        """Teacher-forced NLL; for DNA with the GC-balanced term (train.balance_weight, or
+        --target_gc), as every family's likelihood step."""
+        if G.kind != "categorical" or ctx.balance_weight <= 0:
+            return G.mle_loss(x)
+        return balanced_loss(G(x), x, weight=ctx.balance_weight, target_gc=ctx.target_gc, ref_freq=ctx.ref_freq)
+
     def train_step(self, nets, batch, ctx) -> dict[str, float]:
         c = ctx.cfg.model
         G = nets["G"]
         if ctx.phase == "gen_pretrain":
-            loss = G.mle_loss(batch)
+            loss = self.mle(G, batch, ctx)
             ctx.optimize("g", loss)
             return {"mle": float(loss.detach())}
         if ctx.phase == "dis_pretrain":
             return self._d_step(nets, batch, ctx)
         out = self.pg_step(nets, ctx, c.pg_batch or batch.shape[0], batch.shape[1])
         for i in range(c.mle_steps):
-            loss = G.mle_loss(batch if i == 0 else self._real(ctx, batch.shape[0]))
+            loss = self.mle(G, batch if i == 0 else self._real(ctx, batch.shape[0]), ctx)
             ctx.optimize("g", loss)
             out["mle"] = float(loss.detach())
         ema_update(nets["rollout"], G, c.rollout_update)  # after this round's generator updates

@@ -401,3 +401,20 @@ def test_rounds_beyond_one_pass_of_a_small_genome_get_full_batches(genome, tmp_p
     adv = [n for p, n in sizes if p == "adversarial"]
     assert len(adv) == 12 > n_train and min(adv) > 0
     assert all(np.isfinite(r["d_loss"]) for r in res.history if "d_loss" in r)
+
+
+def test_target_gc_pulls_the_dna_policy_in_its_mle_steps():
+    """--target_gc (the GC-balanced term) reaches seqgan's likelihood steps, as every family's."""
+    gc = {}
+    for w in (0.0, 0.5):
+        torch.manual_seed(0)
+        fam, nets, ctx = build_for_steps("seqgan", tiny_cfg(), stats("categorical"), lr=1e-2, epoch=0)
+        assert ctx.phase == "gen_pretrain"
+        ctx.balance_weight, ctx.target_gc, ctx.ref_freq = w, 0.9, None
+        batch = batch_of("categorical", 32, 12, seed=4)  # GC about 0.5
+        for _ in range(40):
+            fam.train_step(nets, batch, ctx)
+        with torch.no_grad():
+            p = torch.softmax(nets["G"](batch), -1)
+        gc[w] = float(p[..., 1:3].sum(-1).mean())
+    assert gc[0.5] > gc[0.0] + 0.1, gc
