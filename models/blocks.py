@@ -266,15 +266,16 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
 
 
 def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of):
-    """The ClosingFit of a family with an n-gram table: ``table_of(nets)`` is its ContextLogits and
-    ``network_logits_of(nets)`` the frozen network's logits function (see refit_context_logits)."""
+    """The ClosingFit of a family with an n-gram table: ``table_of(nets)`` is its ContextLogits (None
+    where the networks have none: then nothing is fitted or undone) and ``network_logits_of(nets)``
+    the frozen network's logits function (see refit_context_logits)."""
     from models.registry import ClosingFit
 
     if not (opts.ngram_order and opts.ngram_refit):
         return None
 
     def fit(nets, train_x, ctx):
-        if train_x.shape[0] == 0:
+        if train_x.shape[0] == 0 or table_of(nets) is None:  # no table (e.g. a real-valued policy)
             return {}
         was = nets.training
         nets.eval()
@@ -284,4 +285,8 @@ def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of):
         finally:
             nets.train(was)
 
-    return ClosingFit(windows=opts.ngram_refit, fit=fit, undo=lambda nets: table_of(nets).refit.zero_())
+    def undo(nets):
+        if table_of(nets) is not None:
+            table_of(nets).refit.zero_()
+
+    return ClosingFit(windows=opts.ngram_refit, fit=fit, undo=undo)

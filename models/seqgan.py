@@ -477,19 +477,8 @@ class SeqGAN(Family):
     def closing_fit(self, cfg) -> ClosingFit | None:
         """Refit the DNA policy's n-gram table with the LSTM frozen (models.blocks.refit_context_logits);
         nothing for real-valued sequences, whose policy has no table."""
-        fit = ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram,
-                                lambda nets: (lambda x, g: nets["G"].network_logits(x)))
-        if fit is None:
-            return None
-
-        def run(nets, train_x, ctx):
-            return {} if nets["G"].ngram is None else fit.fit(nets, train_x, ctx)
-
-        def undo(nets):
-            if nets["G"].ngram is not None:
-                fit.undo(nets)
-
-        return ClosingFit(windows=fit.windows, fit=run, undo=undo)
+        return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram,
+                                 lambda nets: (lambda x, g: nets["G"].network_logits(x)))
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None):
