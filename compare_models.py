@@ -34,6 +34,8 @@ def build_parser():
     p.add_argument("--seed", type=D.SEED, default=0)
     p.add_argument("--no-baseline", "--no_baseline", dest="baseline", action="store_false")
     p.add_argument("--no-c2st", dest="c2st", action="store_false", help="skip the classifier test (faster)")
+    p.add_argument("--no-frechet", dest="frechet", action="store_false",
+                   help="skip the Fréchet distance (its encoder trains once per reference, then is cached)")
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="outputs/comparison")
     return p
 
@@ -91,17 +93,23 @@ def run(args) -> int:
         res = train(cfg, data=data, save=False)
         n_base = max(x.shape[0] for x in sets.values())
         sets["markov-5 baseline"] = res.ensemble.sample(n_base, L, seed=args.seed).numpy()
-    rows = C.rows_for(sets, ref, train=data.train, train_segments=data.train_segments, seed=args.seed, c2st=args.c2st)
+    rows = C.rows_for(sets, ref, train=data.train, train_segments=data.train_segments, seed=args.seed, c2st=args.c2st,
+                      frechet=args.frechet)
     rng = np.random.default_rng(args.seed)
     n_floor = min(data.train.shape[0], max(x.shape[0] for x in sets.values()))
     floor_set = data.train[rng.choice(data.train.shape[0], n_floor, replace=False)]
     floor = M.compare(floor_set, ref, ks=(2, 4, 6), c2st=args.c2st, seed=args.seed)
     floor["diversity"] = M.mean_pairwise_hamming(floor_set, seed=args.seed)
+    if args.frechet and rows and "fd_floor" in rows[0]:  # training windows vs held-out, as every row's fd_floor
+        floor.update({k: rows[0][f"fd_floor{s}"] for k, s in (("fd", ""), ("fd_lo", "_lo"), ("fd_hi", "_hi"))})
+    C.mark_floor(rows, floor)
     C.write(rows, floor, sets, ref, args.output_dir, title=f"Model comparison on {ref_path} held-out windows ({L} bp)",
             notes=notes)
     for r in rows:
-        print(f"{r['model']:<32} C2ST {C.c2st_text(r)}  4-mer JS {r['js_4mer']:.4f}  "
-              f"GC {r['gc_mean']:.3f}  unique {r['unique_fraction']:.3f}  copies {r.get('exact_copies')}")
+        fd = f"  FD {r['fd']:.3f}" if r.get("fd") is not None else ""
+        print(f"{r['model']:<32} C2ST {C.c2st_text(r)}{fd}  4-mer JS {r['js_4mer']:.4f}  "
+              f"GC {r['gc_mean']:.3f}  unique {r['unique_fraction']:.3f}  copies {r.get('exact_copies')}  "
+              f"{r['vs_floor']}")
     print(f"{'real vs real (floor)':<32} C2ST {C.c2st_text(floor)}  4-mer JS {floor['js_4mer']:.4f}")
     print(f"wrote {args.output_dir}/comparison.md, comparison.csv, comparison.html")
     return 0

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--infill", default=None, metavar="FASTA",
                    help="fill every N or ? of these sequences (masked family) and write FASTA")
     g.add_argument("--gc", type=D.PROBABILITY, default=None, help="requested GC content (GC-conditional models)")
+    g.add_argument("--max_identity", type=D.PROBABILITY, default=None, metavar="X",
+                   help="redraw every sequence more than X identical to a training window (any offset, either "
+                        "strand; the training data is the checkpoint's, or --data)")
     g.add_argument("--output", default=None, help="FASTA path; a .txt twin is written beside it")
     a = p.add_argument_group("analyze")
     a.add_argument("--generated", default=None)
@@ -212,12 +215,40 @@ def cmd_gen(args) -> int:
     if args.gc is not None and not 0 <= args.gc <= 1:
         raise ConfigError(f"--gc must be a fraction between 0 and 1, got {args.gc}")
     codes = ens.sample(n, length, temperature=temp, seed=seed, prompt=prompt, gc=args.gc)
+    if args.max_identity is not None:
+        codes = _limit_identity(args, ens, codes, lambda m, r: ens.sample(
+            m, length, temperature=temp, seed=seed + 1 + r, prompt=prompt, gc=args.gc))
     print(kind.write_generated(args.output or kind.default_output(ens.cfg.gen.output), codes, model=ens.family.name,
                                checkpoint=Path(args.checkpoint).name, temperature=temp))
     if args.data:
         _warn_other_data(args.data, ck, args.checkpoint)
         print(kind.versus_data(codes, args.data, length))
     return 0
+
+
+def _limit_identity(args, ens, codes, draw):
+    """--max_identity: redraw the sequences too close to the training windows the checkpoint was trained
+    on (its data file and split, or --data's), and say how many were redrawn."""
+    from analysis.neighbours import redraw_near_copies
+    from utils.sequences import load_sequences
+
+    d, t = ens.cfg.data, ens.cfg.train
+    if ens.stats.kind != "dna":
+        raise ConfigError("--max_identity: identity is a DNA notion; this checkpoint generates real values")
+    path = args.data or d.path
+    if d.synthetic and not args.data:
+        raise ConfigError("--max_identity: the checkpoint was trained on synthetic windows; give --data FILE")
+    if not Path(path).exists():
+        raise ConfigError(f"--max_identity: {path} (the training data) not found; give --data FILE")
+    data = load_sequences(path, codes.shape[1], stride=d.stride, val_fraction=d.val_fraction,
+                          block_size=d.block_size, seed=t.seed, crop=d.crop_records)
+    kept, redrawn, dropped = redraw_near_copies(codes, draw, data.train_segments, args.max_identity)
+    print(f"--max_identity {args.max_identity}: {redrawn} draw(s) redrawn for being more than {args.max_identity:.0%} "
+          f"identical to a training window of {path}" + (f"; {dropped} still too close after 20 rounds, dropped"
+                                                         if dropped else ""))
+    if not len(kept):
+        raise ConfigError(f"--max_identity {args.max_identity}: every sequence stayed too close to the training data")
+    return kept
 
 
 def _warn_other_data(path, ck: dict, ck_path) -> None:

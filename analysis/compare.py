@@ -20,17 +20,37 @@ from utils.outputs import staged_dir
 from utils.sequences import atomic_write_text
 
 COLUMNS = ["model", "n", "gc_mean", "gc_abs_diff", "js_2mer", "js_4mer", "js_6mer", "unique_fraction",
-           "diversity", "exact_copies", "nn_identity_mean", "c2st_auc", "c2st_lo", "c2st_hi"]
-BAR_METRICS = ["c2st_auc", "js_4mer", "js_6mer", "gc_abs_diff", "diversity", "nn_identity_mean"]
+           "diversity", "exact_copies", "near_copies", "nn_identity_mean", "period3_gap", "orf_ks",
+           "fd", "fd_lo", "fd_hi", "c2st_auc", "c2st_lo", "c2st_hi", "vs_floor"]
+BAR_METRICS = ["c2st_auc", "fd", "js_4mer", "js_6mer", "gc_abs_diff", "diversity", "nn_identity_mean",
+               "period3_gap", "orf_ks"]
 
 
-def rows_for(sets: dict, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True) -> list[dict]:
+def rows_for(sets: dict, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True,
+             frechet: bool = True) -> list[dict]:
     rows = []
     for name, gen in tqdm(sets.items(), desc="compare", disable=None, leave=False):
-        r = M.compare(gen, ref, train=train, train_segments=train_segments, ks=(2, 4, 6), c2st=c2st, seed=seed)
+        r = M.compare(gen, ref, train=train, train_segments=train_segments, ks=(2, 4, 6), c2st=c2st,
+                      frechet=frechet, seed=seed)
         r["diversity"] = M.mean_pairwise_hamming(gen, seed=seed)
         rows.append({"model": name, **r})
     return sort_rows(rows)
+
+
+def mark_floor(rows: list[dict], floor: dict) -> None:
+    """vs_floor on each row: which of its intervals (C2ST AUC, Fréchet distance) overlap the real-vs-real
+    floor's, i.e. where the row cannot be told from real DNA at this sample size; '-' where neither does.
+    A row on fewer than 500 sequences a side is marked underpowered."""
+    for r in rows:
+        marks = []
+        for m in ("c2st", "fd"):
+            lo, hi = (("c2st_lo", "c2st_hi") if m == "c2st" else ("fd_lo", "fd_hi"))
+            f_lo, f_hi = (floor.get(lo), floor.get(hi))
+            if None not in (r.get(lo), r.get(hi), f_lo, f_hi) and r[lo] <= f_hi and f_lo <= r[hi]:
+                marks.append(f"{m} overlaps floor")
+        if r.get("c2st_underpowered"):
+            marks.append("underpowered")
+        r["vs_floor"] = "; ".join(marks) or "-"
 
 
 def sort_rows(rows: list[dict]) -> list[dict]:
@@ -75,7 +95,8 @@ def _write(rows: list[dict], floor: dict | None, sets: dict, ref, out: Path, *, 
                                          floor=floor, readings=READINGS),
         "kmer_grid": plots.kmer_grid(sets, ref, out / "comparison_kmer3_grid.png"),
     }
-    md = [f"# {title}", "", "Rows sorted by C2ST AUC (0.5 = indistinguishable from held-out real DNA).", ""]
+    md = [f"# {title}", "", "Rows sorted by C2ST AUC (0.5 = indistinguishable from held-out real DNA); vs_floor "
+          "names the intervals that overlap the real-vs-real floor's.", ""]
     md += [f"> note: {n}" for n in notes] + ([""] if notes else [])
     md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in all_rows]

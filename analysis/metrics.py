@@ -240,15 +240,25 @@ def c2st_row(real, gen, *, seed: int = 0) -> dict:
     from analysis.judge import c2st
 
     r = c2st(real, gen, seed=seed)
-    return {"c2st_auc": r["auc"], "c2st_lo": r["lo"], "c2st_hi": r["hi"], "c2st_n": r["n"], "c2st_judge": r["judge"]}
+    return {"c2st_auc": r["auc"], "c2st_lo": r["lo"], "c2st_hi": r["hi"], "c2st_n": r["n"], "c2st_judge": r["judge"],
+            "c2st_underpowered": bool(r["n"] < UNDERPOWERED_N)}
+
+
+# fewer sequences a side than this and a two-sample figure cannot separate models a few hundredths
+# apart (bench/judge_power.py: the interval is ~+-0.03 at 500 a side): reports flag it
+UNDERPOWERED_N = 500
 
 
 # ------------------------------------------------------------------------------------------ summary
 
 
 def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool = True,
-            seed: int = 0) -> dict:
-    """The standard metric row of a generated set against reference (held-out) real sequences."""
+            frechet: bool = False, seed: int = 0) -> dict:
+    """The standard metric row of a generated set against reference (held-out) real sequences:
+    composition, k-mer JS, diversity, codon periodicity and ORF lengths (analysis.structure); with
+    train_segments exact and near copies (analysis.neighbours); with train the nearest-window
+    identity and, when asked, the Fréchet distance (analysis.frechet); the C2ST with its interval."""
+    from analysis.structure import structure_row
     gen, ref = as_codes(gen), as_codes(ref)
     gc_g, gc_r = gc_content(gen), gc_content(ref)
     row = {
@@ -264,10 +274,18 @@ def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool 
     row["unique_fraction"] = unique_fraction(gen)
     mi = morans_i(gen)
     row["morans_i"] = float(np.nanmean(mi)) if np.isfinite(mi).any() else float("nan")
+    row.update(structure_row(gen, ref))
     if train_segments is not None:
+        from analysis.neighbours import near_copies_row
+
         row["exact_copies"] = exact_copies(gen, train_segments)
+        row.update(near_copies_row(gen, ref, train_segments))
     if train is not None:
         row["nn_identity_mean"] = float(nearest_identity(gen, train, seed=seed).mean())
+        if frechet:
+            from analysis.frechet import frechet_row
+
+            row.update(frechet_row(gen, ref, train, seed=seed, progress=False))
     if c2st:
         row.update(c2st_row(ref, gen, seed=seed))
     return row

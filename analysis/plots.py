@@ -204,6 +204,31 @@ def nn_identity_hist(ident_gen, ident_real, path) -> Path:
     return _save(fig, path)
 
 
+def structure_panels(gen, ref, path) -> Path:
+    """Codon periodicity (period-3 power) and longest-ORF distributions, generated beside real."""
+    from analysis.structure import longest_orf, period3_power
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    p_g, p_r = period3_power(gen), period3_power(ref)
+    hi = float(np.nanpercentile(np.concatenate([p_g, p_r]), 99.5)) if len(p_g) + len(p_r) else 1.0
+    bins = np.linspace(0, max(hi, 1e-6), 41)
+    axes[0].hist(p_r, bins=bins, alpha=0.5, density=True, label="held-out real")
+    axes[0].hist(p_g, bins=bins, alpha=0.5, density=True, label="generated")
+    axes[0].set_xlabel("period-3 power (no codon structure ~0.75)")
+    axes[0].set_title("codon periodicity")
+    o_g, o_r = longest_orf(gen), longest_orf(ref)
+    top = max(int(np.concatenate([o_g, o_r]).max(initial=3)), 3)
+    obins = np.arange(0, top + 6, max(3, 3 * (top // 120 + 1)))
+    axes[1].hist(o_r, bins=obins, alpha=0.5, density=True, label="held-out real")
+    axes[1].hist(o_g, bins=obins, alpha=0.5, density=True, label="generated")
+    axes[1].set_xlabel("longest ORF per sequence (bases, both strands)")
+    axes[1].set_title("open reading frames")
+    for ax in axes:
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def metric_bars(rows: list[dict], metrics: list[str], path, floor: dict | None = None,
                 readings: dict | None = None) -> Path:
     """One bar chart per metric, one bar per model, the real-vs-real floor as a dashed line."""

@@ -50,6 +50,25 @@ READINGS = {
     "c2st_hi": "upper end of the 95% bootstrap interval of c2st_auc",
     "c2st_n": "sequences per side the judge saw",
     "c2st_judge": "which classifier judged (analysis/judge.py)",
+    "c2st_underpowered": "true = fewer than 500 sequences a side: the C2ST cannot separate close models",
+    "period3": "period-3 Fourier power (codon structure; ~0.75 = none), generated",
+    "period3_ref": "the same for real held-out sequences",
+    "period3_gap": "|period3 - period3_ref|: 0 = same codon periodicity",
+    "period3_ks": "KS distance of the period-3 power distributions",
+    "orf_longest_mean": "mean longest open reading frame per sequence (bases, both strands)",
+    "orf_longest_mean_ref": "the same for real held-out sequences",
+    "orf_ks": "KS distance of the longest-ORF distributions: 0 = same",
+    "orf_ks_pvalue": "small (< 0.01) = ORF lengths differ detectably",
+    "near_copies": "fraction of generated within near_copies_threshold identity of a training window (any offset, either strand)",
+    "near_copies_ref": "the same for real held-out sequences: the level to expect",
+    "near_copies_threshold": "identity counted as a near copy",
+    "fd": "Fréchet distance of learned embeddings, generated vs held-out (lower = closer; read beside fd_floor)",
+    "fd_lo": "lower end of the 95% bootstrap interval of fd",
+    "fd_hi": "upper end of the 95% bootstrap interval of fd",
+    "fd_floor": "Fréchet distance of real training windows vs held-out at the same sample size",
+    "fd_floor_lo": "lower end of the 95% bootstrap interval of fd_floor",
+    "fd_floor_hi": "upper end of the 95% bootstrap interval of fd_floor",
+    "fd_n": "sequences per side in the Fréchet distance",
 }
 
 FIGURE_TEXT = {
@@ -60,6 +79,7 @@ FIGURE_TEXT = {
     "composition": "Nucleotide composition: the 'mostly A' failure shows here first.",
     "homopolymer_runs": "Run-length distribution (log scale): too many long runs is a degenerate generator.",
     "nn_identity": "Identity to the nearest training window: a spike at 1 is memorisation; real held-out DNA shows the natural level.",
+    "structure": "Codon periodicity (period-3 power) and the longest open reading frame per sequence: long-range structure no short Markov chain has.",
 }
 
 
@@ -80,10 +100,13 @@ def _nanmean(x) -> float:
 
 
 def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True,
-                   progress: bool = True) -> tuple[dict, dict]:
+                   frechet: bool = True, progress: bool = True) -> tuple[dict, dict]:
     """(metrics, arrays): every report figure's number, and the per-sequence arrays the figures use."""
+    from analysis.frechet import frechet_row
+    from analysis.neighbours import near_copies_row
+
     gen, ref = M.as_codes(gen), M.as_codes(ref)
-    steps = ["k-mer spectra and GC", "novelty", "two-sample classifier"]
+    steps = ["k-mer spectra and GC", "novelty", "Fréchet distance", "two-sample classifier"]
     bar = tqdm(steps, desc="analyze", disable=None if progress else True, leave=False)
     it = iter(bar)
     next(it)
@@ -111,11 +134,15 @@ def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, 
     next(it)
     if train_segments is not None:
         row["exact_copies"] = M.exact_copies(gen, train_segments)
+        row.update(near_copies_row(gen, ref, train_segments))
     if train is not None:
         arrays["nn_gen"] = M.nearest_identity(gen, train, seed=seed)
         arrays["nn_ref"] = M.nearest_identity(ref, train, seed=seed)
         row["nn_identity_mean"] = float(arrays["nn_gen"].mean())
         row["nn_identity_mean_ref"] = float(arrays["nn_ref"].mean())
+    next(it, None)
+    if train is not None and frechet:
+        row.update(frechet_row(gen, ref, train, seed=seed, progress=progress))
     next(it, None)
     if c2st:
         row.update(M.c2st_row(ref, gen, seed=seed))
@@ -179,6 +206,9 @@ def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, t
     row, arrays = report_metrics(gen, ref, train=train, train_segments=train_segments, seed=seed,
                                  c2st=c2st, progress=progress)
     clean = _clean(row)
+    if clean.get("c2st_underpowered"):
+        notes = (*notes, f"underpowered: the C2ST saw {clean.get('c2st_n')} sequences a side (fewer than "
+                         f"{M.UNDERPOWERED_N}); its AUC cannot separate models a few hundredths apart")
     with staged_dir(out_dir) as out:  # the report lands whole, or the earlier one stays
         _write_analysis(gen, ref, clean, arrays, out, title=title, notes=notes)
     return clean
@@ -192,6 +222,7 @@ def _write_analysis(gen, ref, clean: dict, arrays: dict, out: Path, *, title: st
         "gc_distribution": plots.gc_overlay(gen, ref, out / "gc_distribution.png"),
         "composition": plots.composition_bars(gen, ref, out / "composition.png"),
         "homopolymer_runs": plots.homopolymer_plot(gen, ref, out / "homopolymer_runs.png"),
+        "structure": plots.structure_panels(gen, ref, out / "structure.png"),
     }
     if arrays["nn_gen"] is not None:
         figs["nn_identity"] = plots.nn_identity_hist(arrays["nn_gen"], arrays["nn_ref"], out / "nn_identity.png")

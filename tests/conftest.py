@@ -30,8 +30,10 @@ def genome(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _chdir(tmp_path, monkeypatch):
-    # CLI runs write checkpoints/ and outputs/ relative to the working directory.
+    # CLI runs write checkpoints/ and outputs/ relative to the working directory; cached encoders
+    # (analysis.frechet) go to the test's own folder, never the user's ~/.cache
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DNAGAN_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(autouse=True)

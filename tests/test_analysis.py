@@ -58,6 +58,11 @@ def test_analyze_writes_every_figure_and_an_html_with_all_of_them(tmp_path):
     assert set(m) <= set(READINGS) | {"composition", "composition_ref", "dinucleotides", "dinucleotides_ref",
                                       "homopolymer_runs", "homopolymer_runs_ref"}
     assert m["exact_copies"] == 0 and 0.5 < m["c2st_auc"] <= 1
+    # the new sections: structure, near copies, the Fréchet distance with its floor, the power flag
+    assert m["near_copies"] == 0 and m["near_copies_ref"] == 0 and m["c2st_underpowered"] is True
+    assert m["fd"] > m["fd_floor"] >= 0 and m["fd_lo"] <= m["fd"] <= m["fd_hi"]
+    assert 0 <= m["orf_ks"] <= 1 and m["period3"] > 0
+    assert "underpowered" in md
 
 
 def test_main_analyze_and_the_script_give_the_same_metrics(genome, tmp_path, monkeypatch):
@@ -106,12 +111,19 @@ def test_compare_orders_rows_by_auc_and_writes_its_files(genome, tmp_path):
     write_fasta(tmp_path / "poly_a.fasta", decode(rand(120, 30, 8, p=[0.7, 0.1, 0.1, 0.1])))
     assert compare_main(["--data", str(genome), "--generated", "unif.fasta", "poly_a.fasta",
                          "--labels", "uniform", "mostly-A", "--output-dir", "cmp"]) == 0
-    text = (tmp_path / "cmp/comparison.csv").read_text().splitlines()
-    names = [line.split(",")[0] for line in text[1:]]
+    import csv
+
+    table = list(csv.DictReader((tmp_path / "cmp/comparison.csv").read_text().splitlines()))
+    names = [r["model"] for r in table]
     assert set(names) == {"uniform", "mostly-A", "markov-5 baseline", "real vs real (floor)"}
-    aucs = [float(line.split(",")[-1]) for line in text[1:-1]]
+    aucs = [float(r["c2st_auc"]) for r in table[:-1]]
     assert aucs == sorted(aucs) and names[-1] == "real vs real (floor)"
     assert names.index("mostly-A") > names.index("markov-5 baseline")
+    # 120 sequences a side: every row is flagged underpowered; the Fréchet distance and its floor are there
+    assert all("underpowered" in r["vs_floor"] for r in table[:-1])
+    assert all(float(r["fd"]) >= 0 for r in table)
+    by = {r["model"]: r for r in table}
+    assert float(by["mostly-A"]["fd"]) > float(by["real vs real (floor)"]["fd"])
     for f in ("comparison.md", "comparison.html", "comparison_metrics.png", "comparison_kmer3_grid.png"):
         assert (tmp_path / "cmp" / f).stat().st_size > 0
     # the prototype's form: --data is the generated set

@@ -1,0 +1,206 @@
+"""Structure statistics (periodicity, ORFs), the Fréchet distance, and memorisation by the k-mer index."""
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from analysis import compare as C
+from analysis import frechet as FD
+from analysis.neighbours import KmerIndex, near_copies_row, redraw_near_copies, seed_k
+from analysis.structure import longest_orf, period3_power, structure_row
+from main import main
+from utils.sequences import encode, read_sequences, reverse_complement
+
+
+def codes(s: str) -> np.ndarray:
+    return encode(s)[None, :]
+
+
+def rand(n, L, seed=0, p=None):
+    return np.random.default_rng(seed).choice(4, size=(n, L), p=p).astype(np.uint8)
+
+
+def naive_orf(row) -> int:
+    """Longest ATG...stop (or ATG...end) in bases, stop excluded, both strands, by string search."""
+    best = 0
+    for s in ("".join("ACGT"[c] for c in row), "".join("ACGT"[c] for c in reverse_complement(row[None])[0])):
+        for i in range(len(s) - 2):
+            if s[i : i + 3] == "ATG":
+                j = i
+                while j + 3 <= len(s) and s[j : j + 3] not in ("TAA", "TAG", "TGA"):
+                    j += 3
+                best = max(best, j - i)
+    return best
+
+
+def test_longest_orf_hand_made_and_against_a_string_search():
+    assert longest_orf(codes("CCATGAAACCCTAGCC"))[0] == 9  # ATG AAA CCC, then TAG
+    assert longest_orf(codes("CCATGAAACCC"))[0] == 9  # cut by the window's end: counted to the end
+    assert longest_orf(codes("CCCTTTCATCC"))[0] == 9  # reverse strand: GGATGAAAGGG -> ATG AAA GGG to the end
+    assert longest_orf(codes("CCTTACATCC"))[0] == 3  # reverse strand: GGATGTAAGG -> ATG, then TAA
+    assert longest_orf(codes("CCCCCCCCC"))[0] == 0  # no ATG anywhere
+    assert longest_orf(codes("ATGTAA"))[0] == 3
+    x = rand(300, 61, 1)
+    assert longest_orf(x).tolist() == [naive_orf(r) for r in x]
+
+
+def test_period3_power_sees_codon_structure_and_not_the_frame():
+    rng = np.random.default_rng(0)
+    iid = rand(4000, 99, 2)
+    assert period3_power(iid).mean() == pytest.approx(0.75, abs=0.02)  # 1 - sum p^2 for equal frequencies
+    codon = np.tile(rng.integers(0, 4, (200, 3)), (1, 34))[:, :99]  # a repeated codon: all power at period 3
+    assert period3_power(codon).mean() > 20
+    # biased codon positions (third position mostly G), in a random frame per sequence
+    x = rand(2000, 102, 3)
+    x[:, 2::3] = np.where(rng.random((2000, 34)) < 0.7, 2, x[:, 2::3])
+    shifted = np.stack([np.roll(r, s)[:99] for r, s in zip(x, rng.integers(0, 3, 2000))])
+    assert period3_power(x[:, :99]).mean() == pytest.approx(period3_power(shifted).mean(), rel=0.03)
+    assert period3_power(shifted).mean() > 1.5 * period3_power(iid).mean()
+
+
+def test_structure_row_is_zero_for_the_same_set_and_separates_coding_like_sets():
+    x = rand(500, 90, 4)
+    same = structure_row(x, x)
+    assert same["period3_gap"] == 0 and same["orf_ks"] == 0 and same["period3_ks"] == 0
+    no_stops = np.where(x == 3, 2, x)  # no T: no stop codon on the forward strand, ATG impossible too
+    with_atg = no_stops.copy()
+    with_atg[:, :3] = [0, 3, 2]  # ATG at the start, never stopped
+    r = structure_row(with_atg, x)
+    assert r["orf_longest_mean"] == 90 and r["orf_ks"] > 0.9
+
+
+def test_seed_k_keeps_the_pigeonhole_guarantee():
+    for L, x in [(70, 0.9), (500, 0.9), (1000, 0.95), (70, 1.0), (500, 0.8)]:
+        k = seed_k(L, x)
+        mismatches = int((1 - x) * L + 1e-9)
+        assert 8 <= k <= 31 and (L // k > mismatches or k == 8)
+        assert KmerIndex([], k).guaranteed_identity(L) <= x or k == 8
+
+
+def test_kmer_index_finds_mutated_copies_at_any_offset_and_strand_exactly():
+    rng = np.random.default_rng(5)
+    segs = [rng.integers(0, 4, 3000).astype(np.uint8) for _ in range(3)]
+    L, rows, truth = 80, [], []
+    for i in range(120):
+        s, st = rng.integers(0, 3), rng.integers(0, 3000 - L)
+        w = segs[s][st : st + L].copy()
+        nm = int(rng.integers(0, 15))
+        pos = rng.choice(L, nm, replace=False)
+        w[pos] = (w[pos] + 1 + rng.integers(0, 3, nm)) % 4  # always a different base
+        rows.append(reverse_complement(w[None])[0] if i % 2 else w)
+        truth.append(1 - nm / L)
+    x, truth = np.array(rows), np.array(truth)
+    index = KmerIndex.for_identity(segs, L, 0.9)
+    got = index.max_identity(x)
+
+    def brute(w):
+        best = 0.0
+        for s in segs:
+            win = sliding_window_view(s, L)
+            best = max(best, (win == w).mean(1).max(), (win == reverse_complement(w[None])[0]).mean(1).max())
+        return best
+
+    exact = np.array([brute(w) for w in x])
+    hi = exact >= 0.9
+    assert hi.sum() > 40 and np.array_equal(got[hi], exact[hi])  # exact wherever it matters
+    assert np.all(got <= exact + 1e-12)  # below the threshold: a lower bound, never above the truth
+    fwd = index.max_identity(x[0::2], both_strands=False)
+    assert np.array_equal(fwd[hi[0::2]], exact[0::2][hi[0::2]])
+    # a window never spans two segments: the junction of segments 0 and 1 is not a training window
+    junction = np.concatenate([segs[0][-40:], segs[1][:40]])[None]
+    assert index.max_identity(junction, both_strands=False)[0] < 0.9
+    train_windows = sliding_window_view(segs[2], L)[::97]
+    assert near_copies_row(train_windows, rand(50, L, 9), segs)["near_copies"] == 1.0
+    assert near_copies_row(rand(50, L, 9), train_windows, segs) == {
+        "near_copies": 0.0, "near_copies_threshold": 0.9, "near_copies_ref": 1.0}
+
+
+def test_redraw_near_copies_replaces_exactly_the_close_ones():
+    rng = np.random.default_rng(6)
+    seg = rng.integers(0, 4, 5000).astype(np.uint8)
+    L = 60
+    x = rand(40, L, 7)
+    x[::4] = sliding_window_view(seg, L)[rng.integers(0, 4000, 10)]  # 10 verbatim copies
+    x[1::8] = reverse_complement(sliding_window_view(seg, L)[rng.integers(0, 4000, 5)])  # 5 on the other strand
+    draws = []
+
+    def draw(m, r):
+        draws.append((m, r))
+        return rand(m, L, 100 + r)
+
+    kept, redrawn, dropped = redraw_near_copies(x, draw, [seg], 0.8)
+    assert redrawn == 15 and dropped == 0 and draws == [(15, 0)] and kept.shape == (40, L)
+    assert np.array_equal(kept[2::4][:5], x[2::4][:5])  # the others are untouched
+    assert KmerIndex([seg], 8).max_identity(kept).max() <= 0.8
+    # a sampler that only ever copies: dropped after max_rounds, with a count
+    kept, redrawn, dropped = redraw_near_copies(x, lambda m, r: sliding_window_view(seg, L)[:m], [seg], 0.8,
+                                                max_rounds=3)
+    assert dropped == 15 and redrawn == 45 and kept.shape == (25, L)
+
+
+def test_frechet_distance_known_answers_and_the_cached_encoder(tmp_path):
+    # 1-D Gaussians: (mu_a - mu_b)^2 + (s_a - s_b)^2
+    assert FD.frechet_from_stats(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[1.0]])) == \
+        pytest.approx(4 + 1)
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(6, 6))
+    S = A @ A.T + np.eye(6)
+    assert FD.frechet_from_stats(np.zeros(6), S, np.zeros(6), S) == pytest.approx(0, abs=1e-8)
+    e = rng.normal(size=(2000, 5))
+    assert FD.frechet(e, e) == pytest.approx(0, abs=1e-8)
+    # on sequences: another composition is far, the same source close
+    train, ref = rand(1500, 40, 1, p=[0.35, 0.15, 0.15, 0.35]), rand(600, 40, 2, p=[0.35, 0.15, 0.15, 0.35])
+    spec = FD.EncoderSpec(channels=16, steps=60)
+    same = FD.frechet_row(rand(600, 40, 3, p=[0.35, 0.15, 0.15, 0.35]), ref, train, spec=spec, progress=False)
+    other = FD.frechet_row(rand(600, 40, 4), ref, train, spec=spec, progress=False)
+    assert other["fd"] > 5 * max(same["fd"], same["fd_floor"])
+    assert other["fd_lo"] <= other["fd"] <= other["fd_hi"] and same["fd_n"] == 600
+    # the encoder was cached: the second fit loads the same weights without training
+    files = list((tmp_path / "cache" / "frechet").glob("*.pt"))
+    assert len(files) == 1
+    a = FD.fit_encoder(train, spec, progress=False)
+    files[0].write_bytes(b"damaged")  # a damaged cache file is retrained, not trusted
+    b = FD.fit_encoder(train, spec, progress=False)
+    assert all(torch_equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
+def test_mark_floor_names_the_overlapping_intervals():
+    floor = {"c2st_lo": 0.50, "c2st_hi": 0.54, "fd_lo": 1.0, "fd_hi": 2.0}
+    rows = [{"model": "a", "c2st_lo": 0.53, "c2st_hi": 0.57, "fd_lo": 2.5, "fd_hi": 3.0},
+            {"model": "b", "c2st_lo": 0.60, "c2st_hi": 0.64, "fd_lo": 1.5, "fd_hi": 2.2, "c2st_underpowered": True},
+            {"model": "c", "c2st_lo": 0.70, "c2st_hi": 0.74}]
+    C.mark_floor(rows, floor)
+    assert [r["vs_floor"] for r in rows] == ["c2st overlaps floor", "fd overlaps floor; underpowered", "-"]
+
+
+def test_gen_max_identity_redraws_copies_of_the_training_data(tmp_path, capsys):
+    # a periodic genome: an order-5 chain reproduces its training windows almost verbatim
+    rng = np.random.default_rng(3)
+    unit = "".join(rng.choice(list("ACGT"), 37))
+    noisy = "".join(c if rng.random() > 0.03 else "ACGT"[rng.integers(4)] for c in unit * 300)
+    (tmp_path / "rep.fasta").write_text(">rep\n" + noisy + "\n" + ">other\n" + "".join(rng.choice(list("ACGT"), 6000)) + "\n")
+    assert main(["--mode", "train", "--model", "markov", "--data", "rep.fasta", "--seq_len", "40", "--epochs", "1",
+                 "--set", "model.order=5", "--set", "train.eval_samples=20"]) == 0
+    ck = "checkpoints/markov_best.pt"
+    assert main(["--mode", "gen", "--checkpoint", ck, "--n", "60", "--output", "plain.fasta"]) == 0
+    assert main(["--mode", "gen", "--checkpoint", ck, "--n", "60", "--output", "limited.fasta",
+                 "--max_identity", "0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "--max_identity 0.9:" in out and "redrawn" in out
+    from utils.sequences import load_sequences
+
+    segs = load_sequences("rep.fasta", 40, val_fraction=0.2, seed=42).train_segments
+    index = KmerIndex.for_identity(segs, 40, 0.9)
+    plain, limited = read_sequences("plain.fasta"), read_sequences("limited.fasta")
+    assert (index.max_identity(plain) > 0.9).sum() > 0  # there was something to redraw
+    assert index.max_identity(limited).max() <= 0.9 and 0 < len(limited) <= 60
+    n_redrawn = int(out.split("--max_identity 0.9: ")[1].split()[0])
+    assert n_redrawn >= (index.max_identity(plain) > 0.9).sum()
+    # errors are one line, exit code 2
+    assert main(["--mode", "gen", "--checkpoint", ck, "--max_identity", "0.9", "--data", "nowhere.fasta"]) == 2
+    assert "nowhere.fasta" in capsys.readouterr().err
