@@ -34,6 +34,8 @@ def build_parser():
     p.add_argument("--seed", type=D.SEED, default=0)
     p.add_argument("--no-baseline", "--no_baseline", dest="baseline", action="store_false")
     p.add_argument("--no-c2st", dest="c2st", action="store_false", help="skip the classifier test (faster)")
+    p.add_argument("--motifs", default=None, metavar="GROUP",
+                   help="also compare JASPAR motif hit rates (pyjaspar CORE group: all, vertebrates, plants, ...)")
     p.add_argument("--no-frechet", dest="frechet", action="store_false",
                    help="skip the Fréchet distance (its encoder trains once per reference, then is cached)")
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="outputs/comparison")
@@ -94,7 +96,7 @@ def run(args) -> int:
         n_base = max(x.shape[0] for x in sets.values())
         sets["markov-5 baseline"] = res.ensemble.sample(n_base, L, seed=args.seed).numpy()
     rows = C.rows_for(sets, ref, train=data.train, train_segments=data.train_segments, seed=args.seed, c2st=args.c2st,
-                      frechet=args.frechet)
+                      frechet=args.frechet, motifs=args.motifs)
     rng = np.random.default_rng(args.seed)
     n_floor = min(data.train.shape[0], max(x.shape[0] for x in sets.values()))
     floor_set = data.train[rng.choice(data.train.shape[0], n_floor, replace=False)]

@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--run", default=None, metavar="RUN_DIR",
                    help="analyze a run directory: its final sample against its own held-out split")
     a.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
+    a.add_argument("--motifs", default=None, metavar="GROUP",
+                   help="also scan JASPAR CORE profiles (pyjaspar): all, vertebrates, plants, insects, fungi, "
+                        "nematodes or urochordates; the first use of a group reads the database for minutes, then it "
+                        "is cached")
     return p
 
 
@@ -303,8 +307,13 @@ def cmd_analyze(args) -> int:
         gen = read_sequences(gen_path, seq_len=args.seq_len)
         data, ref, where = _analyze_reference(args, data_path, gen.shape[1])
     out = args.output_dir or (str(Path(args.run) / "analysis") if args.run else "outputs/analysis")
+    if args.motifs:
+        from analysis.motifs import GROUPS
+
+        if args.motifs not in GROUPS:
+            raise ConfigError(f"--motifs {args.motifs}: choose one of {', '.join(GROUPS)}")
     row = analyze(gen, ref, out, train_segments=data.train_segments, train=data.train,
-                  seed=args.seed or 0, title=f"{Path(gen_path).name} vs {where}")
+                  seed=args.seed or 0, motifs=args.motifs, title=f"{Path(gen_path).name} vs {where}")
     print(f"analyzed {row['n']} sequences against {where}: GC {row['gc_mean']:.3f} "
           f"(real {row['gc_ref']:.3f}), 4-mer JS {row['js_4mer']:.4f}, unique {row['unique_fraction']:.3f}, "
           f"exact copies {row.get('exact_copies')}, C2ST AUC {row.get('c2st_auc')}; report in {out}/")

@@ -21,18 +21,24 @@ from utils.sequences import atomic_write_text
 
 COLUMNS = ["model", "n", "gc_mean", "gc_abs_diff", "js_2mer", "js_4mer", "js_6mer", "unique_fraction",
            "diversity", "exact_copies", "near_copies", "nn_identity_mean", "period3_gap", "orf_ks",
-           "fd", "fd_lo", "fd_hi", "c2st_auc", "c2st_lo", "c2st_hi", "vs_floor"]
+           "motif_pearson_r", "fd", "fd_lo", "fd_hi", "c2st_auc", "c2st_lo", "c2st_hi", "vs_floor"]
 BAR_METRICS = ["c2st_auc", "fd", "js_4mer", "js_6mer", "gc_abs_diff", "diversity", "nn_identity_mean",
                "period3_gap", "orf_ks"]
 
 
 def rows_for(sets: dict, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True,
-             frechet: bool = True) -> list[dict]:
+             frechet: bool = True, motifs: str | None = None) -> list[dict]:
     rows = []
+    if motifs:
+        from analysis.motifs import MotifReference
+
+        motif_ref = MotifReference(ref, group=motifs, seed=seed)
     for name, gen in tqdm(sets.items(), desc="compare", disable=None, leave=False):
         r = M.compare(gen, ref, train=train, train_segments=train_segments, ks=(2, 4, 6), c2st=c2st,
                       frechet=frechet, seed=seed)
         r["diversity"] = M.mean_pairwise_hamming(gen, seed=seed)
+        if motifs:
+            r["motif_pearson_r"] = motif_ref.row(gen)[0]["motif_pearson_r"]
         rows.append({"model": name, **r})
     return sort_rows(rows)
 

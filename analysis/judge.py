@@ -52,6 +52,22 @@ JUDGES = {
 DEFAULT = "dilated"
 
 
+def for_length(spec: JudgeSpec, length: int) -> JudgeSpec:
+    """The judge for sequences of this length: dilated layers (doubling dilation, the last kernel) are
+    added until the receptive field covers half the sequence, so at 500 and 1,000 bp the judge sees
+    structure hundreds of bases apart. At 70 bp the default judge (61 bases) is unchanged."""
+    kernels, dilations = list(spec.kernels), list(spec.dilations)
+    grown = spec
+    while grown.receptive_field < length / 2 and len(kernels) < 12:
+        kernels.append(kernels[-1])
+        dilations.append(dilations[-1] * 2)
+        grown = JudgeSpec(spec.name, spec.channels, tuple(kernels), tuple(dilations), spec.epochs, spec.lr, spec.batch)
+    if grown is not spec:
+        grown = JudgeSpec(f"{spec.name}_rf{grown.receptive_field}", grown.channels, grown.kernels, grown.dilations,
+                          grown.epochs, grown.lr, grown.batch)
+    return grown
+
+
 class JudgeNet(torch.nn.Module):
     def __init__(self, spec: JudgeSpec):
         super().__init__()
@@ -93,6 +109,7 @@ def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: i
     spec = JUDGES[judge] if isinstance(judge, str) else judge
     a, b = as_codes(real), as_codes(gen)
     L = min(a.shape[1], b.shape[1])
+    spec = for_length(spec, L)
     rng = np.random.default_rng(seed)
     n = min(a.shape[0], b.shape[0], max_n)
     if n < 10:

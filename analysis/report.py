@@ -69,6 +69,15 @@ READINGS = {
     "fd_floor_lo": "lower end of the 95% bootstrap interval of fd_floor",
     "fd_floor_hi": "upper end of the 95% bootstrap interval of fd_floor",
     "fd_n": "sequences per side in the Fréchet distance",
+    "motif_collection": "JASPAR profiles scanned (pyjaspar)",
+    "motif_count": "profiles scanned",
+    "motif_fpr": "false-positive rate per position that sets each profile's hit threshold",
+    "motif_n": "sequences per set scanned",
+    "motif_pearson_r": "Pearson r of per-motif hit rates, generated vs real: 1 = the same motif content",
+    "motif_mean_hit_rate": "mean fraction of generated sequences with a hit, over profiles",
+    "motif_mean_hit_rate_ref": "the same for real held-out sequences",
+    "motif_over": "most over-represented profiles in the generated set (log2 hit-rate ratio)",
+    "motif_under": "most under-represented profiles (log2 hit-rate ratio)",
 }
 
 FIGURE_TEXT = {
@@ -79,6 +88,7 @@ FIGURE_TEXT = {
     "composition": "Nucleotide composition: the 'mostly A' failure shows here first.",
     "homopolymer_runs": "Run-length distribution (log scale): too many long runs is a degenerate generator.",
     "nn_identity": "Identity to the nearest training window: a spike at 1 is memorisation; real held-out DNA shows the natural level.",
+    "motifs": "JASPAR motif hit rates, generated against real: points off the diagonal are motifs the model over- or under-produces.",
     "structure": "Codon periodicity (period-3 power) and the longest open reading frame per sequence: long-range structure no short Markov chain has.",
 }
 
@@ -100,7 +110,7 @@ def _nanmean(x) -> float:
 
 
 def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True,
-                   frechet: bool = True, progress: bool = True) -> tuple[dict, dict]:
+                   frechet: bool = True, motifs: str | None = None, progress: bool = True) -> tuple[dict, dict]:
     """(metrics, arrays): every report figure's number, and the per-sequence arrays the figures use."""
     from analysis.frechet import frechet_row
     from analysis.neighbours import near_copies_row
@@ -144,6 +154,12 @@ def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, 
     if train is not None and frechet:
         row.update(frechet_row(gen, ref, train, seed=seed, progress=progress))
     next(it, None)
+    if motifs:
+        from analysis.motifs import motif_row
+
+        m_row, m_arrays = motif_row(gen, ref, group=motifs, seed=seed, progress=progress)
+        row.update(m_row)
+        arrays.update(m_arrays)
     if c2st:
         row.update(M.c2st_row(ref, gen, seed=seed))
     bar.close()
@@ -200,11 +216,11 @@ img{{max-width:100%}}.note{{background:#fff3cd;padding:4px 8px}}</style></head><
 
 
 def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, train=None,
-            seed: int = 0, c2st: bool = True, title: str = "Generated vs real sequences",
+            seed: int = 0, c2st: bool = True, motifs: str | None = None, title: str = "Generated vs real sequences",
             notes=(), progress: bool = True) -> dict:
     writable_dir(Path(out_dir))  # a folder that cannot be written fails before the metrics are computed
     row, arrays = report_metrics(gen, ref, train=train, train_segments=train_segments, seed=seed,
-                                 c2st=c2st, progress=progress)
+                                 c2st=c2st, motifs=motifs, progress=progress)
     clean = _clean(row)
     if clean.get("c2st_underpowered"):
         notes = (*notes, f"underpowered: the C2ST saw {clean.get('c2st_n')} sequences a side (fewer than "
@@ -224,6 +240,8 @@ def _write_analysis(gen, ref, clean: dict, arrays: dict, out: Path, *, title: st
         "homopolymer_runs": plots.homopolymer_plot(gen, ref, out / "homopolymer_runs.png"),
         "structure": plots.structure_panels(gen, ref, out / "structure.png"),
     }
+    if arrays.get("motif_rates") is not None:
+        figs["motifs"] = plots.motif_scatter(*arrays["motif_rates"], out / "motifs.png")
     if arrays["nn_gen"] is not None:
         figs["nn_identity"] = plots.nn_identity_hist(arrays["nn_gen"], arrays["nn_ref"], out / "nn_identity.png")
     atomic_write_text(out / "metrics.json", json.dumps(clean, indent=2) + "\n")

@@ -5,7 +5,11 @@
 Rows: real training windows (the floor), markov-3, markov-5, uniform random, and the family. Every
 row is scored by analysis.metrics.compare against the held-out validation windows: 4-mer and 6-mer
 JS, mean GC and |GC - held-out GC|, unique fraction, exact training copies (either strand), C2ST
-AUC (0.5 = indistinguishable), plus training time and generation throughput.
+AUC (0.5 = indistinguishable), near copies (>= 90% identity to a training window), the codon
+periodicity gap and longest-ORF KS (analysis.structure), the Fréchet distance of learned embeddings
+(analysis.frechet; the floor row's is its real-vs-real floor), with --motifs GROUP the Pearson r of
+JASPAR motif hit rates, plus training time and generation throughput. At --seq_len other than 70
+the JSON name carries the length (quality_<model>_L500.json).
 """
 import argparse
 import logging
@@ -24,8 +28,9 @@ from train.engine import train
 from utils.config import parse_set, resolve
 from utils.sequences import load_sequences
 
-COLS = ["set", "js_4mer", "js_6mer", "gc_mean", "gc_abs_diff", "unique_fraction", "exact_copies",
-        "c2st_auc", "c2st_lo", "c2st_hi", "train_s", "gen_seq_per_s"]
+COLS = ["set", "js_4mer", "js_6mer", "gc_mean", "gc_abs_diff", "unique_fraction", "exact_copies", "near_copies",
+        "period3_gap", "orf_ks", "motif_pearson_r", "fd", "c2st_auc", "c2st_lo", "c2st_hi", "train_s",
+        "gen_seq_per_s"]
 
 
 def fit(family: str, data, args, sets, budget: float, tmp: str):
@@ -72,6 +77,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--tag", default="", help="suffix for the JSON name (e.g. an ablation)")
+    ap.add_argument("--motifs", default=None, metavar="GROUP", help="JASPAR group to scan (analysis.motifs)")
     ap.add_argument("--checkpoint", default=None,
                     help="score this trained checkpoint of --model (same data and seed) instead of training")
     args = ap.parse_args()
@@ -94,9 +100,16 @@ def main():
     label = args.model + (f" {' '.join(args.set)}" if args.set else "")
     sets[label] = (gen, secs, rate)
     rows = []
+    motif_ref = None
+    if args.motifs:
+        from analysis.motifs import MotifReference
+
+        motif_ref = MotifReference(val, group=args.motifs, seed=args.seed)
     for name, (gen, secs, rate) in sets.items():
-        row = {"set": name, **M.compare(gen, val, train_segments=data.train_segments, ks=(4, 6),
-                                        c2st=True, seed=args.seed)}
+        row = {"set": name, **M.compare(gen, val, train=data.train, train_segments=data.train_segments, ks=(4, 6),
+                                        c2st=True, frechet=True, seed=args.seed)}
+        if motif_ref is not None:
+            row.update(motif_ref.row(gen)[0])
         row.update(train_s=secs, gen_seq_per_s=rate)
         rows.append(row)
     print(table(rows, COLS))
@@ -112,9 +125,11 @@ def main():
     }
     print("checks: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in checks.items()))
     hist = res.history
-    out = write_json(f"quality_{args.model}{('_' + args.tag) if args.tag else ''}", {"seed": args.seed,
+    length = f"_L{args.seq_len}" if args.seq_len != 70 else ""
+    out = write_json(f"quality_{args.model}{length}{('_' + args.tag) if args.tag else ''}", {"seed": args.seed,
         "command": "python bench/quality.py " + " ".join(
-            [f"--model {args.model}", f"--budget {args.budget:g}", *[f"--set {s}" for s in args.set],
+            [f"--model {args.model}", f"--budget {args.budget:g}", f"--seq_len {args.seq_len}",
+             *([f"--motifs {args.motifs}"] if args.motifs else []), *[f"--set {s}" for s in args.set],
              *([f"--checkpoint {args.checkpoint}"] if args.checkpoint else [])]),
         "rows": rows, "checks": checks, "epochs_done": res.epochs_done,
         "min_unique_during_training": min((r["unique_fraction"] for r in hist), default=None),

@@ -204,3 +204,44 @@ def test_gen_max_identity_redraws_copies_of_the_training_data(tmp_path, capsys):
     # errors are one line, exit code 2
     assert main(["--mode", "gen", "--checkpoint", ck, "--max_identity", "0.9", "--data", "nowhere.fasta"]) == 2
     assert "nowhere.fasta" in capsys.readouterr().err
+
+
+def test_motif_scan_counts_planted_sites_on_either_strand(monkeypatch, tmp_path):
+    from analysis import motifs as MO
+    from utils.errors import ConfigError
+
+    real_load = MO.load_matrices
+    pwm = lambda s: np.array([[20.0 * (c == b) for c in s] for b in "ACGT"])  # noqa: E731
+    mats = [pwm("TATAATGC"), pwm("GGCCAATCG"), pwm("CACGTGAT")]
+    monkeypatch.setattr(MO, "load_matrices", lambda group: (["M1", "M2", "M3"], ["tata", "ccaat", "ebox"], mats))
+    ref = rand(800, 60, 1)
+    ref[:200, 5:13] = encode("CACGTGAT")  # the reference has the third motif in a quarter
+    gen = rand(800, 60, 2)
+    gen[:400, 10:18] = encode("TATAATGC")  # half carry the first motif ...
+    gen[400:600, 30:39] = reverse_complement(encode("GGCCAATCG")[None])[0]  # ... a quarter the second, reversed
+    ref_m = MO.MotifReference(ref, group="all", progress=False)
+    row, arrays = ref_m.row(gen)
+    r_gen, r_ref, labels = arrays["motif_rates"]
+    assert r_gen[0] >= 0.5 and r_gen[1] >= 0.25 and r_ref[:2].max() < 0.05 and r_ref[2] >= 0.25
+    assert set(list(row["motif_over"])[:2]) == {"M1 tata", "M2 ccaat"} and list(row["motif_under"])[0] == "M3 ebox"
+    assert row["motif_count"] == 3 and row["motif_pearson_r"] < 0
+    assert ref_m.row(ref)[0]["motif_pearson_r"] == pytest.approx(1.0)
+    # the figure and the report keys
+    from analysis.report import READINGS, analyze
+
+    m = analyze(gen, ref, tmp_path / "an", motifs="all", c2st=False, progress=False)
+    assert (tmp_path / "an" / "motifs.png").stat().st_size > 0
+    assert {k for k in m if k.startswith("motif_")} <= set(READINGS)
+    with pytest.raises(ConfigError, match="choose one of"):
+        real_load("prokaryotes")  # pyjaspar ships none: a clear error, before any database read
+
+
+def test_the_judge_grows_with_the_length():
+    from analysis.judge import DEFAULT, JUDGES, for_length
+
+    base = JUDGES[DEFAULT]
+    assert for_length(base, 70) is base  # every 70 bp figure keeps its judge
+    for L in (200, 500, 1000):
+        g = for_length(base, L)
+        assert g.receptive_field >= L / 2 and g.name.startswith(base.name + "_rf")
+        assert g.receptive_field > for_length(base, L // 2).receptive_field
