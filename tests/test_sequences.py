@@ -130,3 +130,53 @@ def test_real_valued_errors(tmp_path):
 def test_encode_strict_position():
     with pytest.raises(InputError, match="position 3"):
         encode_strict("ACNT")
+
+
+def test_the_fast_fasta_path_gives_the_biopython_path_codes(tmp_path):
+    from utils.sequences import encode_record, read_coded, read_records
+
+    rng = np.random.default_rng(0)
+    recs = {f"r{i} some description": "".join(rng.choice(list("ACGTNacgtn"), int(rng.integers(1, 500)))) + "RY"
+            for i in range(20)}
+    text = "".join(f">{h}\n" + "\n".join(s[j : j + 61] for j in range(0, len(s), 61)) + "\n" for h, s in recs.items())
+    for name, data in [("a.fasta", text.encode()), ("b.fa", text.replace("\n", "\r\n").encode()),
+                       ("c.fasta.gz", gzip.compress(text.encode()))]:
+        (tmp_path / name).write_bytes(data)
+        fast = read_coded(tmp_path / name)
+        slow = [(rid, encode_record(name, rid, seq)) for rid, seq in read_records(tmp_path / name)]
+        assert [r for r, _ in fast] == [r for r, _ in slow] == [f"r{i}" for i in range(20)]
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(fast, slow))
+    # a protein letter: the same one-line error, position counted without line breaks
+    (tmp_path / "p.fasta").write_text(">ok\nACGT\n>bad\nACGTACGTAC\nGTAEAC\n")
+    with pytest.raises(InputError, match=r"record 'bad', position 14: 'E' is not a nucleotide"):
+        read_coded(tmp_path / "p.fasta")
+
+
+def test_big_files_are_cached_and_mapped_keyed_by_content(tmp_path, monkeypatch):
+    from utils import sequences as S
+
+    monkeypatch.setattr(S, "CACHE_MIN_BYTES", 1000)
+    rng = np.random.default_rng(1)
+    g = tmp_path / "g.fasta"
+    g.write_text(">g\n" + "".join(rng.choice(list("ACGT"), 30_000)) + "\n")
+    a = S.load_sequences(g, 50, seed=3)
+    entries = list((tmp_path / "cache" / "data").iterdir())
+    assert len(entries) == 1 and (entries[0] / "train.npy").exists()
+    b = S.load_sequences(g, 50, seed=3)
+    assert isinstance(b.train, np.memmap) and not isinstance(a.train, np.memmap)
+    assert np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
+    assert all(np.array_equal(x, y) for x, y in zip(a.train_segments + a.val_segments, b.train_segments + b.val_segments))
+    assert (a.n_records, a.n_dropped) == (b.n_records, b.n_dropped)
+    S.load_sequences(g, 60, seed=3)  # other options: another entry
+    g.write_text(">g\n" + "".join(rng.choice(list("ACGT"), 30_000)) + "\n")  # other content: another entry
+    c = S.load_sequences(g, 50, seed=3)
+    assert len(list((tmp_path / "cache" / "data").iterdir())) == 3 and not np.array_equal(c.train, a.train)
+    key = S._cache_key(g, (50, 50, 0.2, 10_000, 0, 3, False))
+    (tmp_path / "cache" / "data" / key / "train.npy").write_bytes(b"damaged")
+    again = S.load_sequences(g, 50, seed=3)  # a damaged entry is read from the file again, not trusted
+    assert np.array_equal(again.train, c.train)
+    small = tmp_path / "small.fasta"
+    small.write_text(">s\nACGTACGTAC\n" * 2)
+    monkeypatch.setattr(S, "CACHE_MIN_BYTES", 10_000)
+    S.load_sequences(small, 5)
+    assert len(list((tmp_path / "cache" / "data").iterdir())) == 3  # small files are not cached

@@ -101,11 +101,9 @@ def load(path, map_location="cpu") -> dict:
 
 def file_hash(path) -> str | None:
     """sha256 of a data file (what a checkpoint records of its training data); None without one."""
+    from utils.sequences import file_sha256
+
     path = Path(path)
     if not path.is_file():
         return None
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path)  # hashed once per process (the data cache hashes the same file)
