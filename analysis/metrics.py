@@ -279,7 +279,7 @@ def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool 
         from analysis.neighbours import near_copies_row
 
         row["exact_copies"] = exact_copies(gen, train_segments)
-        row.update(near_copies_row(gen, ref, train_segments))
+        row.update(near_copies_row(gen, ref, train_segments, seed=seed))
     if train is not None:
         row["nn_identity_mean"] = float(nearest_identity(gen, train, seed=seed).mean())
         if frechet:

@@ -62,6 +62,7 @@ READINGS = {
     "near_copies": "fraction of generated within near_copies_threshold identity of a training window (any offset, either strand)",
     "near_copies_ref": "the same for real held-out sequences: the level to expect",
     "near_copies_threshold": "identity counted as a near copy",
+    "near_copies_n": "sequences per set checked for near copies (a random sample)",
     "fd": "Fréchet distance of learned embeddings, generated vs held-out (lower = closer; read beside fd_floor)",
     "fd_lo": "lower end of the 95% bootstrap interval of fd",
     "fd_hi": "upper end of the 95% bootstrap interval of fd",
@@ -144,7 +145,7 @@ def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, 
     next(it)
     if train_segments is not None:
         row["exact_copies"] = M.exact_copies(gen, train_segments)
-        row.update(near_copies_row(gen, ref, train_segments))
+        row.update(near_copies_row(gen, ref, train_segments, seed=seed))
     if train is not None:
         arrays["nn_gen"] = M.nearest_identity(gen, train, seed=seed)
         arrays["nn_ref"] = M.nearest_identity(ref, train, seed=seed)

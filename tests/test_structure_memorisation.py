@@ -111,7 +111,9 @@ def test_kmer_index_finds_mutated_copies_at_any_offset_and_strand_exactly():
     train_windows = sliding_window_view(segs[2], L)[::97]
     assert near_copies_row(train_windows, rand(50, L, 9), segs)["near_copies"] == 1.0
     assert near_copies_row(rand(50, L, 9), train_windows, segs) == {
-        "near_copies": 0.0, "near_copies_threshold": 0.9, "near_copies_ref": 1.0}
+        "near_copies": 0.0, "near_copies_threshold": 0.9, "near_copies_n": 50, "near_copies_ref": 1.0}
+    half = np.concatenate([train_windows[:10], rand(10, L, 10)])
+    assert near_copies_row(half, train_windows, segs, max_n=8)["near_copies_n"] == 8
 
 
 def test_redraw_near_copies_replaces_exactly_the_close_ones():
