@@ -147,12 +147,16 @@ def frechet(ea: np.ndarray, eb: np.ndarray) -> float:
 
 
 def frechet_interval(ea: np.ndarray, eb: np.ndarray, *, n_boot: int = 100, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval, both sets resampled with replacement."""
+    """95% bootstrap interval, both sets resampled with replacement. Resampling repeats rows, which
+    inflates the distance (on lambda's 136 a side the bootstrap mean sat 0.2 above the estimate and
+    the plain percentile interval excluded it), so the percentiles are shifted by the bootstrap's
+    bias (mean of the replicates minus the estimate) and clipped at 0."""
     rng = np.random.default_rng(seed)
-    vals = [frechet(ea[rng.integers(0, len(ea), len(ea))], eb[rng.integers(0, len(eb), len(eb))])
-            for _ in range(n_boot)]
-    lo, hi = np.percentile(vals, [2.5, 97.5])
-    return float(lo), float(hi)
+    vals = np.array([frechet(ea[rng.integers(0, len(ea), len(ea))], eb[rng.integers(0, len(eb), len(eb))])
+                     for _ in range(n_boot)])
+    bias = vals.mean() - frechet(ea, eb)
+    lo, hi = np.percentile(vals, [2.5, 97.5]) - bias
+    return float(max(lo, 0.0)), float(max(hi, 0.0))
 
 
 def frechet_row(gen, ref, train, *, spec: EncoderSpec = EncoderSpec(), seed: int = 0, max_n: int = 10_000,
