@@ -368,6 +368,7 @@ def _save_cached(key: str, data: "SequenceData") -> None:
     import tempfile
 
     final = _data_cache_dir() / key
+    tmp = None
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".tmp-"))
@@ -381,7 +382,8 @@ def _save_cached(key: str, data: "SequenceData") -> None:
         os.replace(tmp, final)  # the entry appears whole or not at all
     except OSError as exc:  # a full or read-only cache never stops a run
         log.warning("warning: could not cache the encoded windows in %s (%s)", final, exc)
-        shutil.rmtree(locals().get("tmp", final.parent / ".none"), ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load_cached(key: str, path) -> "SequenceData | None":
