@@ -72,7 +72,9 @@ class Encoder(torch.nn.Module):
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("DNAGAN_CACHE") or Path.home() / ".cache" / "dnagan") / "frechet"
+    from utils.outputs import cache_dir
+
+    return cache_dir("frechet")
 
 
 def _key(train: np.ndarray, spec: EncoderSpec, seed: int) -> str:

@@ -34,8 +34,9 @@ RELEASE = "JASPAR2026"
 
 
 def _cache_path(group: str, release: str) -> Path:
-    return Path(os.environ.get("DNAGAN_CACHE") or Path.home() / ".cache" / "dnagan") / "motifs" / \
-        f"{release}_{group}.npz"
+    from utils.outputs import cache_dir
+
+    return cache_dir("motifs") / f"{release}_{group}.npz"
 
 
 def load_matrices(group: str = "all", release: str = RELEASE) -> tuple[list[str], list[str], list[np.ndarray]]:

@@ -124,3 +124,9 @@ def remove_orphans(folder, pattern: str) -> list[Path]:
                 p.unlink()
                 gone.append(p)
     return gone
+
+
+def cache_dir(kind: str) -> Path:
+    """Where dnagan caches what it can rebuild (encoded windows, trained encoders, motif tables):
+    $DNAGAN_CACHE/<kind>, default ~/.cache/dnagan/<kind>."""
+    return Path(os.environ.get("DNAGAN_CACHE") or Path.home() / ".cache" / "dnagan") / kind

@@ -350,7 +350,9 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
 
 
 def _data_cache_dir() -> Path:
-    return Path(os.environ.get("DNAGAN_CACHE") or Path.home() / ".cache" / "dnagan") / "data"
+    from utils.outputs import cache_dir
+
+    return cache_dir("data")
 
 
 def _cache_key(path: Path, options: tuple) -> str | None:
