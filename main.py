@@ -187,6 +187,8 @@ def cmd_train(args) -> int:
         return 0
     res = train(cfg, resume=args.resume, init_checkpoint=args.init_checkpoint, given=given_settings(args),
                 overwrite=args.overwrite)
+    if not res.main:
+        return 0
     last = res.history[-1] if res.history else {}
     watch = modality.of(res.ensemble.stats.kind).summary(last) if last else "no epoch ran"
     print(f"trained {cfg.family} for {res.epochs_done} epoch(s) in {res.seconds:.1f} s; "
@@ -371,7 +373,11 @@ def dispatch(argv) -> int:
 def main(argv=None) -> int:
     from utils import cli
 
+    from train.distributed import env_rank
+
+    # under torchrun only rank 0 logs; the other ranks print errors and nothing else
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    log.setLevel(logging.NOTSET if env_rank() == 0 else logging.ERROR)
     return cli.run(dispatch, argv)
 
 

@@ -257,11 +257,11 @@ class Gumbel(Family):
             mle = balanced_loss(logits, batch, weight=ctx.balance_weight, target_gc=ctx.target_gc,
                                 ref_freq=ctx.ref_freq)
             loss_g = loss_g + c.mle_weight * mle
-            out["mle"] = float(mle.detach())
+            out["mle"] = mle.detach()
         if g_adv:
             adv = g_loss(D(fake, y), c.loss)
             loss_g = loss_g + c.adv_weight * adv
-            out["g_adv"] = float(adv.detach())
+            out["g_adv"] = adv.detach()
         return generator_update(ctx, loss_g, F.softmax(logits_f, -1) if g_adv else None, c.mle_weight, out)
 
     def evaluate(self, nets, ctx) -> dict[str, float]:

@@ -69,6 +69,7 @@ def _tempered(p: torch.Tensor, temperature: float) -> torch.Tensor:
 class Markov(Family):
     Config = MarkovConfig
     select_by = "val_nll"
+    summed_buffers = ("chain.counts",)  # under torchrun each rank counts its own shard
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         return nn.ModuleDict({"chain": MarkovChain(cfg.model.order, cfg.model.alpha)})
@@ -85,7 +86,7 @@ class Markov(Family):
             return {"nll": float("nan")}
         idx = chain.kmer_index(batch, k + 1)
         logp = torch.log(chain.transition().view(-1))[idx]
-        return {"nll": float(-logp.mean())}
+        return {"nll": -logp.mean()}
 
     @torch.no_grad()
     def evaluate(self, nets, ctx) -> dict[str, float]:

@@ -217,7 +217,7 @@ class Masked(Family):
         loss = balanced_loss(logits, lab, weight=ctx.balance_weight, target_gc=ctx.target_gc,
                              ref_freq=ctx.ref_freq, ignore_index=IGNORE, per_row=uniform)
         norm = ctx.optimize("g", loss)
-        return {"loss": float(loss.detach()), "grad_norm": norm}
+        return {"loss": loss.detach(), "grad_norm": norm}
 
     def evaluate(self, nets, ctx) -> dict[str, float]:
         out = {"peak_memory_mb": peak_memory_mb()}

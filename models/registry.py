@@ -72,6 +72,9 @@ class Family:
     Config = None  # frozen dataclass with the family's model options (and flags)
     data_kinds = ("dna",)  # sequence kinds it models: "dna", "signal" (real-valued)
     conditional = False  # sample() accepts gc= (a requested GC content) when trained with labels
+    # buffers (dotted names in the nets) that each rank fills from its own windows and that are summed
+    # over the ranks after every epoch under torchrun (counts; gradients are averaged at every step)
+    summed_buffers: tuple = ()
     # the metrics-row figure (lower is better) that picks <model>_best.pt: held-out NLL where the
     # family has a likelihood (from evaluate), else the monitor's sample score
     select_by = "val_score"

@@ -412,8 +412,8 @@ class SeqGAN(Family):
 
     def _real(self, ctx, n: int) -> torch.Tensor:
         src = ctx.train
-        idx = torch.randint(0, src.shape[0], (n,), generator=ctx.generator, device=ctx.generator.device).cpu()
-        return src[idx, : ctx.length].to(ctx.device)
+        idx = torch.randint(0, src.shape[0], (n,), generator=ctx.generator, device=ctx.generator.device)
+        return src[idx.to(src.device), : ctx.length].to(ctx.device)
 
     def pg_step(self, nets, ctx, B: int, L: int) -> dict:
         """One REINFORCE step: sample B sequences, score every prefix by rollouts, ascend
@@ -426,8 +426,8 @@ class SeqGAN(Family):
         logp = G.log_prob(G(x), x)
         loss = -(logp * adv).sum(1).mean() / L
         ctx.optimize("pg", loss)
-        return {"pg_loss": float(loss.detach()), "reward": float(rewards.mean()),
-                "reward_final": float(rewards[:, -1].mean())}
+        return {"pg_loss": loss.detach(), "reward": rewards.detach().mean(),
+                "reward_final": rewards.detach()[:, -1].mean()}
 
     @staticmethod
     def mle(G: Policy, x: torch.Tensor, ctx) -> torch.Tensor:
@@ -443,14 +443,14 @@ class SeqGAN(Family):
         if ctx.phase == "gen_pretrain":
             loss = self.mle(G, batch, ctx)
             ctx.optimize("g", loss)
-            return {"mle": float(loss.detach())}
+            return {"mle": loss.detach()}
         if ctx.phase == "dis_pretrain":
             return self._d_step(nets, batch, ctx)
         out = self.pg_step(nets, ctx, c.pg_batch or batch.shape[0], batch.shape[1])
         for i in range(c.mle_steps):
             loss = self.mle(G, batch if i == 0 else self._real(ctx, batch.shape[0]), ctx)
             ctx.optimize("g", loss)
-            out["mle"] = float(loss.detach())
+            out["mle"] = loss.detach()
         ema_update(nets["rollout"], G, c.rollout_update)  # after this round's generator updates
         for i in range(c.d_steps):
             d = self._d_step(nets, batch if i == 0 else self._real(ctx, batch.shape[0]), ctx)

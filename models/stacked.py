@@ -184,11 +184,11 @@ class Stacked(Family):
             mle = balanced_loss(G.refine(l1, z2, batch), batch, weight=ctx.balance_weight,
                                 target_gc=ctx.target_gc, ref_freq=ctx.ref_freq)
             loss_g = loss_g + c.mle_weight * mle
-            out["mle"] = float(mle.detach())
+            out["mle"] = mle.detach()
         if g_adv:
             adv = g_loss(nets["D2"](h2), c.loss) + c.stage1_weight * g_loss(nets["D1"](h1), c.loss)
             loss_g = loss_g + c.adv_weight * adv
-            out["g_adv"] = float(adv.detach())
+            out["g_adv"] = adv.detach()
         return generator_update(ctx, loss_g, p2 if g_adv else None, c.mle_weight, out)
 
     def evaluate(self, nets, ctx) -> dict[str, float]:

@@ -25,6 +25,9 @@ from tqdm.auto import tqdm
 from models.registry import DataStats, Family, get_family
 from train import checkpoint as ckpt_io
 from train.curriculum import from_config as curriculum_from_config
+from train.distributed import Dist
+from train.distributed import describe as describe_error
+from train.distributed import setup as dist_setup
 from train.schedule import Cursor
 from utils import config as C
 from utils import modality as modalities
@@ -44,6 +47,19 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise ConfigError(f"--device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
+
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of --amp (None: full precision). auto: bf16 on a CUDA device that has it,
+    else off (on a CPU, bf16 autocast is slower than float32 for these small networks)."""
+    if name not in AMP_MODES:
+        raise ConfigError(f"--amp must be one of {', '.join(AMP_MODES)}, got {name!r}")
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[name]
 
 
 def seed_everything(seed: int) -> None:
@@ -73,18 +89,30 @@ class StepContext:
     phase: str = "train"  # the plan's phase of this epoch
     phase_start: bool = False  # the first epoch of that phase
     budget_used: float | None = None  # fraction of --budget spent (None without one), for time-based schedules
+    dist: Dist = field(default_factory=Dist)  # this process's place under torchrun (world 1: alone)
+    scalers: dict = field(default_factory=dict)  # per optimiser group: a GradScaler under --amp fp16
 
-    def optimize(self, name: str, loss: torch.Tensor) -> float:
-        """zero_grad, backward, clip (train.clip_norm), step for one optimiser group; returns the
-        gradient norm before clipping."""
+    def optimize(self, name: str, loss: torch.Tensor) -> torch.Tensor:
+        """zero_grad, backward, gradients averaged over the torchrun ranks, clip (train.clip_norm),
+        step for one optimiser group; returns the gradient norm before clipping (a tensor on the
+        device: reading it is the caller's choice, not a synchronisation in every step)."""
         opt = self.optimizers[name]
+        scaler = self.scalers.get(name)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with torch.autocast(self.device.type, enabled=False):  # backward outside autocast
+            (scaler.scale(loss) if scaler is not None else loss).backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        self.dist.average_grads(params)
+        if scaler is not None:
+            scaler.unscale_(opt)
         clip = self.cfg.train.clip_norm
         norm = nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
-        opt.step()
-        return float(norm)
+        if scaler is not None:
+            scaler.step(opt)  # skipped when the (rank-averaged) gradients overflowed
+            scaler.update()
+        else:
+            opt.step()
+        return norm.detach()
 
 
 @dataclass
@@ -161,22 +189,34 @@ class TrainResult:
     last_path: Path | None
     epochs_done: int
     seconds: float
+    main: bool = True  # False on the other ranks of a torchrun job (they wrote nothing)
 
 
 class Meter:
-    """Running means of a step's figures over an epoch."""
+    """Running means of a step's figures over an epoch. Tensors are summed where they are (on the
+    device) and read once, when the means are asked for: no host-device synchronisation per step."""
 
     def __init__(self):
-        self.sums: dict[str, float] = {}
+        self.sums: dict = {}
         self.counts: dict[str, int] = {}
 
     def add(self, figures: dict) -> None:
         for k, v in figures.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            v = v.detach().double() if torch.is_tensor(v) else float(v)
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
             self.counts[k] = self.counts.get(k, 0) + 1
 
+    def finite(self, keys=lambda k: "loss" in k) -> str | None:
+        """The first figure named by ``keys`` whose sum is NaN or infinite (one read for all), or None."""
+        names = [k for k in self.sums if keys(k)]
+        if not names:
+            return None
+        vals = torch.stack([torch.as_tensor(self.sums[k], dtype=torch.float64).cpu() for k in names])
+        bad = (~torch.isfinite(vals)).nonzero()
+        return names[int(bad[0])] if len(bad) else None
+
     def means(self) -> dict:
-        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+        return {k: float(self.sums[k]) / self.counts[k] for k in self.sums}
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -232,7 +272,8 @@ def _set_rng_state(st: dict, shuffle_gen, fam_gen) -> None:
 # Settings a resumed run takes from the command line; every other given setting must match the
 # checkpoint's (a resumed run continues exactly; --init_checkpoint starts a new run from weights).
 APPLIED_ON_RESUME = {("train", "epochs"), ("train", "time_budget"), ("train", "device"), ("train", "save_every"),
-                     ("train", "sample_every"), ("train", "early_stopping"), ("train", "patience")}
+                     ("train", "sample_every"), ("train", "early_stopping"), ("train", "patience"),
+                     ("train", "amp"), ("train", "sync_every")}
 
 
 def _same_setting(section: str, key: str, old, new) -> bool:
@@ -291,8 +332,13 @@ class Run:
                  data=None, save: bool = True, given: dict | None = None, overwrite: bool = False):
         self.t0 = time.time()
         self.family = get_family(cfg.family)
-        self.device = resolve_device(cfg.train.device)
-        self.resume_path, self.init_path, self.saving = resume, init_checkpoint, save
+        self.dist, self.device = dist_setup(resolve_device(cfg.train.device))
+        with self.dist.together():  # an error on any rank ends every rank with its message
+            self._setup(cfg, resume, init_checkpoint, data, save, given, overwrite)
+
+    def _setup(self, cfg, resume, init_checkpoint, data, save, given, overwrite) -> None:
+        dist = self.dist
+        self.resume_path, self.init_path, self.saving = resume, init_checkpoint, save and dist.main
         self.resume_ck = ckpt_io.load(resume, map_location=self.device) if resume else None
         if self.resume_ck is not None:
             cfg = resumed_config(cfg, self.resume_ck, resume, given)
@@ -304,9 +350,9 @@ class Run:
         ck_dir = Path(tc.checkpoint_dir)
         self.best_path, self.last_path = ck_dir / f"{cfg.family}_best.pt", ck_dir / f"{cfg.family}_last.pt"
         self.overwrite = overwrite
-        if save:
+        if self.saving:
             self.preflight(overwrite)
-        seed_everything(tc.seed)
+        seed_everything(tc.seed)  # the same on every rank: identical initial weights (broadcast too)
         if data is None:
             self.modality, data = modalities.load(cfg.data, tc.seed)
         else:
@@ -330,14 +376,20 @@ class Run:
             raise ConfigError(f"--n_models must be >= 1, got {k}")
         self.members = [self.family.build(cfg, self.stats).to(self.device) for _ in range(k)]
         self.ensemble = Ensemble(self.family, cfg, self.members, self.stats, self.device)
+        self.amp = resolve_amp(tc.amp, self.device)
         self.train_x = torch.from_numpy(data.train)
+        if self.device.type == "cuda" and self.train_x.nbytes < 0.25 * torch.cuda.get_device_properties(
+                self.device).total_memory:
+            self.train_x = self.train_x.to(self.device)  # batches are sliced on the GPU: no copy per step
         self.val = data.val if data.val.shape[0] else data.train
         self.val_x = torch.from_numpy(np.ascontiguousarray(self.val))
         n = data.train.shape[0]
         boot_rng = np.random.default_rng(tc.seed + 7919)
         self.boots = [boot_rng.integers(0, n, n) if tc.bagging else np.arange(n) for _ in self.members]
+        # one permutation for all ranks (each takes its own rows of every global batch); the
+        # families' noise and rollouts differ between ranks
         self.shuffle_gen = torch.Generator().manual_seed(tc.seed + 1)
-        self.fam_gen = torch.Generator(device=self.device).manual_seed(tc.seed + 2)
+        self.fam_gen = torch.Generator(device=self.device).manual_seed(tc.seed + 2 + 7919 * dist.rank)
         self.curriculum = curriculum_from_config(tc, data.seq_len) if tc.curriculum else None
         self.temperatures = curriculum_from_config(tc, data.seq_len)  # annealing without --curriculum
         self.closing = self.family.closing_fit(cfg)
@@ -346,6 +398,11 @@ class Run:
         self.history: list[dict] = []
         self.reserve = 0.0  # seconds kept back from the budget for the closing fit
         self.out_of_time = False
+        self.clock = 0.0  # under torchrun: rank 0's seconds since the start, as last shared
+        self._since_sync = 0
+        if dist.on:
+            log.info("torchrun: %d processes (%s); each rank takes --batch %d windows of every global batch of %d",
+                     dist.world, "gloo" if self.device.type == "cpu" else "nccl", tc.batch, tc.batch * dist.world)
         self.data_sha256 = None if cfg.data.synthetic else ckpt_io.file_hash(cfg.data.path)
 
     def preflight(self, overwrite: bool) -> None:
@@ -383,12 +440,27 @@ class Run:
     # ---- the steps
     def build_optimizers(self) -> None:
         tc = self.cfg.train
-        self.opts, self.scheds = [], []
+        self.opts, self.scheds, self.scalers = [], [], []
         for nets in self.members:
             o = {name: torch.optim.Adam(params, lr=lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
                  for name, (params, lr) in self.family.optimizers(nets, self.cfg).items()}
             self.opts.append(o)
             self.scheds.append({k: torch.optim.lr_scheduler.ExponentialLR(v, gamma=tc.lr_gamma) for k, v in o.items()})
+            # fp16 needs its loss scaled (bf16 has float32's range and does not)
+            self.scalers.append({k: torch.amp.GradScaler(self.device.type) for k in o} if self.amp == torch.float16
+                                else {})
+
+    def start_together(self) -> None:
+        """Under torchrun: every rank starts from rank 0's weights (as DDP's wrapper does), and its own
+        stream of noise once a resumed run has restored rank 0's generator states."""
+        if not self.dist.on:
+            return
+        for nets in self.members:
+            self.dist.broadcast_module(nets)
+        r = self.dist.rank
+        if r:
+            torch.manual_seed(self.cfg.train.seed + 1_000_003 * r + self.start_epoch)
+            self.fam_gen.manual_seed(self.cfg.train.seed + 2 + 7919 * r + 104_729 * self.start_epoch)
 
     def restore(self) -> None:
         """Fine-tune from --init_checkpoint's weights, or continue --resume's run exactly."""
@@ -414,6 +486,9 @@ class Run:
             for name in o:
                 o[name].load_state_dict(osd[name])
                 s[name].load_state_dict(ssd[name])
+        for sc, stored in zip(self.scalers, ck.get("scalers") or [{} for _ in self.scalers]):
+            for name in sc.keys() & stored.keys():
+                sc[name].load_state_dict(stored[name])
         _set_rng_state(ck["rng"], self.shuffle_gen, self.fam_gen)
         self.start_epoch = int(ck["epoch"])
         self.best, self.since_best = float(ck["best_score"]), int(ck["epochs_since_best"])
@@ -427,7 +502,12 @@ class Run:
         """Fraction of --budget spent, of the time left for training (the closing fit's reserve
         excluded); None without a budget."""
         tc = self.cfg.train
-        return (time.time() - self.t0) / max(tc.time_budget - self.reserve, 1e-9) if tc.time_budget else None
+        return self.elapsed() / max(tc.time_budget - self.reserve, 1e-9) if tc.time_budget else None
+
+    def elapsed(self) -> float:
+        """Seconds since the start: this process's clock, or under torchrun rank 0's as last shared
+        (every rank then takes the same time-based decisions at the same step)."""
+        return self.clock if self.dist.on else time.time() - self.t0
 
     def context(self, m: int, epoch: int, phase_start: bool) -> StepContext:
         tc, cur = self.cfg.train, self.curriculum
@@ -437,58 +517,101 @@ class Run:
             balance_weight=cur.balance_weight(epoch) if cur else tc.balance_weight, temperature=temp,
             target_gc=self.target_gc, ref_freq=self.stats.base_freq, device=self.device, generator=self.fam_gen,
             cfg=self.cfg, optimizers=self.opts[m], step=self.steps[m], val=self.val_x, train=self.train_x,
-            phase=self.cursor.phase.name, phase_start=phase_start, budget_used=self.budget_used())
+            phase=self.cursor.phase.name, phase_start=phase_start, budget_used=self.budget_used(), dist=self.dist,
+            scalers=self.scalers[m])
 
     def run_epoch(self, epoch: int) -> tuple[dict, StepContext, int]:
         """Every member's batches of this epoch; returns the mean figures, the last context and the
-        number of training sequences seen."""
+        number of training sequences seen (by all ranks). Under torchrun every global batch of
+        --batch x world windows is split between the ranks, rank r taking its rows r, r + world, ..."""
         tc, meter, seen = self.cfg.train, Meter(), 0
+        W, r = self.dist.world, self.dist.rank
         n_train = self.train_x.shape[0]
-        n_batches = math.ceil(n_train / tc.batch)
+        gb = tc.batch * W
+        # a pass is ceil(n / global batch) batches; under torchrun a last, short global batch with
+        # fewer rows than ranks is left out (no rank gets an empty batch)
+        if n_train < W:
+            raise ConfigError(f"{n_train} training windows for {W} processes: use fewer processes or more data")
+        per_pass = n_train // gb + int(n_train % gb >= W)
         phase_start = self.cursor.start_epoch(self.budget_used())
-        n_batches = self.cursor.phase.steps or (min(n_batches, tc.steps_per_epoch) if tc.steps_per_epoch else n_batches)
+        n_batches = self.cursor.phase.steps or (min(per_pass, tc.steps_per_epoch) if tc.steps_per_epoch else per_pass)
+        autocast = dict(device_type=self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
         for m, nets in enumerate(self.members):
             nets.train()
             ctx = self.context(m, epoch, phase_start)
             self.family.on_epoch_start(nets, ctx)
             # one shuffled pass over the member's windows; a phase with more steps than batches in a
             # pass (seqgan's rounds on a small genome) goes on with freshly shuffled passes
-            per_pass = math.ceil(n_train / tc.batch)
-            passes = [torch.from_numpy(self.boots[m])[torch.randperm(n_train, generator=self.shuffle_gen)]]
-            for b in tqdm(range(n_batches), desc=f"epoch {epoch + 1} member {m + 1}", disable=None, leave=False):
+            boots = torch.from_numpy(self.boots[m])
+
+            def shuffled():
+                return boots[torch.randperm(n_train, generator=self.shuffle_gen)].to(self.train_x.device)
+
+            passes = [shuffled()]
+            for b in tqdm(range(n_batches), desc=f"epoch {epoch + 1} member {m + 1}",
+                          disable=None if self.dist.main else True, leave=False):
                 p, j = divmod(b, per_pass)
                 if p == len(passes):
-                    passes.append(torch.from_numpy(self.boots[m])[torch.randperm(n_train, generator=self.shuffle_gen)])
-                rows = passes[p][j * tc.batch : (j + 1) * tc.batch]
+                    passes.append(shuffled())
+                rows = passes[p][j * gb : (j + 1) * gb][r::W]
                 batch = self.modality.batch(self.train_x[rows, : ctx.length].to(self.device))
                 ctx.step, ctx.budget_used = self.steps[m], self.budget_used()
-                figures = self.family.train_step(nets, batch, ctx)
-                self.check_finite(figures, epoch)
+                with torch.autocast(**autocast):
+                    figures = self.family.train_step(nets, batch, ctx)
                 meter.add(figures)
                 self.steps[m] += 1
-                seen += batch.shape[0]
-                if tc.time_budget and time.time() - self.t0 > tc.time_budget - self.reserve:
-                    self.out_of_time = True
+                seen += batch.shape[0] * W
+                if self.tick(meter, epoch, last=b + 1 == n_batches):
                     break
+            self.check_finite(meter, epoch)  # the steps since the last tick
+            for name in self.family.summed_buffers if self.dist.on else ():
+                self.dist.sum_(nets.get_buffer(name))
             with warnings.catch_warnings():
                 # a group that has not stepped yet (e.g. D during MLE warm-up) still decays
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
                 for s in self.scheds[m].values():
                     s.step()
-            meter.add(self.family.evaluate(nets, ctx))
+            if self.dist.main:  # held-out figures are for rank 0's log and checkpoint choice only
+                meter.add(self.family.evaluate(nets, ctx))
             if self.out_of_time:
                 break
         self.cursor.end_epoch()
         return meter.means(), ctx, seen
 
-    def check_finite(self, figures: dict, epoch: int) -> None:
-        """A NaN or infinite loss ends the run: the checkpoints of the last finished epoch stay."""
-        for k, v in figures.items():
-            if "loss" in k and not math.isfinite(float(v)):
-                kept = (f"the last good checkpoint is {self.last_path}" if self.saving and self.last_path.exists()
-                        else "no checkpoint was written yet")
-                raise TrainingError(f"epoch {epoch + 1}: {k} is {float(v)}; training stopped and {kept} "
-                                    "(try a lower learning rate, e.g. --set train.lr_g=...)")
+    def tick(self, meter: Meter, epoch: int, last: bool) -> bool:
+        """After each step: every train.sync_every steps (and at the epoch's last) the step figures
+        are read once for a NaN check; under torchrun that read is one all-reduce that also shares
+        rank 0's clock. Returns whether --budget is spent (all ranks agree on it)."""
+        tc = self.cfg.train
+        self._since_sync += 1
+        due = self._since_sync >= tc.sync_every or last
+        if due:
+            self._since_sync = 0
+            self.check_finite(meter, epoch)
+        if self.dist.on and not due:
+            return False  # between reads the ranks go on: their decisions rest on the shared clock
+        if not tc.time_budget:
+            return False
+        self.out_of_time = self.elapsed() > tc.time_budget - self.reserve
+        return self.out_of_time
+
+    def check_finite(self, meter: Meter, epoch: int) -> None:
+        """A NaN or infinite loss ends the run (on every rank): the checkpoints of the last finished
+        epoch stay."""
+        key = meter.finite()
+        if self.dist.on:
+            bad, self.clock = self.dist.sync(key is not None, time.time() - self.t0, self.dist.device)
+            if not bad:
+                return
+        elif key is None:
+            return
+        err = None
+        if key is not None:
+            kept = (f"the last good checkpoint is {self.last_path}" if self.last_path.exists()
+                    else "no checkpoint was written yet")
+            err = TrainingError(f"epoch {epoch + 1}: {key} is {float(meter.sums[key])}; training stopped and {kept} "
+                                "(try a lower learning rate, e.g. --set train.lr_g=...)")
+        self.dist.agree(err)
 
     def monitor(self, epoch: int, figures: dict, ctx: StepContext, seen: int, seconds: float):
         """A sample from the ensemble judged against the held-out windows; returns (row, sample)."""
@@ -513,6 +636,7 @@ class Run:
             "family": self.cfg.family, "config": self.cfg.to_dict(), "alphabet": "ACGT",
             "members": [nets.state_dict() for nets in self.members],
             "optimizers": [{k: o.state_dict() for k, o in od.items()} for od in self.opts],
+            "scalers": [{k: sc.state_dict() for k, sc in sd.items()} for sd in self.scalers],
             "schedulers": [{k: v.state_dict() for k, v in sd.items()} for sd in self.scheds],
             "epoch": epoch, "steps": list(self.steps), "plan_cursor": self.cursor.state(), "best_score": self.best,
             "epochs_since_best": self.since_best, "rng": _rng_state(self.shuffle_gen, self.fam_gen),
@@ -561,6 +685,30 @@ class Run:
             self.modality.write_epoch_sample(self.run_dir, epoch + 1, sample, self.cfg.family)
         self.family.artifacts(self.ensemble, self.run_dir, sample, epoch + 1)
         return improved
+
+    def end_epoch(self, epoch: int, figures: dict, ctx: StepContext, seen: int, seconds: float) -> bool:
+        """Rank 0 monitors, saves and decides whether to stop; under torchrun every rank then learns
+        the decision, rank 0's clock and closing-fit reserve, or rank 0's error. Returns whether to stop."""
+        out = {"stop": False, "error": None}
+        if self.dist.main:
+            try:
+                row, sample = self.monitor(epoch, figures, ctx, seen, seconds)
+                for nets in self.members:
+                    nets.train()
+                self.save(epoch, row, sample)
+                out["stop"] = self.should_stop(epoch)
+            except (DnaganError, OSError) as exc:
+                if not self.dist.on:
+                    raise
+                out["error"] = describe_error(exc)
+            out.update(reserve=self.reserve, clock=time.time() - self.t0)
+        if not self.dist.on:
+            return out["stop"]
+        shared = self.dist.share(out)
+        self.reserve, self.clock = shared["reserve"], shared["clock"]
+        if shared["error"] is not None:
+            self.dist.raise_described(shared["error"], 0)
+        return bool(shared["stop"])
 
     def should_stop(self, epoch: int) -> bool:
         tc = self.cfg.train
@@ -621,11 +769,19 @@ class Run:
             log.info("wrote %s", p)
 
     def run(self) -> TrainResult:
-        self.build_optimizers()
-        self.restore()
-        if self.saving:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
+        try:
+            return self._run()
+        finally:
+            self.dist.close()
+
+    def _run(self) -> TrainResult:
+        with self.dist.together():
+            self.build_optimizers()
+            self.restore()
+            if self.saving:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
+        self.start_together()
         log.info("plan: %s; %d epoch(s) from epoch %d; best checkpoint by %s",
                  self.plan.describe(self.cfg.train.time_budget), self.n_epochs,
                  self.start_epoch + 1, self.family.select_by)
@@ -634,12 +790,11 @@ class Run:
                           disable=None, leave=False):
             t = time.time()
             figures, ctx, seen = self.run_epoch(epoch)
-            row, sample = self.monitor(epoch, figures, ctx, seen, time.time() - t)
-            for nets in self.members:
-                nets.train()
-            self.save(epoch, row, sample)
-            if self.should_stop(epoch):
+            if self.end_epoch(epoch, figures, ctx, seen, time.time() - t):
                 break
+        if not self.dist.main:  # the closing fit, figures and files are rank 0's
+            return TrainResult(self.ensemble, self.history, self.run_dir, None, None, self.start_epoch,
+                               time.time() - self.t0, main=False)
         if ctx is None and self.resume_ck is not None and self.history:
             # resumed after the last epoch (interrupted during the closing fit): the fit is redone
             ctx = self.context(0, self.start_epoch - 1, False)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from analysis.metrics import roc_auc
 from train.losses import balance_penalty, d_loss, gradient_penalty
 from utils.config import option
 from utils.errors import ConfigError
@@ -59,10 +57,12 @@ class GanOptions:
 def d_metrics(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss: torch.Tensor) -> dict:
     """d_acc thresholds D's logit at 0; d_auc says whether D ranks real above fake at all, whatever
     its bias (0.5 = cannot tell them apart)."""
-    r, f = real_logits.detach(), fake_logits.detach()
-    acc_r, acc_f = float((r > 0).float().mean()), float((f < 0).float().mean())
-    auc = roc_auc(torch.cat([r, f]).cpu().numpy(), np.r_[np.ones(r.shape[0]), np.zeros(f.shape[0])])
-    return {"d_loss": float(loss.detach()), "d_acc_real": acc_r, "d_acc_fake": acc_f,
+    r, f = real_logits.detach().float(), fake_logits.detach().float()
+    acc_r, acc_f = (r > 0).float().mean(), (f < 0).float().mean()
+    # the Mann-Whitney form, on the device (tensors: the engine reads them every few steps, not per step)
+    gt, eq = r[:, None] > f[None, :], r[:, None] == f[None, :]
+    auc = gt.float().mean() + 0.5 * eq.float().mean()
+    return {"d_loss": loss.detach(), "d_acc_real": acc_r, "d_acc_fake": acc_f,
             "d_acc": 0.5 * (acc_r + acc_f), "d_auc": auc}
 
 
@@ -95,5 +95,5 @@ def generator_update(ctx, loss_g: torch.Tensor, probs: torch.Tensor | None, mle_
         loss_g = (1 - ctx.balance_weight) * loss_g + ctx.balance_weight * pen
     if loss_g.requires_grad:
         ctx.optimize("g", loss_g)
-    out["g_loss"] = float(loss_g.detach())
+    out["g_loss"] = loss_g.detach()
     return out

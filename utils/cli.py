@@ -79,7 +79,8 @@ def run(fn, *args) -> int:
     try:
         return fn(*args)
     except DnaganError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        if not getattr(exc, "quiet", False):  # under torchrun an agreed error is printed by rank 0 only
+            print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {one_line(describe_oserror(exc))}", file=sys.stderr)

@@ -85,6 +85,8 @@ class TrainConfig:
     clip_norm: float = 1.0  # gradient clipping max_norm; 0 = off
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # mixed precision: auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    sync_every: int = 16  # steps between reads of the step figures (NaN check, and the budget clock under torchrun)
     steps_per_epoch: int = 0  # cap on batches per epoch; 0 = one pass over the data
     save_every: int = 10  # checkpoints/<model>_epoch{N}.pt every N epochs; 0 = off
     sample_every: int = 5  # sample FASTA into the run's sequences/ every N epochs; 0 = off

@@ -74,7 +74,7 @@ FIELDS = {
     "train.target_gc": PROBABILITY, "train.balance_weight": PROBABILITY, "train.target_gc_weight": PROBABILITY,
     "train.curriculum_start": COUNT, "train.curriculum_step": COUNT, "train.curriculum_every": POSITIVE_INT,
     "train.temperature": POSITIVE, "train.temperature_min": POSITIVE, "train.temperature_decay": RATE,
-    "train.time_budget": NONNEG,
+    "train.time_budget": NONNEG, "train.sync_every": POSITIVE_INT,
     "gen.n": POSITIVE_INT, "gen.temperature": POSITIVE, "gen.seq_len": COUNT,
 }
 DEFAULT_BY_TYPE = {int: COUNT, float: NONNEG}
