@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--curriculum", action="store_true", default=None)
     t.add_argument("--seed", type=D.of("train", "seed"), default=None)
     t.add_argument("--device", default=None, help="auto | cpu | cuda")
+    t.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision (autocast; fp16 with a GradScaler); auto = bf16 on CUDA, off on CPU")
     t.add_argument("--save_every", type=D.of("train", "save_every"), default=None)
     t.add_argument("--sample_every", type=D.of("train", "sample_every"), default=None)
     t.add_argument("--budget", type=D.of("train", "time_budget"), default=None, help="training time budget in seconds")
@@ -119,7 +121,7 @@ def _overrides(args) -> dict:
         "train": {"epochs": args.epochs, "batch": args.batch, "target_gc": args.target_gc,
                   "bagging": args.bagging, "n_models": args.n_models,
                   "early_stopping": args.early_stopping, "patience": args.patience,
-                  "curriculum": args.curriculum, "seed": args.seed, "device": args.device,
+                  "curriculum": args.curriculum, "seed": args.seed, "device": args.device, "amp": args.amp,
                   "save_every": args.save_every, "sample_every": args.sample_every,
                   "time_budget": args.budget, "run_dir": args.run_dir,
                   "checkpoint_dir": args.checkpoint_dir},

@@ -59,6 +59,9 @@ def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
         raise ConfigError(f"--amp must be one of {', '.join(AMP_MODES)}, got {name!r}")
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if name == "fp16" and device.type != "cuda":
+        # oneDNN has no float16 LSTM (gumbel, seqgan fail) and float16 on a CPU is no faster
+        raise ConfigError("--amp fp16 is for CUDA devices; on a CPU use --amp bf16 or off")
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[name]
 
 
