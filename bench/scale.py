@@ -1,6 +1,9 @@
-"""Scale: genome-sized input (read, encode, window, split; the cached second start).
+"""Scale: genome-sized input (read, encode, window, split; the cached second start), and training
+throughput for 1, 2 and 4 processes under torchrun (or on a GPU).
 
-    python bench/scale.py [--mb 200] [--seq_len 70]
+    python bench/scale.py --part read [--mb 200] [--seq_len 70]
+    python bench/scale.py --part train [--procs 1 2 4] [--families ...] [--seq_len 70] [--batch 64]
+    python bench/scale.py --part train --device cuda --amp bf16 --procs 1 --batch 256 --seq_len 500 --tag gpu
 
 Builds a FASTA of --mb megabases from the shipped E. coli 536 genome (copies with 1% of bases
 mutated, 60-column lines, one record per copy) under bench/results/work/scale/, then, each in its
@@ -12,8 +15,17 @@ with the peak resident memory of each process beside the encoded windows' size (
 the peak above the process's size after its imports, over the windows' bytes). The sha256 of
 the file is part of every run but "cold" (which does not need it).
 
-Training throughput for 1, 2 and 4 processes (torchrun) and the GPU rows of issue 16 are not
-measured by this script yet.
+--part train runs each family through the CLI as a user would (`python main.py --mode train` for
+one process, `torchrun --standalone --nproc_per_node=N main.py --mode train` for N), on E. coli 536
+windows, for a fixed number of epochs of a fixed number of steps, each process with
+OMP_NUM_THREADS = max(1, cores // N) so processes do not fight over cores. Every rank takes --batch
+windows per step (the global batch is N x --batch: weak scaling). The figure is the median of the
+epochs' training sequences/s after the first (metrics.csv seqs_per_s: every rank's windows over the
+epoch's training time, monitoring excluded), with the speed-up over one process, the peak memory
+(rank 0's: resident on a CPU, allocated on a GPU) and, with --gen, generation sequences/s from the
+checkpoint in one process. GAN families run their adversarial steps from step 0 (warm-up off) so
+the mix of steps is the trained one; seqgan is measured in MLE pretraining and in adversarial rounds
+(Monte-Carlo rollouts) separately; closing fits are off (they are not training steps).
 """
 import argparse
 import gzip
@@ -22,6 +34,9 @@ import os
 import subprocess
 import sys
 import time
+
+import shutil
+import statistics
 
 import numpy as np
 
@@ -88,15 +103,116 @@ def child(path, seq_len: int, cache: bool, cache_dir) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+# Per family: the settings that make its measured steps its trained steps (see the docstring), and
+# steps per epoch (an epoch of one process on 2 CPU cores takes roughly 5-20 s).
+TRAIN = {
+    "stacked": (["--set", "model.ngram_refit=0"], 15),
+    "gumbel": (["--set", "model.warmup_steps=0", "--set", "model.ngram_refit=0"], 30),
+    "seqgan-mle": (["--set", "model.pre_epochs=4", "--set", "model.dis_pre_epochs=0", "--set", "model.total_batch=0",
+                    "--set", "model.ngram_refit=0"], 40),
+    "seqgan-adv": (["--set", "model.pre_epochs=0", "--set", "model.dis_pre_epochs=0", "--set", "model.total_batch=8",
+                    "--set", "model.rounds_per_epoch=2", "--set", "model.ngram_refit=0"], 2),
+    "masked": ([], 30),
+    "markov": ([], 20),
+}
+
+
+def train_row(family: str, procs: int, args) -> dict:
+    sets, steps = TRAIN[family]
+    name = family.split("-")[0]
+    work = WORK / "train" / f"{family}_{procs}{'_' + args.tag if args.tag else ''}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cores = os.cpu_count() or 1
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // procs)), "PYTHONPATH": str(ROOT)}
+    main_py = str(ROOT / "main.py")
+    launch = ([sys.executable, main_py] if procs == 1 else
+              [str(shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")),
+               "--standalone", f"--nproc_per_node={procs}", main_py])
+    cmd = launch + ["--mode", "train", "--model", name, "--data", str(args.data), "--seq_len", str(args.seq_len),
+                    *(["--batch", str(args.batch)] if args.batch else []), "--device", args.device, "--amp", args.amp,
+                    "--run_dir", str(work / "run"), "--checkpoint_dir", str(work / "ck"),
+                    "--set", f"train.steps_per_epoch={steps * args.steps_scale}", "--set", "train.eval_samples=64",
+                    "--set", "train.sample_every=0", "--set", "train.save_every=0", *sets]
+    if family != "seqgan-adv" and not any(c.startswith("model.pre_epochs") for c in sets):
+        cmd += ["--epochs", str(args.epochs)]
+    if args.curriculum:
+        cmd += ["--curriculum"]
+    t = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
+    wall = time.time() - t
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)}\n{r.stderr[-2000:]}")
+    import csv
+
+    with open(work / "run" / "metrics.csv") as fh:
+        epochs = list(csv.DictReader(fh))
+    rates = [float(e["seqs_per_s"]) for e in epochs[1:]] or [float(epochs[0]["seqs_per_s"])]
+    import yaml
+
+    batch = int(yaml.safe_load((work / "run" / "config.yaml").read_text())["train"]["batch"])
+    row = {"family": family, "procs": procs, "omp_threads": max(1, cores // procs), "batch_per_rank": batch,
+           "global_batch": batch * procs, "epochs": len(epochs), "steps_per_epoch": steps * args.steps_scale,
+           "seqs_per_s": statistics.median(rates), "rates": rates, "wall_s": wall,
+           "peak_memory_mb": float(epochs[-1].get("peak_memory_mb") or "nan"),
+           "command": " ".join(os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c for c in cmd)}
+    if args.gen:
+        ck = work / "ck" / f"{name}_last.pt"
+        t = time.time()
+        g = subprocess.run([sys.executable, main_py, "--mode", "gen", "--checkpoint", str(ck), "--n", str(args.gen),
+                            "--device", args.device, "--output", str(work / "gen.fasta")],
+                           capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": str(cores)}, cwd=work)
+        if g.returncode != 0:
+            raise SystemExit(g.stderr[-2000:])
+        row["gen_seqs_per_s_incl_start"] = args.gen / (time.time() - t)
+    shutil.rmtree(work / "ck", ignore_errors=True)
+    return row
+
+
+def main_train(args) -> None:
+    rows = []
+    for family in args.families:
+        base = None
+        for n in args.procs:
+            row = train_row(family, n, args)
+            base = row["seqs_per_s"] if n == 1 else base
+            row["speedup"] = row["seqs_per_s"] / base if base else float("nan")
+            rows.append(row)
+            print(f"{family} x{n}: {row['seqs_per_s']:.1f} seq/s ({row['wall_s']:.0f} s)", flush=True)
+    cols = ["family", "procs", "omp_threads", "batch_per_rank", "global_batch", "seqs_per_s", "speedup", "peak_memory_mb", "wall_s"]
+    if args.gen:
+        cols.append("gen_seqs_per_s_incl_start")
+    cores = os.cpu_count()
+    print(f"cores {cores}, device {args.device}, amp {args.amp}, seq_len {args.seq_len}")
+    print(table(rows, cols))
+    name = "scale_train" + (f"_{args.tag}" if args.tag else "")
+    out = write_json(name, {"seed": 42, "cores": cores, "device": args.device, "amp": args.amp,
+                            "seq_len": args.seq_len, "rows": rows,
+                            "command": "python bench/scale.py " + " ".join(sys.argv[1:])})
+    print(f"wrote {out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", choices=["read", "train"], default="read")
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--seq_len", type=int, default=70)
+    ap.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--families", nargs="+", default=list(TRAIN), choices=list(TRAIN))
+    ap.add_argument("--batch", type=int, default=0, help="windows per rank per step (default: the family's)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--steps_scale", type=int, default=1, help="multiply every family's steps per epoch")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", default="off")
+    ap.add_argument("--curriculum", action="store_true")
+    ap.add_argument("--gen", type=int, default=0, help="also time generating N sequences from the checkpoint")
+    ap.add_argument("--data", default=str(ROOT / "data" / "ecoli_536.fasta.gz"))
+    ap.add_argument("--tag", default="")
     args = ap.parse_args()
+    if args.part == "train":
+        return main_train(args)
     path, size = build(args.mb)
     cache_dir = WORK / "cache"
-    import shutil
-
     shutil.rmtree(cache_dir, ignore_errors=True)
     rows = []
     for name, cache in (("cold (no cache)", False), ("first (writes the cache)", True), ("cached (second run)", True)):
@@ -113,7 +229,7 @@ def main():
     print(f"{path.name}: {size / 1e6:.1f} MB, seq_len {args.seq_len}, cores {os.cpu_count()}")
     print(table(rows, cols))
     out = write_json("scale_read", {"seed": 42, "file_mb": size / 1e6, "seq_len": args.seq_len, "rows": rows,
-                                    "command": f"python bench/scale.py --mb {args.mb} --seq_len {args.seq_len}"})
+                                    "command": f"python bench/scale.py --part read --mb {args.mb} --seq_len {args.seq_len}"})
     print(f"wrote {out}")
 
 

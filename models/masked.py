@@ -22,8 +22,6 @@ Generate: start fully masked (or from a prompt); at each of model.gen_steps step
 from __future__ import annotations
 
 import math
-import resource
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -156,13 +154,6 @@ def infill(model: MaskedLM, codes: torch.Tensor, gaps: torch.Tensor, *, steps: i
     return tok
 
 
-def peak_memory_mb() -> float:
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 2**20 if sys.platform == "darwin" else kb / 1024
-
-
 @torch.no_grad()
 def masked_accuracy(model: MaskedLM, x: torch.Tensor, prob: float, seed: int = 0, batch: int = 512):
     """(accuracy, loss) on the masked positions of windows x (B, L), with a fixed masking seed."""
@@ -220,7 +211,7 @@ class Masked(Family):
         return {"loss": loss.detach(), "grad_norm": norm}
 
     def evaluate(self, nets, ctx) -> dict[str, float]:
-        out = {"peak_memory_mb": peak_memory_mb()}
+        out = {}
         if ctx.val is not None and len(ctx.val):
             c = ctx.cfg.model
             M = nets["M"]

@@ -65,6 +65,17 @@ def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[name]
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: allocated on the GPU, else resident on the host."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    import sys
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 2**20 if sys.platform == "darwin" else kb / 1024
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -625,7 +636,8 @@ class Run:
                "temperature": ctx.temperature, **figures}
         row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.opts[0].items()})
         row.update(self.modality.monitor(sample, self.val, epoch))
-        row.update({"seqs_per_s": seen / max(seconds, 1e-9), "elapsed_s": time.time() - self.t0})
+        row.update({"seqs_per_s": seen / max(seconds, 1e-9), "elapsed_s": time.time() - self.t0,
+                    "peak_memory_mb": peak_memory_mb(self.device)})
         self.history.append(row)
         lrs = " ".join(f"{k}={row[k]:.2e}" for k in row if k.startswith("lr_"))
         losses = " ".join(f"{k}={v:.4f}" for k, v in figures.items())
