@@ -4,6 +4,7 @@ throughput for 1, 2 and 4 processes under torchrun (or on a GPU).
     python bench/scale.py --part read [--mb 200] [--seq_len 70]
     python bench/scale.py --part train [--procs 1 2 4] [--families ...] [--seq_len 70] [--batch 64]
     python bench/scale.py --part train --device cuda --amp bf16 --procs 1 --batch 256 --seq_len 500 --tag gpu
+    python bench/scale.py --part start [--mb 200]
 
 Builds a FASTA of --mb megabases from the shipped E. coli 536 genome (copies with 1% of bases
 mutated, 60-column lines, one record per copy) under bench/results/work/scale/, then, each in its
@@ -170,7 +171,16 @@ def train_row(family: str, procs: int, args) -> dict:
 
 
 def main_train(args) -> None:
+    """Rows are written to the JSON as they come (a later failure keeps them); rows of families
+    not in this run are kept from the JSON already there."""
+    name = "scale_train" + (f"_{args.tag}" if args.tag else "")
+    path = ROOT / "bench" / "results" / f"{name}.json"
+    kept = [r for r in (json.loads(path.read_text())["rows"] if path.exists() else [])
+            if r["family"] not in args.families]
     rows = []
+    cores = os.cpu_count()
+    cols = ["family", "procs", "omp_threads", "batch_per_rank", "global_batch", "seqs_per_s", "speedup",
+            "peak_memory_mb", "wall_s"] + (["gen_seqs_per_s_incl_start"] if args.gen else [])
     for family in args.families:
         base = None
         for n in args.procs:
@@ -179,22 +189,63 @@ def main_train(args) -> None:
             row["speedup"] = row["seqs_per_s"] / base if base else float("nan")
             rows.append(row)
             print(f"{family} x{n}: {row['seqs_per_s']:.1f} seq/s ({row['wall_s']:.0f} s)", flush=True)
-    cols = ["family", "procs", "omp_threads", "batch_per_rank", "global_batch", "seqs_per_s", "speedup", "peak_memory_mb", "wall_s"]
-    if args.gen:
-        cols.append("gen_seqs_per_s_incl_start")
-    cores = os.cpu_count()
+            write_json(name, {"seed": 42, "cores": cores, "device": args.device, "amp": args.amp,
+                              "seq_len": args.seq_len, "rows": kept + rows,
+                              "command": "python bench/scale.py " + " ".join(sys.argv[1:])})
     print(f"cores {cores}, device {args.device}, amp {args.amp}, seq_len {args.seq_len}")
-    print(table(rows, cols))
-    name = "scale_train" + (f"_{args.tag}" if args.tag else "")
-    out = write_json(name, {"seed": 42, "cores": cores, "device": args.device, "amp": args.amp,
-                            "seq_len": args.seq_len, "rows": rows,
-                            "command": "python bench/scale.py " + " ".join(sys.argv[1:])})
+    print(table(kept + rows, cols))
+    print(f"wrote {path}")
+
+
+def cli_start(path, family: str, cache_dir) -> dict:
+    """Seconds from launching `python main.py --mode train` to its "plan:" line (logged just before
+    the first step), and to its data line."""
+    env = {**os.environ, "DNAGAN_CACHE": str(cache_dir), "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
+    work = WORK / "start"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cmd = [sys.executable, str(ROOT / "main.py"), "--mode", "train", "--model", family, "--data", str(path),
+           "--epochs", "1", "--set", "train.steps_per_epoch=1", "--set", "train.eval_samples=16",
+           "--set", "train.sample_every=0", "--run_dir", str(work / "run"), "--checkpoint_dir", str(work / "ck")]
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=work)
+    seen = {}
+    for line in p.stderr:
+        now = time.perf_counter() - t
+        if "training and" in line and "data_s" not in seen:
+            seen["data_s"] = now
+        if line.startswith("plan:"):
+            seen["plan_s"] = now
+    p.wait()
+    if p.returncode != 0 or "plan_s" not in seen:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode})")
+    return seen
+
+
+def main_start(args) -> None:
+    path, size = build(args.mb)
+    cache_dir = WORK / "start_cache"
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, numpy, Bio, yaml, tqdm"], check=True)
+    imports = time.perf_counter() - t
+    rows = []
+    for name in ("first run (reads the file, writes the cache)", "second run (cached)", "third run (cached)"):
+        r = cli_start(path, args.start_family, cache_dir)
+        rows.append({"run": name, "to_data_s": r.get("data_s"), "to_first_step_s": r["plan_s"]})
+        print(rows[-1], flush=True)
+    print(f"{path.name}: {size / 1e6:.1f} MB; python + torch + numpy + Bio imports alone: {imports:.2f} s")
+    print(table(rows, ["run", "to_data_s", "to_first_step_s"]))
+    out = write_json("scale_start", {"seed": 42, "file_mb": size / 1e6, "imports_s": imports, "rows": rows,
+                                     "family": args.start_family,
+                                     "command": f"python bench/scale.py --part start --mb {args.mb}"})
     print(f"wrote {out}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=["read", "train"], default="read")
+    ap.add_argument("--part", choices=["read", "train", "start"], default="read")
+    ap.add_argument("--start_family", default="markov", help="--part start: the family whose run is started")
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--seq_len", type=int, default=70)
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
@@ -211,6 +262,8 @@ def main():
     args = ap.parse_args()
     if args.part == "train":
         return main_train(args)
+    if args.part == "start":
+        return main_start(args)
     path, size = build(args.mb)
     cache_dir = WORK / "cache"
     shutil.rmtree(cache_dir, ignore_errors=True)

@@ -146,6 +146,7 @@ class Dist:
         cls = cls if isinstance(cls, type) and issubclass(cls, errors.DnaganError) else errors.DnaganError
         err = cls(text if origin == 0 else f"rank {origin}: {text}")
         err.quiet = not self.main
+        self.close(together=True)  # every rank is here: leave the group before any process exits
         raise err from None
 
     @contextlib.contextmanager
@@ -159,9 +160,14 @@ class Dist:
             failed = exc
         self.agree(failed)
 
-    def close(self) -> None:
+    def close(self, together: bool = False) -> None:
+        """Leave the process group. ``together``: every rank calls this at the same point, so a
+        barrier first keeps a rank that is done from exiting while another still uses its
+        connections (gloo aborts a process whose peer vanished: measured, 1 run of 4 processes)."""
         if self.on and tdist.is_initialized():
             with contextlib.suppress(Exception):
+                if together:
+                    tdist.barrier()
                 tdist.destroy_process_group()
 
 

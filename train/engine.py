@@ -785,9 +785,12 @@ class Run:
 
     def run(self) -> TrainResult:
         try:
-            return self._run()
-        finally:
-            self.dist.close()
+            result = self._run()
+        except BaseException:
+            self.dist.close()  # an agreed error has already left together; anything else cannot wait
+            raise
+        self.dist.close(together=True)  # the other ranks wait here while rank 0 finishes
+        return result
 
     def _run(self) -> TrainResult:
         with self.dist.together():
@@ -802,7 +805,7 @@ class Run:
                  self.start_epoch + 1, self.family.select_by)
         ctx = None
         for epoch in tqdm(range(self.start_epoch, self.n_epochs), desc=f"{self.cfg.family} epochs",
-                          disable=None, leave=False):
+                          disable=None if self.dist.main else True, leave=False):
             t = time.time()
             figures, ctx, seen = self.run_epoch(epoch)
             if self.end_epoch(epoch, figures, ctx, seen, time.time() - t):
