@@ -126,8 +126,9 @@ def _sniff(path: Path) -> str:
     return "lines"
 
 
-def read_records(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """Read (record id, sequence string) pairs from FASTA, GenBank or one-sequence-per-line text.
+def read_records(path: str | os.PathLike, *, titles: bool = False) -> list[tuple]:
+    """Read (record id, sequence string) pairs from FASTA, GenBank or one-sequence-per-line text;
+    with ``titles``, (record id, header line, sequence) (GenBank: id and description).
 
     The format comes from the extension (.fa/.fasta/.fna, .gb/.gbk, optionally .gz) or, failing
     that, from the content. Gzip is recognised by its magic bytes whatever the name.
@@ -143,29 +144,30 @@ def read_records(path: str | os.PathLike) -> list[tuple[str, str]]:
         with _open_text(path) as fh:
             if fmt == "fasta":
                 for title, seq in SimpleFastaParser(fh):
-                    records.append((title.split(None, 1)[0] if title.strip() else f"record{len(records) + 1}", seq))
+                    rid = title.split(None, 1)[0] if title.strip() else f"record{len(records) + 1}"
+                    records.append((rid, title, seq))
             elif fmt == "genbank":
                 for rec in SeqIO.parse(fh, "genbank"):
-                    records.append((rec.id, str(rec.seq)))
+                    records.append((rec.id, f"{rec.id} {rec.description}", str(rec.seq)))
             else:
                 for i, line in enumerate(fh, 1):
                     s = line.strip()
                     if s and not s.startswith("#"):
-                        records.append((f"line{i}", s.replace(" ", "")))
+                        records.append((f"line{i}", "", s.replace(" ", "")))
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
     except ValueError as exc:  # Biopython parse errors
         raise InputError(f"{path}: not valid {fmt} ({exc})") from None
     if not records:
         raise InputError(f"{path}: no sequences found")
-    return records
+    return records if titles else [(rid, seq) for rid, _, seq in records]
 
 
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[ord(c) for c in " \t\r\n\v\f"]] = True
 
 
-def read_fasta_codes(path: Path) -> list[tuple[str, np.ndarray]]:
+def read_fasta_codes(path: Path, *, titles: bool = False) -> list[tuple]:
     """(record id, codes) of a FASTA file (plain or gzip) without Python strings: the whole file is
     one byte array, records are cut at header lines, whitespace is dropped and the bytes go through
     the lookup table. Hundreds of MB/s; the same codes as read_records + encode. Letters that are not
@@ -186,7 +188,8 @@ def read_fasta_codes(path: Path) -> list[tuple[str, np.ndarray]]:
         rid = title.split(None, 1)[0] if title else f"record{len(out) + 1}"
         body = buf[end_head + 1 : stop]
         letters = body[~_WHITESPACE[body]]
-        out.append((rid, check_codes(path, rid, _LUT[letters], letters)))
+        codes = check_codes(path, rid, _LUT[letters], letters)
+        out.append((rid, title, codes) if titles else (rid, codes))
     if heads.size and heads[0] > 0 and raw[: heads[0]].strip():
         raise InputError(f"{path}: not valid fasta (text before the first '>' header)")
     return out
@@ -267,7 +270,19 @@ class SequenceData:
     n_records: int = 0
     n_dropped: int = 0  # segments shorter than seq_len
     source: str = ""
+    # labelled data (utils.labels): per window, an index into label_names; None without labels
+    train_labels: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+    label_names: tuple = ()
     kind = "dna"
+
+    def label_counts(self) -> dict:
+        """{label: (training windows, held-out windows)}; empty without labels."""
+        if self.train_labels is None:
+            return {}
+        tr = np.bincount(self.train_labels, minlength=len(self.label_names))
+        va = np.bincount(self.val_labels, minlength=len(self.label_names))
+        return {name: (int(a), int(b)) for name, a, b in zip(self.label_names, tr, va)}
 
     @property
     def seq_len(self) -> int:
@@ -330,7 +345,7 @@ def _short_record_labels(long_rec: list, val_fraction: float, rng) -> dict:
 
 # Files at least this big are cached encoded (below, reading is faster than hashing is worth)
 CACHE_MIN_BYTES = 16 << 20
-_CACHE_VERSION = 1  # bump when the windows a file gives change
+_CACHE_VERSION = 2  # bump when the windows a file gives change
 
 
 def file_sha256(path) -> str:
@@ -380,7 +395,11 @@ def _save_cached(key: str, data: "SequenceData") -> None:
             segs = getattr(data, name)
             np.save(tmp / f"{name}.npy", np.concatenate(segs) if segs else np.zeros(0, np.uint8))
             np.save(tmp / f"{name}_len.npy", np.array([len(x) for x in segs], np.int64))
-        (tmp / "meta.json").write_text(json.dumps({"n_records": data.n_records, "n_dropped": data.n_dropped}))
+        if data.train_labels is not None:
+            np.save(tmp / "train_labels.npy", data.train_labels)
+            np.save(tmp / "val_labels.npy", data.val_labels)
+        (tmp / "meta.json").write_text(json.dumps({"n_records": data.n_records, "n_dropped": data.n_dropped,
+                                                   "label_names": list(data.label_names)}))
         os.replace(tmp, final)  # the entry appears whole or not at all
     except OSError as exc:  # a full or read-only cache never stops a run
         log.warning("warning: could not cache the encoded windows in %s (%s)", final, exc)
@@ -401,23 +420,27 @@ def _load_cached(key: str, path) -> "SequenceData | None":
                 for n in ("train_segments", "val_segments")}
         return SequenceData(train=arr["train"], val=arr["val"], train_segments=segs["train_segments"],
                             val_segments=segs["val_segments"], n_records=meta["n_records"],
-                            n_dropped=meta["n_dropped"], source=str(path))
+                            n_dropped=meta["n_dropped"], source=str(path), train_labels=arr.get("train_labels"),
+                            val_labels=arr.get("val_labels"), label_names=tuple(meta.get("label_names", ())))
     except (OSError, ValueError, KeyError) as exc:
         log.warning("warning: ignoring the damaged cache entry %s (%s)", d, exc)
         return None
 
 
-def read_coded(path) -> list[tuple[str, np.ndarray]]:
-    """(record id, codes) of every record; FASTA by the string-free fast path."""
+def read_coded(path, *, titles: bool = False) -> list[tuple]:
+    """(record id, codes) of every record, or with ``titles`` (record id, header line, codes); FASTA
+    by the string-free fast path."""
     path = Path(normalize_path(path))
     if path.is_file() and _sniff(path) == "fasta":
         try:
-            recs = read_fasta_codes(path)
+            recs = read_fasta_codes(path, titles=titles)
         except (OSError, EOFError) as exc:
             raise InputError(f"{path}: cannot read ({exc})") from None
         if not recs:
             raise InputError(f"{path}: no sequences found")
         return recs
+    if titles:
+        return [(rid, title, encode_record(path, rid, seq)) for rid, title, seq in read_records(path, titles=True)]
     return [(rid, encode_record(path, rid, seq)) for rid, seq in read_records(path)]
 
 
@@ -431,8 +454,14 @@ def load_sequences(
     max_sequences: int = 0,
     seed: int = 0,
     crop: bool = False,
+    labels=None,
 ) -> SequenceData:
-    """Read a sequence file and return encoded train/validation windows.
+    """Read a sequence file (or a list of them) and return encoded train/validation windows.
+
+    Labels (utils.labels; ``labels`` is a LabelSource with a regex or a table, or None for the
+    headers' ``label=`` and, with several files, the files' stems) give every window its record's
+    label; the held-out split is then stratified: short records are assigned whole per label, long
+    ones by blocks as always, and every label needs MIN_LABEL_WINDOWS training windows and a held-out one.
 
     crop=True treats each record as one sequence (one window from its start, as the Gumbel report
     used a FASTA of separate sequences); otherwise records are cut into windows every ``stride``.
@@ -445,25 +474,49 @@ def load_sequences(
     if not 0.0 <= val_fraction < 1.0:
         raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
     stride = stride or seq_len
-    p = Path(normalize_path(path))
-    key = _cache_key(p, (seq_len, stride, val_fraction, block_size, max_sequences, seed, crop))
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    if len(paths) == 1:
+        path = paths[0]
+    p = Path(normalize_path(paths[0]))
+    options = (seq_len, stride, val_fraction, block_size, max_sequences, seed, crop)
+    if labels is not None:
+        options += labels.key()
+    key = _cache_key(p, options) if len(paths) == 1 else None
     if key:
         cached = _load_cached(key, path)
         if cached is not None:
             log.info("%s: encoded windows from the cache (%s)", path, _data_cache_dir() / key)
             return cached
-    data = _load_sequences(path, seq_len, stride, val_fraction, block_size, max_sequences, seed, crop)
+    data = _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequences, seed, crop, labels)
     if key:
         _save_cached(key, data)
     return data
 
 
-def _load_sequences(path, seq_len, stride, val_fraction, block_size, max_sequences, seed, crop) -> SequenceData:
-    records = read_coded(path)
+def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequences, seed, crop,
+                    label_source=None) -> SequenceData:
+    from utils.labels import record_labels
+
+    per_file = [(normalize_path(p), read_coded(p, titles=True)) for p in paths]
+    path = ", ".join(str(p) for p in paths)
+    found = record_labels([(p, [(rid, title) for rid, title, _ in recs]) for p, recs in per_file], label_source)
+    records = [(rid, codes) for _, recs in per_file for rid, _, codes in recs]
+    names, rec_label = (), None
+    if found is not None:
+        flat = [lab for labels in found for lab in labels]
+        names = tuple(sorted(set(flat)))
+        rec_label = [names.index(lab) for lab in flat]
     rng = np.random.default_rng(seed)
     codes_list = [c for _, c in records]
     long_rec = [is_long_record(c.size, seq_len) and not crop for c in codes_list]
-    short_label = _short_record_labels(long_rec, val_fraction, rng)
+    if rec_label is None:
+        short_label = _short_record_labels(long_rec, val_fraction, rng)
+    else:  # stratified: each label's short records are split on their own
+        short_label = {}
+        for lab in range(len(names)):
+            short_label.update(_short_record_labels([lr or rec_label[i] != lab for i, lr in enumerate(long_rec)],
+                                                    val_fraction, rng))
+    window_labels = {0: [], 1: []}
 
     parts = {0: [], 1: []}
     segs = {0: [], 1: []}
@@ -487,6 +540,8 @@ def _load_sequences(path, seq_len, stride, val_fraction, block_size, max_sequenc
             segs[lab].append(seg)
             step = stride if lab == 0 else seq_len
             parts[lab].append(sliding_window_view(seg, seq_len)[::step])  # a view: copied once, below
+            if rec_label is not None:
+                window_labels[lab].append(np.full(parts[lab][-1].shape[0], rec_label[i], np.int16))
     empty = np.zeros((0, seq_len), dtype=np.uint8)
     train = np.concatenate(parts[0]) if parts[0] else empty
     val = np.concatenate(parts[1]) if parts[1] else empty
@@ -497,13 +552,19 @@ def _load_sequences(path, seq_len, stride, val_fraction, block_size, max_sequenc
             f"{path}: no training window of length {seq_len} (records split at N/IUPAC bases; "
             f"{dropped} segment(s) were shorter than seq_len)"
         )
+    tl = vl = None
+    if rec_label is not None:
+        tl, vl = (np.concatenate(window_labels[k]) if window_labels[k] else np.zeros(0, np.int16) for k in (0, 1))
     if max_sequences and train.shape[0] > max_sequences:
         keep = np.sort(rng.choice(train.shape[0], size=max_sequences, replace=False))
         train = train[keep]
+        tl = tl[keep] if tl is not None else None
         n_val_cap = max(1, int(round(max_sequences * val_fraction / max(1e-9, 1 - val_fraction))))
         if val.shape[0] > n_val_cap:
-            val = val[np.sort(rng.choice(val.shape[0], size=n_val_cap, replace=False))]
-    return SequenceData(
+            keep = np.sort(rng.choice(val.shape[0], size=n_val_cap, replace=False))
+            val = val[keep]
+            vl = vl[keep] if vl is not None else None
+    data = SequenceData(
         train=np.ascontiguousarray(train),
         val=np.ascontiguousarray(val),
         train_segments=segs[0],
@@ -511,7 +572,27 @@ def _load_sequences(path, seq_len, stride, val_fraction, block_size, max_sequenc
         n_records=len(records),
         n_dropped=dropped,
         source=str(path),
+        train_labels=tl,
+        val_labels=vl,
+        label_names=names,
     )
+    if names:
+        _check_labels(data, path, val_fraction)
+    return data
+
+
+def _check_labels(data: SequenceData, path, val_fraction: float) -> None:
+    """Every label has enough windows on both sides of the split; the counts go to the log."""
+    from utils.labels import MIN_LABEL_WINDOWS
+
+    counts = data.label_counts()
+    for name, (tr, va) in counts.items():
+        if tr < MIN_LABEL_WINDOWS or (val_fraction > 0 and va < 1):
+            raise InputError(f"{path}: label {name!r} has {tr} training and {va} held-out window(s); each label "
+                             f"needs at least {MIN_LABEL_WINDOWS} training windows and one held-out window "
+                             "(more records of that label, a shorter --seq_len, or leave it out)")
+    log.info("%s: windows per label (training / held-out): %s", path,
+             ", ".join(f"{k} {tr} / {va}" for k, (tr, va) in counts.items()))
 
 
 def read_sequences(path, *, seq_len: int | None = None) -> np.ndarray:

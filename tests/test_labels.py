@@ -1,0 +1,116 @@
+"""Labels from FASTA headers, a regex, a TSV table and several files; the stratified split."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import random_dna
+from utils.errors import InputError
+from utils.labels import MIN_LABEL_WINDOWS, LabelSource
+from utils.sequences import decode, load_sequences
+
+
+def fasta(path, records):
+    path.write_text("".join(f">{head}\n{seq}\n" for head, seq in records))
+    return path
+
+
+def short_records(tmp_path, name="short.fasta", header=lambda i, lab: f"r{i} label={lab}"):
+    """Twelve 600-bp records per label (short: assigned whole to one side of the split), each label
+    with its own composition so a window's label can be read from its bases."""
+    recs = []
+    for i in range(24):
+        lab = "phage" if i % 2 else "host"
+        recs.append((header(i, lab), random_dna(600, i, gc=0.7 if lab == "phage" else 0.3)))
+    return fasta(tmp_path / name, recs)
+
+
+def test_header_labels_reach_every_window_and_the_split_is_stratified(tmp_path):
+    d = load_sequences(short_records(tmp_path), 50, val_fraction=0.25, seed=3)
+    assert d.label_names == ("host", "phage")
+    counts = d.label_counts()
+    assert all(tr >= MIN_LABEL_WINDOWS and va > 0 for tr, va in counts.values())
+    # 12 records a label, a quarter of them held out per label: 3 records x 12 windows
+    assert counts == {"host": (9 * 12, 3 * 12), "phage": (9 * 12, 3 * 12)}
+    for x, lab in ((d.train, d.train_labels), (d.val, d.val_labels)):
+        gc = np.isin(x, (1, 2)).mean(1)
+        assert np.all((gc > 0.5) == (lab == 1))  # each window carries its own record's label
+    # no leakage: no held-out window occurs in training
+    train = set(decode(d.train))
+    assert not [s for s in decode(d.val) if s in train]
+
+
+def test_unlabelled_data_are_split_as_before(tmp_path):
+    path = short_records(tmp_path, header=lambda i, lab: f"r{i}")
+    d = load_sequences(path, 50, val_fraction=0.25, seed=3)
+    assert d.train_labels is None and d.label_names == () and d.label_counts() == {}
+
+
+def test_a_mix_of_labelled_and_unlabelled_headers_names_the_first_unlabelled_record(tmp_path):
+    path = short_records(tmp_path, header=lambda i, lab: f"r{i}" + ("" if i == 5 else f" label={lab}"))
+    with pytest.raises(InputError, match=r"short.fasta: record 'r5' has no label= in its header, but 23 of 24"):
+        load_sequences(path, 50)
+
+
+def test_labels_from_a_regex_over_the_header(tmp_path):
+    path = short_records(tmp_path, header=lambda i, lab: f"r{i} [organism={lab.upper()}] len=600")
+    d = load_sequences(path, 50, labels=LabelSource(pattern=r"organism=(\w+)"))
+    assert d.label_names == ("HOST", "PHAGE")
+    with pytest.raises(InputError, match=r"record 'r0' does not match --label_pattern 'species=\(\\w\+\)'"):
+        load_sequences(path, 50, labels=LabelSource(pattern=r"species=(\w+)"))
+    with pytest.raises(InputError, match="not a regular expression"):
+        load_sequences(path, 50, labels=LabelSource(pattern="(unclosed"))
+
+
+def test_labels_from_a_table(tmp_path):
+    path = short_records(tmp_path, header=lambda i, lab: f"r{i} some description")
+    table = tmp_path / "ids.tsv"
+    table.write_text("record_id\tlabel\n" + "".join(f"r{i}\t{'b' if i % 2 else 'a'}\n" for i in range(24)))
+    d = load_sequences(path, 50, labels=LabelSource(table=str(table)))
+    assert d.label_names == ("a", "b") and np.all((np.isin(d.train, (1, 2)).mean(1) > 0.5) == (d.train_labels == 1))
+    table.write_text("".join(f"r{i}\t{'b' if i % 2 else 'a'}\n" for i in range(23)))
+    with pytest.raises(InputError, match=r"short.fasta: record 'r23' has no row in .*ids.tsv"):
+        load_sequences(path, 50, labels=LabelSource(table=str(table)))
+    table.write_text("r1\tb\nr1\ta\n")
+    with pytest.raises(InputError, match=r"ids.tsv: line 2: record 'r1' is labelled both 'b' and 'a'"):
+        load_sequences(path, 50, labels=LabelSource(table=str(table)))
+    table.write_text("r1 b\n")
+    with pytest.raises(InputError, match=r"ids.tsv: line 1: expected 'record id<TAB>label'"):
+        load_sequences(path, 50, labels=LabelSource(table=str(table)))
+
+
+def test_several_files_are_labelled_by_their_stems(tmp_path):
+    host = fasta(tmp_path / "host.fasta", [(f"h{i}", random_dna(600, i, gc=0.3)) for i in range(8)])
+    phage = fasta(tmp_path / "phage.fa.gz.txt", [(f"p{i}", random_dna(600, 100 + i, gc=0.7)) for i in range(8)])
+    d = load_sequences([host, phage], 50, val_fraction=0.25)
+    assert d.label_names == ("host", "phage") and d.n_records == 16
+    assert np.all((np.isin(d.val, (1, 2)).mean(1) > 0.5) == (d.val_labels == 1))
+    same = fasta(tmp_path / "host.fa", [("x", random_dna(600, 7))])
+    with pytest.raises(InputError, match="same stem"):
+        load_sequences([host, same], 50)
+
+
+def test_a_label_with_too_few_windows_is_an_error(tmp_path):
+    recs = [(f"r{i} label=common", random_dna(600, i)) for i in range(8)] + [("rare1 label=rare", random_dna(120, 9))]
+    with pytest.raises(InputError, match=r"label 'rare' has [0-9]+ training and [0-9]+ held-out window\(s\)"):
+        load_sequences(fasta(tmp_path / "f.fasta", recs), 50)
+
+
+def test_a_long_record_per_label_is_split_by_blocks(tmp_path):
+    recs = [("a label=A", random_dna(30_000, 1, gc=0.3)), ("b label=B", random_dna(30_000, 2, gc=0.7))]
+    d = load_sequences(fasta(tmp_path / "long.fasta", recs), 100, val_fraction=0.2)
+    counts = d.label_counts()
+    for tr, va in counts.values():
+        assert abs(va / (tr + va) - 0.2) < 0.03  # every label held out at the asked fraction
+
+
+def test_cached_labels_round_trip(tmp_path, monkeypatch):
+    import utils.sequences as S
+
+    monkeypatch.setattr(S, "CACHE_MIN_BYTES", 0)
+    path = short_records(tmp_path)
+    first = load_sequences(path, 50, val_fraction=0.25, seed=3)
+    second = load_sequences(path, 50, val_fraction=0.25, seed=3)
+    assert second.label_names == first.label_names
+    assert np.array_equal(second.train_labels, first.train_labels) and np.array_equal(second.val, first.val)
+    assert list((tmp_path / "cache" / "data").iterdir())
