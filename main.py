@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--stride", type=D.of("data", "stride"), default=None, help="window step; default seq_len")
     d.add_argument("--val_fraction", type=D.of("data", "val_fraction"), default=None)
     d.add_argument("--max_sequences", type=D.of("data", "max_sequences"), default=None)
+    d.add_argument("--label_pattern", default=None, metavar="REGEX",
+                   help="each record's label: the first group of this regex over its header (default: label=NAME "
+                        "in the headers when every record has one)")
+    d.add_argument("--labels", default=None, metavar="TSV", help="record id <TAB> label, one line per record")
     d.add_argument("--synthetic", type=D.of("data", "synthetic"), default=None, metavar="N",
                    help="train on N uniformly random windows (a sanity check: nothing to learn)")
     t = p.add_argument_group("training")
@@ -117,7 +121,7 @@ def _overrides(args) -> dict:
     spec = {
         "data": {"path": args.data, "seq_len": args.seq_len, "stride": args.stride,
                  "val_fraction": args.val_fraction, "max_sequences": args.max_sequences,
-                 "synthetic": args.synthetic},
+                 "synthetic": args.synthetic, "label_pattern": args.label_pattern, "labels": args.labels},
         "train": {"epochs": args.epochs, "batch": args.batch, "target_gc": args.target_gc,
                   "bagging": args.bagging, "n_models": args.n_models,
                   "early_stopping": args.early_stopping, "patience": args.patience,

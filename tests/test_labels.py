@@ -114,3 +114,23 @@ def test_cached_labels_round_trip(tmp_path, monkeypatch):
     assert second.label_names == first.label_names
     assert np.array_equal(second.train_labels, first.train_labels) and np.array_equal(second.val, first.val)
     assert list((tmp_path / "cache" / "data").iterdir())
+
+
+def test_training_reports_windows_per_label_and_the_checkpoint_keeps_the_names(tmp_path, capsys):
+    import csv
+
+    import torch
+
+    from main import main
+
+    path = short_records(tmp_path, header=lambda i, lab: f"r{i} kind:{lab}")
+    args = ["--mode", "train", "--model", "markov", "--data", str(path), "--seq_len", "50", "--epochs", "1",
+            "--label_pattern", r"kind:(\w+)", "--run_dir", "runs/l", "--set", "train.eval_samples=20"]
+    assert main(args) == 0
+    row = next(csv.DictReader(open("runs/l/metrics.csv")))
+    assert int(row["windows_host"]) == int(row["windows_phage"]) == 10 * 12  # 2 of 12 records held out
+    ck = torch.load("checkpoints/markov_last.pt", weights_only=True)
+    assert ck["stats"]["label_names"] == ["host", "phage"] and ck["config"]["data"]["label_pattern"] == r"kind:(\w+)"
+    assert main(args[:-4] + ["--label_pattern", r"sort:(\w+)", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "record 'r0' does not match --label_pattern 'sort:(\\w+)'" in err

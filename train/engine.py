@@ -450,6 +450,9 @@ class Run:
             log.warning("validation set is empty; the validation score uses training windows")
         log.info("%s: %d training and %d held-out %s sequences of length %d", d.source, d.train.shape[0],
                  d.val.shape[0], kind.name, d.seq_len)
+        counts = d.label_counts() if hasattr(d, "label_counts") else {}
+        # windows per label, in every metrics row (conditional training itself is not built yet)
+        self.label_row = {f"windows_{name}": tr for name, (tr, _) in counts.items()}
 
     # ---- the steps
     def build_optimizers(self) -> None:
@@ -637,7 +640,7 @@ class Run:
         row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.opts[0].items()})
         row.update(self.modality.monitor(sample, self.val, epoch))
         row.update({"seqs_per_s": seen / max(seconds, 1e-9), "elapsed_s": time.time() - self.t0,
-                    "peak_memory_mb": peak_memory_mb(self.device)})
+                    "peak_memory_mb": peak_memory_mb(self.device), **self.label_row})
         self.history.append(row)
         lrs = " ".join(f"{k}={row[k]:.2e}" for k in row if k.startswith("lr_"))
         losses = " ".join(f"{k}={v:.4f}" for k, v in figures.items())
@@ -657,7 +660,8 @@ class Run:
             "epochs_since_best": self.since_best, "rng": _rng_state(self.shuffle_gen, self.fam_gen),
             "stats": {"seq_len": s.seq_len, "base_freq": list(s.base_freq), "gc": s.gc,
                       "gc_percentiles": list(s.gc_percentiles), "target_gc": float(self.target_gc),
-                      "source": self.data.source, "kind": s.kind},
+                      "source": self.data.source, "kind": s.kind,
+                      "label_names": list(getattr(self.data, "label_names", ()))},
             "run_dir": str(self.run_dir), "version": __version__, "data_sha256": self.data_sha256,
         }
 

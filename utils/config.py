@@ -71,6 +71,8 @@ class DataConfig:
     max_sequences: int = 0  # cap on training windows; 0 = all
     crop_records: bool = False  # one record = one sequence, cropped to seq_len
     synthetic: int = 0  # > 0: train on this many uniformly random windows instead of a file
+    label_pattern: str = ""  # regex over each header whose first group is the record's label (utils/labels.py)
+    labels: str = ""  # TSV of record id <TAB> label; default: label= in the headers, if every record has one
 
 
 @dataclass(frozen=True)

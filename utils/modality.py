@@ -149,8 +149,12 @@ def load(d, seed: int):
         return MODALITIES["dna"], synthetic_data(d.synthetic, d.seq_len, d.val_fraction, seed)
     if is_signal_file(d.path):
         return MODALITIES["signal"], load_signals(d.path, val_fraction=d.val_fraction)
+    from utils.labels import LabelSource
+
+    source = LabelSource(pattern=d.label_pattern or None, table=d.labels or None)
     data = load_sequences(d.path, d.seq_len, stride=d.stride, val_fraction=d.val_fraction,
-                          block_size=d.block_size, max_sequences=d.max_sequences, seed=seed, crop=d.crop_records)
+                          block_size=d.block_size, max_sequences=d.max_sequences, seed=seed, crop=d.crop_records,
+                          labels=source if (source.pattern or source.table) else None)
     return MODALITIES["dna"], data
 
 
