@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis import distributions as DS
 from analysis import metrics as M
 from models.registry import DataStats
 from utils.errors import ConfigError
@@ -33,7 +32,7 @@ class DNA:
         return x.long()
 
     def stats(self, data) -> DataStats:
-        pct = np.percentile(M.gc_content(data.train), np.arange(101))
+        pct = data.gc_percentiles()
         return DataStats(seq_len=data.seq_len, base_freq=tuple(float(f) for f in data.base_freq()),
                          gc=float(data.gc()), gc_percentiles=tuple(float(v) for v in pct), kind=self.kind)
 
@@ -102,6 +101,8 @@ class Signal:
     def monitor(self, sample, val, epoch: int) -> dict:
         """The same for real values; val_score = KS statistic + mean |autocorrelation difference|
         over lags 1-5."""
+        from analysis import distributions as DS  # scipy.stats: imported for real-valued runs only
+
         ks, _ = DS.ks(sample, val)
         acf = float(np.nanmean(np.abs(DS.autocorrelation(sample) - DS.autocorrelation(val))))
         div = DS.diversity(sample, max_n=200, seed=epoch)

