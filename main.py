@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-config", "--show_config", action="store_true",
                    help="print the resolved config and exit")
     d = p.add_argument_group("data")
-    d.add_argument("--data", default=None, help="FASTA/GenBank/text file (train) or reference (gen, analyze)")
+    d.add_argument("--data", nargs="+", default=None,
+                   help="FASTA/GenBank/text file (train) or reference (gen, analyze); several files (train) label "
+                        "their records by the file's stem")
     d.add_argument("--seq_len", type=D.of("data", "seq_len"), default=None)
     d.add_argument("--stride", type=D.of("data", "stride"), default=None, help="window step; default seq_len")
     d.add_argument("--val_fraction", type=D.of("data", "val_fraction"), default=None)
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--infill", default=None, metavar="FASTA",
                    help="fill every N or ? of these sequences (masked family) and write FASTA")
     g.add_argument("--gc", type=D.PROBABILITY, default=None, help="requested GC content (GC-conditional models)")
+    g.add_argument("--label", default=None, metavar="NAME",
+                   help="sequences of this training label (all: --n of each), from a model trained on labels; "
+                        "headers carry label=NAME")
     g.add_argument("--max_identity", type=D.PROBABILITY, default=None, metavar="X",
                    help="redraw every sequence more than X identical to a training window (any offset, either "
                         "strand; the training data is the checkpoint's, or --data)")
@@ -136,7 +141,8 @@ def _overrides(args) -> dict:
     if args.data is not None:
         from utils.sequences import normalize_path
 
-        out["data"]["path"] = normalize_path(args.data)
+        paths = [normalize_path(p) for p in (args.data if isinstance(args.data, list) else [args.data])]
+        out["data"]["path"] = paths[0] if len(paths) == 1 else paths
     return out
 
 
@@ -203,6 +209,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_gen(args) -> int:
+    import torch
+
     from train.engine import load_ensemble
     from utils import modality
 
@@ -226,12 +234,20 @@ def cmd_gen(args) -> int:
     prompt = kind.prompt(args.prompt) if args.prompt else None
     if args.gc is not None and not 0 <= args.gc <= 1:
         raise ConfigError(f"--gc must be a fraction between 0 and 1, got {args.gc}")
-    codes = ens.sample(n, length, temperature=temp, seed=seed, prompt=prompt, gc=args.gc)
-    if args.max_identity is not None:
-        codes = _limit_identity(args, ens, codes, lambda m, r: ens.sample(
-            m, length, temperature=temp, seed=seed + 1 + r, prompt=prompt, gc=args.gc))
+    wanted = [args.label]
+    if args.label == "all" and ens.stats.label_names:
+        wanted = list(ens.stats.label_names)
+    parts = []
+    for j, label in enumerate(wanted):
+        codes = ens.sample(n, length, temperature=temp, seed=seed + 7919 * j, prompt=prompt, gc=args.gc, label=label)
+        if args.max_identity is not None:
+            codes = _limit_identity(args, ens, codes, lambda m, r, label=label: ens.sample(
+                m, length, temperature=temp, seed=seed + 7919 * j + 1 + r, prompt=prompt, gc=args.gc, label=label))
+        parts.append(codes)
+    codes = parts[0] if len(parts) == 1 else torch.cat(parts)
+    labels = [lab for lab in wanted for _ in range(n)] if args.label is not None else None
     print(kind.write_generated(args.output or kind.default_output(ens.cfg.gen.output), codes, model=ens.family.name,
-                               checkpoint=Path(args.checkpoint).name, temperature=temp))
+                               checkpoint=Path(args.checkpoint).name, temperature=temp, labels=labels))
     if args.data:
         _warn_other_data(args.data, ck, args.checkpoint)
         print(kind.versus_data(codes, args.data, length))
@@ -373,6 +389,10 @@ def _run_inputs(run_dir, seq_len=None):
 
 def dispatch(argv) -> int:
     args = build_parser().parse_args(argv)
+    if args.data is not None:
+        if len(args.data) > 1 and args.mode != "train":
+            raise ConfigError(f"--data takes several files with --mode train only (got {len(args.data)})")
+        args.data = args.data[0] if len(args.data) == 1 else args.data
     return {"train": cmd_train, "gen": cmd_gen, "analyze": cmd_analyze}[args.mode](args)
 
 

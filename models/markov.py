@@ -69,17 +69,25 @@ def _tempered(p: torch.Tensor, temperature: float) -> torch.Tensor:
 class Markov(Family):
     Config = MarkovConfig
     select_by = "val_nll"
-    summed_buffers = ("chain.counts",)  # under torchrun each rank counts its own shard
+    summed_buffers = ("counts",)  # under torchrun each rank counts its own shard
+    labelled = True  # one chain per label beside the pooled one
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
-        return nn.ModuleDict({"chain": MarkovChain(cfg.model.order, cfg.model.alpha)})
+        c = cfg.model
+        nets = {"chain": MarkovChain(c.order, c.alpha)}
+        nets.update({f"label{i}": MarkovChain(c.order, c.alpha) for i in range(len(stats.label_names))})
+        return nn.ModuleDict(nets)
 
     def on_epoch_start(self, nets, ctx) -> None:
-        nets["chain"].counts.zero_()  # an epoch is one full count of the (bootstrap) data
+        for chain in nets.values():
+            chain.counts.zero_()  # an epoch is one full count of the (bootstrap) data
 
     def train_step(self, nets, batch, ctx) -> dict[str, float]:
         chain = nets["chain"]
         chain.add_counts(batch)
+        if ctx.batch_labels is not None:
+            for i in range(len(nets) - 1):
+                nets[f"label{i}"].add_counts(batch[ctx.batch_labels == i])
         # Report the batch's negative log-likelihood per base under the current counts.
         k = chain.order
         if batch.shape[1] <= k:
@@ -100,8 +108,8 @@ class Markov(Family):
         return {"val_nll": float(-logp.mean())}
 
     @torch.no_grad()
-    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None):
-        chain = nets["chain"]
+    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, label=None):
+        chain = nets["chain"] if label is None else nets[f"label{label}"]
         k = chain.order
         dev = chain.counts.device
         out = torch.empty(n, length, dtype=torch.long, device=dev)

@@ -52,6 +52,7 @@ class DataStats:
     # per-window GC percentiles 0, 1, ..., 100 of the training windows (conditional families bin on them)
     gc_percentiles: tuple = ()
     kind: str = "dna"  # dna | signal (real-valued sequences; families whose data_kinds include it)
+    label_names: tuple = ()  # the training records' labels (utils.labels); () without labels
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,12 @@ class Family:
     Config = None  # frozen dataclass with the family's model options (and flags)
     data_kinds = ("dna",)  # sequence kinds it models: "dna", "signal" (real-valued)
     conditional = False  # sample() accepts gc= (a requested GC content) when trained with labels
-    # buffers (dotted names in the nets) that each rank fills from its own windows and that are summed
-    # over the ranks after every epoch under torchrun (counts; gradients are averaged at every step)
+    # names of buffers (in any submodule) that each rank fills from its own windows and that are
+    # summed over the ranks after every epoch under torchrun (counts; gradients are averaged per step)
     summed_buffers: tuple = ()
+    # trains on labels when the data have them (ctx.batch_labels) and samples with label= (an index
+    # into stats.label_names); a family without it ignores labels
+    labelled = False
     # the metrics-row figure (lower is better) that picks <model>_best.pt: held-out NLL where the
     # family has a likelihood (from evaluate), else the monitor's sample score
     select_by = "val_score"

@@ -134,3 +134,79 @@ def test_training_reports_windows_per_label_and_the_checkpoint_keeps_the_names(t
     assert main(args[:-4] + ["--label_pattern", r"sort:(\w+)", "--overwrite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and "record 'r0' does not match --label_pattern 'sort:(\\w+)'" in err
+
+
+def test_markov_keeps_one_chain_per_label_and_generates_by_label(tmp_path, capsys):
+    import torch
+
+    from main import main
+    from models.markov import MarkovChain
+    from utils.sequences import read_records
+
+    path = short_records(tmp_path)
+    common = ["--data", str(path), "--seq_len", "50", "--set", "train.eval_samples=20", "--order", "2"]
+    assert main(["--mode", "train", "--model", "markov", "--epochs", "1", "--run_dir", "runs/m"] + common) == 0
+    ck = torch.load("checkpoints/markov_last.pt", weights_only=True)
+    d = load_sequences(path, 50, seed=42)  # the split training used (train.seed 42)
+    for i, name in enumerate(d.label_names):  # each label's chain counts exactly that label's windows
+        ref = MarkovChain(2, 1.0)
+        ref.add_counts(torch.from_numpy(d.train[d.train_labels == i]).long())
+        assert torch.equal(ck["members"][0][f"label{i}.counts"], ref.counts), name
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_best.pt", "--n", "300", "--label", "all",
+                 "--output", "all.fasta"]) == 0
+    recs = read_records("all.fasta", titles=True)
+    assert len(recs) == 600
+    for lab, want_gc in (("host", 0.3), ("phage", 0.7)):
+        seqs = [s for _, title, s in recs if title.endswith(f"label={lab}")]
+        gc = np.mean([(s.count("G") + s.count("C")) / len(s) for s in seqs])
+        assert len(seqs) == 300 and abs(gc - want_gc) < 0.03, (lab, gc)
+    capsys.readouterr()
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_best.pt", "--label", "virus"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --label virus: unknown label (known: host, phage)"
+
+
+def test_label_needs_a_labelled_model(genome, tmp_path, capsys):
+    from main import main
+
+    assert main(["--mode", "train", "--model", "markov", "--data", str(genome), "--seq_len", "24", "--epochs", "1",
+                 "--set", "train.eval_samples=20"]) == 0
+    capsys.readouterr()
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_best.pt", "--label", "host"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --label: this checkpoint was trained without labels"
+
+
+def test_several_data_files_train_one_labelled_markov(tmp_path, capsys):
+    import torch
+    import yaml
+
+    from main import main
+    from utils.sequences import read_records
+
+    host = fasta(tmp_path / "host.fasta", [(f"h{i}", random_dna(600, i, gc=0.3)) for i in range(8)])
+    phage = fasta(tmp_path / "phage.fasta", [(f"p{i}", random_dna(600, 100 + i, gc=0.7)) for i in range(8)])
+    args = ["--mode", "train", "--model", "markov", "--data", str(host), str(phage), "--seq_len", "50",
+            "--epochs", "1", "--order", "2", "--run_dir", "runs/two", "--set", "train.eval_samples=20"]
+    assert main(args) == 0
+    ck = torch.load("checkpoints/markov_last.pt", weights_only=True)
+    assert ck["stats"]["label_names"] == ["host", "phage"] and ck["data_sha256"]
+    assert yaml.safe_load(open("runs/two/config.yaml"))["data"]["path"] == [str(host), str(phage)]
+    assert main(["--mode", "train", "--resume", "checkpoints/markov_last.pt", "--epochs", "2"]) == 0
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_best.pt", "--n", "200", "--label", "phage",
+                 "--output", "phage.fasta"]) == 0
+    seqs = [s for _, s in read_records("phage.fasta")]
+    assert abs(np.mean([(s.count("G") + s.count("C")) / len(s) for s in seqs]) - 0.7) < 0.03
+    capsys.readouterr()
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_best.pt", "--data", str(host), str(phage)]) == 2
+    assert "several files with --mode train only" in capsys.readouterr().err
+
+
+def test_a_family_that_does_not_train_on_labels_says_so(tmp_path, capsys, caplog):
+    from main import main
+
+    path = short_records(tmp_path)
+    assert main(["--mode", "train", "--model", "gumbel", "--data", str(path), "--seq_len", "50", "--epochs", "1",
+                 "--set", "train.eval_samples=20", "--set", "train.steps_per_epoch=2", "--set", "model.hidden=8"]) == 0
+    assert any("does not train on labels yet" in r.getMessage() for r in caplog.records)
+    capsys.readouterr()
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/gumbel_best.pt", "--label", "host"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --label: the 'gumbel' family does not train on labels yet"

@@ -103,6 +103,11 @@ def file_hash(path) -> str | None:
     """sha256 of a data file (what a checkpoint records of its training data); None without one."""
     from utils.sequences import file_sha256
 
+    if isinstance(path, (list, tuple)):  # several files: one hash of their hashes, in order
+        import hashlib
+
+        parts = [file_hash(p) for p in path]
+        return None if None in parts else hashlib.sha256("".join(parts).encode()).hexdigest()
     path = Path(path)
     if not path.is_file():
         return None

@@ -110,6 +110,7 @@ class StepContext:
     train: torch.Tensor | None = None  # training windows (CPU), for families that draw extra batches
     phase: str = "train"  # the plan's phase of this epoch
     phase_start: bool = False  # the first epoch of that phase
+    batch_labels: torch.Tensor | None = None  # (B,) label indices of the step's windows (labelled data)
     budget_used: float | None = None  # fraction of --budget spent (None without one), for time-based schedules
     dist: Dist = field(default_factory=Dist)  # this process's place under torchrun (world 1: alone)
     scalers: dict = field(default_factory=dict)  # per optimiser group: a GradScaler under --amp fp16
@@ -149,11 +150,21 @@ class Ensemble:
 
     @torch.no_grad()
     def sample(self, n: int, length: int | None = None, *, temperature: float = 1.0, seed: int = 0,
-               prompt: torch.Tensor | None = None, gc: float | None = None) -> torch.Tensor:
+               prompt: torch.Tensor | None = None, gc: float | None = None, label: str | None = None) -> torch.Tensor:
         """(n, length) codes; sequence i comes from member i mod K (members drawn in turn).
-        ``gc`` asks a conditional family for sequences of that GC content."""
+        ``gc`` asks a conditional family for sequences of that GC content; ``label`` one of the
+        training labels (stats.label_names) for a family trained on labels."""
         length = length or self.stats.seq_len
         extra = {}
+        if label is not None:
+            names = self.stats.label_names
+            if not names:
+                raise ConfigError("--label: this checkpoint was trained without labels")
+            if not self.family.labelled:
+                raise ConfigError(f"--label: the {self.family.name!r} family does not train on labels yet")
+            if label not in names:
+                raise ConfigError(f"--label {label}: unknown label (known: {', '.join(names)})")
+            extra["label"] = names.index(label)
         if gc is not None:
             if not self.family.conditional:
                 raise ConfigError(f"--gc: the {self.family.name!r} family does not generate to a requested GC")
@@ -176,7 +187,8 @@ class Ensemble:
 
 def stats_from_checkpoint(s: dict) -> DataStats:
     return DataStats(seq_len=int(s["seq_len"]), base_freq=tuple(s["base_freq"]), gc=float(s["gc"]),
-                     gc_percentiles=tuple(s.get("gc_percentiles", ())), kind=s.get("kind", "dna"))
+                     gc_percentiles=tuple(s.get("gc_percentiles", ())), kind=s.get("kind", "dna"),
+                     label_names=tuple(s.get("label_names", ())))
 
 
 def load_ensemble(path, device: str = "auto") -> tuple[Ensemble, dict]:
@@ -299,7 +311,9 @@ APPLIED_ON_RESUME = {("train", "epochs"), ("train", "time_budget"), ("train", "d
 
 
 def _same_setting(section: str, key: str, old, new) -> bool:
-    if (section, key) == ("data", "path"):
+    if isinstance(old, (list, tuple)) != isinstance(new, (list, tuple)):
+        return False
+    if (section, key) == ("data", "path") and not isinstance(old, (list, tuple)):
         try:
             return os.path.samefile(old, new)
         except OSError:
@@ -400,9 +414,15 @@ class Run:
         self.ensemble = Ensemble(self.family, cfg, self.members, self.stats, self.device)
         self.amp = resolve_amp(tc.amp, self.device)
         self.train_x = torch.from_numpy(data.train)
+        labels = getattr(data, "train_labels", None)
+        self.train_y = torch.from_numpy(labels.astype(np.int64)) if labels is not None else None
+        if labels is not None and not self.family.labelled:
+            log.warning("warning: the %r family does not train on labels yet; the labels are only counted",
+                        self.family.name)
         if self.device.type == "cuda" and self.train_x.nbytes < 0.25 * torch.cuda.get_device_properties(
                 self.device).total_memory:
             self.train_x = self.train_x.to(self.device)  # batches are sliced on the GPU: no copy per step
+            self.train_y = self.train_y.to(self.device) if self.train_y is not None else None
         self.val = data.val if data.val.shape[0] else data.train
         self.val_x = torch.from_numpy(np.ascontiguousarray(self.val))
         n = data.train.shape[0]
@@ -581,6 +601,7 @@ class Run:
                 rows = passes[p][j * gb : (j + 1) * gb][r::W]
                 batch = self.modality.batch(self.train_x[rows, : ctx.length].to(self.device))
                 ctx.step, ctx.budget_used = self.steps[m], self.budget_used()
+                ctx.batch_labels = self.train_y[rows].to(self.device) if self.train_y is not None else None
                 with torch.autocast(**autocast):
                     figures = self.family.train_step(nets, batch, ctx)
                 meter.add(figures)
@@ -589,8 +610,9 @@ class Run:
                 if self.tick(meter, epoch, last=b + 1 == n_batches):
                     break
             self.check_finite(meter, epoch)  # the steps since the last tick
-            for name in self.family.summed_buffers if self.dist.on else ():
-                self.dist.sum_(nets.get_buffer(name))
+            for name, buf in nets.named_buffers() if self.dist.on else ():
+                if name.rsplit(".", 1)[-1] in self.family.summed_buffers:
+                    self.dist.sum_(buf)
             with warnings.catch_warnings():
                 # a group that has not stepped yet (e.g. D during MLE warm-up) still decays
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")

@@ -63,7 +63,7 @@ def field_domain(section: str, f: dataclasses.Field, typ):
 
 @dataclass(frozen=True)
 class DataConfig:
-    path: str = "data/example_genome.fasta"  # FASTA/GenBank/text, optionally .gz
+    path: str = "data/example_genome.fasta"  # FASTA/GenBank/text, optionally .gz; or a list of files (labels)
     seq_len: int = 70  # window length in bases
     stride: int = 0  # window step for training windows; 0 = seq_len (no overlap)
     val_fraction: float = 0.2  # fraction held out as interleaved blocks (or whole records)
@@ -181,6 +181,8 @@ def _coerce(value, typ, where: str):
     if typ is str:
         if isinstance(value, str):
             return value
+        if where == "data.path" and isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            return value[0] if len(value) == 1 else list(value)  # several files: each labels its records
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     if typ is tuple or origin is tuple:
         if isinstance(value, (list, tuple)) and all(

@@ -34,7 +34,8 @@ class DNA:
     def stats(self, data) -> DataStats:
         pct = data.gc_percentiles()
         return DataStats(seq_len=data.seq_len, base_freq=tuple(float(f) for f in data.base_freq()),
-                         gc=float(data.gc()), gc_percentiles=tuple(float(v) for v in pct), kind=self.kind)
+                         gc=float(data.gc()), gc_percentiles=tuple(float(v) for v in pct), kind=self.kind,
+                         label_names=tuple(data.label_names))
 
     def target_gc(self, requested, data) -> float:
         return float(requested) if requested is not None else float(data.gc())
@@ -74,10 +75,11 @@ class DNA:
         return (f"vs {data_path}: GC {gc_g:.3f} (data {gc_r:.3f}), 4-mer JS {M.kmer_js(codes, ref.train, 4):.4f}, "
                 f"unique {M.unique_fraction(codes):.3f}, exact copies {M.exact_copies(codes, ref.train_segments)}")
 
-    def write_generated(self, out, codes, *, model: str, checkpoint: str, temperature: float) -> str:
+    def write_generated(self, out, codes, *, model: str, checkpoint: str, temperature: float, labels=None) -> str:
         seqs = decode(codes)
         out = Path(out)
-        files = {out: generated_fasta(seqs, model=model, checkpoint=checkpoint, temperature=temperature)}
+        files = {out: generated_fasta(seqs, model=model, checkpoint=checkpoint, temperature=temperature,
+                                      labels=labels)}
         if out.suffix != ".txt":
             files[out.with_suffix(".txt")] = lines_text(seqs)  # the prototype's twin
         write_texts(files)  # both or neither
@@ -131,7 +133,7 @@ class Signal:
     def versus_data(self, codes, data_path, length: int) -> str:
         return f"--data {data_path}: no DNA comparison for real-valued sequences (use analyse_distributions.py)"
 
-    def write_generated(self, out, codes, *, model: str, checkpoint: str, temperature: float) -> str:
+    def write_generated(self, out, codes, *, model: str, checkpoint: str, temperature: float, labels=None) -> str:
         out = write_samples(out, codes)
         return f"wrote {codes.shape[0]} real-valued sequences of length {codes.shape[1]} to {out}"
 
@@ -148,7 +150,7 @@ def load(d, seed: int):
     whose lines are numbers)."""
     if d.synthetic:
         return MODALITIES["dna"], synthetic_data(d.synthetic, d.seq_len, d.val_fraction, seed)
-    if is_signal_file(d.path):
+    if isinstance(d.path, str) and is_signal_file(d.path):
         return MODALITIES["signal"], load_signals(d.path, val_fraction=d.val_fraction)
     from utils.labels import LabelSource
 

@@ -735,8 +735,9 @@ def fasta_text(seqs: list[str], headers: list[str], width: int = 60) -> str:
 
 
 def generated_fasta(seqs: list[str], *, model: str = "", checkpoint: str = "", temperature=None,
-                    prefix: str = "gen") -> str:
-    """FASTA text with 60-column lines; headers name model, checkpoint, temperature and index."""
+                    prefix: str = "gen", labels: list | None = None) -> str:
+    """FASTA text with 60-column lines; headers name model, checkpoint, temperature and index, and
+    with ``labels`` each sequence's requested label (label=NAME)."""
     meta = []
     if model:
         meta.append(f"model={model}")
@@ -745,7 +746,8 @@ def generated_fasta(seqs: list[str], *, model: str = "", checkpoint: str = "", t
     if temperature is not None:
         meta.append(f"temperature={temperature:g}")
     tail = (" " + " ".join(meta)) if meta else ""
-    headers = [f"{prefix}_{i + 1}{tail} index={i + 1}" for i in range(len(seqs))]
+    headers = [f"{prefix}_{i + 1}{tail} index={i + 1}" + (f" label={labels[i]}" if labels else "")
+               for i in range(len(seqs))]
     return fasta_text(seqs, headers)
 
 
