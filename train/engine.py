@@ -245,8 +245,9 @@ class Meter:
         names = [k for k in self.sums if keys(k)]
         if not names:
             return None
-        vals = torch.stack([torch.as_tensor(self.sums[k], dtype=torch.float64).cpu() for k in names])
-        bad = (~torch.isfinite(vals)).nonzero()
+        dev = next((v.device for v in self.sums.values() if torch.is_tensor(v)), torch.device("cpu"))
+        vals = torch.stack([torch.as_tensor(self.sums[k], dtype=torch.float64, device=dev) for k in names])
+        bad = (~torch.isfinite(vals)).cpu().nonzero()  # the one read
         return names[int(bad[0])] if len(bad) else None
 
     def means(self) -> dict:

@@ -517,33 +517,53 @@ def load_sequences(
     return data
 
 
-def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequences, seed, crop,
-                    label_source=None) -> SequenceData:
+def _read_labelled(paths, label_source):
+    """(records [(id, codes)], label names, per-record label index or None) of every file."""
     from utils.labels import record_labels
 
     per_file = [(normalize_path(p), read_coded(p, titles=True)) for p in paths]
-    path = ", ".join(str(p) for p in paths)
     found = record_labels([(p, [(rid, title) for rid, title, _ in recs]) for p, recs in per_file], label_source)
     records = [(rid, codes) for _, recs in per_file for rid, _, codes in recs]
-    names, rec_label = (), None
-    if found is not None:
-        flat = [lab for labels in found for lab in labels]
-        names = tuple(sorted(set(flat)))
-        rec_label = [names.index(lab) for lab in flat]
+    if found is None:
+        return records, (), None
+    flat = [lab for labels in found for lab in labels]
+    names = tuple(sorted(set(flat)))
+    return records, names, [names.index(lab) for lab in flat]
+
+
+def _split_short_records(long_rec: list, rec_label, n_labels: int, val_fraction: float, rng) -> dict:
+    """Short records' sides; with labels stratified: each label's short records are split on their own."""
+    if rec_label is None:
+        return _short_record_labels(long_rec, val_fraction, rng)
+    out = {}
+    for lab in range(n_labels):
+        out.update(_short_record_labels([lr or rec_label[i] != lab for i, lr in enumerate(long_rec)],
+                                        val_fraction, rng))
+    return out
+
+
+def _cap(train, val, tl, vl, max_sequences: int, val_fraction: float, rng):
+    """--max_sequences: a seeded subset of the training windows, and of the held-out ones in proportion."""
+    if not max_sequences or train.shape[0] <= max_sequences:
+        return train, val, tl, vl
+    keep = np.sort(rng.choice(train.shape[0], size=max_sequences, replace=False))
+    train, tl = train[keep], (tl[keep] if tl is not None else None)
+    n_val_cap = max(1, int(round(max_sequences * val_fraction / max(1e-9, 1 - val_fraction))))
+    if val.shape[0] > n_val_cap:
+        keep = np.sort(rng.choice(val.shape[0], size=n_val_cap, replace=False))
+        val, vl = val[keep], (vl[keep] if vl is not None else None)
+    return train, val, tl, vl
+
+
+def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequences, seed, crop,
+                    label_source=None) -> SequenceData:
+    path = ", ".join(str(p) for p in paths)
+    records, names, rec_label = _read_labelled(paths, label_source)
     rng = np.random.default_rng(seed)
     codes_list = [c for _, c in records]
     long_rec = [is_long_record(c.size, seq_len) and not crop for c in codes_list]
-    if rec_label is None:
-        short_label = _short_record_labels(long_rec, val_fraction, rng)
-    else:  # stratified: each label's short records are split on their own
-        short_label = {}
-        for lab in range(len(names)):
-            short_label.update(_short_record_labels([lr or rec_label[i] != lab for i, lr in enumerate(long_rec)],
-                                                    val_fraction, rng))
-    window_labels = {0: [], 1: []}
-
-    parts = {0: [], 1: []}
-    segs = {0: [], 1: []}
+    short_label = _split_short_records(long_rec, rec_label, len(names), val_fraction, rng)
+    parts, segs, window_labels = {0: [], 1: []}, {0: [], 1: []}, {0: [], 1: []}
     dropped = 0
     for i, codes in enumerate(codes_list):
         if crop:
@@ -579,27 +599,10 @@ def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequen
     tl = vl = None
     if rec_label is not None:
         tl, vl = (np.concatenate(window_labels[k]) if window_labels[k] else np.zeros(0, np.int16) for k in (0, 1))
-    if max_sequences and train.shape[0] > max_sequences:
-        keep = np.sort(rng.choice(train.shape[0], size=max_sequences, replace=False))
-        train = train[keep]
-        tl = tl[keep] if tl is not None else None
-        n_val_cap = max(1, int(round(max_sequences * val_fraction / max(1e-9, 1 - val_fraction))))
-        if val.shape[0] > n_val_cap:
-            keep = np.sort(rng.choice(val.shape[0], size=n_val_cap, replace=False))
-            val = val[keep]
-            vl = vl[keep] if vl is not None else None
-    data = SequenceData(
-        train=np.ascontiguousarray(train),
-        val=np.ascontiguousarray(val),
-        train_segments=segs[0],
-        val_segments=segs[1],
-        n_records=len(records),
-        n_dropped=dropped,
-        source=str(path),
-        train_labels=tl,
-        val_labels=vl,
-        label_names=names,
-    )
+    train, val, tl, vl = _cap(train, val, tl, vl, max_sequences, val_fraction, rng)
+    data = SequenceData(train=np.ascontiguousarray(train), val=np.ascontiguousarray(val), train_segments=segs[0],
+                        val_segments=segs[1], n_records=len(records), n_dropped=dropped, source=str(path),
+                        train_labels=tl, val_labels=vl, label_names=names)
     if names:
         _check_labels(data, path, val_fraction)
     return data
