@@ -610,7 +610,9 @@ class Run:
                 seen += batch.shape[0] * W
                 if self.tick(meter, epoch, last=b + 1 == n_batches):
                     break
-            self.check_finite(meter, epoch)  # the steps since the last tick
+            if self._since_sync:  # steps since the last read (a budget break between reads): read them
+                self.check_finite(meter, epoch)
+                self._since_sync = 0
             for name, buf in nets.named_buffers() if self.dist.on else ():
                 if name.rsplit(".", 1)[-1] in self.family.summed_buffers:
                     self.dist.sum_(buf)
