@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label", default=None, metavar="NAME",
                    help="sequences of this training label (all: --n of each), from a model trained on labels; "
                         "headers carry label=NAME")
+    g.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="classifier-free guidance (stacked, masked trained with classes: labels or GC bins): logits = "
+                        "null + W (conditional - null); 1 = the conditional model (default), 0 = unconditional, "
+                        ">1 sharper classes")
     g.add_argument("--max_identity", type=D.PROBABILITY, default=None, metavar="X",
                    help="redraw every sequence more than X identical to a training window (any offset, either "
                         "strand; the training data is the checkpoint's, or --data)")
@@ -239,10 +243,12 @@ def cmd_gen(args) -> int:
         wanted = list(ens.stats.label_names)
     parts = []
     for j, label in enumerate(wanted):
-        codes = ens.sample(n, length, temperature=temp, seed=seed + 7919 * j, prompt=prompt, gc=args.gc, label=label)
+        codes = ens.sample(n, length, temperature=temp, seed=seed + 7919 * j, prompt=prompt, gc=args.gc, label=label,
+                           guidance=args.guidance)
         if args.max_identity is not None:
             codes = _limit_identity(args, ens, codes, lambda m, r, label=label: ens.sample(
-                m, length, temperature=temp, seed=seed + 7919 * j + 1 + r, prompt=prompt, gc=args.gc, label=label))
+                m, length, temperature=temp, seed=seed + 7919 * j + 1 + r, prompt=prompt, gc=args.gc, label=label,
+                guidance=args.guidance))
         parts.append(codes)
     codes = parts[0] if len(parts) == 1 else torch.cat(parts)
     labels = [lab for lab in wanted for _ in range(n)] if args.label is not None else None
@@ -323,48 +329,86 @@ def cmd_analyze(args) -> int:
     from utils.sequences import load_sequences, read_sequences
 
     if args.run:
-        gen_path, data, ref, where = _run_inputs(args.run, args.seq_len)
+        gen_path, data, ref, where, load = _run_inputs(args.run, args.seq_len)
         gen = read_sequences(gen_path, seq_len=data.seq_len)
     else:
         gen_path = args.generated or "outputs/generated.fasta"
         data_path = args.data or "data/example_genome.fasta"
         gen = read_sequences(gen_path, seq_len=args.seq_len)
-        data, ref, where = _analyze_reference(args, data_path, gen.shape[1])
+        data, ref, where, load = _analyze_reference(args, data_path, gen.shape[1])
     out = args.output_dir or (str(Path(args.run) / "analysis") if args.run else "outputs/analysis")
     if args.motifs:
         from analysis.motifs import GROUPS
 
         if args.motifs not in GROUPS:
             raise ConfigError(f"--motifs {args.motifs}: choose one of {', '.join(GROUPS)}")
+    labelled = _labelled_reference(gen_path, data, load)
     row = analyze(gen, ref, out, train_segments=data.train_segments, train=data.train,
-                  seed=args.seed or 0, motifs=args.motifs, title=f"{Path(gen_path).name} vs {where}")
+                  seed=args.seed or 0, motifs=args.motifs, title=f"{Path(gen_path).name} vs {where}",
+                  labelled=labelled)
     print(f"analyzed {row['n']} sequences against {where}: GC {row['gc_mean']:.3f} "
           f"(real {row['gc_ref']:.3f}), 4-mer JS {row['js_4mer']:.4f}, unique {row['unique_fraction']:.3f}, "
           f"exact copies {row.get('exact_copies')}, C2ST AUC {row.get('c2st_auc')}; report in {out}/")
+    if labelled is not None:
+        print(f"conditional accuracy {row['conditional_accuracy']:.3f} (real held-out ceiling "
+              f"{row['conditional_ceiling']:.3f}, chance {row['conditional_chance']:.3f}) over "
+              f"{row['conditional_labels']} labels")
     return 0
 
 
+def _labelled_reference(gen_path, data, load) -> dict | None:
+    """The inputs of the conditional fidelity when the reference has labels and the generated headers
+    carry label=NAME (analysis.fidelity); None otherwise (a note says why when only one side has them).
+    The label classifier trains on the training blocks' windows every seq_len / 5 bases (the same
+    split, 5x the windows of the non-overlapping ones)."""
+    from utils.labels import generated_labels
+
+    gen_labels = generated_labels(gen_path)
+    if data.train_labels is None or gen_labels is None:
+        if gen_labels is not None:
+            log.warning("note: %s asks for labels but the reference has none (give --data several files, label= "
+                        "headers, --label_pattern or --labels): no conditional fidelity", gen_path)
+        return None
+    val, val_labels = (data.val, data.val_labels) if data.val.shape[0] else (data.train, data.train_labels)
+    dense = load(stride=max(1, data.seq_len // 5))
+    return {"gen_labels": gen_labels, "train": dense.train, "train_labels": dense.train_labels, "val": val,
+            "val_labels": val_labels, "label_names": data.label_names}
+
+
 def _analyze_reference(args, data_path, length):
-    """(data, reference, description). The reference is --heldout's sequences, or else the held-out
-    blocks of --data split as training splits it (train.seed, data.val_fraction): real windows the
-    nearest-identity and copy checks are not run against, as everywhere else."""
+    """(data, reference, description, load). The reference is --heldout's sequences, or else the
+    held-out blocks of --data split as training splits it (train.seed, data.val_fraction): real
+    windows the nearest-identity and copy checks are not run against, as everywhere else.
+    load(**changes) reads the data again with other options (e.g. a denser stride)."""
     from utils.config import DataConfig, TrainConfig
     from utils.sequences import load_sequences, read_sequences
 
+    from utils.labels import LabelSource
+
+    source = LabelSource(pattern=args.label_pattern, table=args.labels)
+    source = source if (source.pattern or source.table) else None
     if args.heldout:
-        data = load_sequences(data_path, length, val_fraction=0.0)
-        return data, read_sequences(args.heldout, seq_len=length), f"{data_path} (reference: {args.heldout})"
-    d = DataConfig()
-    vf = args.val_fraction if args.val_fraction is not None else d.val_fraction
-    data = load_sequences(data_path, length, val_fraction=vf, block_size=d.block_size,
-                          seed=args.seed if args.seed is not None else TrainConfig.seed)
+        opts = {"val_fraction": 0.0, "labels": source}
+    else:
+        d = DataConfig()
+        opts = {"val_fraction": args.val_fraction if args.val_fraction is not None else d.val_fraction,
+                "block_size": d.block_size, "seed": args.seed if args.seed is not None else TrainConfig.seed,
+                "labels": source}
+
+    def load(**changes):
+        return load_sequences(data_path, length, **{**opts, **changes})
+
+    data = load()
+    if args.heldout:
+        return data, read_sequences(args.heldout, seq_len=length), f"{data_path} (reference: {args.heldout})", load
     if not data.val.shape[0]:
-        return data, data.train, f"{data_path} (no held-out blocks: training windows)"
-    return data, data.val, f"{data_path} held-out blocks"
+        return data, data.train, f"{data_path} (no held-out blocks: training windows)", load
+    return data, data.val, f"{data_path} held-out blocks", load
 
 
 def _run_inputs(run_dir, seq_len=None):
-    """A run directory's final sample, its data split (as trained) and its held-out windows."""
+    """A run directory's final sample, its data split (as trained), its held-out windows, their
+    description and load(**changes) (the data read again with other options)."""
     import re
 
     import yaml
@@ -380,18 +424,26 @@ def _run_inputs(run_dir, seq_len=None):
         raise ConfigError(f"{run}: no sequences/epoch*.fasta (train with --sample_every N)")
     cfg = yaml.safe_load(cfg_path.read_text())
     d, t = cfg["data"], cfg["train"]
-    data = load_sequences(d["path"], seq_len or d["seq_len"], stride=d.get("stride", 0),
-                          val_fraction=d.get("val_fraction", 0.2), block_size=d.get("block_size", 10_000),
-                          seed=t.get("seed", 42), crop=d.get("crop_records", False))
+    from utils.labels import LabelSource
+
+    source = LabelSource(pattern=d.get("label_pattern") or None, table=d.get("labels") or None)
+    opts = {"stride": d.get("stride", 0), "val_fraction": d.get("val_fraction", 0.2),
+            "block_size": d.get("block_size", 10_000), "seed": t.get("seed", 42), "crop": d.get("crop_records", False),
+            "labels": source if (source.pattern or source.table) else None}
+
+    def load(**changes):
+        return load_sequences(d["path"], seq_len or d["seq_len"], **{**opts, **changes})
+
+    data = load()
     ref = data.val if data.val.shape[0] else data.train
-    return samples[-1], data, ref, f"{d['path']} held-out windows"
+    return samples[-1], data, ref, f"{d['path']} held-out windows", load
 
 
 def dispatch(argv) -> int:
     args = build_parser().parse_args(argv)
     if args.data is not None:
-        if len(args.data) > 1 and args.mode != "train":
-            raise ConfigError(f"--data takes several files with --mode train only (got {len(args.data)})")
+        if len(args.data) > 1 and args.mode == "gen":
+            raise ConfigError(f"--data takes several files with --mode train or analyze (got {len(args.data)})")
         args.data = args.data[0] if len(args.data) == 1 else args.data
     return {"train": cmd_train, "gen": cmd_gen, "analyze": cmd_analyze}[args.mode](args)
 

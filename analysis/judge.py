@@ -69,18 +69,21 @@ def for_length(spec: JudgeSpec, length: int) -> JudgeSpec:
 
 
 class JudgeNet(torch.nn.Module):
-    def __init__(self, spec: JudgeSpec):
+    """The judge's CNN; n_out > 1 makes it a classifier of n_out classes (analysis.fidelity)."""
+
+    def __init__(self, spec: JudgeSpec, n_out: int = 1):
         super().__init__()
         layers, c_in = [], 4
         for k, d in zip(spec.kernels, spec.dilations):
             layers += [torch.nn.Conv1d(c_in, spec.channels, k, dilation=d, padding=d * (k - 1) // 2), torch.nn.ReLU()]
             c_in = spec.channels
         self.conv = torch.nn.Sequential(*layers)
-        self.head = torch.nn.Linear(2 * spec.channels, 1)
+        self.head = torch.nn.Linear(2 * spec.channels, n_out)
 
-    def forward(self, x):  # (B, L) codes -> (B,) logits
+    def forward(self, x):  # (B, L) codes -> (B,) logits, or (B, n_out)
         h = self.conv(F.one_hot(x, 4).float().transpose(1, 2))  # (B, C, L)
-        return self.head(torch.cat([h.mean(2), h.amax(2)], 1)).squeeze(1)
+        out = self.head(torch.cat([h.mean(2), h.amax(2)], 1))
+        return out.squeeze(1) if out.shape[1] == 1 else out
 
 
 def _fit_and_score(spec: JudgeSpec, X, y, train_idx, test_idx, seed: int) -> np.ndarray:

@@ -380,3 +380,20 @@ def temporal_panels(gen, real, path, max_lag: int = 10, n_show: int = 5) -> Path
         a.set_xlabel("position")
     fig.suptitle(f"temporal structure: {g.shape[0]} generated vs {r.shape[0]} real sequences of length {L}")
     return _save(fig, path)
+
+
+def confusion_heatmap(confusion, names, path, ceiling=None) -> Path:
+    """Requested label (rows) against the label an independent classifier assigns (columns), each
+    row summing to 1: a conditional generator that writes its labels has a bright diagonal. ceiling:
+    per label, the classifier's accuracy on real held-out windows (the best the diagonal can be)."""
+    K = len(names)
+    fig, ax = plt.subplots(figsize=(2.2 + 1.1 * K, 1.8 + 0.9 * K))
+    sns.heatmap(np.asarray(confusion), ax=ax, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis",
+                xticklabels=names, yticklabels=names, cbar_kws={"label": "fraction of the requested label's set"})
+    ax.set_xlabel("assigned by the classifier")
+    ax.set_ylabel("requested (generated header)")
+    title = "conditional fidelity"
+    if ceiling is not None:
+        title += "\nreal held-out diagonal: " + ", ".join(f"{n} {c:.2f}" for n, c in zip(names, ceiling))
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)

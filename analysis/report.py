@@ -79,6 +79,12 @@ READINGS = {
     "motif_mean_hit_rate_ref": "the same for real held-out sequences",
     "motif_over": "most over-represented profiles in the generated set (log2 hit-rate ratio)",
     "motif_under": "most under-represented profiles (log2 hit-rate ratio)",
+    "conditional_accuracy": "fraction of generated sequences an independent classifier assigns to the label asked for",
+    "conditional_ceiling": "the same classifier's accuracy on real held-out windows, in the generated set's label mix",
+    "conditional_chance": "accuracy of a guess (1 / labels)",
+    "conditional_vs_ceiling": "conditional_accuracy / conditional_ceiling: 1 = as recognisable as real DNA of the label",
+    "conditional_labels": "labels in the reference",
+    "real_heldout_accuracy": "the classifier's accuracy on all real held-out windows",
 }
 
 FIGURE_TEXT = {
@@ -90,6 +96,7 @@ FIGURE_TEXT = {
     "homopolymer_runs": "Run-length distribution (log scale): too many long runs is a degenerate generator.",
     "nn_identity": "Identity to the nearest training window: a spike at 1 is memorisation; real held-out DNA shows the natural level.",
     "motifs": "JASPAR motif hit rates, generated against real: points off the diagonal are motifs the model over- or under-produces.",
+    "conditional_confusion": "Label asked for (rows) against the label an independent classifier trained on real labelled windows assigns (columns).",
     "structure": "Codon periodicity (period-3 power) and the longest open reading frame per sequence: long-range structure no short Markov chain has.",
 }
 
@@ -218,10 +225,19 @@ img{{max-width:100%}}.note{{background:#fff3cd;padding:4px 8px}}</style></head><
 
 def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, train=None,
             seed: int = 0, c2st: bool = True, motifs: str | None = None, title: str = "Generated vs real sequences",
-            notes=(), progress: bool = True) -> dict:
+            notes=(), progress: bool = True, labelled: dict | None = None) -> dict:
+    """labelled: {"gen_labels", "train", "train_labels", "val", "val_labels", "label_names"} when the
+    reference has labels and the generated headers say which label each sequence was asked for:
+    the conditional fidelity (analysis.fidelity) joins the figures."""
     writable_dir(Path(out_dir))  # a folder that cannot be written fails before the metrics are computed
     row, arrays = report_metrics(gen, ref, train=train, train_segments=train_segments, seed=seed,
                                  c2st=c2st, motifs=motifs, progress=progress)
+    if labelled is not None:
+        from analysis.fidelity import fidelity_row
+
+        f_row, f_arrays = fidelity_row(gen, seed=seed, c2st=c2st, **labelled)
+        row.update(f_row)
+        arrays["fidelity"] = f_arrays
     clean = _clean(row)
     if clean.get("c2st_underpowered"):
         notes = (*notes, f"underpowered: the C2ST saw {clean.get('c2st_n')} sequences a side (fewer than "
@@ -243,6 +259,11 @@ def _write_analysis(gen, ref, clean: dict, arrays: dict, out: Path, *, title: st
     }
     if arrays.get("motif_rates") is not None:
         figs["motifs"] = plots.motif_scatter(*arrays["motif_rates"], out / "motifs.png")
+    if arrays.get("fidelity") is not None:
+        f = arrays["fidelity"]
+        figs["conditional_confusion"] = plots.confusion_heatmap(
+            f["confusion"], f["label_names"], out / "conditional_confusion.png",
+            ceiling=[clean.get(f"label_{n}_ceiling") or float("nan") for n in f["label_names"]])
     if arrays["nn_gen"] is not None:
         figs["nn_identity"] = plots.nn_identity_hist(arrays["nn_gen"], arrays["nn_ref"], out / "nn_identity.png")
     atomic_write_text(out / "metrics.json", json.dumps(clean, indent=2) + "\n")

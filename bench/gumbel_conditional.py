@@ -42,7 +42,7 @@ def main():
     cfg = resolve("gumbel", fam.Config, over, parse_set(args.set))
     res = train(cfg, data=data, overwrite=True)  # a rerun replaces its own earlier checkpoints
     ens = res.ensemble
-    edges = ens.members[0]["bins"].edges.cpu().numpy()
+    edges = ens.members[0]["classes"].edges.cpu().numpy()
     gc_train = M.gc_content(data.train)
     labels = np.searchsorted(edges, gc_train, side="right")
     rows = []

@@ -39,9 +39,13 @@ class TransformerStack(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm_out = nn.LayerNorm(d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, d_in) -> (B, L, d_model)
+    def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, d_in) -> (B, L, d_model); ``add`` (B, d_model), e.g. a class embedding, joins every
+        position's input beside its position embedding."""
         h = self.proj(x) if self.kernel == 1 else self.proj(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)
         h = self.norm_in(h) + self.pos[:, : x.shape[1]]
+        if add is not None:
+            h = h + add.unsqueeze(1)
         return self.norm_out(self.encoder(h))
 
 
@@ -205,11 +209,11 @@ class NgramOptions:
 
 
 def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOptions, train_x, val, device,
-                         seed: int) -> dict:
+                         seed: int, train_y=None, val_y=None) -> dict:
     """Refit an n-gram table to maximum likelihood with the network frozen.
 
-    ``network_logits(x, noise_generator)`` gives the network's logits (B, L, 4) for windows x,
-    without the table. With those fixed, the table is a log-linear (maximum-entropy) model of the
+    ``network_logits(x, noise_generator, labels)`` gives the network's logits (B, L, 4) for windows
+    x (labels: their data labels, train_y / val_y, or None), without the table. With those fixed, the table is a log-linear (maximum-entropy) model of the
     next base given the previous ``ngram_order`` bases: a convex problem, solved by L-BFGS on
     ``ngram_refit`` training windows. At its optimum the expected counts of every (context, base)
     pair equal the observed ones, the property that makes a Markov chain match the k-mer spectrum;
@@ -219,19 +223,24 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
     # its own random streams: the training ones (saved for --resume) are left where they were
     rows = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed))
     noise = torch.Generator(device=device).manual_seed(seed + 3)
-    fit_x = train_x[rows[: opts.ngram_refit]].long()
-    val_x = val[:4096].long() if val is not None and val.shape[0] else fit_x[:0]
+    keep = rows[: opts.ngram_refit]
+    fit_x = train_x[keep.to(train_x.device)].long()
+    fit_y = None if train_y is None else train_y[keep.to(train_y.device)]
+    has_val = val is not None and val.shape[0]
+    val_x = val[:4096].long() if has_val else fit_x[:0]
+    val_y = None if val_y is None or not has_val else val_y[:4096]
 
     @torch.no_grad()
-    def frozen(x):
+    def frozen(x, y):
         outs, idx = [], []
         for s in range(0, x.shape[0], 2048):
             xb = x[s : s + 2048].to(device)
-            outs.append(network_logits(xb, noise).reshape(-1, 4))
+            yb = None if y is None else y[s : s + 2048].to(device)
+            outs.append(network_logits(xb, noise, yb).reshape(-1, 4))
             idx.append(table.index(xb).reshape(-1))
         return torch.cat(outs), torch.cat(idx)
 
-    base, idx = frozen(fit_x)
+    base, idx = frozen(fit_x, fit_y)
     y = fit_x.reshape(-1).to(device)
     W = (table.table.weight + table.refit).detach().clone().requires_grad_(True)
     nll = lambda b, i, t, w: F.cross_entropy(b + w[i], t)  # noqa: E731
@@ -246,7 +255,7 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
 
     out = {"refit_windows": float(fit_x.shape[0])}
     if val_x.shape[0]:
-        vb, vi = frozen(val_x)
+        vb, vi = frozen(val_x, val_y)
         vy = val_x.reshape(-1).to(device)
     with torch.no_grad():
         out["refit_nll_before"] = float(nll(base, idx, y, W))
@@ -274,14 +283,14 @@ def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of):
     if not (opts.ngram_order and opts.ngram_refit):
         return None
 
-    def fit(nets, train_x, ctx):
+    def fit(nets, train_x, train_y, ctx):
         if train_x.shape[0] == 0 or table_of(nets) is None:  # no table (e.g. a real-valued policy)
             return {}
         was = nets.training
         nets.eval()
         try:
             return refit_context_logits(table_of(nets), network_logits_of(nets), opts, train_x, ctx.val,
-                                        ctx.device, ctx.cfg.train.seed)
+                                        ctx.device, ctx.cfg.train.seed, train_y, ctx.val_labels)
         finally:
             nets.train(was)
 

@@ -1,13 +1,15 @@
 """Gumbel-softmax GAN: an LSTM generator whose every step reads the previous step's Gumbel-softmax
 output, against a CNN or bidirectional-LSTM discriminator.
 
-Generator : z (100) [+ GC-bin embedding] -> Linear -> LSTM initial (h, c); LSTM (256) over the
+Generator : z (100) [+ class embedding] -> Linear -> LSTM initial (h, c); LSTM (256) over the
             previous base (one-hot, or the previous Gumbel-softmax sample when free running)
             -> dropout 0.2 -> Linear -> logits over A, C, G, T.
 D (cnn)   : three Conv1d blocks (64, 128, 256 filters) each followed by max pooling -> [mean, max]
             pool (+ minibatch std) -> Dense 256 -> dropout 0.3 -> spectral-normalised logit.
 D (lstm)  : bidirectional LSTM (256) -> [mean, max] pool (+ minibatch std) -> same head.
-            With --condition gc both discriminators add a projection term <embed(label), h>.
+            Conditional (labelled data, or --condition gc; models.condition) both discriminators
+            add a projection term <embed(class), h>, and the generator reads the class embedding
+            in its initial state and at every step.
 
 The generator is autoregressive, so it is first trained by maximum likelihood with teacher forcing
 (model.warmup_steps), as RelGAN and SeqGAN do. The adversarial options and timing are train.gan's:
@@ -25,6 +27,7 @@ from torch import nn
 
 from models.blocks import (ContextLogits, NgramOptions, gumbel_softmax, minibatch_std, ngram_closing_fit,
                            place_prompt, sample_categorical)
+from models.condition import Classes, ConditionOptions
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
 from train.losses import balanced_loss, g_loss, heldout_nll
@@ -33,7 +36,7 @@ from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class GumbelConfig(NgramOptions, GanOptions):
+class GumbelConfig(ConditionOptions, NgramOptions, GanOptions):
     noise_dim: int = option(100, "generator noise (sets the LSTM's initial hidden and cell states)")
     hidden: int = option(256, "generator LSTM units")
     layers: int = option(1, "generator LSTM layers")
@@ -46,18 +49,11 @@ class GumbelConfig(NgramOptions, GanOptions):
     d_dropout: float = option(0.3, "discriminator dropout")
     adv_weight: float = option(0.1, "weight of G's adversarial term (after model.warmup_steps)")
     warmup_steps: int = option(2000, "generator steps of MLE alone before its adversarial term starts")
-    condition: str = option("none", "gumbel: none or gc (GC-bin conditional)", flag="--condition")
-    gc_bins: int = option(5, "quantile bins of training-window GC")
-    label_dim: int = option(16, "label embedding width")
 
     def validate(self):
         super().validate()
         if self.disc not in ("cnn", "lstm"):
             raise ConfigError(f"model.disc must be cnn or lstm, got {self.disc!r}")
-        if self.condition not in ("none", "gc"):
-            raise ConfigError(f"model.condition must be none or gc, got {self.condition!r}")
-        if self.gc_bins < 2 and self.condition == "gc":
-            raise ConfigError("model.gc_bins must be >= 2")
         if self.hidden < 1 or self.layers < 1:
             raise ConfigError("model.hidden and layers must be >= 1")
         if not self.d_filters:
@@ -82,7 +78,7 @@ class LSTMGenerator(nn.Module):
         if self.label is None:
             return None
         if y is None:
-            raise ValueError("a GC-conditional generator needs labels")
+            raise ValueError("a conditional generator needs classes")
         return self.label(y.to(device))
 
     def init_state(self, z, e):
@@ -202,36 +198,27 @@ class LSTMDiscriminator(nn.Module):
         return self.head(torch.cat([h.mean(1), h.amax(1)], 1), y)
 
 
-class GCBins(nn.Module):
-    """GC-bin labels from the training windows' GC quantiles; the edges travel in the state dict."""
-
-    def __init__(self, stats: DataStats, n_bins: int):
-        super().__init__()
-        pct = list(stats.gc_percentiles) or [stats.gc] * 101
-        inner = [pct[round(100 * i / n_bins)] for i in range(1, n_bins)]
-        self.register_buffer("edges", torch.tensor(inner, dtype=torch.float32))
-
-    def label_of_gc(self, gc: torch.Tensor) -> torch.Tensor:
-        return torch.bucketize(gc.float().to(self.edges.device), self.edges, right=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L) codes -> (B,) bin labels
-        return self.label_of_gc(((x == 1) | (x == 2)).float().mean(1))
-
-
 @register("gumbel")
 class Gumbel(Family):
     Config = GumbelConfig
     conditional = True
+    labelled = True
     select_by = "val_nll"
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c = cfg.model
-        n_labels = c.gc_bins if c.condition == "gc" else 0
-        D = CNNDiscriminator(c, n_labels) if c.disc == "cnn" else LSTMDiscriminator(c, n_labels)
-        nets = {"G": LSTMGenerator(c, n_labels), "D": D}
-        if n_labels:
-            nets["bins"] = GCBins(stats, c.gc_bins)
+        classes = Classes(stats, c)
+        n = classes.n
+        D = CNNDiscriminator(c, n) if c.disc == "cnn" else LSTMDiscriminator(c, n)
+        nets = {"G": LSTMGenerator(c, n), "D": D}
+        if n:
+            nets["classes"] = classes
         return nn.ModuleDict(nets)
+
+    @staticmethod
+    def classes_of(nets, x, labels):
+        """Each window's class (models.condition), or None for an unconditional model."""
+        return nets["classes"].of_batch(x, labels) if "classes" in nets else None
 
     def optimizers(self, nets, cfg):
         return {"g": (list(nets["G"].parameters()), cfg.train.lr_g),
@@ -241,7 +228,7 @@ class Gumbel(Family):
         c = ctx.cfg.model
         G, D = nets["G"], nets["D"]
         B, L = batch.shape
-        y = nets["bins"](batch) if "bins" in nets else None
+        y = self.classes_of(nets, batch, ctx.batch_labels)
         out: dict[str, float] = {}
         g_adv = c.g_active(ctx.step, ctx.budget_used)
         if c.d_active(ctx.step):
@@ -265,40 +252,34 @@ class Gumbel(Family):
         return generator_update(ctx, loss_g, F.softmax(logits_f, -1) if g_adv else None, c.mle_weight, out)
 
     def evaluate(self, nets, ctx) -> dict[str, float]:
-        """Held-out NLL of the generator (teacher-forced, each window with its own GC label)."""
+        """Held-out NLL of the generator (teacher-forced, each window with its own class)."""
         G = nets["G"]
-        bins = nets["bins"] if "bins" in nets else None
         was = G.training
         G.eval()
-        out = heldout_nll(lambda x, g: G(x, G.noise(x.shape[0], x.device, g), bins(x) if bins is not None else None),
-                          ctx.val, ctx.device, seed=ctx.cfg.train.seed)
+        out = heldout_nll(lambda x, g, lab: G(x, G.noise(x.shape[0], x.device, g), self.classes_of(nets, x, lab)),
+                          ctx.val, ctx.device, seed=ctx.cfg.train.seed, labels=ctx.val_labels)
         G.train(was)
         return out
 
     def closing_fit(self, cfg) -> ClosingFit | None:
         """Refit the generator's n-gram table with the LSTM frozen (models.blocks.refit_context_logits)."""
         def network_logits(nets):
-            G, bins = nets["G"], (nets["bins"] if "bins" in nets else None)
-            return lambda x, g: G.network_logits(x, G.noise(x.shape[0], x.device, g),
-                                                 bins(x) if bins is not None else None)
+            G = nets["G"]
+            return lambda x, g, lab: G.network_logits(x, G.noise(x.shape[0], x.device, g),
+                                                      self.classes_of(nets, x, lab))
 
         return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram, network_logits)
 
     @torch.no_grad()
-    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None):
+    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None):
         G = nets["G"]
         dev = next(G.parameters()).device
-        bins = nets["bins"] if "bins" in nets else None
-        if gc is not None and bins is None:
+        classes = nets["classes"] if "classes" in nets else None
+        if classes is None and gc is not None:
             raise ConfigError("--gc: this gumbel model was trained without --condition gc")
         chunks = []
         for s in range(0, n, 4096):
             m = min(4096, n - s)
-            y = None
-            if bins is not None:
-                if gc is not None:
-                    y = bins.label_of_gc(torch.full((m,), float(gc))).to(dev)
-                else:  # quantile bins: each label is equally frequent in the training data
-                    y = torch.randint(0, G.label.num_embeddings, (m,), device=dev, generator=generator)
+            y = None if classes is None else classes.for_sampling(m, dev, generator, label=label, gc=gc)
             chunks.append(G.generate(m, length, dev, generator, temperature, prompt, y))
         return torch.cat(chunks)

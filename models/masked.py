@@ -15,6 +15,9 @@ Masking: model.mask_rate "uniform" (the default) draws each training window's ra
 Scores : val_masked_acc / val_masked_loss at model.mask_prob on held-out windows (the capability),
          and val_nll, the any-order bound on held-out NLL in nats per base (each window masked at
          a stratified rate in (0, 1)); <model>_best.pt is picked by val_nll, what generation uses.
+Classes: with labelled data or --condition gc (models.condition) a class embedding joins every
+         position's input; the null class trains at model.label_drop, and --guidance W mixes the
+         conditional and null logits at every unmasking step (classifier-free guidance).
 Generate: start fully masked (or from a prompt); at each of model.gen_steps steps predict every
          masked position, sample a base for each with the temperature, and reveal some of them in
          a random order, so every position is revealed after gen_steps steps.
@@ -29,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import TransformerStack, place_prompt, sample_categorical
+from models.condition import Classes, ConditionOptions, GuidanceOptions, mix
 from models.registry import DataStats, Family, register
 from train.losses import balanced_loss
 from utils.errors import ConfigError
@@ -38,7 +42,7 @@ IGNORE = -100
 
 
 @dataclass(frozen=True)
-class MaskedConfig:
+class MaskedConfig(GuidanceOptions, ConditionOptions):
     d_model: int = 64  # embedding / transformer width (prototype: 16, then 32)
     n_layers: int = 4  # transformer encoder layers (prototype: 2)
     n_heads: int = 4
@@ -52,6 +56,7 @@ class MaskedConfig:
     val_windows: int = 2000  # held-out windows scored each epoch for masked accuracy
 
     def validate(self):
+        super().validate()
         if not 0 < self.mask_prob < 1:
             raise ConfigError(f"model.mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.mask_rate not in ("fixed", "uniform"):
@@ -63,19 +68,32 @@ class MaskedConfig:
 
 
 class MaskedLM(nn.Module):
-    def __init__(self, c: MaskedConfig, max_len: int):
+    def __init__(self, c: MaskedConfig, max_len: int, n_classes: int = 0):
         super().__init__()
         self.max_len, self.gen_steps = max_len, c.gen_steps
         self.mask_prob = c.mask_prob
         self.body = TransformerStack(VOCAB, c.d_model, c.n_layers, c.n_heads, max_len, c.dropout,
                                      ff_mult=c.ff_mult, kernel=c.kernel)
         self.head = nn.Linear(c.d_model, VOCAB)
+        # classes 0..n-1 and the null class n (classifier-free guidance)
+        self.cls = nn.Embedding(n_classes + 1, c.d_model) if n_classes else None
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, L) tokens -> (B, L, VOCAB) logits
-        return self.head(self.body(F.one_hot(tokens, VOCAB).float()))
+    def forward(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) tokens [, (B,) classes; None: the null class] -> (B, L, VOCAB) logits."""
+        add = None
+        if self.cls is not None:
+            if y is None:
+                y = torch.full(tokens.shape[:1], self.cls.num_embeddings - 1, dtype=torch.long, device=tokens.device)
+            add = self.cls(y)
+        return self.head(self.body(F.one_hot(tokens, VOCAB).float(), add))
 
-    def base_logits(self, tokens):  # (B, L, 4): predictions over A, C, G, T only
-        return self(tokens)[..., :4]
+    def base_logits(self, tokens, y=None, guidance: float = 1.0):
+        """(B, L, 4): predictions over A, C, G, T only; guidance != 1 mixes in the null class's."""
+        if self.cls is None or y is None or guidance == 1.0:
+            return self(tokens, y)[..., :4]
+        null = torch.full_like(y, self.cls.num_embeddings - 1)
+        both = self(tokens.repeat(2, 1), torch.cat([y, null]))[..., :4]
+        return mix(both[: tokens.shape[0]], both[tokens.shape[0]:], guidance)
 
 
 def mask_tokens(x: torch.Tensor, prob, generator=None, bert: bool = False):
@@ -101,13 +119,14 @@ def mask_tokens(x: torch.Tensor, prob, generator=None, bert: bool = False):
 
 @torch.no_grad()
 def unmask(model: MaskedLM, tokens: torch.Tensor, steps: int, temperature: float = 1.0,
-           generator=None) -> torch.Tensor:
+           generator=None, y=None, guidance: float = 1.0) -> torch.Tensor:
     """Fill every [MASK] in (B, L) tokens by iterative unmasking; other tokens are never changed.
 
     Each step samples a base (with the temperature) for every masked position and reveals some of
     them in a random order; with one position a step this samples from the model's conditionals
     in a random order. (Revealing the most confident first, MaskGIT's order, wrote GC-rich repeats
-    on DNA: docs/benchmarks.md.)"""
+    on DNA: docs/benchmarks.md.) y: each row's class for a conditional model (None: the null
+    class), with classifier-free ``guidance``."""
     tokens = tokens.clone()
     masked = tokens == MASK
     total = masked.sum(1)  # per row
@@ -118,7 +137,7 @@ def unmask(model: MaskedLM, tokens: torch.Tensor, steps: int, temperature: float
         remaining = masked.sum(1)
         if not remaining.any():
             break
-        pick = sample_categorical(model.base_logits(tokens), temperature, generator)  # (B, L)
+        pick = sample_categorical(model.base_logits(tokens, y, guidance), temperature, generator)  # (B, L)
         order_key = torch.rand(pick.shape, device=pick.device, generator=generator).masked_fill(~masked, -math.inf)
         # reveal so that all masked positions are revealed after `steps` steps
         k = torch.ceil(total.float() * (s + 1) / steps).long() - (total - remaining)
@@ -155,14 +174,15 @@ def infill(model: MaskedLM, codes: torch.Tensor, gaps: torch.Tensor, *, steps: i
 
 
 @torch.no_grad()
-def masked_accuracy(model: MaskedLM, x: torch.Tensor, prob: float, seed: int = 0, batch: int = 512):
-    """(accuracy, loss) on the masked positions of windows x (B, L), with a fixed masking seed."""
+def masked_accuracy(model: MaskedLM, x: torch.Tensor, prob: float, seed: int = 0, batch: int = 512, y=None):
+    """(accuracy, loss) on the masked positions of windows x (B, L) (of classes y, for a conditional
+    model), with a fixed masking seed."""
     g = torch.Generator(device=x.device).manual_seed(seed)
     hit = tot = 0
     loss = 0.0
     for i in range(0, x.shape[0], batch):
         inp, lab = mask_tokens(x[i : i + batch], prob, g)
-        logits = model.base_logits(inp)
+        logits = model.base_logits(inp, None if y is None else y[i : i + batch])
         m = lab != IGNORE
         hit += int((logits.argmax(-1)[m] == lab[m]).sum())
         tot += int(m.sum())
@@ -171,7 +191,7 @@ def masked_accuracy(model: MaskedLM, x: torch.Tensor, prob: float, seed: int = 0
 
 
 @torch.no_grad()
-def any_order_nll(model: MaskedLM, x: torch.Tensor, seed: int = 0, batch: int = 512) -> float:
+def any_order_nll(model: MaskedLM, x: torch.Tensor, seed: int = 0, batch: int = 512, y=None) -> float:
     """The any-order (ARDM) bound on held-out NLL, nats per base: window i is masked at the
     stratified rate (i + 0.5) / n, and each window's mean cross-entropy over its masked bases is
     averaged. Random-order generation samples from exactly these conditionals."""
@@ -182,7 +202,7 @@ def any_order_nll(model: MaskedLM, x: torch.Tensor, seed: int = 0, batch: int = 
     total = 0.0
     for i in range(0, n, batch):
         inp, lab = mask_tokens(x[i : i + batch], rates[i : i + batch], g)
-        logits = model.base_logits(inp)
+        logits = model.base_logits(inp, None if y is None else y[i : i + batch])
         total += float(balanced_loss(logits, lab, weight=0.0, target_gc=0.5, ignore_index=IGNORE, per_row=True)) \
             * inp.shape[0]
     return total / max(n, 1)
@@ -192,9 +212,21 @@ def any_order_nll(model: MaskedLM, x: torch.Tensor, seed: int = 0, batch: int = 
 class Masked(Family):
     Config = MaskedConfig
     select_by = "val_nll"  # the any-order bound on held-out NLL: the conditionals generation uses
+    conditional = True  # --gc with --condition gc
+    labelled = True
+    guided = True
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
-        return nn.ModuleDict({"M": MaskedLM(cfg.model, stats.seq_len)})
+        classes = Classes(stats, cfg.model)
+        nets = {"M": MaskedLM(cfg.model, stats.seq_len, classes.n)}
+        if classes.n:
+            nets["classes"] = classes
+        return nn.ModuleDict(nets)
+
+    @staticmethod
+    def classes_of(nets, x, labels):
+        """Each window's class (models.condition), or None for an unconditional model."""
+        return nets["classes"].of_batch(x, labels) if "classes" in nets else None
 
     def optimizers(self, nets, cfg):
         return {"g": (list(nets["M"].parameters()), cfg.train.lr_g)}
@@ -204,7 +236,10 @@ class Masked(Family):
         uniform = c.mask_rate == "uniform"
         rate = torch.rand(batch.shape[0], device=batch.device, generator=ctx.generator) if uniform else c.mask_prob
         inp, lab = mask_tokens(batch, rate, ctx.generator, c.bert_replace)
-        logits = nets["M"](inp)
+        y = self.classes_of(nets, batch, ctx.batch_labels)
+        if y is not None:  # classifier-free guidance: some windows train the null class
+            y = nets["classes"].dropped(y, c.label_drop, ctx.generator)
+        logits = nets["M"](inp, y)
         loss = balanced_loss(logits, lab, weight=ctx.balance_weight, target_gc=ctx.target_gc,
                              ref_freq=ctx.ref_freq, ignore_index=IGNORE, per_row=uniform)
         norm = ctx.optimize("g", loss)
@@ -218,8 +253,10 @@ class Masked(Family):
             was = M.training
             M.eval()
             x = ctx.val[: c.val_windows].to(ctx.device).long()
-            acc, loss = masked_accuracy(M, x[:, : M.max_len], c.mask_prob, seed=ctx.cfg.train.seed)
-            nll = any_order_nll(M, x[:, : M.max_len], seed=ctx.cfg.train.seed)
+            lab = None if ctx.val_labels is None else ctx.val_labels[: c.val_windows].to(ctx.device)
+            y = self.classes_of(nets, x, lab)
+            acc, loss = masked_accuracy(M, x[:, : M.max_len], c.mask_prob, seed=ctx.cfg.train.seed, y=y)
+            nll = any_order_nll(M, x[:, : M.max_len], seed=ctx.cfg.train.seed, y=y)
             M.train(was)
             out.update(val_masked_acc=acc, val_masked_loss=loss, val_nll=nll)
         return out
@@ -232,14 +269,20 @@ class Masked(Family):
         return infill(M, codes.to(dev), gaps.to(dev), temperature=temperature, generator=generator).cpu()
 
     @torch.no_grad()
-    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None):
+    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None,
+               guidance=1.0):
         M = nets["M"]
         if length > M.max_len:
             raise ConfigError(f"the masked model was trained on {M.max_len} bp; it cannot generate {length} bp")
         dev = next(M.parameters()).device
+        classes = nets["classes"] if "classes" in nets else None
+        if classes is None and gc is not None:
+            raise ConfigError("--gc: this masked model was trained without --condition gc")
         out = []
         for s in range(0, n, 1024):
-            tok = torch.full((min(1024, n - s), length), MASK, dtype=torch.long, device=dev)
+            m = min(1024, n - s)
+            tok = torch.full((m, length), MASK, dtype=torch.long, device=dev)
             place_prompt(tok, prompt)
-            out.append(unmask(M, tok, M.gen_steps or length, temperature, generator))
+            y = None if classes is None else classes.for_sampling(m, dev, generator, label=label, gc=gc)
+            out.append(unmask(M, tok, M.gen_steps or length, temperature, generator, y, guidance))
         return torch.cat(out)

@@ -53,6 +53,7 @@ class DataStats:
     gc_percentiles: tuple = ()
     kind: str = "dna"  # dna | signal (real-valued sequences; families whose data_kinds include it)
     label_names: tuple = ()  # the training records' labels (utils.labels); () without labels
+    label_freq: tuple = ()  # each label's share of the training windows
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class ClosingFit:
     """A fit after the last epoch (e.g. a convex refit of part of the model with the rest frozen).
 
     windows: training windows ``fit`` reads (the engine keeps time for it under --budget);
-    fit(nets, train_x, ctx) -> figures for the log; undo(nets) restores the trained state, so a
+    fit(nets, train_x, train_labels, ctx) -> figures (train_labels None without labels) for the log; undo(nets) restores the trained state, so a
     resumed or fine-tuned run continues from it exactly."""
 
     windows: int
@@ -79,6 +80,8 @@ class Family:
     # trains on labels when the data have them (ctx.batch_labels) and samples with label= (an index
     # into stats.label_names); a family without it ignores labels
     labelled = False
+    # sample() takes guidance= (classifier-free guidance; models.condition)
+    guided = False
     # the metrics-row figure (lower is better) that picks <model>_best.pt: held-out NLL where the
     # family has a likelihood (from evaluate), else the monitor's sample score
     select_by = "val_score"

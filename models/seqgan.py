@@ -10,6 +10,9 @@ Rollout     : a copy of G, never touched by an optimiser, that tracks G by expon
               (theta_roll <- r theta_roll + (1 - r) theta_G, r = model.rollout_update = 0.8).
 D           : per-position Linear embedding -> Conv1d for every filter width -> max over time ->
               highway layer -> dropout (keep 0.75) -> logit; L2 (0.2) on the output layer.
+Classes     : with labelled DNA or --condition gc (models.condition), a class embedding is added to
+              every policy input (the start token's too), so rollouts continue in the row's class,
+              and D adds a projection term <embed(class), highway features>.
 
 Phases (engine epochs; SeqGAN.plan): model.pre_epochs of generator MLE, then
 model.dis_pre_epochs of discriminator training on fresh samples, then model.total_batch adversarial
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import ContextLogits, NgramOptions, ngram_closing_fit, place_prompt
+from models.condition import Classes, ConditionOptions
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import d_metrics
 from train.losses import balanced_loss
@@ -48,7 +52,7 @@ AUTO_HIDDEN = {"gaussian": 32, "categorical": 256}
 
 
 @dataclass(frozen=True)
-class SeqGANConfig(NgramOptions):
+class SeqGANConfig(ConditionOptions, NgramOptions):
     output: str = "auto"  # auto (from the data) | categorical (DNA) | gaussian (real values)
     hidden: int = 0  # policy LSTM units; 0 = by data: AUTO_HIDDEN (the prototype's 32 for real values)
     emb: int = 32  # input embedding width (token embedding, or Linear of the previous value)
@@ -113,9 +117,10 @@ def output_kind(c: SeqGANConfig, stats: DataStats) -> str:
 class Policy(nn.Module):
     """The generator (and its rollout copy): an LSTM stepping over the previous token or value."""
 
-    def __init__(self, c: SeqGANConfig, kind: str):
+    def __init__(self, c: SeqGANConfig, kind: str, n_classes: int = 0):
         super().__init__()
         self.kind, self.hidden, self.layers = kind, c.hidden or AUTO_HIDDEN[kind], c.layers
+        self.cls = nn.Embedding(n_classes, c.emb) if n_classes else None
         if kind == "categorical":
             self.embed = nn.Embedding(5, c.emb)  # 0-3 A, C, G, T; 4 = start token
         else:
@@ -128,16 +133,23 @@ class Policy(nn.Module):
         self.ngram = ContextLogits(c.ngram_order) if kind == "categorical" and c.ngram_order else None
 
     # ---- inputs, heads, sampling
-    def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T) tokens/values -> (B, T, emb) LSTM inputs."""
+    def inputs(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) tokens/values [, (B,) classes] -> (B, T, emb) LSTM inputs."""
         if self.kind == "categorical":
-            return self.embed(x.long())
+            return self._with_class(self.embed(x.long()), y)
         return self.embed(x.float().unsqueeze(-1))
 
-    def start_input(self, B: int, device) -> torch.Tensor:
+    def start_input(self, B: int, device, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.kind == "categorical":
-            return self.embed(torch.full((B, 1), 4, dtype=torch.long, device=device))
+            return self._with_class(self.embed(torch.full((B, 1), 4, dtype=torch.long, device=device)), y)
         return self.start.expand(B, 1, -1)
+
+    def _with_class(self, inp: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if self.cls is None:
+            return inp
+        if y is None:
+            raise ValueError("a conditional policy needs classes")
+        return inp + self.cls(y).unsqueeze(1)
 
     def params_of(self, h: torch.Tensor) -> torch.Tensor:
         """LSTM outputs -> head parameters: logits (..., 4) or (mean, log-variance) (..., 2)."""
@@ -176,34 +188,34 @@ class Policy(nn.Module):
         seqs[:, :t] (unchanged without a table)."""
         return params if self.ngram is None else params + self.ngram.step(seqs, t)
 
-    def network_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def network_logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced head parameters (B, L, P) of the LSTM alone: position t reads x_{t-1}
-        (the start token at 0)."""
+        (the start token at 0); y: the rows' classes (conditional policy)."""
         B = x.shape[0]
-        inp = torch.cat([self.start_input(B, x.device), self.inputs(x[:, :-1])], 1)
+        inp = torch.cat([self.start_input(B, x.device, y), self.inputs(x[:, :-1], y)], 1)
         h, _ = self.lstm(inp)
         return self.params_of(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced head parameters (B, L, P), the n-gram table's included."""
-        p = self.network_logits(x)
+        p = self.network_logits(x, y)
         return p if self.ngram is None else p + self.ngram(x.long())
 
-    def mle_loss(self, x: torch.Tensor) -> torch.Tensor:
+    def mle_loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Negative log-likelihood per position (nats), averaged."""
-        return -self.log_prob(self(x), x).mean()
+        return -self.log_prob(self(x, y), x).mean()
 
     @torch.no_grad()
-    def generate(self, n: int, L: int, generator, temperature: float = 1.0, prompt=None) -> torch.Tensor:
+    def generate(self, n: int, L: int, generator, temperature: float = 1.0, prompt=None, y=None) -> torch.Tensor:
         dev = self.head.weight.device
         out = torch.zeros(n, L, device=dev, dtype=torch.long if self.kind == "categorical" else torch.float32)
         p = place_prompt(out, prompt)
-        inp, state = self.start_input(n, dev), None
+        inp, state = self.start_input(n, dev, y), None
         for t in range(L):
             params, state = self.step(inp, state)
             if t >= p:
                 out[:, t] = self.draw(self.table(params, out, t), generator, temperature)
-            inp = self.inputs(out[:, t : t + 1])
+            inp = self.inputs(out[:, t : t + 1], y)
         return out
 
 
@@ -220,7 +232,7 @@ class Highway(nn.Module):
 class Discriminator(nn.Module):
     """SeqGAN's CNN: filters of several widths, max over time, highway, dropout, one logit."""
 
-    def __init__(self, c: SeqGANConfig, kind: str, seq_len: int):
+    def __init__(self, c: SeqGANConfig, kind: str, seq_len: int, n_classes: int = 0):
         super().__init__()
         self.kind = kind
         self.embed = nn.Linear(4 if kind == "categorical" else 1, c.d_emb)
@@ -233,6 +245,7 @@ class Discriminator(nn.Module):
         self.highway = Highway(d)
         self.drop = nn.Dropout(1.0 - c.d_keep_prob)
         self.out = nn.Linear(d, 1)
+        self.proj = nn.Embedding(n_classes, d) if n_classes else None  # projection discriminator
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L) tokens or values -> (B, C, L) convolution inputs: one-hot bases (C = 4), or the
@@ -257,11 +270,16 @@ class Discriminator(nn.Module):
         inp = self.inputs(x)
         return torch.cat([F.relu(F.conv1d(inp, w, b)).amax(-1) for w, b, _ in self.kernels()], 1)
 
-    def head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.out(self.drop(self.highway(feats))).squeeze(-1)
+    def head(self, feats: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.drop(self.highway(feats))
+        logit = self.out(h).squeeze(-1)
+        if self.proj is not None and y is not None:
+            logit = logit + (self.proj(y) * h).sum(1) / h.shape[1] ** 0.5
+        return logit
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L) tokens or values -> (B,) logits
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) tokens or values [, (B,) classes] -> (B,) logits."""
+        return self.head(self.features(x), y)
 
     def l2(self) -> torch.Tensor:
         """tf.nn.l2_loss of the output layer (weights and bias): sum of squares / 2."""
@@ -278,39 +296,43 @@ def ema_update(rollout: nn.Module, G: nn.Module, rate: float) -> None:
 
 
 @torch.no_grad()
-def score(D: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    """P(real) for every row of x, in chunks, with D in eval mode (no dropout); D's mode restored."""
+def score(D: nn.Module, x: torch.Tensor, chunk: int, y: torch.Tensor | None = None) -> torch.Tensor:
+    """P(real) for every row of x (of classes y), in chunks, with D in eval mode (no dropout); D's
+    mode restored."""
     was = D.training
     D.eval()
     try:
-        return torch.cat([torch.sigmoid(D(x[i : i + chunk])) for i in range(0, x.shape[0], chunk)])
+        return torch.cat([torch.sigmoid(D(x[i : i + chunk], None if y is None else y[i : i + chunk]))
+                          for i in range(0, x.shape[0], chunk)])
     finally:
         D.train(was)
 
 
 @torch.no_grad()
 def rollout_rewards(policy: Policy, D: nn.Module, x: torch.Tensor, rollout_num: int, *,
-                    generator=None, d_batch: int = 2048) -> torch.Tensor:
+                    generator=None, d_batch: int = 2048, y: torch.Tensor | None = None) -> torch.Tensor:
     """Monte-Carlo rewards (B, L) in [0, 1]: reward[b, t] is the mean over rollout_num completions of
     x[b, :t+1] (sampled by ``policy``) of D's P(real); the last column scores x itself.
 
     Batched: one pass over x caches the policy's state after each prefix t = 1..L-1; the rows
     (t, r, b), in that memory order, then advance together, rows of prefix t joining at position t.
+    y: the rows' classes (a conditional policy and D); each completion keeps its row's class.
     """
     B, L = x.shape
     R = rollout_num
     dev = x.device
     if L == 1:
-        return score(D, x, d_batch).reshape(B, 1)
+        return score(D, x, d_batch, y).reshape(B, 1)
     # state and next-position head parameters after consuming x[:, :t], t = 1..L-1
     cache = []
-    inp, state = policy.start_input(B, dev), None
+    inp, state = policy.start_input(B, dev, y), None
     _, state = policy.step(inp, state)  # consumes the start token
     for t in range(1, L):
-        params, state = policy.step(policy.inputs(x[:, t - 1 : t]), state)  # consumed x[:, t-1]
+        params, state = policy.step(policy.inputs(x[:, t - 1 : t], y), state)  # consumed x[:, t-1]
         cache.append((params, state))
     RB = R * B
     N = (L - 1) * RB
+    y_rows = None if y is None else y.repeat(N // B)  # row (t, r, b) has class y[b]
     seqs = x.unsqueeze(0).expand(N // B, B, L).reshape(N, L).clone()
     h = torch.zeros(policy.layers, N, policy.hidden, device=dev)
     c = torch.zeros_like(h)
@@ -318,7 +340,8 @@ def rollout_rewards(policy: Policy, D: nn.Module, x: torch.Tensor, rollout_num: 
         old = (s - 1) * RB  # rows of prefixes t < s, which consumed their own token s-1
         params_old = None
         if old:
-            params_old, (h_o, c_o) = policy.step(policy.inputs(seqs[:old, s - 1 : s]),
+            params_old, (h_o, c_o) = policy.step(policy.inputs(seqs[:old, s - 1 : s],
+                                                               None if y_rows is None else y_rows[:old]),
                                                  (h[:, :old].contiguous(), c[:, :old].contiguous()))
             h[:, :old], c[:, :old] = h_o, c_o
         p_new, (h_n, c_n) = cache[s - 1]  # rows of prefix t = s start from the cached state
@@ -327,12 +350,13 @@ def rollout_rewards(policy: Policy, D: nn.Module, x: torch.Tensor, rollout_num: 
         p_new = p_new.repeat(R, 1)
         params = p_new if params_old is None else torch.cat([params_old, p_new])
         seqs[: s * RB, s] = policy.draw(policy.table(params, seqs[: s * RB], s), generator).to(seqs.dtype)
-    r = score_completions(D, x, seqs, R).reshape(L - 1, R, B).mean(1).transpose(0, 1)  # (B, L-1)
-    return torch.cat([r, score(D, x, d_batch).reshape(B, 1)], 1)
+    r = score_completions(D, x, seqs, R, y).reshape(L - 1, R, B).mean(1).transpose(0, 1)  # (B, L-1)
+    return torch.cat([r, score(D, x, d_batch, y).reshape(B, 1)], 1)
 
 
 @torch.no_grad()
-def score_completions(D: Discriminator, x: torch.Tensor, seqs: torch.Tensor, R: int) -> torch.Tensor:
+def score_completions(D: Discriminator, x: torch.Tensor, seqs: torch.Tensor, R: int,
+                      y: torch.Tensor | None = None) -> torch.Tensor:
     """score(D, seqs) for rollout completions in (t, r, b) order, sharing the prefix: for the rows of
     prefix t, a width-k window at p <= t - k lies inside x[b, :t], so its part of the max over time
     is a running max of x's own convolution; only windows p > t - k are computed per row."""
@@ -344,6 +368,7 @@ def score_completions(D: Discriminator, x: torch.Tensor, seqs: torch.Tensor, R: 
         kern = D.kernels()
         inp_x = D.inputs(x)
         prefix_max = [F.conv1d(inp_x, w, b).cummax(-1).values for w, b, _ in kern]  # (B, F, L-k+1)
+        y_t = None if y is None else y.repeat(R)  # the classes of one prefix's (r, b) rows
         out = []
         for t in range(1, L):
             inp = D.inputs(seqs[(t - 1) * RB : t * RB])
@@ -354,7 +379,7 @@ def score_completions(D: Discriminator, x: torch.Tensor, seqs: torch.Tensor, R: 
                 if s0 > 0:
                     m = torch.maximum(m, pm[:, :, s0 - 1].repeat(R, 1))
                 feats.append(F.relu(m))
-            out.append(torch.sigmoid(D.head(torch.cat(feats, 1))))
+            out.append(torch.sigmoid(D.head(torch.cat(feats, 1), y_t)))
         return torch.cat(out)
     finally:
         D.train(was)
@@ -365,15 +390,28 @@ class SeqGAN(Family):
     Config = SeqGANConfig
     data_kinds = ("dna", "signal")  # the Gaussian head models real-valued sequences
     select_by = "val_nll"
+    conditional = True  # --gc with --condition gc
+    labelled = True
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c = cfg.model
         kind = output_kind(c, stats)
-        G = Policy(c, kind)
-        rollout = Policy(c, kind)
+        classes = Classes(stats, c)
+        if classes.n and kind != "categorical":
+            raise ConfigError("seqgan: classes (labels, --condition gc) apply to DNA, not real-valued sequences")
+        G = Policy(c, kind, classes.n)
+        rollout = Policy(c, kind, classes.n)
         rollout.load_state_dict(G.state_dict())
         rollout.requires_grad_(False)
-        return nn.ModuleDict({"G": G, "rollout": rollout, "D": Discriminator(c, kind, stats.seq_len)})
+        nets = {"G": G, "rollout": rollout, "D": Discriminator(c, kind, stats.seq_len, classes.n)}
+        if classes.n:
+            nets["classes"] = classes
+        return nn.ModuleDict(nets)
+
+    @staticmethod
+    def classes_of(nets, x, labels):
+        """Each window's class (models.condition), or None for an unconditional model."""
+        return nets["classes"].of_batch(x, labels) if "classes" in nets else None
 
     def optimizers(self, nets, cfg):
         # the rollout net is in no group: only the EMA moves it. G has two optimisers: "g" for its
@@ -400,60 +438,69 @@ class SeqGAN(Family):
         return Plan(tuple(out)) if out else Plan.single(cfg.train.epochs, "gen_pretrain")
 
     # ---- steps
-    def _d_step(self, nets, real, ctx) -> dict:
+    def _d_step(self, nets, real, labels, ctx) -> dict:
+        """One D update on real windows (with their data labels) against as many fresh samples of
+        the same classes."""
         G, D = nets["G"], nets["D"]
         c = ctx.cfg.model
-        fake = G.generate(real.shape[0], real.shape[1], ctx.generator)
-        r, f = D(real), D(fake)
+        y = self.classes_of(nets, real, labels)
+        fake = G.generate(real.shape[0], real.shape[1], ctx.generator, y=y)
+        r, f = D(real, y), D(fake, y)
         loss = (F.binary_cross_entropy_with_logits(r, torch.ones_like(r))
                 + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f))) / 2 + c.d_l2 * D.l2()
         ctx.optimize("d", loss)
         return d_metrics(r, f, loss)
 
-    def _real(self, ctx, n: int) -> torch.Tensor:
-        src = ctx.train
+    def _real(self, ctx, n: int) -> tuple:
+        """n random training windows and their labels (None without)."""
+        src, lab = ctx.train, ctx.train_labels
         idx = torch.randint(0, src.shape[0], (n,), generator=ctx.generator, device=ctx.generator.device)
-        return src[idx.to(src.device), : ctx.length].to(ctx.device)
+        x = src[idx.to(src.device), : ctx.length].to(ctx.device)
+        return x, (None if lab is None else lab[idx.to(lab.device)].to(ctx.device))
 
     def pg_step(self, nets, ctx, B: int, L: int) -> dict:
         """One REINFORCE step: sample B sequences, score every prefix by rollouts, ascend
         sum_t (reward_t - baseline_t) log pi(x_t | x_<t)."""
         c = ctx.cfg.model
         G, rollout, D = nets["G"], nets["rollout"], nets["D"]
-        x = G.generate(B, L, ctx.generator)
-        rewards = rollout_rewards(rollout, D, x, c.rollout_num, generator=ctx.generator, d_batch=c.d_batch)
+        y = None  # a conditional policy samples classes as generation does (training frequencies)
+        if "classes" in nets:
+            y = nets["classes"].for_sampling(B, ctx.device, ctx.generator)
+        x = G.generate(B, L, ctx.generator, y=y)
+        rewards = rollout_rewards(rollout, D, x, c.rollout_num, generator=ctx.generator, d_batch=c.d_batch, y=y)
         adv = rewards - rewards.mean(0, keepdim=True) if c.baseline == "mean" else rewards
-        logp = G.log_prob(G(x), x)
+        logp = G.log_prob(G(x, y), x)
         loss = -(logp * adv).sum(1).mean() / L
         ctx.optimize("pg", loss)
         return {"pg_loss": loss.detach(), "reward": rewards.detach().mean(),
                 "reward_final": rewards.detach()[:, -1].mean()}
 
-    @staticmethod
-    def mle(G: Policy, x: torch.Tensor, ctx) -> torch.Tensor:
+    def mle(self, nets, x: torch.Tensor, labels, ctx) -> torch.Tensor:
         """Teacher-forced NLL; for DNA with the GC-balanced term (train.balance_weight, or
         --target_gc), as every family's likelihood step."""
+        G, y = nets["G"], self.classes_of(nets, x, labels)
         if G.kind != "categorical" or ctx.balance_weight <= 0:
-            return G.mle_loss(x)
-        return balanced_loss(G(x), x, weight=ctx.balance_weight, target_gc=ctx.target_gc, ref_freq=ctx.ref_freq)
+            return G.mle_loss(x, y)
+        return balanced_loss(G(x, y), x, weight=ctx.balance_weight, target_gc=ctx.target_gc, ref_freq=ctx.ref_freq)
 
     def train_step(self, nets, batch, ctx) -> dict[str, float]:
         c = ctx.cfg.model
         G = nets["G"]
+        own = (batch, ctx.batch_labels)
         if ctx.phase == "gen_pretrain":
-            loss = self.mle(G, batch, ctx)
+            loss = self.mle(nets, *own, ctx)
             ctx.optimize("g", loss)
             return {"mle": loss.detach()}
         if ctx.phase == "dis_pretrain":
-            return self._d_step(nets, batch, ctx)
+            return self._d_step(nets, *own, ctx)
         out = self.pg_step(nets, ctx, c.pg_batch or batch.shape[0], batch.shape[1])
         for i in range(c.mle_steps):
-            loss = self.mle(G, batch if i == 0 else self._real(ctx, batch.shape[0]), ctx)
+            loss = self.mle(nets, *(own if i == 0 else self._real(ctx, batch.shape[0])), ctx)
             ctx.optimize("g", loss)
             out["mle"] = loss.detach()
         ema_update(nets["rollout"], G, c.rollout_update)  # after this round's generator updates
         for i in range(c.d_steps):
-            d = self._d_step(nets, batch if i == 0 else self._real(ctx, batch.shape[0]), ctx)
+            d = self._d_step(nets, *(own if i == 0 else self._real(ctx, batch.shape[0])), ctx)
         out.update(d)
         return out
 
@@ -470,7 +517,9 @@ class SeqGAN(Family):
         G = nets["G"]
         was = G.training
         G.eval()
-        nll = float(G.mle_loss(ctx.val[:2000, : ctx.length].to(ctx.device)))
+        x = ctx.val[:2000, : ctx.length].to(ctx.device)
+        lab = None if ctx.val_labels is None else ctx.val_labels[:2000].to(ctx.device)
+        nll = float(G.mle_loss(x, self.classes_of(nets, x, lab)))
         G.train(was)
         return {"val_nll": nll}
 
@@ -478,13 +527,20 @@ class SeqGAN(Family):
         """Refit the DNA policy's n-gram table with the LSTM frozen (models.blocks.refit_context_logits);
         nothing for real-valued sequences, whose policy has no table."""
         return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram,
-                                 lambda nets: (lambda x, g: nets["G"].network_logits(x)))
+                                 lambda nets: (lambda x, g, lab: nets["G"].network_logits(x, self.classes_of(nets, x, lab))))
 
     @torch.no_grad()
-    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None):
+    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None):
         G = nets["G"]
-        return torch.cat([G.generate(min(4096, n - s), length, generator, temperature, prompt)
-                          for s in range(0, n, 4096)])
+        classes = nets["classes"] if "classes" in nets else None
+        if classes is None and gc is not None:
+            raise ConfigError("--gc: this seqgan model was trained without --condition gc")
+        out = []
+        for s in range(0, n, 4096):
+            m = min(4096, n - s)
+            y = None if classes is None else classes.for_sampling(m, G.head.weight.device, generator, label=label, gc=gc)
+            out.append(G.generate(m, length, generator, temperature, prompt, y))
+        return torch.cat(out)
 
     def artifacts(self, ensemble, run_dir, sample, epoch) -> list:
         """The prototype's files: eval_file.txt (each epoch's evaluation sample), generator_sample.txt
@@ -496,7 +552,7 @@ class SeqGAN(Family):
         tc, L = ensemble.cfg.train, ensemble.stats.seq_len
         if epoch is not None:
             g = torch.Generator(device=ensemble.device).manual_seed(epoch)
-            neg = ensemble.members[0]["G"].generate(tc.batch * 4, L, g)
+            neg = ensemble.family.sample(ensemble.members[0], tc.batch * 4, L, generator=g)
             return [write_samples(run_dir / "eval_file.txt", sample), write_samples(run_dir / "generator_sample.txt", neg)]
         x = ensemble.sample(max(ensemble.cfg.gen.n, 1000), L, seed=tc.seed + 1)
         return [write_samples(run_dir / "final_samples.txt", x),

@@ -64,11 +64,11 @@ def _patch(patches: list, rank: int, records: list) -> None:
     if "fixed_noise" in patches:
         from models.stacked import StackedGenerator
 
-        def coarse(self, n, L, device, generator):
-            z = torch.zeros(n, L, 2 * self.c.noise_dim, device=device)
-            return self.head1(self.stage1(z)), torch.zeros(n, L, self.c.noise_dim, device=device)
+        def noise(self, n, L, device, generator):
+            return (torch.zeros(n, L, 2 * self.c.noise_dim, device=device),
+                    torch.zeros(n, L, self.c.noise_dim, device=device))
 
-        StackedGenerator.coarse = coarse
+        StackedGenerator.noise = noise
 
 
 def run_rank(rank: int, world: int, port: int, argv: list, out_dir: str, patches: list) -> None:

@@ -117,7 +117,7 @@ def test_family_flags_are_declared_by_families_not_main():
 @pytest.mark.parametrize("argv,msg", [
     (["--model", "stacked", "--order", "3"], "--order does not apply to the 'stacked' family (it is markov's)"),
     (["--model", "markov", "--disc", "lstm"], "--disc does not apply to the 'markov' family (it is gumbel's)"),
-    (["--model", "masked", "--condition", "gc"], "--condition does not apply to the 'masked' family"),
+    (["--model", "markov", "--condition", "gc"], "--condition does not apply to the 'markov' family"),
 ])
 def test_a_flag_given_to_the_wrong_family_is_one_line(argv, msg, capsys):
     assert main(["--mode", "train", *argv, "--show-config"]) == 2

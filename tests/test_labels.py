@@ -197,16 +197,91 @@ def test_several_data_files_train_one_labelled_markov(tmp_path, capsys):
     assert abs(np.mean([(s.count("G") + s.count("C")) / len(s) for s in seqs]) - 0.7) < 0.03
     capsys.readouterr()
     assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_best.pt", "--data", str(host), str(phage)]) == 2
-    assert "several files with --mode train only" in capsys.readouterr().err
+    assert "several files with --mode train or analyze" in capsys.readouterr().err
 
 
-def test_a_family_that_does_not_train_on_labels_says_so(tmp_path, capsys, caplog):
+# per family: small networks and a few steps; (model flags, minimum GC gap between the labels' samples)
+CONDITIONAL = {
+    "stacked": ["--set", "model.d_model=16", "--set", "model.g_layers=1", "--set", "model.ngram_order=0"],
+    "gumbel": ["--set", "model.hidden=16", "--set", "model.noise_dim=8", "--set", "model.d_filters=[8]"],
+    "seqgan": ["--set", "model.hidden=16", "--set", "model.pre_epochs=2", "--set", "model.dis_pre_epochs=1",
+               "--set", "model.total_batch=1", "--set", "model.rollout_num=2", "--set", "model.d_num_filters=[4,4]",
+               "--set", "model.d_filter_sizes=[2,3]"],
+    "masked": ["--set", "model.d_model=16", "--set", "model.n_layers=1"],
+}
+
+
+@pytest.mark.parametrize("family", sorted(CONDITIONAL))
+def test_every_family_trains_on_labels_and_writes_the_requested_one(family, tmp_path, capsys):
+    """host windows have GC 0.3, phage 0.7: a model that reads its label writes each label's GC."""
+    import torch
+
+    from main import main
+    from utils.sequences import read_records
+
+    path = short_records(tmp_path)
+    assert main(["--mode", "train", "--model", family, "--data", str(path), "--seq_len", "30", "--epochs", "3",
+                 "--set", "train.steps_per_epoch=40", "--set", "train.eval_samples=20", "--set", "train.lr_g=0.01",
+                 *CONDITIONAL[family]]) == 0
+    ck = torch.load(f"checkpoints/{family}_last.pt", weights_only=True)
+    assert ck["stats"]["label_names"] == ["host", "phage"] and ck["stats"]["label_freq"] == [0.5, 0.5]
+    assert main(["--mode", "gen", "--checkpoint", f"checkpoints/{family}_last.pt", "--n", "100", "--label", "all",
+                 "--output", "all.fasta"]) == 0
+    recs = list(read_records("all.fasta"))
+    heads = [line for line in open("all.fasta").read().splitlines() if line.startswith(">")]
+    assert [h.split("label=")[1].split()[0] for h in heads] == ["host"] * 100 + ["phage"] * 100
+    gc = [np.mean([(s.count("G") + s.count("C")) / len(s) for _, s in recs[i : i + 100]]) for i in (0, 100)]
+    assert gc[0] < 0.42 and gc[1] > 0.58, gc
+    capsys.readouterr()
+    assert main(["--mode", "gen", "--checkpoint", f"checkpoints/{family}_last.pt", "--label", "virus"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --label virus: unknown label (known: host, phage)"
+
+
+def test_guidance_zero_is_the_unconditional_path_and_one_the_conditional(tmp_path):
+    """Classifier-free guidance mixes null + W (cond - null): W = 0 draws exactly what the null class
+    draws alone, W = 1 exactly what the class draws alone (same seeds)."""
+    import torch
+
+    from models.registry import DataStats, get_family
+    from utils.config import parse_set, resolve
+
+    stats = DataStats(seq_len=12, base_freq=(0.25,) * 4, gc=0.5, gc_percentiles=tuple(i / 100 for i in range(101)),
+                      label_names=("a", "b"), label_freq=(0.5, 0.5))
+    for family in ("stacked", "masked"):
+        fam = get_family(family)
+        cfg = resolve(family, fam.Config, {"model": {"d_model": 16}}, parse_set([]))
+        torch.manual_seed(0)
+        nets = fam.build(cfg, stats).eval()
+        null = nets["classes"].null
+
+        def draw(**kw):
+            return fam.sample(nets, 6, 12, generator=torch.Generator().manual_seed(5), **kw)
+
+        def draw_class(y):
+            g = torch.Generator().manual_seed(5)
+            yy = torch.full((6,), y, dtype=torch.long)
+            if family == "stacked":
+                return nets["G"].generate(6, 12, "cpu", g, y=yy)[0]
+            from models.masked import MASK, unmask
+            return unmask(nets["M"], torch.full((6, 12), MASK), 12, generator=g, y=yy)
+
+        assert torch.equal(draw(label=1, guidance=0.0), draw_class(null)), family
+        assert torch.equal(draw(label=1, guidance=1.0), draw_class(1)), family
+        assert not torch.equal(draw(label=1, guidance=3.0), draw_class(1)), family
+
+
+def test_guidance_needs_a_family_and_a_model_that_have_it(tmp_path, capsys):
     from main import main
 
     path = short_records(tmp_path)
-    assert main(["--mode", "train", "--model", "gumbel", "--data", str(path), "--seq_len", "50", "--epochs", "1",
-                 "--set", "train.eval_samples=20", "--set", "train.steps_per_epoch=2", "--set", "model.hidden=8"]) == 0
-    assert any("does not train on labels yet" in r.getMessage() for r in caplog.records)
+    assert main(["--mode", "train", "--model", "markov", "--data", str(path), "--seq_len", "30", "--epochs", "1",
+                 "--set", "train.eval_samples=20"]) == 0
     capsys.readouterr()
-    assert main(["--mode", "gen", "--checkpoint", "checkpoints/gumbel_best.pt", "--label", "host"]) == 2
-    assert capsys.readouterr().err.strip() == "error: --label: the 'gumbel' family does not train on labels yet"
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_last.pt", "--label", "host", "--guidance", "2"]) == 2
+    assert "--guidance: the 'markov' family has no classifier-free guidance" in capsys.readouterr().err
+    assert main(["--mode", "train", "--model", "masked", "--data", str(path), "--seq_len", "30", "--epochs", "1",
+                 "--set", "model.label_drop=0", "--set", "model.d_model=16", "--set", "train.steps_per_epoch=2",
+                 "--set", "train.eval_samples=20"]) == 0
+    capsys.readouterr()
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/masked_last.pt", "--label", "host", "--guidance", "2"]) == 2
+    assert "trained with model.label_drop 0" in capsys.readouterr().err

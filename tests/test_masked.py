@@ -184,7 +184,7 @@ class _RecordingModel:
         conf = torch.linspace(8.0, 0.5, L)
         self.logits = torch.stack([conf, torch.zeros(L), torch.zeros(L), torch.zeros(L)], -1)
 
-    def base_logits(self, tokens):
+    def base_logits(self, tokens, y=None, guidance=1.0):
         self.seen.append(tokens.clone())
         return self.logits.expand(tokens.shape[0], -1, -1)
 

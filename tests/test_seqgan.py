@@ -371,7 +371,7 @@ def test_gaussian_policy_has_no_table_and_no_closing_fit(tmp_path):
     cfg = resolve("seqgan", SeqGANConfig, {"model": {"hidden": 8, "emb": 8, "ngram_order": 3, "ngram_refit": 64}})
     fit = get_family("seqgan").closing_fit(cfg)
     nets = get_family("seqgan").build(cfg, stats("gaussian"))
-    assert fit.fit(nets, torch.randn(10, 12), None) == {}
+    assert fit.fit(nets, torch.randn(10, 12), None, None) == {}
     fit.undo(nets)  # nothing to undo, and no error
 
 

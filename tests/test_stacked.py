@@ -223,7 +223,7 @@ def test_closing_refit_matches_the_context_counts_and_resume_drops_it(genome):
 
     gap_before = (expected() - observed).abs().max()
     closing = fam.closing_fit(ctx.cfg)
-    out = closing.fit(nets, x, ctx)  # ctx.val is None: no held-out check
+    out = closing.fit(nets, x, None, ctx)  # ctx.val is None: no held-out check
     assert out["refit_nll_after"] < out["refit_nll_before"] and out["refit_kept"] == 1
     changed = [k for k, v in G.state_dict().items() if not torch.equal(v, before[k])]
     assert changed == ["ngram.refit"]  # the trained weights themselves are untouched
@@ -239,7 +239,7 @@ def test_closing_refit_is_dropped_when_it_fits_noise(genome):
     fam, nets, ctx = make(genome, "model.ngram_order=5", "model.ngram_refit=300", "model.ngram_refit_prior=0")
     data = load_sequences(genome, 20, val_fraction=0.2, seed=0)
     ctx.val = torch.from_numpy(data.val)
-    out = fam.closing_fit(ctx.cfg).fit(nets, torch.from_numpy(data.train), ctx)
+    out = fam.closing_fit(ctx.cfg).fit(nets, torch.from_numpy(data.train), None, ctx)
     rise = out["refit_val_nll_after"] - out["refit_val_nll_before"]
     assert rise > out["refit_nll_before"] - out["refit_nll_after"] > 0
     assert rise > ctx.cfg.model.ngram_refit_tolerance and out["refit_kept"] == 0

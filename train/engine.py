@@ -111,6 +111,8 @@ class StepContext:
     phase: str = "train"  # the plan's phase of this epoch
     phase_start: bool = False  # the first epoch of that phase
     batch_labels: torch.Tensor | None = None  # (B,) label indices of the step's windows (labelled data)
+    val_labels: torch.Tensor | None = None  # (V,) label indices of ctx.val's windows (labelled data)
+    train_labels: torch.Tensor | None = None  # label indices of ctx.train's windows (labelled data)
     budget_used: float | None = None  # fraction of --budget spent (None without one), for time-based schedules
     dist: Dist = field(default_factory=Dist)  # this process's place under torchrun (world 1: alone)
     scalers: dict = field(default_factory=dict)  # per optimiser group: a GradScaler under --amp fp16
@@ -150,10 +152,12 @@ class Ensemble:
 
     @torch.no_grad()
     def sample(self, n: int, length: int | None = None, *, temperature: float = 1.0, seed: int = 0,
-               prompt: torch.Tensor | None = None, gc: float | None = None, label: str | None = None) -> torch.Tensor:
+               prompt: torch.Tensor | None = None, gc: float | None = None, label: str | None = None,
+               guidance: float | None = None) -> torch.Tensor:
         """(n, length) codes; sequence i comes from member i mod K (members drawn in turn).
         ``gc`` asks a conditional family for sequences of that GC content; ``label`` one of the
-        training labels (stats.label_names) for a family trained on labels."""
+        training labels (stats.label_names) for a family trained on labels; ``guidance`` the
+        classifier-free guidance weight of a family that has it (1: the conditional model)."""
         length = length or self.stats.seq_len
         extra = {}
         if label is not None:
@@ -169,6 +173,17 @@ class Ensemble:
             if not self.family.conditional:
                 raise ConfigError(f"--gc: the {self.family.name!r} family does not generate to a requested GC")
             extra["gc"] = float(gc)
+        if guidance is not None:
+            if not getattr(self.family, "guided", False):
+                raise ConfigError(f"--guidance: the {self.family.name!r} family has no classifier-free guidance "
+                                  "(stacked and masked have)")
+            if float(guidance) != 1.0:
+                if "classes" not in self.members[0]:
+                    raise ConfigError("--guidance: this checkpoint was trained without labels or --condition gc")
+                if getattr(self.cfg.model, "label_drop", 0.0) <= 0:
+                    raise ConfigError("--guidance: this checkpoint was trained with model.label_drop 0, so it has no "
+                                      "unconditional model to guide against")
+                extra["guidance"] = float(guidance)
         g = torch.Generator(device=self.device).manual_seed(seed)
         K = len(self.members)
         out = None
@@ -188,7 +203,7 @@ class Ensemble:
 def stats_from_checkpoint(s: dict) -> DataStats:
     return DataStats(seq_len=int(s["seq_len"]), base_freq=tuple(s["base_freq"]), gc=float(s["gc"]),
                      gc_percentiles=tuple(s.get("gc_percentiles", ())), kind=s.get("kind", "dna"),
-                     label_names=tuple(s.get("label_names", ())))
+                     label_names=tuple(s.get("label_names", ())), label_freq=tuple(s.get("label_freq", ())))
 
 
 def load_ensemble(path, device: str = "auto") -> tuple[Ensemble, dict]:
@@ -426,6 +441,10 @@ class Run:
             self.train_y = self.train_y.to(self.device) if self.train_y is not None else None
         self.val = data.val if data.val.shape[0] else data.train
         self.val_x = torch.from_numpy(np.ascontiguousarray(self.val))
+        self.val_y = None  # their labels, for families that train on labels
+        if getattr(data, "val_labels", None) is not None:
+            vl = data.val_labels if data.val.shape[0] else data.train_labels
+            self.val_y = torch.from_numpy(vl.astype(np.int64))
         n = data.train.shape[0]
         boot_rng = np.random.default_rng(tc.seed + 7919)
         self.boots = [boot_rng.integers(0, n, n) if tc.bagging else np.arange(n) for _ in self.members]
@@ -480,7 +499,7 @@ class Run:
         log.info("%s: %d training and %d held-out %s sequences of length %d", d.source, d.train.shape[0],
                  d.val.shape[0], kind.name, d.seq_len)
         counts = d.label_counts() if hasattr(d, "label_counts") else {}
-        # windows per label, in every metrics row (conditional training itself is not built yet)
+        # windows per label, in every metrics row
         self.label_row = {f"windows_{name}": tr for name, (tr, _) in counts.items()}
 
     # ---- the steps
@@ -563,7 +582,7 @@ class Run:
             balance_weight=cur.balance_weight(epoch) if cur else tc.balance_weight, temperature=temp,
             target_gc=self.target_gc, ref_freq=self.stats.base_freq, device=self.device, generator=self.fam_gen,
             cfg=self.cfg, optimizers=self.opts[m], step=self.steps[m], val=self.val_x, train=self.train_x,
-            phase=self.cursor.phase.name, phase_start=phase_start, budget_used=self.budget_used(), dist=self.dist,
+            val_labels=self.val_y, train_labels=self.train_y, phase=self.cursor.phase.name, phase_start=phase_start, budget_used=self.budget_used(), dist=self.dist,
             scalers=self.scalers[m])
 
     def run_epoch(self, epoch: int) -> tuple[dict, StepContext, int]:
@@ -694,7 +713,7 @@ class Run:
             "stats": {"seq_len": s.seq_len, "base_freq": list(s.base_freq), "gc": s.gc,
                       "gc_percentiles": list(s.gc_percentiles), "target_gc": float(self.target_gc),
                       "source": self.data.source, "kind": s.kind,
-                      "label_names": list(getattr(self.data, "label_names", ()))},
+                      "label_names": list(s.label_names), "label_freq": list(s.label_freq)},
             "run_dir": str(self.run_dir), "version": __version__, "data_sha256": self.data_sha256,
         }
 
@@ -778,7 +797,7 @@ class Run:
             return
         t, figures = time.time(), Meter()
         for m, nets in enumerate(self.members):
-            figures.add(self.closing.fit(nets, self.train_x[torch.from_numpy(np.sort(self.boots[m]))], ctx))
+            figures.add(self.closing.fit(nets, *self.member_windows(m), ctx))
         if not figures.sums:
             return
         done = {**figures.means(), "finish_s": time.time() - t}
@@ -792,6 +811,12 @@ class Run:
             if self.since_best and self.best_path.exists():
                 self.fit_best(ctx)
 
+    def member_windows(self, m: int) -> tuple:
+        """Member m's (possibly bootstrapped) training windows and their labels (None without)."""
+        rows = torch.from_numpy(np.sort(self.boots[m]))
+        return (self.train_x[rows.to(self.train_x.device)],
+                None if self.train_y is None else self.train_y[rows.to(self.train_y.device)])
+
     def fit_best(self, ctx: StepContext) -> None:
         """The best epoch's checkpoint (an earlier one than the last) gets the closing fit too: it
         is the file users generate from."""
@@ -801,7 +826,7 @@ class Run:
             nets = self.family.build(self.cfg, self.stats).to(self.device)
             load_weights(nets, sd, self.best_path)
             self.closing.undo(nets)
-            figures.add(self.closing.fit(nets, self.train_x[torch.from_numpy(np.sort(self.boots[m]))], ctx))
+            figures.add(self.closing.fit(nets, *self.member_windows(m), ctx))
             members.append(nets.state_dict())
         with cli.critical():
             ckpt_io.save(self.best_path, {**ck, "members": members})

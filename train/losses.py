@@ -85,20 +85,22 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
 
 @torch.no_grad()
 def heldout_nll(logits_fn, val: torch.Tensor | None, device, *, max_windows: int = 4096, batch: int = 1024,
-                seed: int = 0) -> dict:
+                seed: int = 0, labels: torch.Tensor | None = None) -> dict:
     """{"val_nll": mean negative log-likelihood in nats per base} of up to ``max_windows`` held-out
-    windows (B, L) under a teacher-forced model: logits_fn(x, generator) -> (B, L, 4) logits of
-    every position given the bases before it. The generator (for models with noise inputs) is
+    windows (B, L) under a teacher-forced model: logits_fn(x, generator, y) -> (B, L, 4) logits of
+    every position given the bases before it (y: the windows' data labels, or None without). The generator (for models with noise inputs) is
     seeded, so an epoch's score does not depend on the training random streams. {} without
     held-out windows."""
     if val is None or not val.shape[0]:
         return {}
     g = torch.Generator(device=device).manual_seed(seed)
-    val = val[:: max(1, val.shape[0] // max_windows)][:max_windows]  # spread over every held-out block
+    step = max(1, val.shape[0] // max_windows)
+    val = val[::step][:max_windows]  # spread over every held-out block
+    labels = None if labels is None else labels[::step][:max_windows]
     total, n = 0.0, 0
     for s in range(0, val.shape[0], batch):
         x = val[s : s + batch].to(device).long()
-        logits = logits_fn(x, g)
+        logits = logits_fn(x, g, None if labels is None else labels[s : s + batch].to(device))
         total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.reshape(-1), reduction="sum"))
         n += x.numel()
     return {"val_nll": total / n}

@@ -117,3 +117,20 @@ def _need(label, path, rid, why: str) -> str:
     if label is None or not str(label).strip():
         raise InputError(f"{path}: record {rid!r} {why}")
     return str(label)
+
+
+def generated_labels(path) -> list[str] | None:
+    """The label each generated sequence was asked for, from label=NAME in its header (as --mode gen
+    --label writes them), in file order; None when no header has one. Some with and some without is
+    an error naming the first record without."""
+    from utils.sequences import read_records
+
+    recs = read_records(path, titles=True)
+    found = [_header_label(title) for _, title, _ in recs]
+    if not any(lab is not None for lab in found):
+        return None
+    missing = next((rid for (rid, _, _), lab in zip(recs, found) if lab is None), None)
+    if missing is not None:
+        raise InputError(f"{path}: record {missing!r} has no label= in its header, but "
+                         f"{sum(lab is not None for lab in found)} of {len(found)} records have one")
+    return found

@@ -17,6 +17,12 @@ from utils.sequences import (SequenceData, decode, encode_strict, is_signal_file
 from utils.outputs import write_texts
 
 
+def _label_freq(data) -> tuple:
+    """Each label's share of the training windows (() without labels)."""
+    counts = [tr for tr, _ in data.label_counts().values()] if hasattr(data, "label_counts") else []
+    return tuple(c / max(1, sum(counts)) for c in counts)
+
+
 def _nanmean(x) -> float:
     x = np.asarray(x, dtype=np.float64)
     x = x[~np.isnan(x)]
@@ -35,7 +41,7 @@ class DNA:
         pct = data.gc_percentiles()
         return DataStats(seq_len=data.seq_len, base_freq=tuple(float(f) for f in data.base_freq()),
                          gc=float(data.gc()), gc_percentiles=tuple(float(v) for v in pct), kind=self.kind,
-                         label_names=tuple(data.label_names))
+                         label_names=tuple(data.label_names), label_freq=_label_freq(data))
 
     def target_gc(self, requested, data) -> float:
         return float(requested) if requested is not None else float(data.gc())
