@@ -22,8 +22,9 @@ from analysis.judge import DEFAULT, JUDGES, JudgeNet, for_length
 
 
 class LabelClassifier:
-    """The judge's CNN trained to tell the labels apart on real windows, both strands (balanced: at
-    most ``max_per_label`` windows of each label, so a frequent label is not favoured)."""
+    """The judge's CNN trained to tell the labels apart on real windows, both strands: at most
+    ``max_per_label`` windows of each label, each label weighted by the inverse of its share, so a
+    frequent label is not favoured."""
 
     def __init__(self, x, y, n_labels: int, *, seed: int = 0, max_per_label: int = 10000, judge: str = DEFAULT):
         x, y = M.as_codes(x), np.asarray(y, dtype=np.int64)
@@ -34,6 +35,9 @@ class LabelClassifier:
         # both strands: a window's reverse complement belongs to the same label
         X = torch.from_numpy(np.concatenate([x[rows], 3 - x[rows, ::-1]]).astype(np.int64))
         Y = torch.from_numpy(np.concatenate([y[rows], y[rows]]))
+        # each label weighs the same in the loss, however many windows it has
+        weight = torch.from_numpy((Y.numel() / (n_labels * np.bincount(Y.numpy(), minlength=n_labels).clip(1)))
+                                  .astype(np.float32))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net = JudgeNet(self.spec, n_out=n_labels)
@@ -43,7 +47,7 @@ class LabelClassifier:
                 order = torch.randperm(X.shape[0], generator=g)
                 for s in range(0, order.numel(), self.spec.batch):
                     idx = order[s : s + self.spec.batch]
-                    loss = F.cross_entropy(self.net(X[idx]), Y[idx])
+                    loss = F.cross_entropy(self.net(X[idx]), Y[idx], weight=weight)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

@@ -285,3 +285,45 @@ def test_guidance_needs_a_family_and_a_model_that_have_it(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--mode", "gen", "--checkpoint", "checkpoints/masked_last.pt", "--label", "host", "--guidance", "2"]) == 2
     assert "trained with model.label_drop 0" in capsys.readouterr().err
+
+
+def test_fidelity_of_real_windows_is_their_ceiling_and_of_random_dna_chance(tmp_path):
+    """A set of one label's real held-out windows scores exactly that label's ceiling (the same
+    windows, the same classifier); uniform random DNA asked half for each label scores chance."""
+    from analysis.fidelity import fidelity_row
+
+    d = load_sequences(short_records(tmp_path), 30, val_fraction=0.25, seed=3, stride=6)
+    ref = dict(train=d.train, train_labels=d.train_labels, val=d.val, val_labels=d.val_labels,
+               label_names=d.label_names)
+    host = d.val[d.val_labels == 0]
+    row, arrays = fidelity_row(host, ["host"] * len(host), c2st=False, **ref)
+    assert row["conditional_accuracy"] == row["label_host_ceiling"] == row["conditional_ceiling"] > 0.9
+    assert row["label_host_gc"] == pytest.approx(row["label_host_gc_ref"]) and row["label_host_js_4mer"] == 0
+    assert arrays["confusion"][0].sum() == pytest.approx(1) and arrays["confusion"][1].sum() == 0
+    noise = np.random.default_rng(0).integers(0, 4, (400, 30)).astype(np.uint8)
+    row, _ = fidelity_row(noise, ["host", "phage"] * 200, c2st=False, **ref)
+    assert row["conditional_chance"] == 0.5 and abs(row["conditional_accuracy"] - 0.5) < 0.1
+    with pytest.raises(ValueError, match="generated labels virus are not labels of the reference"):
+        fidelity_row(noise[:2], ["host", "virus"], c2st=False, **ref)
+
+
+def test_analyze_reports_conditional_fidelity_for_labelled_generated_sets(tmp_path, capsys):
+    """--mode analyze on a labelled reference and a generated file whose headers carry label=:
+    the figures, the confusion matrix figure and the per-label rows."""
+    import json
+
+    from main import main
+
+    path = short_records(tmp_path)
+    d = load_sequences(path, 30, val_fraction=0.2, seed=42)
+    heads = [("host", x) for x in decode(d.val[d.val_labels == 0])] + \
+            [("phage", x) for x in decode(d.val[d.val_labels == 1])]
+    fasta(tmp_path / "gen.fasta", [(f"gen_{i} label={lab}", s) for i, (lab, s) in enumerate(heads)])
+    assert main(["--mode", "analyze", "--generated", str(tmp_path / "gen.fasta"), "--data", str(path),
+                 "--output-dir", str(tmp_path / "an")]) == 0
+    assert "conditional accuracy" in capsys.readouterr().out
+    m = json.loads((tmp_path / "an/metrics.json").read_text())
+    assert m["conditional_labels"] == 2 and m["conditional_accuracy"] > 0.9
+    assert {"label_host_c2st_auc", "label_phage_gc", "label_phage_ceiling"} <= set(m)
+    assert (tmp_path / "an/conditional_confusion.png").stat().st_size > 5000
+    assert "conditional_accuracy" in (tmp_path / "an/report.md").read_text()

@@ -1,0 +1,180 @@
+"""Conditional generation in every family: does a sequence asked for a label look like that label's
+real DNA, and does a sequence asked for a GC content have it?
+
+    python bench/conditional.py --budget 300 --gc_budget 180
+
+Labels (data/labelled_example.fasta: phage lambda, E. coli 536, S. suis SC84; bench/make_labelled_example.py):
+each family is trained as a user would (`main.py --mode train --model F --data
+data/labelled_example.fasta --budget B`, its own process, the labels read from the headers), then
+its best checkpoint generates --n sequences of each label (`--label`). analysis.fidelity's classifier,
+trained on the real training windows (every 14 bases), reports per label the fraction assigned to
+the requested label against its accuracy on real held-out windows (the ceiling) and chance, and
+the label's GC, 4-mer JS and C2ST (the default judge) against overlapping windows of that label's
+held-out blocks (every --ref_stride bases), beside the label's real-vs-real floor (its training
+windows against the same held-out windows). stacked and masked are also sampled with classifier-free
+guidance --guidance 2 (the same checkpoints).
+
+GC: each family that takes --gc is trained with --condition gc on E. coli 536 (--gc_budget), and for
+each of the 5 quantile bins asked for that bin's mean training GC; the mean obtained GC of --n_gc
+sequences is reported against it.
+
+Rows go to bench/results/conditional.json, rewritten after every row.
+"""
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, table, write_json
+
+from analysis import metrics as M
+from analysis.fidelity import fidelity_row
+from analysis.judge import heldout_windows
+from utils.sequences import load_sequences
+
+LABELLED = "data/labelled_example.fasta"
+GC_DATA = "data/ecoli_536.fasta.gz"
+FAMILIES = ["markov", "stacked", "gumbel", "seqgan", "masked"]
+GUIDED = {"stacked", "masked"}
+GC_FAMILIES = ["stacked", "gumbel", "seqgan", "masked"]
+SLOW = {"masked": 0.5}  # share of --n for the slow sampler (one model pass per base)
+work = ROOT / "bench" / "results" / "work" / "conditional"
+COLS = ["family", "guidance", "label", "accuracy", "ceiling", "chance", "gc", "gc_ref", "js_4mer", "c2st_auc",
+        "c2st_lo", "c2st_hi", "floor_c2st", "c2st_gap"]
+GC_COLS = ["family", "bin", "range", "asked_gc", "obtained_gc", "abs_diff", "obtained_std", "in_bin"]
+
+
+def cli(*argv, cwd: Path) -> float:
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, argv)], cwd=cwd, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if r.returncode != 0:
+        raise SystemExit(f"main.py {' '.join(map(str, argv))} failed:\n{r.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def train(family: str, data: str, budget: float, where: Path, extra=()) -> tuple[Path, float]:
+    shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True)
+    args = ("--order", 5) if family == "markov" else ("--budget", budget)
+    secs = cli("--mode", "train", "--model", family, "--data", ROOT / data, "--run_dir", "run", "--checkpoint_dir",
+               "ck", "--overwrite", *args, *extra, cwd=where)
+    return where / "ck" / f"{family}_best.pt", secs
+
+
+def label_rows(family, ens, data, ref, floors, args, guidance=None) -> list[dict]:
+    n = int(args.n * SLOW.get(family, 1.0))
+    names = list(data.label_names)
+    gen = np.concatenate([ens.sample(n, seed=args.seed + 7919 * j, label=name, guidance=guidance).numpy()
+                          for j, name in enumerate(names)])
+    asked = [name for name in names for _ in range(n)]
+    f, _ = fidelity_row(gen, asked, ref["train"], ref["train_labels"], data.val, data.val_labels, names,
+                        seed=args.seed, c2st=False)
+    rows = [{"family": family, "guidance": guidance or 1.0, "label": "all", "accuracy": f["conditional_accuracy"],
+             "ceiling": f["conditional_ceiling"], "chance": f["conditional_chance"], "n": n}]
+    for j, name in enumerate(names):
+        mine = gen[j * n : (j + 1) * n]
+        c = M.c2st_row(ref["heldout"][name], mine, seed=args.seed)
+        rows.append({"family": family, "guidance": guidance or 1.0, "label": name, "n": n,
+                     "accuracy": f[f"label_{name}_accuracy"], "ceiling": f[f"label_{name}_ceiling"],
+                     "chance": f["conditional_chance"], "gc": f[f"label_{name}_gc"],
+                     "gc_ref": float(M.gc_content(ref["heldout"][name]).mean()),
+                     "js_4mer": M.kmer_js(mine, ref["heldout"][name], 4), "c2st_auc": c["c2st_auc"],
+                     "c2st_lo": c["c2st_lo"], "c2st_hi": c["c2st_hi"], "floor_c2st": floors[name]["c2st_auc"],
+                     "c2st_gap": c["c2st_auc"] - floors[name]["c2st_auc"]})
+    return rows
+
+
+def gc_rows(family, ens, data, args) -> list[dict]:
+    edges = ens.members[0]["classes"].edges.cpu().numpy()
+    gc_train = M.gc_content(data.train)
+    bins = np.searchsorted(edges, gc_train, side="right")
+    n = int(args.n_gc * SLOW.get(family, 1.0))
+    rows = []
+    for b in range(len(edges) + 1):
+        lo = 0.0 if b == 0 else float(edges[b - 1])
+        hi = 1.0 if b == len(edges) else float(edges[b])
+        ask = float(gc_train[bins == b].mean())
+        got = M.gc_content(ens.sample(n, seed=args.seed + b, gc=ask).numpy())
+        rows.append({"family": family, "bin": b, "range": f"[{lo:.3f}, {hi:.3f})", "asked_gc": ask,
+                     "obtained_gc": float(got.mean()), "obtained_std": float(got.std()),
+                     "abs_diff": abs(float(got.mean()) - ask), "in_bin": float(((got >= lo) & (got < hi)).mean()),
+                     "n": n})
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget", type=float, default=300, help="training seconds per family (labels)")
+    ap.add_argument("--gc_budget", type=float, default=180, help="training seconds per family (--condition gc)")
+    ap.add_argument("--families", nargs="+", default=FAMILIES)
+    ap.add_argument("--n", type=int, default=2000, help="generated sequences per label")
+    ap.add_argument("--n_gc", type=int, default=1000, help="generated sequences per GC bin")
+    ap.add_argument("--ref_stride", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip_gc", action="store_true")
+    ap.add_argument("--skip_labels", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from train.engine import load_ensemble
+
+    out = {"seed": args.seed, "budget": args.budget, "gc_budget": args.gc_budget, "n": args.n, "n_gc": args.n_gc,
+           "ref_stride": args.ref_stride, "label_rows": [], "gc_rows": [], "train_s": {},
+           "command": " ".join(["python bench/conditional.py", *sys.argv[1:]])}
+    if not args.skip_labels:
+        data = load_sequences(ROOT / LABELLED, 70, val_fraction=0.2, seed=42)  # the split training makes
+        dense = load_sequences(ROOT / LABELLED, 70, val_fraction=0.2, seed=42, stride=14)
+        ref = {"train": dense.train, "train_labels": dense.train_labels, "heldout": {}}
+        floors = {}
+        rng = np.random.default_rng(args.seed)
+        for name in data.label_names:  # overlapping windows of the label's held-out blocks
+            segs = [s for s, lab in _segment_labels(data, name)]
+            ref["heldout"][name] = heldout_windows(segs, 70, args.ref_stride)
+            mine = data.train[data.train_labels == data.label_names.index(name)]
+            floors[name] = M.c2st_row(ref["heldout"][name], mine[rng.choice(len(mine), min(args.n, len(mine)),
+                                                                            replace=False)], seed=args.seed)
+        out["floors"] = {k: {"c2st_auc": v["c2st_auc"], "c2st_lo": v["c2st_lo"], "c2st_hi": v["c2st_hi"],
+                             "n_heldout": int(ref["heldout"][k].shape[0])} for k, v in floors.items()}
+        for family in args.families:
+            ck, secs = train(family, LABELLED, args.budget, work / family)
+            out["train_s"][family] = secs
+            ens, _ = load_ensemble(ck, device="cpu")
+            for guidance in (None, 2.0) if family in GUIDED else (None,):
+                rows = label_rows(family, ens, data, ref, floors, args, guidance)
+                out["label_rows"] += rows
+                print(table(rows, COLS), flush=True)
+                write_json("conditional", dict(out))
+    if not args.skip_gc:
+        gc_data = load_sequences(ROOT / GC_DATA, 70, val_fraction=0.2, seed=42)
+        for family in [f for f in args.families if f in GC_FAMILIES]:
+            ck, secs = train(family, GC_DATA, args.gc_budget, work / f"{family}_gc", ("--condition", "gc"))
+            out["train_s"][f"{family}_gc"] = secs
+            ens, _ = load_ensemble(ck, device="cpu")
+            rows = gc_rows(family, ens, gc_data, args)
+            out["gc_rows"] += rows
+            print(table(rows, GC_COLS), flush=True)
+            write_json("conditional", dict(out))
+    print(table(out["label_rows"], COLS))
+    print(table(out["gc_rows"], GC_COLS))
+
+
+def _segment_labels(data, name):
+    """(held-out segment, label) pairs of one label: each held-out segment's label is its windows'."""
+    k = data.label_names.index(name)
+    out, i = [], 0
+    for seg in data.val_segments:
+        n = len(seg) // 70  # the held-out windows are non-overlapping, seq_len apart
+        if n and data.val_labels[i] == k:
+            out.append((seg, name))
+        i += n
+    return out
+
+
+if __name__ == "__main__":
+    main()
