@@ -4,10 +4,14 @@
     python compare_models.py --data data/example_genome.fasta --generated a.fasta b.fasta [--labels A B]
     python compare_models.py --data data/example_genome.fasta --checkpoints checkpoints/stacked_best.pt checkpoints/gumbel_best.pt
     python compare_models.py --data data/generated_sequences.fasta --seq_len 70   # the prototype's form
+    python compare_models.py --data data/labelled_example.fasta --checkpoints ck/stacked_best.pt ck/masked_best.pt
 
 Writes comparison.md, comparison.csv, comparison.html and figures to --output-dir, rows sorted by
 C2ST AUC, with the real-vs-real floor. With a reference genome, a markov-5 baseline trained on its
-training split is included unless --no-baseline.
+training split is included unless --no-baseline. When the reference has labels (label= headers or
+--label_pattern) the rows of labelled sets (generated files whose headers carry label=, checkpoints
+trained on labels: --n of each label) also get conditional_accuracy against its ceiling and chance
+(analysis.fidelity, one classifier for every row).
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ def build_parser():
                    help="also compare JASPAR motif hit rates (pyjaspar CORE group: all, vertebrates, plants, ...)")
     p.add_argument("--no-frechet", dest="frechet", action="store_false",
                    help="skip the Fréchet distance (its encoder trains once per reference, then is cached)")
+    p.add_argument("--label_pattern", default=None, metavar="REGEX",
+                   help="the reference's labels: the first group of this regex over each header (default: label=NAME)")
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="outputs/comparison")
     return p
 
@@ -65,7 +71,9 @@ def run(args) -> int:
     if labels and len(labels) != len(generated):
         raise ConfigError(f"--labels has {len(labels)} names for {len(generated)} --generated files")
     labels = labels or [Path(g).stem for g in generated]
-    sets = {}
+    from utils.labels import LabelSource, generated_labels
+
+    sets, asked = {}, {}  # asked: the label each row of a labelled set was generated for
     L = args.seq_len
     for name, path in zip(labels, generated):
         x = read_sequences(path, seq_len=L)
@@ -73,14 +81,20 @@ def run(args) -> int:
         if x.shape[1] != L:
             raise ConfigError(f"{path}: sequences of {x.shape[1]} bp, others {L} bp; pass --seq_len to crop")
         sets[name] = x
+        if (lab := generated_labels(path)) is not None:
+            asked[name] = lab
     if args.checkpoints:
         from train.engine import load_ensemble
 
         for ck in args.checkpoints:
             ens, _ = load_ensemble(ck)
             L = L or ens.stats.seq_len
-            sets[f"{ens.family.name} ({Path(ck).stem})"] = ens.sample(args.n, L, seed=args.seed).numpy()
-    data = load_sequences(ref_path, L, val_fraction=0.2, seed=42)
+            name = f"{ens.family.name} ({Path(ck).stem})"
+            sets[name], lab = _checkpoint_set(ens, args.n, L, args.seed)
+            if lab is not None:
+                asked[name] = lab
+    source = LabelSource(pattern=args.label_pattern) if args.label_pattern else None
+    data = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source)
     ref = data.val if data.val.shape[0] else data.train
     if not data.val.shape[0]:
         notes.append("the reference has no held-out windows; its training windows are the reference")
@@ -94,9 +108,20 @@ def run(args) -> int:
                       parse_set(["model.order=5", "train.eval_samples=100"]))
         res = train(cfg, data=data, save=False)
         n_base = max(x.shape[0] for x in sets.values())
-        sets["markov-5 baseline"] = res.ensemble.sample(n_base, L, seed=args.seed).numpy()
+        if data.label_names:  # per-label chains: as many of each label as a labelled set has
+            sets["markov-5 baseline"], asked["markov-5 baseline"] = _checkpoint_set(
+                res.ensemble, max(1, n_base // len(data.label_names)), L, args.seed)
+        else:
+            sets["markov-5 baseline"] = res.ensemble.sample(n_base, L, seed=args.seed).numpy()
     rows = C.rows_for(sets, ref, train=data.train, train_segments=data.train_segments, seed=args.seed, c2st=args.c2st,
                       frechet=args.frechet, motifs=args.motifs)
+    if data.label_names and asked:
+        # the classifier trains on the training blocks' windows every L / 5 bases (as --mode analyze)
+        dense = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, stride=max(1, L // 5))
+        _add_fidelity(rows, sets, asked, data, dense, args.seed)
+    elif asked:
+        notes.append("labelled sets, but the reference has no labels (label= headers or --label_pattern): "
+                     "no conditional accuracy")
     rng = np.random.default_rng(args.seed)
     n_floor = min(data.train.shape[0], max(x.shape[0] for x in sets.values()))
     floor_set = data.train[rng.choice(data.train.shape[0], n_floor, replace=False)]
@@ -111,10 +136,36 @@ def run(args) -> int:
         fd = f"  FD {r['fd']:.3f}" if r.get("fd") is not None else ""
         print(f"{r['model']:<32} C2ST {C.c2st_text(r)}{fd}  4-mer JS {r['js_4mer']:.4f}  "
               f"GC {r['gc_mean']:.3f}  unique {r['unique_fraction']:.3f}  copies {r.get('exact_copies')}  "
-              f"{r['vs_floor']}")
+              f"{r['vs_floor']}" + (f"  conditional {r['conditional_accuracy']:.3f} (ceiling "
+                                    f"{r['conditional_ceiling']:.3f})" if "conditional_accuracy" in r else ""))
     print(f"{'real vs real (floor)':<32} C2ST {C.c2st_text(floor)}  4-mer JS {floor['js_4mer']:.4f}")
     print(f"wrote {args.output_dir}/comparison.md, comparison.csv, comparison.html")
     return 0
+
+
+def _checkpoint_set(ens, n: int, L: int, seed: int):
+    """(codes, asked labels or None): a model trained on labels gives n of each label."""
+    import numpy as np
+
+    names = ens.stats.label_names if ens.family.labelled else ()
+    if not names:
+        return ens.sample(n, L, seed=seed).numpy(), None
+    codes = np.concatenate([ens.sample(n, L, seed=seed + 7919 * j, label=lab).numpy() for j, lab in enumerate(names)])
+    return codes, [lab for lab in names for _ in range(n)]
+
+
+def _add_fidelity(rows, sets, asked, data, dense, seed: int) -> None:
+    """conditional_accuracy, its ceiling and chance on the rows of labelled sets (one classifier,
+    trained on the dense training windows)."""
+    from analysis.fidelity import LabelClassifier, fidelity_row
+
+    clf = LabelClassifier(dense.train, dense.train_labels, len(data.label_names), seed=seed)
+    val, val_labels = (data.val, data.val_labels) if data.val.shape[0] else (data.train, data.train_labels)
+    for r in rows:
+        if r["model"] in asked:
+            f, _ = fidelity_row(sets[r["model"]], asked[r["model"]], data.train, data.train_labels, val, val_labels,
+                                data.label_names, seed=seed, c2st=False, classifier=clf)
+            r.update({k: f[k] for k in ("conditional_accuracy", "conditional_ceiling", "conditional_chance")})
 
 
 def main(argv=None) -> int:

@@ -21,7 +21,8 @@ from utils.sequences import atomic_write_text
 
 COLUMNS = ["model", "n", "gc_mean", "gc_abs_diff", "js_2mer", "js_4mer", "js_6mer", "unique_fraction",
            "diversity", "exact_copies", "near_copies", "nn_identity_mean", "period3_gap", "orf_ks",
-           "motif_pearson_r", "fd", "fd_lo", "fd_hi", "c2st_auc", "c2st_lo", "c2st_hi", "vs_floor"]
+           "motif_pearson_r", "fd", "fd_lo", "fd_hi", "c2st_auc", "c2st_lo", "c2st_hi", "vs_floor",
+           "conditional_accuracy", "conditional_ceiling", "conditional_chance"]
 BAR_METRICS = ["c2st_auc", "fd", "js_4mer", "js_6mer", "gc_abs_diff", "diversity", "nn_identity_mean",
                "period3_gap", "orf_ks"]
 

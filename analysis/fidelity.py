@@ -62,11 +62,11 @@ class LabelClassifier:
 
 
 def fidelity_row(gen, gen_labels, train, train_labels, val, val_labels, label_names, *, seed: int = 0,
-                 c2st: bool = True) -> tuple[dict, dict]:
+                 c2st: bool = True, classifier: LabelClassifier | None = None) -> tuple[dict, dict]:
     """(figures, arrays) of the conditional fidelity of ``gen`` (codes) whose rows were asked for
     ``gen_labels`` (names); the reference is real labelled windows: the classifier trains on
     (train, train_labels), its ceiling is read on (val, val_labels) (label indices into
-    label_names). Per-label figures are keys label_<name>_<figure>. arrays: {"confusion": (K, K)
+    label_names); ``classifier``: one already trained on them (several sets share it). Per-label figures are keys label_<name>_<figure>. arrays: {"confusion": (K, K)
     row-normalised, "label_names": [...], "per_label": {name: figures}}."""
     names = list(label_names)
     unknown = sorted({lab for lab in gen_labels if lab not in names})
@@ -76,7 +76,7 @@ def fidelity_row(gen, gen_labels, train, train_labels, val, val_labels, label_na
     K = len(names)
     gen = M.as_codes(gen)
     asked = np.array([names.index(lab) for lab in gen_labels], dtype=np.int64)
-    clf = LabelClassifier(train, train_labels, K, seed=seed)
+    clf = classifier or LabelClassifier(train, train_labels, K, seed=seed)
     got, real_pred = clf.predict(gen), clf.predict(val)
     val_labels = np.asarray(val_labels, dtype=np.int64)
     recall_real = np.array([(real_pred[val_labels == k] == k).mean() if (val_labels == k).any() else np.nan

@@ -22,16 +22,14 @@ Rows go to bench/results/conditional.json, rewritten after every row.
 """
 import argparse
 import logging
-import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from common import ROOT, table, write_json
+from genomes import cli
 
 from analysis import metrics as M
 from analysis.fidelity import fidelity_row
@@ -48,15 +46,6 @@ work = ROOT / "bench" / "results" / "work" / "conditional"
 COLS = ["family", "guidance", "label", "accuracy", "ceiling", "chance", "gc", "gc_ref", "js_4mer", "c2st_auc",
         "c2st_lo", "c2st_hi", "floor_c2st", "c2st_gap"]
 GC_COLS = ["family", "bin", "range", "asked_gc", "obtained_gc", "abs_diff", "obtained_std", "in_bin"]
-
-
-def cli(*argv, cwd: Path) -> float:
-    t = time.perf_counter()
-    r = subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, argv)], cwd=cwd, capture_output=True,
-                       text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if r.returncode != 0:
-        raise SystemExit(f"main.py {' '.join(map(str, argv))} failed:\n{r.stderr[-2000:]}")
-    return time.perf_counter() - t
 
 
 def train(family: str, data: str, budget: float, where: Path, extra=()) -> tuple[Path, float]:

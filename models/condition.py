@@ -122,6 +122,22 @@ class Classes(nn.Module):
         return y
 
 
+def classes_of(nets, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Each training or held-out window's class, or None for networks built without classes."""
+    return nets["classes"].of_batch(x, labels) if "classes" in nets else None
+
+
+def requested(nets, n: int, device, generator=None, *, label: int | None = None,
+              gc: float | None = None) -> torch.Tensor | None:
+    """(n,) classes to generate (Classes.for_sampling), or None for networks built without classes,
+    which cannot take --gc."""
+    if "classes" not in nets:
+        if gc is not None:
+            raise ConfigError("--gc: this model was trained without --condition gc")
+        return None
+    return nets["classes"].for_sampling(n, device, generator, label=label, gc=gc)
+
+
 def mix(cond: torch.Tensor, null: torch.Tensor, guidance: float) -> torch.Tensor:
     """Classifier-free guidance on logits: null + W (cond - null)."""
     return null + guidance * (cond - null)

@@ -27,7 +27,7 @@ from torch import nn
 
 from models.blocks import (ContextLogits, NgramOptions, gumbel_softmax, minibatch_std, ngram_closing_fit,
                            place_prompt, sample_categorical)
-from models.condition import Classes, ConditionOptions
+from models.condition import Classes, ConditionOptions, classes_of, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
 from train.losses import balanced_loss, g_loss, heldout_nll
@@ -215,11 +215,6 @@ class Gumbel(Family):
             nets["classes"] = classes
         return nn.ModuleDict(nets)
 
-    @staticmethod
-    def classes_of(nets, x, labels):
-        """Each window's class (models.condition), or None for an unconditional model."""
-        return nets["classes"].of_batch(x, labels) if "classes" in nets else None
-
     def optimizers(self, nets, cfg):
         return {"g": (list(nets["G"].parameters()), cfg.train.lr_g),
                 "d": (list(nets["D"].parameters()), cfg.train.lr_d)}
@@ -228,7 +223,7 @@ class Gumbel(Family):
         c = ctx.cfg.model
         G, D = nets["G"], nets["D"]
         B, L = batch.shape
-        y = self.classes_of(nets, batch, ctx.batch_labels)
+        y = classes_of(nets, batch, ctx.batch_labels)
         out: dict[str, float] = {}
         g_adv = c.g_active(ctx.step, ctx.budget_used)
         if c.d_active(ctx.step):
@@ -256,7 +251,7 @@ class Gumbel(Family):
         G = nets["G"]
         was = G.training
         G.eval()
-        out = heldout_nll(lambda x, g, lab: G(x, G.noise(x.shape[0], x.device, g), self.classes_of(nets, x, lab)),
+        out = heldout_nll(lambda x, g, lab: G(x, G.noise(x.shape[0], x.device, g), classes_of(nets, x, lab)),
                           ctx.val, ctx.device, seed=ctx.cfg.train.seed, labels=ctx.val_labels)
         G.train(was)
         return out
@@ -266,7 +261,7 @@ class Gumbel(Family):
         def network_logits(nets):
             G = nets["G"]
             return lambda x, g, lab: G.network_logits(x, G.noise(x.shape[0], x.device, g),
-                                                      self.classes_of(nets, x, lab))
+                                                      classes_of(nets, x, lab))
 
         return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram, network_logits)
 
@@ -274,12 +269,9 @@ class Gumbel(Family):
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None):
         G = nets["G"]
         dev = next(G.parameters()).device
-        classes = nets["classes"] if "classes" in nets else None
-        if classes is None and gc is not None:
-            raise ConfigError("--gc: this gumbel model was trained without --condition gc")
         chunks = []
         for s in range(0, n, 4096):
             m = min(4096, n - s)
-            y = None if classes is None else classes.for_sampling(m, dev, generator, label=label, gc=gc)
+            y = requested(nets, m, dev, generator, label=label, gc=gc)
             chunks.append(G.generate(m, length, dev, generator, temperature, prompt, y))
         return torch.cat(chunks)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import TransformerStack, place_prompt, sample_categorical
-from models.condition import Classes, ConditionOptions, GuidanceOptions, mix
+from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested
 from models.registry import DataStats, Family, register
 from train.losses import balanced_loss
 from utils.errors import ConfigError
@@ -223,11 +223,6 @@ class Masked(Family):
             nets["classes"] = classes
         return nn.ModuleDict(nets)
 
-    @staticmethod
-    def classes_of(nets, x, labels):
-        """Each window's class (models.condition), or None for an unconditional model."""
-        return nets["classes"].of_batch(x, labels) if "classes" in nets else None
-
     def optimizers(self, nets, cfg):
         return {"g": (list(nets["M"].parameters()), cfg.train.lr_g)}
 
@@ -236,7 +231,7 @@ class Masked(Family):
         uniform = c.mask_rate == "uniform"
         rate = torch.rand(batch.shape[0], device=batch.device, generator=ctx.generator) if uniform else c.mask_prob
         inp, lab = mask_tokens(batch, rate, ctx.generator, c.bert_replace)
-        y = self.classes_of(nets, batch, ctx.batch_labels)
+        y = classes_of(nets, batch, ctx.batch_labels)
         if y is not None:  # classifier-free guidance: some windows train the null class
             y = nets["classes"].dropped(y, c.label_drop, ctx.generator)
         logits = nets["M"](inp, y)
@@ -254,7 +249,7 @@ class Masked(Family):
             M.eval()
             x = ctx.val[: c.val_windows].to(ctx.device).long()
             lab = None if ctx.val_labels is None else ctx.val_labels[: c.val_windows].to(ctx.device)
-            y = self.classes_of(nets, x, lab)
+            y = classes_of(nets, x, lab)
             acc, loss = masked_accuracy(M, x[:, : M.max_len], c.mask_prob, seed=ctx.cfg.train.seed, y=y)
             nll = any_order_nll(M, x[:, : M.max_len], seed=ctx.cfg.train.seed, y=y)
             M.train(was)
@@ -275,14 +270,11 @@ class Masked(Family):
         if length > M.max_len:
             raise ConfigError(f"the masked model was trained on {M.max_len} bp; it cannot generate {length} bp")
         dev = next(M.parameters()).device
-        classes = nets["classes"] if "classes" in nets else None
-        if classes is None and gc is not None:
-            raise ConfigError("--gc: this masked model was trained without --condition gc")
         out = []
         for s in range(0, n, 1024):
             m = min(1024, n - s)
             tok = torch.full((m, length), MASK, dtype=torch.long, device=dev)
             place_prompt(tok, prompt)
-            y = None if classes is None else classes.for_sampling(m, dev, generator, label=label, gc=gc)
+            y = requested(nets, m, dev, generator, label=label, gc=gc)
             out.append(unmask(M, tok, M.gen_steps or length, temperature, generator, y, guidance))
         return torch.cat(out)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import ContextLogits, NgramOptions, ngram_closing_fit, place_prompt
-from models.condition import Classes, ConditionOptions
+from models.condition import Classes, ConditionOptions, classes_of, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import d_metrics
 from train.losses import balanced_loss
@@ -408,11 +408,6 @@ class SeqGAN(Family):
             nets["classes"] = classes
         return nn.ModuleDict(nets)
 
-    @staticmethod
-    def classes_of(nets, x, labels):
-        """Each window's class (models.condition), or None for an unconditional model."""
-        return nets["classes"].of_batch(x, labels) if "classes" in nets else None
-
     def optimizers(self, nets, cfg):
         # the rollout net is in no group: only the EMA moves it. G has two optimisers: "g" for its
         # MLE steps (train.lr_g) and "pg" for policy-gradient steps (model.pg_lr), each with its own
@@ -443,7 +438,7 @@ class SeqGAN(Family):
         the same classes."""
         G, D = nets["G"], nets["D"]
         c = ctx.cfg.model
-        y = self.classes_of(nets, real, labels)
+        y = classes_of(nets, real, labels)
         fake = G.generate(real.shape[0], real.shape[1], ctx.generator, y=y)
         r, f = D(real, y), D(fake, y)
         loss = (F.binary_cross_entropy_with_logits(r, torch.ones_like(r))
@@ -478,7 +473,7 @@ class SeqGAN(Family):
     def mle(self, nets, x: torch.Tensor, labels, ctx) -> torch.Tensor:
         """Teacher-forced NLL; for DNA with the GC-balanced term (train.balance_weight, or
         --target_gc), as every family's likelihood step."""
-        G, y = nets["G"], self.classes_of(nets, x, labels)
+        G, y = nets["G"], classes_of(nets, x, labels)
         if G.kind != "categorical" or ctx.balance_weight <= 0:
             return G.mle_loss(x, y)
         return balanced_loss(G(x, y), x, weight=ctx.balance_weight, target_gc=ctx.target_gc, ref_freq=ctx.ref_freq)
@@ -519,7 +514,7 @@ class SeqGAN(Family):
         G.eval()
         x = ctx.val[:2000, : ctx.length].to(ctx.device)
         lab = None if ctx.val_labels is None else ctx.val_labels[:2000].to(ctx.device)
-        nll = float(G.mle_loss(x, self.classes_of(nets, x, lab)))
+        nll = float(G.mle_loss(x, classes_of(nets, x, lab)))
         G.train(was)
         return {"val_nll": nll}
 
@@ -527,18 +522,15 @@ class SeqGAN(Family):
         """Refit the DNA policy's n-gram table with the LSTM frozen (models.blocks.refit_context_logits);
         nothing for real-valued sequences, whose policy has no table."""
         return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram,
-                                 lambda nets: (lambda x, g, lab: nets["G"].network_logits(x, self.classes_of(nets, x, lab))))
+                                 lambda nets: (lambda x, g, lab: nets["G"].network_logits(x, classes_of(nets, x, lab))))
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None):
         G = nets["G"]
-        classes = nets["classes"] if "classes" in nets else None
-        if classes is None and gc is not None:
-            raise ConfigError("--gc: this seqgan model was trained without --condition gc")
         out = []
         for s in range(0, n, 4096):
             m = min(4096, n - s)
-            y = None if classes is None else classes.for_sampling(m, G.head.weight.device, generator, label=label, gc=gc)
+            y = requested(nets, m, G.head.weight.device, generator, label=label, gc=gc)
             out.append(G.generate(m, length, generator, temperature, prompt, y))
         return torch.cat(out)
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from models.blocks import (CausalTransformer, ContextLogits, NgramOptions, TransformerStack, gumbel_softmax,
                            minibatch_std, ngram_closing_fit, place_prompt, sample_categorical, xavier_init)
-from models.condition import Classes, ConditionOptions, GuidanceOptions, mix
+from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
 from train.losses import balanced_loss, g_loss, heldout_nll
@@ -181,11 +181,6 @@ class Stacked(Family):
             nets["classes"] = classes
         return nn.ModuleDict(nets)
 
-    @staticmethod
-    def classes_of(nets, x, labels):
-        """Each window's class (models.condition), or None for an unconditional model."""
-        return nets["classes"].of_batch(x, labels) if "classes" in nets else None
-
     def optimizers(self, nets, cfg):
         out = {"g": (list(nets["G"].parameters()), cfg.train.lr_g)}
         if "D1" in nets:
@@ -209,7 +204,7 @@ class Stacked(Family):
         G = nets["G"]
         B, L = batch.shape
         out: dict[str, float] = {}
-        y = self.classes_of(nets, batch, ctx.batch_labels)  # the batch's classes (None: unconditional)
+        y = classes_of(nets, batch, ctx.batch_labels)  # the batch's classes (None: unconditional)
         g_adv = c.g_active(ctx.step, ctx.budget_used)
         if c.d_active(ctx.step):
             # One generated batch serves the D update and, afterwards, the G update: sampling the
@@ -247,7 +242,7 @@ class Stacked(Family):
         was = G.training
         G.eval()
         out = heldout_nll(lambda x, g, lab: G.refine(*G.coarse(x.shape[0], x.shape[1], x.device, g,
-                                                                self.classes_of(nets, x, lab)), x),
+                                                                classes_of(nets, x, lab)), x),
                           ctx.val, ctx.device, seed=ctx.cfg.train.seed, labels=ctx.val_labels)
         G.train(was)
         return out
@@ -257,7 +252,7 @@ class Stacked(Family):
         def network_logits(nets):
             G = nets["G"]
             return lambda x, g, lab: G.refine(*G.coarse(x.shape[0], x.shape[1], x.device, g,
-                                                        self.classes_of(nets, x, lab)), x) - G.ngram(x)
+                                                        classes_of(nets, x, lab)), x) - G.ngram(x)
 
         return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram, network_logits)
 
@@ -268,12 +263,9 @@ class Stacked(Family):
         if length > G.max_len:
             raise ConfigError(f"the stacked model was trained on {G.max_len} bp; it cannot generate {length} bp")
         dev = next(G.parameters()).device
-        classes = nets["classes"] if "classes" in nets else None
-        if classes is None and gc is not None:
-            raise ConfigError("--gc: this stacked model was trained without --condition gc")
         out = []
         for s in range(0, n, 2048):
             m = min(2048, n - s)
-            y = None if classes is None else classes.for_sampling(m, dev, generator, label=label, gc=gc)
+            y = requested(nets, m, dev, generator, label=label, gc=gc)
             out.append(G.generate(m, length, dev, generator, temperature, prompt, y, guidance)[0])
         return torch.cat(out)

@@ -327,3 +327,22 @@ def test_analyze_reports_conditional_fidelity_for_labelled_generated_sets(tmp_pa
     assert {"label_host_c2st_auc", "label_phage_gc", "label_phage_ceiling"} <= set(m)
     assert (tmp_path / "an/conditional_confusion.png").stat().st_size > 5000
     assert "conditional_accuracy" in (tmp_path / "an/report.md").read_text()
+
+
+def test_compare_models_adds_conditional_accuracy_for_labelled_sets(tmp_path, capsys):
+    """A labelled generated file (label= headers) against a labelled reference gets the three
+    conditional columns; an unlabelled one does not."""
+    from compare_models import main as compare_main
+
+    path = short_records(tmp_path)
+    d = load_sequences(path, 30, val_fraction=0.2, seed=42)
+    labelled = [(f"g{i} label={d.label_names[lab]}", s) for i, (lab, s) in enumerate(zip(d.val_labels, decode(d.val)))]
+    fasta(tmp_path / "lab.fasta", labelled)
+    fasta(tmp_path / "plain.fasta", [(f"g{i}", s) for i, (_, s) in enumerate(labelled)])
+    assert compare_main(["--data", str(path), "--generated", str(tmp_path / "lab.fasta"), str(tmp_path / "plain.fasta"),
+                         "--no-baseline", "--no-c2st", "--no-frechet", "--output-dir", str(tmp_path / "cmp")]) == 0
+    import csv
+
+    rows = {r["model"]: r for r in csv.DictReader(open(tmp_path / "cmp/comparison.csv"))}
+    assert float(rows["lab"]["conditional_accuracy"]) == float(rows["lab"]["conditional_ceiling"]) > 0.9
+    assert rows["plain"]["conditional_accuracy"] == "" and float(rows["lab"]["conditional_chance"]) == 0.5
