@@ -72,3 +72,12 @@ def test_curriculum_schedule_values():
     assert c.temperature(0) == 1.0 and c.temperature(1) == pytest.approx(0.9) and c.temperature(100) == 0.5
     short = Curriculum(seq_len=70)
     assert [short.length(e) for e in (0, 5, 45, 60)] == [7, 14, 70, 70]
+
+
+def test_under_a_budget_the_length_follows_the_clock_and_reaches_seq_len():
+    """With --budget the stages spread over the first 60% of it, whatever the epoch: a 900 s run
+    at 500 bp that manages 13 epochs still trains at 500 bp for its last 40%."""
+    c = Curriculum(seq_len=500)  # 50 bp, then nine 50 bp stages
+    assert [c.length(13, used) for used in (0.0, 0.1, 0.3, 0.59, 0.6, 0.9)] == [50, 100, 250, 450, 500, 500]
+    assert Curriculum(seq_len=500, share=0.3).length(0, 0.3) == 500
+    assert [Curriculum(seq_len=70).length(0, u) for u in (0.0, 0.35, 1.0)] == [7, 42, 70]

@@ -3,6 +3,9 @@
 The curriculum prototype trained on 50 bp first and added 50 bp every 5 epochs up to its maximum,
 lowering the balance weight by 0.05 every 10 epochs to a floor of 0.1. For short seq_len the length
 schedule is scaled: start and step become seq_len/10 (at least 1), so ten stages reach seq_len.
+Under --budget the length follows the clock instead of the epoch count: the stages are spread evenly
+over the first ``share`` (train.curriculum_share, 0.6) of the budget, so a 500 bp run reaches 500 bp
+however many epochs the budget allows, and trains the rest of it at full length.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ class Curriculum:
     temperature0: float = 1.0
     temperature_min: float = 0.5
     temperature_decay: float = 0.97
+    share: float = 0.6  # under a time budget: the full length is reached at this fraction of it
 
     def _start_step(self):
         if self.start and self.step:
@@ -29,9 +33,16 @@ class Curriculum:
         auto = 50 if self.seq_len >= 500 else max(1, round(self.seq_len / 10))
         return self.start or auto, self.step or auto
 
-    def length(self, epoch: int) -> int:
+    def length(self, epoch: int, used: float | None = None) -> int:
+        """Training length at this epoch, or (``used``: the fraction of the time budget spent) at
+        this point of the budget."""
         start, step = self._start_step()
-        return int(min(self.seq_len, start + step * (epoch // max(1, self.every))))
+        if used is None:
+            stage = epoch // max(1, self.every)
+        else:
+            stages = -(-max(0, self.seq_len - start) // step)  # stages to reach seq_len
+            stage = int(min(1.0, used / max(self.share, 1e-9)) * stages)
+        return int(min(self.seq_len, start + step * stage))
 
     def balance_weight(self, epoch: int) -> float:
         if self.weight0 <= 0:
@@ -53,4 +64,5 @@ def from_config(train_cfg, seq_len: int) -> Curriculum:
         temperature0=train_cfg.temperature,
         temperature_min=train_cfg.temperature_min,
         temperature_decay=train_cfg.temperature_decay,
+        share=train_cfg.curriculum_share,
     )

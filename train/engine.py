@@ -577,13 +577,14 @@ class Run:
     def context(self, m: int, epoch: int, phase_start: bool) -> StepContext:
         tc, cur = self.cfg.train, self.curriculum
         temp = self.temperatures.temperature(epoch) if (cur or tc.anneal_temperature) else tc.temperature
+        used = self.budget_used()
         return StepContext(
-            epoch=epoch, length=cur.length(epoch) if cur else self.data.seq_len,
+            epoch=epoch, length=cur.length(epoch, used) if cur else self.data.seq_len,
             balance_weight=cur.balance_weight(epoch) if cur else tc.balance_weight, temperature=temp,
             target_gc=self.target_gc, ref_freq=self.stats.base_freq, device=self.device, generator=self.fam_gen,
             cfg=self.cfg, optimizers=self.opts[m], step=self.steps[m], val=self.val_x, train=self.train_x,
-            val_labels=self.val_y, train_labels=self.train_y, phase=self.cursor.phase.name, phase_start=phase_start, budget_used=self.budget_used(), dist=self.dist,
-            scalers=self.scalers[m])
+            val_labels=self.val_y, train_labels=self.train_y, phase=self.cursor.phase.name,
+            phase_start=phase_start, budget_used=used, dist=self.dist, scalers=self.scalers[m])
 
     def run_epoch(self, epoch: int) -> tuple[dict, StepContext, int]:
         """Every member's batches of this epoch; returns the mean figures, the last context and the

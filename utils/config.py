@@ -103,7 +103,8 @@ class TrainConfig:
     curriculum: bool = False  # grow length, lower balance weight, anneal temperature
     curriculum_start: int = 0  # first training length; 0 = auto (50, or seq_len/10 if short)
     curriculum_step: int = 0  # length added per stage; 0 = auto (same rule)
-    curriculum_every: int = 5  # epochs per length stage
+    curriculum_every: int = 5  # epochs per length stage (without --budget)
+    curriculum_share: float = 0.6  # with --budget: the length reaches seq_len at this fraction of the budget
     temperature: float = 1.0  # training temperature (Gumbel families); annealed by curriculum
     temperature_min: float = 0.5
     temperature_decay: float = 0.97  # per-epoch multiplicative decay under --curriculum or anneal_temperature

@@ -73,6 +73,7 @@ FIELDS = {
     "train.eval_samples": POSITIVE_INT, "train.patience": POSITIVE_INT, "train.n_models": POSITIVE_INT,
     "train.target_gc": PROBABILITY, "train.balance_weight": PROBABILITY, "train.target_gc_weight": PROBABILITY,
     "train.curriculum_start": COUNT, "train.curriculum_step": COUNT, "train.curriculum_every": POSITIVE_INT,
+    "train.curriculum_share": PROBABILITY,
     "train.temperature": POSITIVE, "train.temperature_min": POSITIVE, "train.temperature_decay": RATE,
     "train.time_budget": NONNEG, "train.sync_every": POSITIVE_INT,
     "gen.n": POSITIVE_INT, "gen.temperature": POSITIVE, "gen.seq_len": COUNT,
