@@ -53,7 +53,7 @@ def run(args) -> int:
 
     from analysis import compare as C
     from analysis import metrics as M
-    from utils.sequences import load_sequences, read_sequences
+    from utils.sequences import load_sequences
 
     from utils.outputs import writable_dir
 
@@ -71,28 +71,9 @@ def run(args) -> int:
     if labels and len(labels) != len(generated):
         raise ConfigError(f"--labels has {len(labels)} names for {len(generated)} --generated files")
     labels = labels or [Path(g).stem for g in generated]
-    from utils.labels import LabelSource, generated_labels
+    from utils.labels import LabelSource
 
-    sets, asked = {}, {}  # asked: the label each row of a labelled set was generated for
-    L = args.seq_len
-    for name, path in zip(labels, generated):
-        x = read_sequences(path, seq_len=L)
-        L = L or x.shape[1]
-        if x.shape[1] != L:
-            raise ConfigError(f"{path}: sequences of {x.shape[1]} bp, others {L} bp; pass --seq_len to crop")
-        sets[name] = x
-        if (lab := generated_labels(path)) is not None:
-            asked[name] = lab
-    if args.checkpoints:
-        from train.engine import load_ensemble
-
-        for ck in args.checkpoints:
-            ens, _ = load_ensemble(ck)
-            L = L or ens.stats.seq_len
-            name = f"{ens.family.name} ({Path(ck).stem})"
-            sets[name], lab = _checkpoint_set(ens, args.n, L, args.seed)
-            if lab is not None:
-                asked[name] = lab
+    sets, asked, L = _read_sets(args, labels, generated)
     source = LabelSource(pattern=args.label_pattern) if args.label_pattern else None
     data = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source)
     ref = data.val if data.val.shape[0] else data.train
@@ -141,6 +122,35 @@ def run(args) -> int:
     print(f"{'real vs real (floor)':<32} C2ST {C.c2st_text(floor)}  4-mer JS {floor['js_4mer']:.4f}")
     print(f"wrote {args.output_dir}/comparison.md, comparison.csv, comparison.html")
     return 0
+
+
+def _read_sets(args, names, generated):
+    """(sets, asked, L): every --generated file and --checkpoints sample as codes of one length L,
+    and for labelled sets the label each row was generated for (headers; --n of each label)."""
+    from utils.labels import generated_labels
+    from utils.sequences import read_sequences
+
+    sets, asked = {}, {}
+    L = args.seq_len
+    for name, path in zip(names, generated):
+        x = read_sequences(path, seq_len=L)
+        L = L or x.shape[1]
+        if x.shape[1] != L:
+            raise ConfigError(f"{path}: sequences of {x.shape[1]} bp, others {L} bp; pass --seq_len to crop")
+        sets[name] = x
+        if (lab := generated_labels(path)) is not None:
+            asked[name] = lab
+    if args.checkpoints:
+        from train.engine import load_ensemble
+
+        for ck in args.checkpoints:
+            ens, _ = load_ensemble(ck)
+            L = L or ens.stats.seq_len
+            name = f"{ens.family.name} ({Path(ck).stem})"
+            sets[name], lab = _checkpoint_set(ens, args.n, L, args.seed)
+            if lab is not None:
+                asked[name] = lab
+    return sets, asked, L
 
 
 def _checkpoint_set(ens, n: int, L: int, seed: int):
