@@ -15,7 +15,6 @@ trained on labels: --n of each label) also get conditional_accuracy against its 
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path

@@ -574,10 +574,12 @@ class Run:
         (every rank then takes the same time-based decisions at the same step)."""
         return self.clock if self.dist.on else time.time() - self.t0
 
-    def context(self, m: int, epoch: int, phase_start: bool) -> StepContext:
+    def context(self, m: int, epoch: int, phase_start: bool, used: float | None = None) -> StepContext:
+        """Member m's context for this epoch; ``used``: the budget fraction at the epoch's start (every
+        member of an epoch trains at the curriculum length it gives), read now when not given."""
         tc, cur = self.cfg.train, self.curriculum
         temp = self.temperatures.temperature(epoch) if (cur or tc.anneal_temperature) else tc.temperature
-        used = self.budget_used()
+        used = self.budget_used() if used is None else used
         return StepContext(
             epoch=epoch, length=cur.length(epoch, used) if cur else self.data.seq_len,
             balance_weight=cur.balance_weight(epoch) if cur else tc.balance_weight, temperature=temp,
@@ -599,12 +601,13 @@ class Run:
         if n_train < W:
             raise ConfigError(f"{n_train} training windows for {W} processes: use fewer processes or more data")
         per_pass = n_train // gb + int(n_train % gb >= W)
-        phase_start = self.cursor.start_epoch(self.budget_used())
+        used = self.budget_used()  # at the epoch's start: the same curriculum length for every member
+        phase_start = self.cursor.start_epoch(used)
         n_batches = self.cursor.phase.steps or (min(per_pass, tc.steps_per_epoch) if tc.steps_per_epoch else per_pass)
         autocast = dict(device_type=self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
         for m, nets in enumerate(self.members):
             nets.train()
-            ctx = self.context(m, epoch, phase_start)
+            ctx = self.context(m, epoch, phase_start, used)
             self.family.on_epoch_start(nets, ctx)
             # one shuffled pass over the member's windows; a phase with more steps than batches in a
             # pass (seqgan's rounds on a small genome) goes on with freshly shuffled passes
