@@ -9,10 +9,14 @@ AUC (0.5 = indistinguishable), near copies (>= 90% identity to a training window
 periodicity gap and longest-ORF KS (analysis.structure), the Fréchet distance of learned embeddings
 (analysis.frechet; the floor row's is its real-vs-real floor), with --motifs GROUP the Pearson r of
 JASPAR motif hit rates, plus training time and generation throughput. At --seq_len other than 70
-the JSON name carries the length (quality_<model>_L500.json).
+the JSON name carries the length (quality_<model>_L500.json). With --pair_mle a GAN family's run
+also scores its own <model>_mle.pt (the engine's snapshot before the first adversarial epoch: the
+same pretraining, likelihood only), the paired adversarial-vs-MLE comparison from one run. The JSON
+keeps the run's peak memory (the engine's per-epoch peak, and this process's peak resident size).
 """
 import argparse
 import logging
+import resource
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -78,6 +82,8 @@ def main():
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--tag", default="", help="suffix for the JSON name (e.g. an ablation)")
     ap.add_argument("--motifs", default=None, metavar="GROUP", help="JASPAR group to scan (analysis.motifs)")
+    ap.add_argument("--pair_mle", action="store_true",
+                    help="also score the run's <model>_mle.pt (the state before its adversarial part)")
     ap.add_argument("--checkpoint", default=None,
                     help="score this trained checkpoint of --model (same data and seed) instead of training")
     args = ap.parse_args()
@@ -98,6 +104,14 @@ def main():
     else:
         gen, secs, rate, res = fit(args.model, data, args, args.set, args.budget, tmp)
     label = args.model + (f" {' '.join(args.set)}" if args.set else "")
+    mle = Path(tmp) / "ckpt" / f"{args.model}_mle.pt"
+    if args.pair_mle and not args.checkpoint:
+        if not mle.exists():
+            raise SystemExit(f"{mle}: no snapshot (the run never reached an adversarial epoch)")
+        args.checkpoint = str(mle)
+        m_gen, m_secs, m_rate, m_res = from_checkpoint(args, data)
+        args.checkpoint = None
+        sets[f"{label} MLE snapshot (epoch {m_res.epochs_done} of {res.epochs_done})"] = (m_gen, m_secs, m_rate)
     sets[label] = (gen, secs, rate)
     rows = []
     motif_ref = None
@@ -115,6 +129,7 @@ def main():
     print(table(rows, COLS))
     fam_row = rows[-1]
     uni, m3 = rows[3], rows[1]
+    mems = [r.get("peak_memory_mb") for r in res.history if r.get("peak_memory_mb") == r.get("peak_memory_mb")]
     checks = {
         "gc_within_0.02": fam_row["gc_abs_diff"] <= 0.02,
         "unique_ge_0.95": fam_row["unique_fraction"] >= 0.95,
@@ -129,9 +144,13 @@ def main():
     out = write_json(f"quality_{args.model}{length}{('_' + args.tag) if args.tag else ''}", {"seed": args.seed,
         "command": "python bench/quality.py " + " ".join(
             [f"--model {args.model}", f"--budget {args.budget:g}", f"--seq_len {args.seq_len}",
-             *([f"--motifs {args.motifs}"] if args.motifs else []), *[f"--set {s}" for s in args.set],
+             *([f"--motifs {args.motifs}"] if args.motifs else []), *(["--pair_mle"] if args.pair_mle else []),
+             *[f"--set {s}" for s in args.set],
              *([f"--checkpoint {args.checkpoint}"] if args.checkpoint else [])]),
         "rows": rows, "checks": checks, "epochs_done": res.epochs_done,
+        "peak_train_memory_mb": max(map(float, mems), default=None),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "lengths": [r.get("length") for r in hist],
         "min_unique_during_training": min((r["unique_fraction"] for r in hist), default=None),
         "train_seq_per_s": float(np.mean([r["seqs_per_s"] for r in hist])) if hist else None,
     })

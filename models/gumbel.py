@@ -225,7 +225,7 @@ class Gumbel(Family):
         B, L = batch.shape
         y = classes_of(nets, batch, ctx.batch_labels)
         out: dict[str, float] = {}
-        g_adv = c.g_active(ctx.step, ctx.budget_used)
+        g_adv = c.g_active(ctx.step, ctx.budget_used, ctx.adversarial)
         if c.d_active(ctx.step):
             # the sample keeps its graph only when G also takes an adversarial step on it
             with torch.set_grad_enabled(g_adv):

@@ -113,6 +113,13 @@ class Family:
     def on_epoch_start(self, nets: nn.ModuleDict, ctx) -> None:
         """Before a member's epoch (ctx.phase, ctx.phase_start say where the plan stands)."""
 
+    def adversarial_now(self, cfg, ctx) -> bool:
+        """Whether the generator may take adversarial steps in the epoch ``ctx`` starts (decided
+        once per epoch). The engine saves <model>_mle.pt, the state trained by likelihood alone,
+        before the first such epoch. Default: a GAN config's warm-up (train.gan) is over."""
+        over = getattr(cfg.model, "warm_over", None)
+        return bool(over and over(ctx.step, ctx.budget_used))
+
     def evaluate(self, nets: nn.ModuleDict, ctx) -> dict[str, float]:
         """Per-epoch held-out figures (ctx.val), e.g. NLL or masked accuracy."""
         return {}

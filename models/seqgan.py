@@ -432,6 +432,9 @@ class SeqGAN(Family):
                 out.append(Phase("adversarial", 1, rest))
         return Plan(tuple(out)) if out else Plan.single(cfg.train.epochs, "gen_pretrain")
 
+    def adversarial_now(self, cfg, ctx) -> bool:
+        return ctx.phase == "adversarial"
+
     # ---- steps
     def _d_step(self, nets, real, labels, ctx) -> dict:
         """One D update on real windows (with their data labels) against as many fresh samples of

@@ -205,7 +205,7 @@ class Stacked(Family):
         B, L = batch.shape
         out: dict[str, float] = {}
         y = classes_of(nets, batch, ctx.batch_labels)  # the batch's classes (None: unconditional)
-        g_adv = c.g_active(ctx.step, ctx.budget_used)
+        g_adv = c.g_active(ctx.step, ctx.budget_used, ctx.adversarial)
         if c.d_active(ctx.step):
             # One generated batch serves the D update and, afterwards, the G update: sampling the
             # bases one by one is the expensive part of an adversarial step.

@@ -124,3 +124,56 @@ def test_small_data_leaves_the_ngram_table_out_and_the_checkpoint_says_so(genome
              "train.run_dir=" + str(tmp_path / "r2"))
     ck2 = ckpt_io.load(train(c2).last_path)
     assert ck2["config"]["model"]["ngram_order"] == 2 and "G.ngram.table.weight" in ck2["members"][0]
+
+
+GUMBEL_TINY = ["model.hidden=16", "model.noise_dim=4", "model.d_hidden=16", "data.seq_len=16", "train.batch=8",
+               "train.steps_per_epoch=3", "train.sample_every=0", "train.eval_samples=10", "train.seed=3"]
+
+
+def _gumbel(genome, tmp_path, name, sets):
+    cfg = resolve("gumbel", get_family("gumbel").Config,
+                  {"data": {"path": str(genome)},
+                   "train": {"checkpoint_dir": str(tmp_path / name), "run_dir": str(tmp_path / f"run_{name}")}},
+                  parse_set(GUMBEL_TINY + sets))
+    return train(cfg)
+
+
+def test_the_state_before_the_first_adversarial_epoch_is_kept_as_the_mle_snapshot(genome, tmp_path):
+    """warmup_steps 5 with 3 steps an epoch: the warm-up is over at the start of epoch 3 (step 6), so
+    epochs 1-2 are likelihood-only, <model>_mle.pt holds their end, and it equals a run of the same
+    seed stopped after 2 epochs; an MLE-only run (adv_weight 0) writes no snapshot."""
+    from train.engine import load_ensemble
+
+    adv = ["model.adv_weight=0.5", "model.adv_every=1", "model.warmup_steps=5"]
+    res = _gumbel(genome, tmp_path, "adv", adv + ["train.epochs=4"])
+    assert [r["epoch"] for r in res.history] == [1, 2, 3, 4]
+    assert all(r.get("g_adv", 0) == 0 for r in res.history[:2]) and res.history[2]["g_adv"] != 0
+    snap = tmp_path / "adv" / "gumbel_mle.pt"
+    ens, ck = load_ensemble(snap, device="cpu")
+    assert ck["epoch"] == 2 and ck["adversarial"] is False
+    _gumbel(genome, tmp_path, "short", adv + ["train.epochs=2"])
+    short, _ = load_ensemble(tmp_path / "short" / "gumbel_last.pt", device="cpu")
+    last, _ = load_ensemble(tmp_path / "adv" / "gumbel_last.pt", device="cpu")
+    for k, v in short.members[0]["G"].state_dict().items():
+        assert torch.equal(ens.members[0]["G"].state_dict()[k], v), k
+    assert not all(torch.equal(last.members[0]["G"].state_dict()[k], v)
+                   for k, v in short.members[0]["G"].state_dict().items())
+    assert not (tmp_path / "short" / "gumbel_mle.pt").exists()  # it stopped before any adversarial epoch
+    _gumbel(genome, tmp_path, "mle", ["model.adv_weight=0", "train.epochs=3"])
+    assert not (tmp_path / "mle" / "gumbel_mle.pt").exists()
+
+
+def test_seqgan_snapshots_before_its_adversarial_phase(genome, tmp_path):
+    from train.engine import load_ensemble
+
+    sets = ["model.hidden=8", "model.emb=8", "model.rollout_num=2", "model.d_emb=4", "model.d_filter_sizes=[2, 3]",
+            "model.d_num_filters=[4, 4]", "model.pre_epochs=2", "model.dis_pre_epochs=1", "model.total_batch=2",
+            "model.rounds_per_epoch=1", "model.pg_batch=4", "train.eval_samples=10", "data.seq_len=12",
+            "train.batch=8", "train.steps_per_epoch=2", "train.sample_every=0"]
+    cfg = resolve("seqgan", get_family("seqgan").Config,
+                  {"data": {"path": str(genome)}, "train": {"checkpoint_dir": str(tmp_path / "ck"),
+                                                            "run_dir": str(tmp_path / "run")}}, parse_set(sets))
+    res = train(cfg)
+    assert [r["phase"] for r in res.history] == ["gen_pretrain"] * 2 + ["dis_pretrain", "adversarial", "adversarial"]
+    _, ck = load_ensemble(tmp_path / "ck" / "seqgan_mle.pt", device="cpu")
+    assert ck["epoch"] == 3 and ck["plan_cursor"] == [2, 0]  # its next epoch is the first adversarial one

@@ -110,6 +110,7 @@ class StepContext:
     train: torch.Tensor | None = None  # training windows (CPU), for families that draw extra batches
     phase: str = "train"  # the plan's phase of this epoch
     phase_start: bool = False  # the first epoch of that phase
+    adversarial: bool | None = None  # the engine's per-epoch Family.adversarial_now (None: families decide per step)
     batch_labels: torch.Tensor | None = None  # (B,) label indices of the step's windows (labelled data)
     val_labels: torch.Tensor | None = None  # (V,) label indices of ctx.val's windows (labelled data)
     train_labels: torch.Tensor | None = None  # label indices of ctx.train's windows (labelled data)
@@ -401,6 +402,8 @@ class Run:
             self.run_dir = Path(self.resume_ck["run_dir"])
         ck_dir = Path(tc.checkpoint_dir)
         self.best_path, self.last_path = ck_dir / f"{cfg.family}_best.pt", ck_dir / f"{cfg.family}_last.pt"
+        self.mle_path = ck_dir / f"{cfg.family}_mle.pt"  # the state before the first adversarial epoch
+        self.adversarial = False  # whether an epoch of this run has let G take adversarial steps
         self.overwrite = overwrite
         if self.saving:
             self.preflight(overwrite)
@@ -473,10 +476,13 @@ class Run:
         ck_dir = self.best_path.parent
         check_writable(ck_dir)
         check_writable(self.run_dir)
-        for name in (self.best_path.name, self.last_path.name, f"{self.cfg.family}_epoch*.pt"):
+        for name in (self.best_path.name, self.last_path.name, self.mle_path.name, f"{self.cfg.family}_epoch*.pt"):
             for p in remove_orphans(ck_dir, ckpt_io.orphan_pattern(name)):
                 log.info("removed %s, a temporary an interrupted run left behind", p)
-        if self.resume_ck is not None or overwrite:
+        if self.resume_ck is not None:
+            return
+        if overwrite:  # the earlier run's likelihood snapshot is not this run's
+            self.mle_path.unlink(missing_ok=True)
             return
         earlier = [p for p in (self.best_path, self.last_path) if p.exists()]
         if earlier:
@@ -558,6 +564,7 @@ class Run:
         self.start_epoch = int(ck["epoch"])
         self.best, self.since_best = float(ck["best_score"]), int(ck["epochs_since_best"])
         self.steps = [int(s) for s in ck["steps"]]
+        self.adversarial = bool(ck.get("adversarial", True))  # older checkpoints: no snapshot now
         self.cursor = Cursor(self.plan, *map(int, ck["plan_cursor"]))
         self.history = [r for r in read_metrics(self.run_dir / "metrics.csv") if r.get("epoch", 0) <= self.start_epoch]
         cli.resume_hint(f"python main.py --mode train --resume {self.resume_path}")
@@ -605,9 +612,11 @@ class Run:
         phase_start = self.cursor.start_epoch(used)
         n_batches = self.cursor.phase.steps or (min(per_pass, tc.steps_per_epoch) if tc.steps_per_epoch else per_pass)
         autocast = dict(device_type=self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
+        self.snapshot_before_adversarial(self.context(0, epoch, phase_start, used))
         for m, nets in enumerate(self.members):
             nets.train()
             ctx = self.context(m, epoch, phase_start, used)
+            ctx.adversarial = self.family.adversarial_now(self.cfg, ctx)
             self.family.on_epoch_start(nets, ctx)
             # one shuffled pass over the member's windows; a phase with more steps than batches in a
             # pass (seqgan's rounds on a small genome) goes on with freshly shuffled passes
@@ -650,6 +659,19 @@ class Run:
                 break
         self.cursor.end_epoch()
         return meter.means(), ctx, seen
+
+    def snapshot_before_adversarial(self, ctx: StepContext) -> None:
+        """Before the first epoch in which the generator may take adversarial steps, the state so
+        far (trained by likelihood alone, plus its discriminator) goes to <model>_mle.pt: the
+        paired MLE row of an adversarial-vs-likelihood comparison from one run."""
+        if self.adversarial or not self.family.adversarial_now(self.cfg, ctx):
+            return
+        if self.saving and self.history:
+            with cli.critical():
+                ckpt_io.save_all([self.mle_path], self.payload())  # says adversarial False: resumable as MLE
+            log.info("epoch %d starts the adversarial part; the likelihood-only state is in %s",
+                     ctx.epoch + 1, self.mle_path)
+        self.adversarial = True
 
     def tick(self, meter: Meter, epoch: int, last: bool) -> bool:
         """After each step: every train.sync_every steps (and at the epoch's last) the step figures
@@ -713,6 +735,7 @@ class Run:
             "scalers": [{k: sc.state_dict() for k, sc in sd.items()} for sd in self.scalers],
             "schedulers": [{k: v.state_dict() for k, v in sd.items()} for sd in self.scheds],
             "epoch": epoch, "steps": list(self.steps), "plan_cursor": self.cursor.state(), "best_score": self.best,
+            "adversarial": self.adversarial,
             "epochs_since_best": self.since_best, "rng": _rng_state(self.shuffle_gen, self.fam_gen),
             "stats": {"seq_len": s.seq_len, "base_freq": list(s.base_freq), "gc": s.gc,
                       "gc_percentiles": list(s.gc_percentiles), "target_gc": float(self.target_gc),

@@ -5,6 +5,9 @@ Timing, for every family: the discriminator trains on every ``adv_every``-th ste
 step 0 (so its accuracy is on record from the start) when ``adv_weight`` > 0; the generator's
 adversarial term joins its maximum-likelihood term on those steps once ``warmup_steps`` generator
 steps of MLE are done (under --budget: or ``warmup_share`` of the budget is spent, whichever first).
+The engine decides that at each epoch's start, so G's adversarial part begins at an epoch boundary
+and the engine saves the state before it as <model>_mle.pt (the likelihood-only generator, for a
+paired adversarial-vs-MLE comparison from one run).
 """
 from __future__ import annotations
 
@@ -47,11 +50,18 @@ class GanOptions:
     def d_active(self, step: int) -> bool:
         return self.adv_weight > 0 and step % self.adv_every == 0
 
-    def g_active(self, step: int, budget_used: float | None = None) -> bool:
-        """Under --budget the warm-up ends after warmup_steps or warmup_share of the budget,
-        whichever comes first, so a short budget still reaches the adversarial phase."""
-        warm = step < self.warmup_steps and (budget_used is None or budget_used < self.warmup_share)
-        return self.d_active(step) and not warm
+    def warm_over(self, step: int, budget_used: float | None = None) -> bool:
+        """Whether G's warm-up is over: after warmup_steps steps or, under --budget, warmup_share of
+        the budget, whichever comes first (so a short budget still reaches the adversarial phase)."""
+        return self.adv_weight > 0 and (step >= self.warmup_steps or
+                                        (budget_used is not None and budget_used >= self.warmup_share))
+
+    def g_active(self, step: int, budget_used: float | None = None, adversarial: bool | None = None) -> bool:
+        """Whether this step adds G's adversarial term. adversarial: the engine's decision for the
+        whole epoch (warm_over at the epoch's start, so the adversarial part starts at an epoch
+        boundary and the state before it is a pure likelihood snapshot); None decides per step."""
+        over = self.warm_over(step, budget_used) if adversarial is None else adversarial
+        return self.d_active(step) and over
 
 
 def d_metrics(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss: torch.Tensor) -> dict:
