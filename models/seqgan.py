@@ -49,6 +49,9 @@ LOGVAR_MIN, LOGVAR_MAX = -8.0, 4.0
 # model.hidden 0: the prototype's 32 units for real values; for DNA the size that met the quality
 # target within the 10-minute CPU budget (docs/benchmarks.md)
 AUTO_HIDDEN = {"gaussian": 32, "categorical": 256}
+# model.rollout_every 0: at most this many rolled-out prefixes per sequence (every prefix at 70 bp, the
+# length the default settings were measured at); a rollout round's cost grows with prefixes x length
+AUTO_PREFIXES = 69
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class SeqGANConfig(ConditionOptions, NgramOptions):
     skip_adversarial: bool = option(False, "seqgan: leave out the adversarial phase",
                                     flag=("--skip-adversarial", "--skip_adversarial"))
     rollout_num: int = 16  # Monte-Carlo rollouts per prefix
+    rollout_every: int = option(0, "roll out every n-th prefix (LeakGAN's step_size); 1 = every prefix (the "
+                                   "paper); 0 = auto: every ceil((L-1)/69)-th, so 1 up to 70 bp, 8 at 500 bp")
     rollout_update: float = 0.8  # EMA rate: rollout keeps this share of itself each update
     baseline: str = "mean"  # mean (per-position batch mean reward) | none (the paper)
     pg_batch: int = 0  # sequences per policy-gradient step; 0 = train.batch
@@ -101,7 +106,7 @@ class SeqGANConfig(ConditionOptions, NgramOptions):
             raise ConfigError("model.pg_lr must be positive")
         if len(self.budget_shares) != 3 or min(self.budget_shares) < 0 or sum(self.budget_shares) > 1 + 1e-9:
             raise ConfigError("model.budget_shares: three fractions (gen-pretrain, dis-pretrain, adversarial) summing to <= 1")
-        for k in ("hidden", "pre_epochs", "dis_pre_epochs", "total_batch", "mle_steps", "pg_batch"):
+        for k in ("hidden", "pre_epochs", "dis_pre_epochs", "total_batch", "mle_steps", "pg_batch", "rollout_every"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"model.{k} must be >= 0")
 
@@ -309,57 +314,79 @@ def score(D: nn.Module, x: torch.Tensor, chunk: int, y: torch.Tensor | None = No
 
 
 @torch.no_grad()
-def rollout_rewards(policy: Policy, D: nn.Module, x: torch.Tensor, rollout_num: int, *,
-                    generator=None, d_batch: int = 2048, y: torch.Tensor | None = None) -> torch.Tensor:
-    """Monte-Carlo rewards (B, L) in [0, 1]: reward[b, t] is the mean over rollout_num completions of
-    x[b, :t+1] (sampled by ``policy``) of D's P(real); the last column scores x itself.
+def rollout_prefixes(L: int, every: int) -> list[int]:
+    """The prefix lengths rolled out for sequences of length L: every ``every``-th (1: all of
+    1..L-1, the paper; 0: auto, every ceil((L - 1) / AUTO_PREFIXES)-th, which is 1 up to 70 bp)."""
+    every = every or max(1, math.ceil((L - 1) / AUTO_PREFIXES))
+    return list(range(every, L, every))
 
-    Batched: one pass over x caches the policy's state after each prefix t = 1..L-1; the rows
-    (t, r, b), in that memory order, then advance together, rows of prefix t joining at position t.
-    y: the rows' classes (a conditional policy and D); each completion keeps its row's class.
+
+def rollout_rewards(policy: Policy, D: nn.Module, x: torch.Tensor, rollout_num: int, *,
+                    generator=None, d_batch: int = 2048, y: torch.Tensor | None = None,
+                    every: int = 1) -> torch.Tensor:
+    """Monte-Carlo rewards (B, L) in [0, 1]: reward[b, t] is the mean over rollout_num completions of
+    x[b, :p] (sampled by ``policy``) of D's P(real), p the first rolled-out prefix length >= t + 1
+    (rollout_prefixes(L, every); with every = 1, p = t + 1 as in the paper; a stride as LeakGAN's
+    step_size makes length affordable); tokens past the last rolled-out prefix get x's own score.
+
+    Batched: one pass over x caches the policy's state after each rolled-out prefix; the rows
+    (prefix, r, b), in that memory order, then advance together, the rows of prefix p joining at
+    position p. y: the rows' classes (a conditional policy and D); each completion keeps its row's class.
     """
     B, L = x.shape
     R = rollout_num
     dev = x.device
-    if L == 1:
-        return score(D, x, d_batch, y).reshape(B, 1)
-    # state and next-position head parameters after consuming x[:, :t], t = 1..L-1
-    cache = []
+    full = score(D, x, d_batch, y).reshape(B, 1)
+    P = rollout_prefixes(L, every)
+    if not P:
+        return full.expand(B, L).contiguous()
+    # state and next-position head parameters after consuming x[:, :p], p in P
+    cache, wanted = [], set(P)
     inp, state = policy.start_input(B, dev, y), None
     _, state = policy.step(inp, state)  # consumes the start token
-    for t in range(1, L):
+    for t in range(1, P[-1] + 1):
         params, state = policy.step(policy.inputs(x[:, t - 1 : t], y), state)  # consumed x[:, t-1]
-        cache.append((params, state))
+        if t in wanted:
+            cache.append((params, state))
     RB = R * B
-    N = (L - 1) * RB
-    y_rows = None if y is None else y.repeat(N // B)  # row (t, r, b) has class y[b]
-    seqs = x.unsqueeze(0).expand(N // B, B, L).reshape(N, L).clone()
+    J = len(P)
+    N = J * RB
+    y_rows = None if y is None else y.repeat(J * R)  # row (j, r, b) has class y[b]
+    seqs = x.unsqueeze(0).expand(J * R, B, L).reshape(N, L).clone()
     h = torch.zeros(policy.layers, N, policy.hidden, device=dev)
     c = torch.zeros_like(h)
-    for s in range(1, L):  # position s is sampled by every row whose prefix length t <= s
-        old = (s - 1) * RB  # rows of prefixes t < s, which consumed their own token s-1
+    joined = 0  # prefixes whose rows have joined (they sample every position from their own on)
+    for s in range(P[0], L):
+        old = joined * RB  # rows of prefixes p < s, which drew their own token s-1
         params_old = None
         if old:
             params_old, (h_o, c_o) = policy.step(policy.inputs(seqs[:old, s - 1 : s],
                                                                None if y_rows is None else y_rows[:old]),
                                                  (h[:, :old].contiguous(), c[:, :old].contiguous()))
             h[:, :old], c[:, :old] = h_o, c_o
-        p_new, (h_n, c_n) = cache[s - 1]  # rows of prefix t = s start from the cached state
-        h[:, old : s * RB] = h_n.repeat(1, R, 1)
-        c[:, old : s * RB] = c_n.repeat(1, R, 1)
-        p_new = p_new.repeat(R, 1)
-        params = p_new if params_old is None else torch.cat([params_old, p_new])
-        seqs[: s * RB, s] = policy.draw(policy.table(params, seqs[: s * RB], s), generator).to(seqs.dtype)
-    r = score_completions(D, x, seqs, R, y).reshape(L - 1, R, B).mean(1).transpose(0, 1)  # (B, L-1)
-    return torch.cat([r, score(D, x, d_batch, y).reshape(B, 1)], 1)
+        params = params_old
+        if joined < J and P[joined] == s:  # the rows of prefix p = s start from the cached state
+            p_new, (h_n, c_n) = cache[joined]
+            h[:, old : old + RB] = h_n.repeat(1, R, 1)
+            c[:, old : old + RB] = c_n.repeat(1, R, 1)
+            p_new = p_new.repeat(R, 1)
+            params = p_new if params_old is None else torch.cat([params_old, p_new])
+            joined += 1
+        n = joined * RB
+        seqs[:n, s] = policy.draw(policy.table(params, seqs[:n], s), generator).to(seqs.dtype)
+    r = score_completions(D, x, seqs, R, y, P).reshape(J, R, B).mean(1).transpose(0, 1)  # (B, J)
+    # token t's reward: the first rolled-out prefix that holds it, else the whole sequence's score
+    col = torch.searchsorted(torch.tensor(P, device=dev), torch.arange(1, L + 1, device=dev))
+    return torch.cat([r, full], 1)[:, col]
 
 
 @torch.no_grad()
 def score_completions(D: Discriminator, x: torch.Tensor, seqs: torch.Tensor, R: int,
-                      y: torch.Tensor | None = None) -> torch.Tensor:
-    """score(D, seqs) for rollout completions in (t, r, b) order, sharing the prefix: for the rows of
-    prefix t, a width-k window at p <= t - k lies inside x[b, :t], so its part of the max over time
-    is a running max of x's own convolution; only windows p > t - k are computed per row."""
+                      y: torch.Tensor | None = None, prefixes: list[int] | None = None) -> torch.Tensor:
+    """score(D, seqs) for rollout completions in (prefix, r, b) order (prefix lengths ``prefixes``,
+    default 1..L-1), sharing the prefix: for the rows of prefix t, a width-k window at p <= t - k
+    lies inside x[b, :t], so its part of the max over time is a running max of x's own convolution;
+    only windows p > t - k are computed per row."""
     was = D.training
     D.eval()
     try:
@@ -370,8 +397,8 @@ def score_completions(D: Discriminator, x: torch.Tensor, seqs: torch.Tensor, R: 
         prefix_max = [F.conv1d(inp_x, w, b).cummax(-1).values for w, b, _ in kern]  # (B, F, L-k+1)
         y_t = None if y is None else y.repeat(R)  # the classes of one prefix's (r, b) rows
         out = []
-        for t in range(1, L):
-            inp = D.inputs(seqs[(t - 1) * RB : t * RB])
+        for j, t in enumerate(prefixes or range(1, L)):
+            inp = D.inputs(seqs[j * RB : (j + 1) * RB])
             feats = []
             for (w, b, k), pm in zip(kern, prefix_max):
                 s0 = max(0, t - k + 1)  # first window that reaches a sampled position
@@ -465,7 +492,8 @@ class SeqGAN(Family):
         if "classes" in nets:
             y = nets["classes"].for_sampling(B, ctx.device, ctx.generator)
         x = G.generate(B, L, ctx.generator, y=y)
-        rewards = rollout_rewards(rollout, D, x, c.rollout_num, generator=ctx.generator, d_batch=c.d_batch, y=y)
+        rewards = rollout_rewards(rollout, D, x, c.rollout_num, generator=ctx.generator, d_batch=c.d_batch, y=y,
+                                  every=c.rollout_every)
         adv = rewards - rewards.mean(0, keepdim=True) if c.baseline == "mean" else rewards
         logp = G.log_prob(G(x, y), x)
         loss = -(logp * adv).sum(1).mean() / L

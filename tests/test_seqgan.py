@@ -111,6 +111,29 @@ def test_rewards_keep_sequence_and_step_order():
         assert abs(float(torch.sigmoid(D(y))) - float(batched[b, t - 1])) < 1e-5
 
 
+@pytest.mark.parametrize("every", [3, 4, 9, 12])
+def test_rewards_with_a_prefix_stride(every):
+    """rollout_every k: only prefixes k, 2k, ... < L are rolled out; token t gets the reward of the
+    first rolled-out prefix that holds it (the whole sequence's score past the last one). With the
+    deterministic all-A rollout that is the every-prefix reward of that prefix, entry by entry."""
+    from models.seqgan import rollout_prefixes
+
+    c = SeqGANConfig(hidden=8, emb=8, d_emb=4, d_filter_sizes=(2, 3, 5), d_num_filters=(6, 6, 6))
+    G, D = Policy(c, "categorical"), Discriminator(c, "categorical", 10)
+    with torch.no_grad():
+        G.head.weight.zero_()
+        G.head.bias.copy_(torch.tensor([60.0, 0.0, 0.0, 0.0]))
+    x = torch.randint(1, 4, (6, 10), generator=torch.Generator().manual_seed(3))
+    dense = rollout_rewards(G, D, x, 2, generator=torch.Generator().manual_seed(1))
+    strided = rollout_rewards(G, D, x, 2, generator=torch.Generator().manual_seed(1), every=every)
+    P = rollout_prefixes(10, every)
+    assert P == list(range(every, 10, every))
+    for t in range(10):
+        p = next((q for q in P if q >= t + 1), 10)  # 10: the whole sequence, its own score
+        torch.testing.assert_close(strided[:, t], dense[:, p - 1], atol=1e-5, rtol=1e-4)
+    assert rollout_prefixes(70, 0) == list(range(1, 70)) and rollout_prefixes(500, 0) == list(range(8, 500, 8))
+
+
 def test_folded_discriminator_matches_reference_path():
     c = SeqGANConfig(d_emb=8, d_filter_sizes=(2, 5), d_num_filters=(7, 3))
     D = Discriminator(c, "categorical", 20)
