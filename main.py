@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--infill", default=None, metavar="FASTA",
                    help="fill every N or ? of these sequences (masked family) and write FASTA")
     g.add_argument("--gc", type=D.PROBABILITY, default=None, help="requested GC content (GC-conditional models)")
+    g.add_argument("--gc_tilt", default="auto", metavar="auto|off|T",
+                   help="with --gc: a logit offset T on C and G at every base; auto (default) calibrates T on pilot "
+                        "batches so the mean GC meets --gc; off: the GC class alone")
     g.add_argument("--label", default=None, metavar="NAME",
                    help="sequences of this training label (all: --n of each), from a model trained on labels; "
                         "headers carry label=NAME")
@@ -243,12 +246,14 @@ def cmd_gen(args) -> int:
         wanted = list(ens.stats.label_names)
     parts = []
     for j, label in enumerate(wanted):
+        tilt = _gc_tilt(args, ens, length, dict(temperature=temp, prompt=prompt, label=label, guidance=args.guidance),
+                        seed + 7919 * j + 104729)
         codes = ens.sample(n, length, temperature=temp, seed=seed + 7919 * j, prompt=prompt, gc=args.gc, label=label,
-                           guidance=args.guidance)
+                           guidance=args.guidance, gc_tilt=tilt)
         if args.max_identity is not None:
-            codes = _limit_identity(args, ens, codes, lambda m, r, label=label: ens.sample(
+            codes = _limit_identity(args, ens, codes, lambda m, r, label=label, tilt=tilt: ens.sample(
                 m, length, temperature=temp, seed=seed + 7919 * j + 1 + r, prompt=prompt, gc=args.gc, label=label,
-                guidance=args.guidance))
+                guidance=args.guidance, gc_tilt=tilt))
         parts.append(codes)
     codes = parts[0] if len(parts) == 1 else torch.cat(parts)
     labels = [lab for lab in wanted for _ in range(n)] if args.label is not None else None
@@ -258,6 +263,22 @@ def cmd_gen(args) -> int:
         _warn_other_data(args.data, ck, args.checkpoint)
         print(kind.versus_data(codes, args.data, length))
     return 0
+
+
+def _gc_tilt(args, ens, length, kw, seed) -> float:
+    """--gc_tilt: the C/G logit offset for --gc (0 without --gc or with off); auto calibrates it on
+    pilot batches of other seeds than the output's (Ensemble.calibrate_gc) and says what it found."""
+    if args.gc is None or args.gc_tilt == "off":
+        return 0.0
+    if args.gc_tilt != "auto":
+        try:
+            return float(args.gc_tilt)
+        except ValueError:
+            raise ConfigError(f"--gc_tilt must be auto, off or a number, got {args.gc_tilt!r}") from None
+    tilt, got, draws = ens.calibrate_gc(args.gc, length, seed=seed, **kw)
+    label = f" (label {kw['label']})" if kw.get("label") else ""
+    print(f"--gc {args.gc}{label}: GC tilt {tilt:+.3f}, pilot mean GC {got:.4f} ({draws} pilot batches of 512)")
+    return tilt
 
 
 def _limit_identity(args, ens, codes, draw):

@@ -16,9 +16,12 @@ guidance --guidance 2 (the same checkpoints).
 
 GC: each family that takes --gc is trained with --condition gc on E. coli 536 (--gc_budget), and for
 each of the 5 quantile bins asked for that bin's mean training GC; the mean obtained GC of --n_gc
-sequences is reported against it.
+sequences is reported against it, twice: from the GC class alone (`--gc_tilt off`) and with the
+calibrated C/G logit tilt (`--gc_tilt auto`, the default of --mode gen: Ensemble.calibrate_gc on pilot
+batches of other seeds), each with its 4-mer JS against the training windows of that bin (what
+the tilt costs in realism).
 
-Rows go to bench/results/conditional.json, rewritten after every row.
+Rows go to bench/results/conditional.json (conditional_<tag>.json with --tag), rewritten after every row.
 """
 import argparse
 import logging
@@ -45,7 +48,8 @@ SLOW = {"masked": 0.5}  # share of --n for the slow sampler (one model pass per 
 work = ROOT / "bench" / "results" / "work" / "conditional"
 COLS = ["family", "guidance", "label", "accuracy", "ceiling", "chance", "gc", "gc_ref", "js_4mer", "c2st_auc",
         "c2st_lo", "c2st_hi", "floor_c2st", "c2st_gap"]
-GC_COLS = ["family", "bin", "range", "asked_gc", "obtained_gc", "abs_diff", "obtained_std", "in_bin"]
+GC_COLS = ["family", "bin", "range", "asked_gc", "class_only_gc", "class_only_abs_diff", "class_only_js_4mer", "tilt",
+           "obtained_gc", "abs_diff", "js_4mer", "obtained_std", "in_bin"]
 
 
 def train(family: str, data: str, budget: float, where: Path, extra=()) -> tuple[Path, float]:
@@ -90,11 +94,17 @@ def gc_rows(family, ens, data, args) -> list[dict]:
         lo = 0.0 if b == 0 else float(edges[b - 1])
         hi = 1.0 if b == len(edges) else float(edges[b])
         ask = float(gc_train[bins == b].mean())
-        got = M.gc_content(ens.sample(n, seed=args.seed + b, gc=ask).numpy())
+        real = data.train[bins == b]
+        plain = ens.sample(n, seed=args.seed + b, gc=ask).numpy()
+        tilt, _, draws = ens.calibrate_gc(ask, seed=args.seed + 104729 + b)  # pilot seeds differ from the rows'
+        x = ens.sample(n, seed=args.seed + b, gc=ask, gc_tilt=tilt).numpy()
+        got, got0 = M.gc_content(x), M.gc_content(plain)
         rows.append({"family": family, "bin": b, "range": f"[{lo:.3f}, {hi:.3f})", "asked_gc": ask,
+                     "class_only_gc": float(got0.mean()), "class_only_abs_diff": abs(float(got0.mean()) - ask),
+                     "class_only_js_4mer": M.kmer_js(plain, real, 4), "tilt": tilt, "pilot_batches": draws,
                      "obtained_gc": float(got.mean()), "obtained_std": float(got.std()),
-                     "abs_diff": abs(float(got.mean()) - ask), "in_bin": float(((got >= lo) & (got < hi)).mean()),
-                     "n": n})
+                     "abs_diff": abs(float(got.mean()) - ask), "js_4mer": M.kmer_js(x, real, 4),
+                     "in_bin": float(((got >= lo) & (got < hi)).mean()), "n": n})
     return rows
 
 
@@ -109,6 +119,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip_gc", action="store_true")
     ap.add_argument("--skip_labels", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the JSON name")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from train.engine import load_ensemble
@@ -138,7 +149,7 @@ def main():
                 rows = label_rows(family, ens, data, ref, floors, args, guidance)
                 out["label_rows"] += rows
                 print(table(rows, COLS), flush=True)
-                write_json("conditional", dict(out))
+                write_json("conditional" + (f"_{args.tag}" if args.tag else ""), dict(out))
     if not args.skip_gc:
         gc_data = load_sequences(ROOT / GC_DATA, 70, val_fraction=0.2, seed=42)
         for family in [f for f in args.families if f in GC_FAMILIES]:
@@ -148,7 +159,7 @@ def main():
             rows = gc_rows(family, ens, gc_data, args)
             out["gc_rows"] += rows
             print(table(rows, GC_COLS), flush=True)
-            write_json("conditional", dict(out))
+            write_json("conditional" + (f"_{args.tag}" if args.tag else ""), dict(out))
     print(table(out["label_rows"], COLS))
     print(table(out["gc_rows"], GC_COLS))
 

@@ -120,10 +120,21 @@ def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, hard: bool = True,
 
 
 def sample_categorical(logits: torch.Tensor, temperature: float = 1.0,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-    """(..., V) logits -> (...) samples from softmax(logits / temperature), by Gumbel-max."""
+                       generator: torch.Generator | None = None, gc_tilt: float = 0.0) -> torch.Tensor:
+    """(..., V) logits -> (...) samples from softmax(logits / temperature + tilt), by Gumbel-max;
+    gc_tilt is added to C's and G's logits (gc_bias)."""
     u = torch.rand(logits.shape, device=logits.device, generator=generator).clamp_(1e-10, 1 - 1e-10)
-    return (logits / max(temperature, 1e-6) - torch.log(-torch.log(u))).argmax(-1)
+    z = logits / max(temperature, 1e-6)
+    if gc_tilt:
+        z = z + gc_bias(gc_tilt, z.device)
+    return (z - torch.log(-torch.log(u))).argmax(-1)
+
+
+def gc_bias(tilt: float, device) -> torch.Tensor:
+    """(4,) logit offsets that tilt every base's distribution towards C and G (tilt > 0) or A and T:
+    p'(b) is proportional to p(b) exp(tilt [b in {C, G}]). Ensemble.calibrate_gc picks the tilt whose
+    samples have a requested mean GC."""
+    return torch.tensor([0.0, tilt, tilt, 0.0], device=device)
 
 
 def place_prompt(out: torch.Tensor, prompt: torch.Tensor | None) -> int:

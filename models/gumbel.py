@@ -130,7 +130,7 @@ class LSTMGenerator(nn.Module):
         return torch.stack(outs, 1), torch.stack(logits, 1)
 
     @torch.no_grad()
-    def generate(self, n, L, device, generator, temperature=1.0, prompt=None, y=None):
+    def generate(self, n, L, device, generator, temperature=1.0, prompt=None, y=None, gc_tilt=0.0):
         """(n, L) bases sampled one by one; a prompt fixes the first bases."""
         z = self.noise(n, device, generator)
         e = self._cond(y, n, device)
@@ -145,7 +145,7 @@ class LSTMGenerator(nn.Module):
                 lg = self.out(h[:, 0])
                 if self.ngram is not None:
                     lg = lg + self.ngram.step(x, t)
-                x[:, t] = sample_categorical(lg, temperature, generator)
+                x[:, t] = sample_categorical(lg, temperature, generator, gc_tilt)
             prev = F.one_hot(x[:, t], 4).float()
         return x
 
@@ -266,12 +266,13 @@ class Gumbel(Family):
         return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram, network_logits)
 
     @torch.no_grad()
-    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None):
+    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None,
+               gc_tilt=0.0):
         G = nets["G"]
         dev = next(G.parameters()).device
         chunks = []
         for s in range(0, n, 4096):
             m = min(4096, n - s)
             y = requested(nets, m, dev, generator, label=label, gc=gc)
-            chunks.append(G.generate(m, length, dev, generator, temperature, prompt, y))
+            chunks.append(G.generate(m, length, dev, generator, temperature, prompt, y, gc_tilt))
         return torch.cat(chunks)

@@ -119,14 +119,14 @@ def mask_tokens(x: torch.Tensor, prob, generator=None, bert: bool = False):
 
 @torch.no_grad()
 def unmask(model: MaskedLM, tokens: torch.Tensor, steps: int, temperature: float = 1.0,
-           generator=None, y=None, guidance: float = 1.0) -> torch.Tensor:
+           generator=None, y=None, guidance: float = 1.0, gc_tilt: float = 0.0) -> torch.Tensor:
     """Fill every [MASK] in (B, L) tokens by iterative unmasking; other tokens are never changed.
 
     Each step samples a base (with the temperature) for every masked position and reveals some of
     them in a random order; with one position a step this samples from the model's conditionals
     in a random order. (Revealing the most confident first, MaskGIT's order, wrote GC-rich repeats
     on DNA: docs/benchmarks.md.) y: each row's class for a conditional model (None: the null
-    class), with classifier-free ``guidance``."""
+    class), with classifier-free ``guidance``; gc_tilt: models.blocks.gc_bias on every draw."""
     tokens = tokens.clone()
     masked = tokens == MASK
     total = masked.sum(1)  # per row
@@ -137,7 +137,7 @@ def unmask(model: MaskedLM, tokens: torch.Tensor, steps: int, temperature: float
         remaining = masked.sum(1)
         if not remaining.any():
             break
-        pick = sample_categorical(model.base_logits(tokens, y, guidance), temperature, generator)  # (B, L)
+        pick = sample_categorical(model.base_logits(tokens, y, guidance), temperature, generator, gc_tilt)  # (B, L)
         order_key = torch.rand(pick.shape, device=pick.device, generator=generator).masked_fill(~masked, -math.inf)
         # reveal so that all masked positions are revealed after `steps` steps
         k = torch.ceil(total.float() * (s + 1) / steps).long() - (total - remaining)
@@ -265,7 +265,7 @@ class Masked(Family):
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None,
-               guidance=1.0):
+               guidance=1.0, gc_tilt=0.0):
         M = nets["M"]
         if length > M.max_len:
             raise ConfigError(f"the masked model was trained on {M.max_len} bp; it cannot generate {length} bp")
@@ -276,5 +276,5 @@ class Masked(Family):
             tok = torch.full((m, length), MASK, dtype=torch.long, device=dev)
             place_prompt(tok, prompt)
             y = requested(nets, m, dev, generator, label=label, gc=gc)
-            out.append(unmask(M, tok, M.gen_steps or length, temperature, generator, y, guidance))
+            out.append(unmask(M, tok, M.gen_steps or length, temperature, generator, y, guidance, gc_tilt))
         return torch.cat(out)

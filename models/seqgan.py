@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ContextLogits, NgramOptions, ngram_closing_fit, place_prompt
+from models.blocks import ContextLogits, NgramOptions, gc_bias, ngram_closing_fit, place_prompt
 from models.condition import Classes, ConditionOptions, classes_of, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import d_metrics
@@ -170,11 +170,13 @@ class Policy(nn.Module):
         mu, lv = params[..., 0], params[..., 1]
         return -0.5 * (lv + (x.float() - mu) ** 2 / lv.exp() + math.log(2 * math.pi))
 
-    def draw(self, params: torch.Tensor, generator, temperature: float = 1.0) -> torch.Tensor:
-        """One sample per row of head parameters (reparameterised for the Gaussian head)."""
+    def draw(self, params: torch.Tensor, generator, temperature: float = 1.0, gc_tilt: float = 0.0) -> torch.Tensor:
+        """One sample per row of head parameters (reparameterised for the Gaussian head); gc_tilt:
+        models.blocks.gc_bias on the DNA logits."""
         if self.kind == "categorical":
             # inverse CDF: one uniform per row (the Gumbel-max trick draws four and takes two logs)
-            cdf = torch.softmax(params / max(temperature, 1e-6), -1).cumsum(-1)
+            z = params / max(temperature, 1e-6)
+            cdf = torch.softmax(z + gc_bias(gc_tilt, z.device) if gc_tilt else z, -1).cumsum(-1)
             u = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, generator=generator)
             return (u > cdf[..., :-1]).sum(-1)
         mu, lv = params[..., 0], params[..., 1]
@@ -211,7 +213,8 @@ class Policy(nn.Module):
         return -self.log_prob(self(x, y), x).mean()
 
     @torch.no_grad()
-    def generate(self, n: int, L: int, generator, temperature: float = 1.0, prompt=None, y=None) -> torch.Tensor:
+    def generate(self, n: int, L: int, generator, temperature: float = 1.0, prompt=None, y=None,
+                 gc_tilt: float = 0.0) -> torch.Tensor:
         dev = self.head.weight.device
         out = torch.zeros(n, L, device=dev, dtype=torch.long if self.kind == "categorical" else torch.float32)
         p = place_prompt(out, prompt)
@@ -219,7 +222,7 @@ class Policy(nn.Module):
         for t in range(L):
             params, state = self.step(inp, state)
             if t >= p:
-                out[:, t] = self.draw(self.table(params, out, t), generator, temperature)
+                out[:, t] = self.draw(self.table(params, out, t), generator, temperature, gc_tilt)
             inp = self.inputs(out[:, t : t + 1], y)
         return out
 
@@ -556,13 +559,14 @@ class SeqGAN(Family):
                                  lambda nets: (lambda x, g, lab: nets["G"].network_logits(x, classes_of(nets, x, lab))))
 
     @torch.no_grad()
-    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None):
+    def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None,
+               gc_tilt=0.0):
         G = nets["G"]
         out = []
         for s in range(0, n, 4096):
             m = min(4096, n - s)
             y = requested(nets, m, G.head.weight.device, generator, label=label, gc=gc)
-            out.append(G.generate(m, length, generator, temperature, prompt, y))
+            out.append(G.generate(m, length, generator, temperature, prompt, y, gc_tilt))
         return torch.cat(out)
 
     def artifacts(self, ensemble, run_dir, sample, epoch) -> list:

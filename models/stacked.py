@@ -132,7 +132,7 @@ class StackedGenerator(nn.Module):
         return F.pad(inp, (0, 0, k - 1, 0))
 
     @torch.no_grad()
-    def generate(self, n, L, device, generator, temperature=1.0, prompt=None, y=None, guidance=1.0):
+    def generate(self, n, L, device, generator, temperature=1.0, prompt=None, y=None, guidance=1.0, gc_tilt=0.0):
         """Sample (n, L) bases base by base; a prompt fixes the first bases. Also returns l1, z2.
         guidance != 1 (classifier-free): the same noise also runs with the null class, and each
         base is drawn from null + guidance * (cond - null) logits."""
@@ -159,7 +159,7 @@ class StackedGenerator(nn.Module):
                     logits = mix(logits[:n], logits[n:], guidance)
                 if self.ngram is not None:
                     logits = logits + self.ngram.step(x, t)
-                x[:, t] = sample_categorical(logits, temperature, generator)
+                x[:, t] = sample_categorical(logits, temperature, generator, gc_tilt)
         return x, l1[:n], z2[:n]
 
 
@@ -258,7 +258,7 @@ class Stacked(Family):
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None,
-               guidance=1.0):
+               guidance=1.0, gc_tilt=0.0):
         G = nets["G"]
         if length > G.max_len:
             raise ConfigError(f"the stacked model was trained on {G.max_len} bp; it cannot generate {length} bp")
@@ -267,5 +267,5 @@ class Stacked(Family):
         for s in range(0, n, 2048):
             m = min(2048, n - s)
             y = requested(nets, m, dev, generator, label=label, gc=gc)
-            out.append(G.generate(m, length, dev, generator, temperature, prompt, y, guidance)[0])
+            out.append(G.generate(m, length, dev, generator, temperature, prompt, y, guidance, gc_tilt)[0])
         return torch.cat(out)

@@ -154,11 +154,13 @@ class Ensemble:
     @torch.no_grad()
     def sample(self, n: int, length: int | None = None, *, temperature: float = 1.0, seed: int = 0,
                prompt: torch.Tensor | None = None, gc: float | None = None, label: str | None = None,
-               guidance: float | None = None) -> torch.Tensor:
+               guidance: float | None = None, gc_tilt: float = 0.0) -> torch.Tensor:
         """(n, length) codes; sequence i comes from member i mod K (members drawn in turn).
         ``gc`` asks a conditional family for sequences of that GC content; ``label`` one of the
         training labels (stats.label_names) for a family trained on labels; ``guidance`` the
-        classifier-free guidance weight of a family that has it (1: the conditional model)."""
+        classifier-free guidance weight of a family that has it (1: the conditional model);
+        ``gc_tilt`` a logit offset on C and G at every base (models.blocks.gc_bias; calibrate_gc
+        finds the one that meets ``gc`` on average)."""
         length = length or self.stats.seq_len
         extra = {}
         if label is not None:
@@ -185,6 +187,10 @@ class Ensemble:
                     raise ConfigError("--guidance: this checkpoint was trained with model.label_drop 0, so it has no "
                                       "unconditional model to guide against")
                 extra["guidance"] = float(guidance)
+        if gc_tilt:
+            if not self.family.conditional:
+                raise ConfigError(f"--gc: the {self.family.name!r} family does not generate to a requested GC")
+            extra["gc_tilt"] = float(gc_tilt)
         g = torch.Generator(device=self.device).manual_seed(seed)
         K = len(self.members)
         out = None
@@ -199,6 +205,47 @@ class Ensemble:
                 out = torch.empty(n, length, dtype=x.dtype)
             out[m::K] = x
         return out
+
+
+    def calibrate_gc(self, gc: float, length: int | None = None, *, n: int = 512, seed: int = 0, tol: float = 0.002,
+                     max_draws: int = 14, **kw) -> tuple[float, float, int]:
+        """The GC tilt (gc_tilt of sample) whose samples have mean GC ``gc``: pilot batches of ``n``
+        drawn with one seed (common random numbers, so their mean GC grows with the tilt almost
+        monotonically), bracketed by doubling steps, then narrowed by interpolation and bisection
+        until the pilot mean is within ``tol``. A class trained on GC bins starts near the bin; the
+        tilt takes its mean to the asked value. kw: sample's other arguments (temperature, prompt,
+        label, guidance). Returns (tilt, the pilot mean GC at it, pilot batches drawn)."""
+        def mean_gc(t):
+            x = self.sample(n, length, seed=seed, gc=gc, gc_tilt=t, **kw)
+            return float(((x == 1) | (x == 2)).float().mean())
+
+        lo, f_lo = 0.0, mean_gc(0.0)
+        draws, best = 1, (abs(f_lo - gc), 0.0, f_lo)
+        if best[0] <= tol:
+            return 0.0, f_lo, draws
+        sign = 1.0 if gc > f_lo else -1.0
+        hi, f_hi, step = None, None, 0.25
+        while hi is None and draws < max_draws and step <= 8.0:  # bracket: the first tilt past the target
+            t = sign * step
+            f = mean_gc(t)
+            draws += 1
+            best = min(best, (abs(f - gc), t, f))
+            if (f - gc) * sign >= 0:
+                hi, f_hi = t, f
+            else:
+                lo, f_lo, step = t, f, step * 2
+        while hi is not None and best[0] > tol and draws < max_draws:
+            t = lo + (gc - f_lo) * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else (lo + hi) / 2
+            a, b = sorted((lo, hi))
+            t = min(max(t, a + 0.1 * (b - a)), b - 0.1 * (b - a))  # interpolation, kept off the ends
+            f = mean_gc(t)
+            draws += 1
+            best = min(best, (abs(f - gc), t, f))
+            if (f - gc) * sign >= 0:
+                hi, f_hi = t, f
+            else:
+                lo, f_lo = t, f
+        return best[1], best[2], draws
 
 
 def stats_from_checkpoint(s: dict) -> DataStats:
