@@ -116,9 +116,11 @@ class Family:
     def adversarial_now(self, cfg, ctx) -> bool:
         """Whether the generator may take adversarial steps in the epoch ``ctx`` starts (decided
         once per epoch). The engine saves <model>_mle.pt, the state trained by likelihood alone,
-        before the first such epoch. Default: a GAN config's warm-up (train.gan) is over."""
+        before the first such epoch. Default: a GAN config's warm-up (train.gan) is over and, under
+        --curriculum, the windows have reached their full length (so the adversarial part and the
+        likelihood snapshot before it are both at the length the run is for)."""
         over = getattr(cfg.model, "warm_over", None)
-        return bool(over and over(ctx.step, ctx.budget_used))
+        return bool(over and over(ctx.step, ctx.budget_used)) and ctx.length >= cfg.data.seq_len
 
     def evaluate(self, nets: nn.ModuleDict, ctx) -> dict[str, float]:
         """Per-epoch held-out figures (ctx.val), e.g. NLL or masked accuracy."""

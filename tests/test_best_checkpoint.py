@@ -177,3 +177,17 @@ def test_seqgan_snapshots_before_its_adversarial_phase(genome, tmp_path):
     assert [r["phase"] for r in res.history] == ["gen_pretrain"] * 2 + ["dis_pretrain", "adversarial", "adversarial"]
     _, ck = load_ensemble(tmp_path / "ck" / "seqgan_mle.pt", device="cpu")
     assert ck["epoch"] == 3 and ck["plan_cursor"] == [2, 0]  # its next epoch is the first adversarial one
+
+
+def test_under_a_curriculum_the_adversarial_part_waits_for_the_full_length(genome, tmp_path):
+    """Length 8 for two epochs, then 16: with the warm-up over after one step, G's adversarial term
+    still starts only at the first full-length epoch, so the likelihood snapshot is of that length."""
+    from train.engine import load_ensemble
+
+    sets = ["model.adv_weight=0.5", "model.adv_every=1", "model.warmup_steps=1", "train.epochs=4",
+            "train.curriculum=true", "train.curriculum_start=8", "train.curriculum_step=8", "train.curriculum_every=2"]
+    res = _gumbel(genome, tmp_path, "cur", sets)
+    assert [r["length"] for r in res.history] == [8, 8, 16, 16]
+    assert all(r.get("g_adv", 0) == 0 for r in res.history[:2]) and res.history[2]["g_adv"] != 0
+    _, ck = load_ensemble(tmp_path / "cur" / "gumbel_mle.pt", device="cpu")
+    assert ck["epoch"] == 2
