@@ -265,6 +265,15 @@ class Gumbel(Family):
 
         return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram, network_logits)
 
+    def upgrade_state(self, state: dict) -> dict:
+        """Before labels (stop 17) a --condition gc model kept its bin edges in a "bins" module; today
+        they are the "classes" module's, beside label frequencies (none for such a model)."""
+        if "bins.edges" not in state:
+            return state
+        out = {("classes." + k[5:] if k.startswith("bins.") else k): v for k, v in state.items()}
+        out.setdefault("classes.label_freq", torch.zeros(0))
+        return out
+
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None,
                gc_tilt=0.0):

@@ -113,6 +113,11 @@ class Family:
     def on_epoch_start(self, nets: nn.ModuleDict, ctx) -> None:
         """Before a member's epoch (ctx.phase, ctx.phase_start say where the plan stands)."""
 
+    def upgrade_state(self, state: dict) -> dict:
+        """A member's state dict from a checkpoint written by an earlier version, in today's names
+        (loading calls it before load_state_dict). Default: unchanged."""
+        return state
+
     def adversarial_now(self, cfg, ctx) -> bool:
         """Whether the generator may take adversarial steps in the epoch ``ctx`` starts (decided
         once per epoch). The engine saves <model>_mle.pt, the state trained by likelihood alone,

@@ -120,6 +120,22 @@ def test_gc_conditional_generator_follows_its_label(tmp_path):
     assert torch.equal(ens.sample(10, seed=3, gc=0.8), res.ensemble.sample(10, seed=3, gc=0.8))
 
 
+def test_a_gc_conditional_checkpoint_of_the_version_before_labels_still_loads(genome, tmp_path):
+    """Before stop 17 the bin edges were the "bins" module's and there were no label frequencies:
+    such a checkpoint loads and samples exactly as the model it was written from."""
+    from train import checkpoint as ckpt_io
+
+    res = train(small_cfg(genome, "model.condition=gc", "train.epochs=1", "train.steps_per_epoch=2",
+                          f"train.checkpoint_dir={tmp_path}/c", f"train.run_dir={tmp_path}/r"))
+    ck = torch.load(res.last_path, weights_only=True)
+    for sd in ck["members"]:
+        sd["bins.edges"] = sd.pop("classes.edges")
+        del sd["classes.label_freq"]
+    ckpt_io.save_all([tmp_path / "old.pt"], ck)
+    old, _ = load_ensemble(tmp_path / "old.pt", device="cpu")
+    assert torch.equal(old.sample(20, seed=2, gc=0.6), res.ensemble.sample(20, seed=2, gc=0.6))
+
+
 def test_cli_train_gen_gumbel_tiny(genome, tmp_path):
     argv = ["--mode", "train", "--model", "gumbel", "--data", str(genome), "--epochs", "2", "--disc", "lstm"]
     for s in SMALL:

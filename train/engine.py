@@ -266,7 +266,7 @@ def load_ensemble(path, device: str = "auto") -> tuple[Ensemble, dict]:
     stats = stats_from_checkpoint(ck["stats"])
     members = [family.build(cfg, stats).to(dev) for _ in ck["members"]]
     for nets, sd in zip(members, ck["members"]):
-        load_weights(nets, sd, path)
+        load_weights(nets, family.upgrade_state(sd), path)
     return Ensemble(family, cfg, members, stats, dev), ck
 
 
@@ -597,7 +597,7 @@ class Run:
                 raise ConfigError(f"{self.run_dir}: already holds a run; pass --resume, --overwrite or another --run_dir")
             return
         for nets, sd in zip(self.members, ck["members"]):
-            load_weights(nets, sd, self.resume_path)
+            load_weights(nets, self.family.upgrade_state(sd), self.resume_path)
             if self.closing:  # a finished run's closing fit is redone at the new end
                 self.closing.undo(nets)
         for o, s, osd, ssd in zip(self.opts, self.scheds, ck["optimizers"], ck["schedulers"]):
