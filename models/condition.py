@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -74,6 +75,29 @@ class Classes(nn.Module):
         self.register_buffer("edges", torch.tensor(inner, dtype=torch.float32))
         freq = list(getattr(stats, "label_freq", ()) or [1.0] * self.n_labels)
         self.register_buffer("label_freq", torch.tensor(freq, dtype=torch.float32))
+        # label x bin models: each label's share of windows in each GC bin (from its GC percentiles),
+        # so a label asked for without --gc gets its own bins, not the pooled quantiles' uniform mix
+        self.register_buffer("bin_freq", self._bin_freq(getattr(stats, "label_gc_percentiles", ())))
+
+    def _bin_freq(self, label_pct) -> torch.Tensor:
+        if not (self.n_labels and self.n_bins):
+            return torch.zeros(0, 0)
+        out = torch.full((self.n_labels, self.n_bins), 1.0 / self.n_bins)
+        for k, pct in enumerate(label_pct):
+            pct = np.asarray(pct, dtype=np.float64)
+            if pct.size != 101 or np.isnan(pct).any():
+                continue
+            # the fraction of the label's windows below each edge, read off its percentile curve
+            below = np.interp(self.edges.numpy(), pct, np.arange(101) / 100.0)
+            share = np.diff(np.concatenate([[0.0], below, [1.0]])).clip(0)
+            out[k] = torch.from_numpy(share / share.sum())
+        return out
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before bin_freq (stop 18): uniform bins, as those models drew them
+        state_dict.setdefault(prefix + "bin_freq", torch.full_like(self.bin_freq, 1.0 / max(1, self.n_bins))
+                              if self.bin_freq.numel() else self.bin_freq.clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def null(self) -> int:
@@ -103,7 +127,8 @@ class Classes(nn.Module):
     def for_sampling(self, n: int, device, generator=None, *, label: int | None = None,
                      gc: float | None = None) -> torch.Tensor:
         """(n,) classes for generation: the requested label (else drawn by training frequency) and
-        the bin of the requested GC (else drawn uniformly: quantile bins are equally frequent)."""
+        the bin of the requested GC (else drawn as the label's training windows fill the bins, or
+        uniformly without labels: quantile bins are equally frequent)."""
         if gc is not None and not self.n_bins:
             raise ConfigError("--gc: this model was trained without --condition gc")
         y = torch.zeros(n, dtype=torch.long, device=device)
@@ -114,7 +139,10 @@ class Classes(nn.Module):
                 lab = torch.full((n,), int(label), dtype=torch.long, device=device)
             y = lab * max(1, self.n_bins)
         if self.n_bins:
-            if gc is None:
+            if gc is None and self.n_labels:
+                probs = self.bin_freq.to(device)[y // self.n_bins]
+                b = torch.multinomial(probs, 1, replacement=True, generator=generator).squeeze(1)
+            elif gc is None:
                 b = torch.randint(0, self.n_bins, (n,), device=device, generator=generator)
             else:
                 b = self.bin_of_gc(torch.full((n,), float(gc))).to(device)

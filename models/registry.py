@@ -54,6 +54,7 @@ class DataStats:
     kind: str = "dna"  # dna | signal (real-valued sequences; families whose data_kinds include it)
     label_names: tuple = ()  # the training records' labels (utils.labels); () without labels
     label_freq: tuple = ()  # each label's share of the training windows
+    label_gc_percentiles: tuple = ()  # per label, GC percentiles 0..100 of its training windows
 
 
 @dataclass(frozen=True)

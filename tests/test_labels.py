@@ -385,3 +385,27 @@ def test_gc_tilt_calibrates_the_mean_gc_to_the_request(family, genome, tmp_path,
     assert main(["--mode", "gen", "--checkpoint", f"checkpoints/{family}_last.pt", "--gc", "0.6",
                  "--gc_tilt", "lots"]) == 2
     assert capsys.readouterr().err.strip() == "error: --gc_tilt must be auto, off or a number, got 'lots'"
+
+
+def test_a_label_without_gc_draws_the_bins_its_own_windows_fill(tmp_path):
+    """label x GC bins: host windows sit at GC 0.3, phage at 0.7, so with two pooled quantile bins
+    every host window is in the low bin. Asked for host without --gc, the model must draw the low
+    bin, not a uniform mix of bins; a checkpoint state from before per-label bins loads as uniform."""
+    import torch
+
+    from models.condition import Classes, ConditionOptions
+    from utils.modality import DNA
+
+    data = load_sequences(short_records(tmp_path), 50, val_fraction=0.25, seed=3)
+    stats = DNA().stats(data)
+    cls = Classes(stats, ConditionOptions(condition="gc", gc_bins=2))
+    torch.testing.assert_close(cls.bin_freq, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), atol=0.02, rtol=0)
+    g = torch.Generator().manual_seed(0)
+    assert (cls.for_sampling(500, "cpu", g, label=0) == 0).all()  # host, low bin
+    assert (cls.for_sampling(500, "cpu", g, label=1) == 3).all()  # phage (1 x 2 bins) + high bin
+    drawn = cls.for_sampling(4000, "cpu", g)  # labels by frequency, each with its own bin
+    assert set(drawn.tolist()) == {0, 3} and abs(float((drawn == 0).float().mean()) - 0.5) < 0.05
+    old = {k: v for k, v in cls.state_dict().items() if k != "bin_freq"}
+    fresh = Classes(stats, ConditionOptions(condition="gc", gc_bins=2))
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.bin_freq, torch.full((2, 2), 0.5))

@@ -251,7 +251,8 @@ class Ensemble:
 def stats_from_checkpoint(s: dict) -> DataStats:
     return DataStats(seq_len=int(s["seq_len"]), base_freq=tuple(s["base_freq"]), gc=float(s["gc"]),
                      gc_percentiles=tuple(s.get("gc_percentiles", ())), kind=s.get("kind", "dna"),
-                     label_names=tuple(s.get("label_names", ())), label_freq=tuple(s.get("label_freq", ())))
+                     label_names=tuple(s.get("label_names", ())), label_freq=tuple(s.get("label_freq", ())),
+                     label_gc_percentiles=tuple(tuple(p) for p in s.get("label_gc_percentiles", ())))
 
 
 def load_ensemble(path, device: str = "auto") -> tuple[Ensemble, dict]:
@@ -787,7 +788,8 @@ class Run:
             "stats": {"seq_len": s.seq_len, "base_freq": list(s.base_freq), "gc": s.gc,
                       "gc_percentiles": list(s.gc_percentiles), "target_gc": float(self.target_gc),
                       "source": self.data.source, "kind": s.kind,
-                      "label_names": list(s.label_names), "label_freq": list(s.label_freq)},
+                      "label_names": list(s.label_names), "label_freq": list(s.label_freq),
+                      "label_gc_percentiles": [list(p) for p in s.label_gc_percentiles]},
             "run_dir": str(self.run_dir), "version": __version__, "data_sha256": self.data_sha256,
         }
 

@@ -41,7 +41,8 @@ class DNA:
         pct = data.gc_percentiles()
         return DataStats(seq_len=data.seq_len, base_freq=tuple(float(f) for f in data.base_freq()),
                          gc=float(data.gc()), gc_percentiles=tuple(float(v) for v in pct), kind=self.kind,
-                         label_names=tuple(data.label_names), label_freq=_label_freq(data))
+                         label_names=tuple(data.label_names), label_freq=_label_freq(data),
+                         label_gc_percentiles=tuple(tuple(float(v) for v in p) for p in data.label_gc_percentiles()))
 
     def target_gc(self, requested, data) -> float:
         return float(requested) if requested is not None else float(data.gc())

@@ -288,6 +288,16 @@ class SequenceData:
     def seq_len(self) -> int:
         return int(self.train.shape[1])
 
+    def label_gc_percentiles(self) -> list:
+        """Per label, (101,) percentiles 0..100 of its training windows' GC (empty without labels):
+        a model that conditions on label x GC bin draws each label's bins as its windows fill them."""
+        if self.train_labels is None:
+            return []
+        x = self.train
+        gc = ((x == 1) | (x == 2)).sum(axis=1, dtype=np.int32) / max(x.shape[1], 1)
+        return [np.percentile(gc[self.train_labels == k], np.arange(101)) if (self.train_labels == k).any()
+                else np.full(101, np.nan) for k in range(len(self.label_names))]
+
     def base_freq(self) -> np.ndarray:
         """(4,) A, C, G, T frequencies of the training windows (counted once: three comparisons over
         the codes, 35x faster than a bincount, which widens every code to 64 bits)."""
