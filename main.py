@@ -325,6 +325,13 @@ def _infill(args, ens) -> int:
     fill = getattr(ens.family, "infill", None)
     if fill is None:
         raise ConfigError(f"--infill: the {ens.family.name!r} family does not fill gaps (use --model masked)")
+    cond = {}
+    if args.label is not None:
+        cond["label"] = ens.label_index(args.label)
+    if args.gc is not None:
+        cond["gc"] = args.gc
+    if args.guidance is not None:
+        cond["guidance"] = args.guidance
     records = read_gapped(args.infill)
     temp = args.temperature if args.temperature is not None else ens.cfg.gen.temperature
     g = torch.Generator(device=ens.device).manual_seed(args.seed if args.seed is not None else ens.cfg.train.seed)
@@ -333,11 +340,12 @@ def _infill(args, ens) -> int:
         nets = ens.members[i % len(ens.members)]
         nets.eval()
         new = fill(nets, torch.from_numpy(codes).long(), torch.from_numpy(gaps), temperature=temp,
-                                generator=g).numpy()
+                   generator=g, **cond).numpy()
         chars = np.frombuffer(text.encode("ascii", "replace"), np.uint8).copy()
         chars[gaps] = np.frombuffer(b"ACGT", np.uint8)[new[gaps]]
         seqs.append(chars.tobytes().decode("ascii"))
-        heads.append(f"{rid} infilled={int(gaps.sum())} model={ens.family.name} checkpoint={Path(args.checkpoint).name}")
+        heads.append(f"{rid} infilled={int(gaps.sum())} model={ens.family.name} checkpoint={Path(args.checkpoint).name}"
+                     + (f" label={args.label}" if args.label is not None else ""))
         filled += int(gaps.sum())
     out = Path(args.output or "outputs/infilled.fasta")
     atomic_write_text(out, fasta_text(seqs, heads))

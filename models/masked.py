@@ -153,11 +153,12 @@ def unmask(model: MaskedLM, tokens: torch.Tensor, steps: int, temperature: float
 
 @torch.no_grad()
 def infill(model: MaskedLM, codes: torch.Tensor, gaps: torch.Tensor, *, steps: int = 0,
-           temperature: float = 1.0, generator=None) -> torch.Tensor:
+           temperature: float = 1.0, generator=None, y=None, guidance: float = 1.0) -> torch.Tensor:
     """Fill the gap positions of one sequence of any length (1-D codes, 1-D bool gaps).
 
     Windows of the model's length slide along the sequence (half-window steps); each window with
-    gaps fills them by iterative unmasking, with the bases already filled as context."""
+    gaps fills them by iterative unmasking, with the bases already filled as context. y: (1,) the
+    class to fill as (a conditional model; None: the null class), with classifier-free guidance."""
     L = model.max_len
     tok = codes.clone().long()
     tok[gaps] = MASK
@@ -169,7 +170,7 @@ def infill(model: MaskedLM, codes: torch.Tensor, gaps: torch.Tensor, *, steps: i
         w = tok[s : s + L]
         if (w == MASK).any():
             k = int((w == MASK).sum())
-            tok[s : s + L] = unmask(model, w.unsqueeze(0), steps or k, temperature, generator)[0]
+            tok[s : s + L] = unmask(model, w.unsqueeze(0), steps or k, temperature, generator, y, guidance)[0]
     return tok
 
 
@@ -256,12 +257,15 @@ class Masked(Family):
             out.update(val_masked_acc=acc, val_masked_loss=loss, val_nll=nll)
         return out
 
-    def infill(self, nets, codes, gaps, *, temperature=1.0, generator=None):
-        """Fill the gap positions (1-D bool) of one sequence (1-D codes); known bases unchanged.
-        (A capability of this family: main.py's --infill looks for this method.)"""
+    def infill(self, nets, codes, gaps, *, temperature=1.0, generator=None, label=None, gc=None, guidance=1.0):
+        """Fill the gap positions (1-D bool) of one sequence (1-D codes); known bases unchanged. A
+        model trained with classes fills as the requested label (and GC bin), else as its null
+        class. (A capability of this family: main.py's --infill looks for this method.)"""
         M = nets["M"]
         dev = next(M.parameters()).device
-        return infill(M, codes.to(dev), gaps.to(dev), temperature=temperature, generator=generator).cpu()
+        y = requested(nets, 1, dev, generator, label=label, gc=gc) if (label is not None or gc is not None) else None
+        return infill(M, codes.to(dev), gaps.to(dev), temperature=temperature, generator=generator, y=y,
+                      guidance=guidance).cpu()
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None,

@@ -409,3 +409,30 @@ def test_a_label_without_gc_draws_the_bins_its_own_windows_fill(tmp_path):
     fresh = Classes(stats, ConditionOptions(condition="gc", gc_bins=2))
     fresh.load_state_dict(old)
     assert torch.equal(fresh.bin_freq, torch.full((2, 2), 0.5))
+
+
+def test_infill_fills_as_the_requested_label(tmp_path, capsys):
+    """host windows have GC 0.3, phage 0.7: gaps filled as phage are GC-rich, as host AT-rich, with
+    the known bases untouched and the label in the header; an unknown label is the usual error."""
+    from main import main
+    from utils.sequences import read_records
+
+    path = short_records(tmp_path)
+    assert main(["--mode", "train", "--model", "masked", "--data", str(path), "--seq_len", "30", "--epochs", "3",
+                 "--set", "train.steps_per_epoch=40", "--set", "train.eval_samples=20", "--set", "train.lr_g=0.01",
+                 *CONDITIONAL["masked"]]) == 0
+    known = "ACGTACGTAC"
+    fasta(tmp_path / "gaps.fasta", [(f"g{i}", known + "N" * 20 + known) for i in range(20)])
+    gc = {}
+    for label in ("host", "phage"):
+        assert main(["--mode", "gen", "--checkpoint", "checkpoints/masked_last.pt", "--infill",
+                     str(tmp_path / "gaps.fasta"), "--label", label, "--output", f"{label}.fasta"]) == 0
+        recs = list(read_records(f"{label}.fasta"))
+        assert all(s[:10] == known and s[-10:] == known for _, s in recs)
+        gc[label] = np.mean([(s[10:30].count("G") + s[10:30].count("C")) / 20 for _, s in recs])
+        assert all(f"label={label}" in h for h in open(f"{label}.fasta").read().splitlines() if h.startswith(">"))
+    assert gc["host"] < 0.42 and gc["phage"] > 0.58, gc
+    capsys.readouterr()
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/masked_last.pt", "--infill",
+                 str(tmp_path / "gaps.fasta"), "--label", "virus"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --label virus: unknown label (known: host, phage)"

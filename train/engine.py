@@ -164,14 +164,7 @@ class Ensemble:
         length = length or self.stats.seq_len
         extra = {}
         if label is not None:
-            names = self.stats.label_names
-            if not names:
-                raise ConfigError("--label: this checkpoint was trained without labels")
-            if not self.family.labelled:
-                raise ConfigError(f"--label: the {self.family.name!r} family does not train on labels yet")
-            if label not in names:
-                raise ConfigError(f"--label {label}: unknown label (known: {', '.join(names)})")
-            extra["label"] = names.index(label)
+            extra["label"] = self.label_index(label)
         if gc is not None:
             if not self.family.conditional:
                 raise ConfigError(f"--gc: the {self.family.name!r} family does not generate to a requested GC")
@@ -206,6 +199,17 @@ class Ensemble:
             out[m::K] = x
         return out
 
+
+    def label_index(self, label: str) -> int:
+        """The index of a training label; a one-line error for a model without labels or an unknown one."""
+        names = self.stats.label_names
+        if not names:
+            raise ConfigError("--label: this checkpoint was trained without labels")
+        if not self.family.labelled:
+            raise ConfigError(f"--label: the {self.family.name!r} family does not train on labels yet")
+        if label not in names:
+            raise ConfigError(f"--label {label}: unknown label (known: {', '.join(names)})")
+        return names.index(label)
 
     def calibrate_gc(self, gc: float, length: int | None = None, *, n: int = 512, seed: int = 0, tol: float = 0.002,
                      max_draws: int = 14, **kw) -> tuple[float, float, int]:
