@@ -126,6 +126,10 @@ def main():
             row.update(motif_ref.row(gen)[0])
         row.update(train_s=secs, gen_seq_per_s=rate)
         rows.append(row)
+    # every row's sequences, for rescoring without training again (e.g. motifs: bench/quality_rescore.py)
+    name = f"quality_{args.model}{f'_L{args.seq_len}' if args.seq_len != 70 else ''}{('_' + args.tag) if args.tag else ''}"
+    np.savez_compressed(Path(tmp) / f"{name}_sets.npz", **{f"row{i}": g for i, (g, _, _) in enumerate(sets.values())},
+                        names=np.array(list(sets)))
     print(table(rows, COLS))
     fam_row = rows[-1]
     uni, m3 = rows[3], rows[1]
@@ -140,8 +144,7 @@ def main():
     }
     print("checks: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in checks.items()))
     hist = res.history
-    length = f"_L{args.seq_len}" if args.seq_len != 70 else ""
-    out = write_json(f"quality_{args.model}{length}{('_' + args.tag) if args.tag else ''}", {"seed": args.seed,
+    out = write_json(name, {"seed": args.seed,
         "command": "python bench/quality.py " + " ".join(
             [f"--model {args.model}", f"--budget {args.budget:g}", f"--seq_len {args.seq_len}",
              *([f"--motifs {args.motifs}"] if args.motifs else []), *(["--pair_mle"] if args.pair_mle else []),
