@@ -229,19 +229,13 @@ class Ensemble:
             return 0.0, f_lo, draws
         sign = 1.0 if gc > f_lo else -1.0
         hi, f_hi, step = None, None, 0.25
-        while hi is None and draws < max_draws and step <= 8.0:  # bracket: the first tilt past the target
-            t = sign * step
-            f = mean_gc(t)
-            draws += 1
-            best = min(best, (abs(f - gc), t, f))
-            if (f - gc) * sign >= 0:
-                hi, f_hi = t, f
-            else:
-                lo, f_lo, step = t, f, step * 2
-        while hi is not None and best[0] > tol and draws < max_draws:
-            t = lo + (gc - f_lo) * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else (lo + hi) / 2
-            a, b = sorted((lo, hi))
-            t = min(max(t, a + 0.1 * (b - a)), b - 0.1 * (b - a))  # interpolation, kept off the ends
+        while best[0] > tol and draws < max_draws and (hi is not None or step <= 8.0):
+            if hi is None:  # bracketing: doubling steps until a tilt goes past the target
+                t, step = sign * step, step * 2
+            else:  # interpolation between the bracket's ends, kept off them (bisection-safe)
+                t = lo + (gc - f_lo) * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else (lo + hi) / 2
+                a, b = sorted((lo, hi))
+                t = min(max(t, a + 0.1 * (b - a)), b - 0.1 * (b - a))
             f = mean_gc(t)
             draws += 1
             best = min(best, (abs(f - gc), t, f))
