@@ -68,6 +68,25 @@ def from_checkpoint(args, data):
     return gen, (hist[-1]["elapsed_s"] if hist else float("nan")), rate, res
 
 
+def baselines(args) -> list[dict]:
+    """The real/markov/uniform rows of an earlier run with the same protocol (they are deterministic
+    given data, seed, length, n and stride), so a family's run scores only its own rows."""
+    import json
+
+    old = json.loads((ROOT / "bench" / "results" / f"{args.baselines}.json").read_text())
+    argv = old["argv"]
+
+    def flag(name, default):
+        return type(default)(argv[argv.index(name) + 1]) if name in argv else default
+
+    same = (flag("--seq_len", 70), flag("--n", 20000), flag("--ref_stride", 35), flag("--seed", 0),
+            flag("--data", str(ROOT / "data/ecoli_536.fasta.gz")))
+    mine = (args.seq_len, args.n, args.ref_stride, args.seed, args.data)
+    if same[:4] != mine[:4] or Path(same[4]).name != Path(mine[4]).name:
+        raise SystemExit(f"--baselines {args.baselines}: run with (seq_len, n, ref_stride, seed, data) {same}, not {mine}")
+    return [r for r in old["rows"][:4]]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="markov")
@@ -82,6 +101,9 @@ def main():
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--tag", default="", help="suffix for the JSON name (e.g. an ablation)")
     ap.add_argument("--motifs", default=None, metavar="GROUP", help="JASPAR group to scan (analysis.motifs)")
+    ap.add_argument("--baselines", default=None, metavar="NAME",
+                    help="take the real, markov and uniform rows from bench/results/NAME.json (same data, seed, "
+                         "--seq_len, --n and --ref_stride) instead of scoring them again")
     ap.add_argument("--pair_mle", action="store_true",
                     help="also score the run's <model>_mle.pt (the state before its adversarial part)")
     ap.add_argument("--checkpoint", default=None,
@@ -94,11 +116,14 @@ def main():
           f"{args.seq_len} bp (every {args.ref_stride} bases); held-out GC {M.gc_content(val).mean():.4f}")
     tmp = str(ROOT / "bench" / "results" / "work")
     rng = np.random.default_rng(args.seed)
-    sets = {"real (train windows)": (data.train[rng.choice(data.train.shape[0], args.n, replace=False)], 0.0, float("nan"))}
-    for order in (3, 5):
-        gen, secs, rate, _ = fit("markov", data, args, [f"model.order={order}"], 0, tmp)
-        sets[f"markov-{order}"] = (gen, secs, rate)
-    sets["uniform random"] = (rng.integers(0, 4, (args.n, args.seq_len)).astype(np.uint8), 0.0, float("nan"))
+    base_rows = baselines(args) if args.baselines else []
+    sets = {}
+    if not base_rows:
+        sets["real (train windows)"] = (data.train[rng.choice(data.train.shape[0], args.n, replace=False)], 0.0, float("nan"))
+        for order in (3, 5):
+            gen, secs, rate, _ = fit("markov", data, args, [f"model.order={order}"], 0, tmp)
+            sets[f"markov-{order}"] = (gen, secs, rate)
+        sets["uniform random"] = (rng.integers(0, 4, (args.n, args.seq_len)).astype(np.uint8), 0.0, float("nan"))
     if args.checkpoint:
         gen, secs, rate, res = from_checkpoint(args, data)
     else:
@@ -113,7 +138,7 @@ def main():
         args.checkpoint = None
         sets[f"{label} MLE snapshot (epoch {m_res.epochs_done} of {res.epochs_done})"] = (m_gen, m_secs, m_rate)
     sets[label] = (gen, secs, rate)
-    rows = []
+    rows = list(base_rows)
     motif_ref = None
     if args.motifs:
         from analysis.motifs import MotifReference
@@ -148,9 +173,11 @@ def main():
         "command": "python bench/quality.py " + " ".join(
             [f"--model {args.model}", f"--budget {args.budget:g}", f"--seq_len {args.seq_len}",
              *([f"--motifs {args.motifs}"] if args.motifs else []), *(["--pair_mle"] if args.pair_mle else []),
+             *([f"--baselines {args.baselines}"] if args.baselines else []),
              *[f"--set {s}" for s in args.set],
              *([f"--checkpoint {args.checkpoint}"] if args.checkpoint else [])]),
         "rows": rows, "checks": checks, "epochs_done": res.epochs_done,
+        "baselines_from": args.baselines,
         "peak_train_memory_mb": max(map(float, mems), default=None),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "lengths": [r.get("length") for r in hist],
