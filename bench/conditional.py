@@ -52,7 +52,9 @@ GC_COLS = ["family", "bin", "range", "asked_gc", "class_only_gc", "class_only_ab
            "obtained_gc", "abs_diff", "js_4mer", "obtained_std", "in_bin"]
 
 
-def train(family: str, data: str, budget: float, where: Path, extra=()) -> tuple[Path, float]:
+def train(family: str, data: str, budget: float, where: Path, extra=(), reuse: bool = False) -> tuple[Path, float]:
+    if reuse and (where / "ck" / f"{family}_best.pt").exists():
+        return where / "ck" / f"{family}_best.pt", float("nan")  # an earlier run's checkpoint: no training time
     shutil.rmtree(where, ignore_errors=True)
     where.mkdir(parents=True)
     args = ("--order", 5) if family == "markov" else ("--budget", budget)
@@ -120,6 +122,8 @@ def main():
     ap.add_argument("--skip_gc", action="store_true")
     ap.add_argument("--skip_labels", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the JSON name")
+    ap.add_argument("--reuse", action="store_true",
+                    help="generate from an earlier run's checkpoints under bench/results/work/conditional where present")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from train.engine import load_ensemble
@@ -142,7 +146,7 @@ def main():
         out["floors"] = {k: {"c2st_auc": v["c2st_auc"], "c2st_lo": v["c2st_lo"], "c2st_hi": v["c2st_hi"],
                              "n_heldout": int(ref["heldout"][k].shape[0])} for k, v in floors.items()}
         for family in args.families:
-            ck, secs = train(family, LABELLED, args.budget, work / family)
+            ck, secs = train(family, LABELLED, args.budget, work / family, reuse=args.reuse)
             out["train_s"][family] = secs
             ens, _ = load_ensemble(ck, device="cpu")
             for guidance in (None, 2.0) if family in GUIDED else (None,):
@@ -153,7 +157,7 @@ def main():
     if not args.skip_gc:
         gc_data = load_sequences(ROOT / GC_DATA, 70, val_fraction=0.2, seed=42)
         for family in [f for f in args.families if f in GC_FAMILIES]:
-            ck, secs = train(family, GC_DATA, args.gc_budget, work / f"{family}_gc", ("--condition", "gc"))
+            ck, secs = train(family, GC_DATA, args.gc_budget, work / f"{family}_gc", ("--condition", "gc"), args.reuse)
             out["train_s"][f"{family}_gc"] = secs
             ens, _ = load_ensemble(ck, device="cpu")
             rows = gc_rows(family, ens, gc_data, args)
