@@ -757,7 +757,8 @@ class Run:
     def monitor(self, epoch: int, figures: dict, ctx: StepContext, seen: int, seconds: float):
         """A sample from the ensemble judged against the held-out windows; returns (row, sample)."""
         tc = self.cfg.train
-        sample = self.ensemble.sample(tc.eval_samples, self.data.seq_len, temperature=1.0,
+        n = min(tc.eval_samples, max(32, tc.eval_bases // self.data.seq_len))  # bounded cost at length
+        sample = self.ensemble.sample(n, self.data.seq_len, temperature=1.0,
                                       seed=tc.seed * 100_003 + epoch).numpy()
         row = {"epoch": epoch + 1, "phase": ctx.phase, "length": ctx.length, "balance_weight": ctx.balance_weight,
                "temperature": ctx.temperature, **figures}

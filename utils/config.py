@@ -93,6 +93,7 @@ class TrainConfig:
     save_every: int = 10  # checkpoints/<model>_epoch{N}.pt every N epochs; 0 = off
     sample_every: int = 5  # sample FASTA into the run's sequences/ every N epochs; 0 = off
     eval_samples: int = 500  # sequences generated per epoch for monitoring and validation
+    eval_bases: int = 35000  # ... at most this many bases (500 x 70 bp): fewer sequences at length
     early_stopping: bool = False
     patience: int = 10  # epochs without validation improvement before stopping
     bagging: bool = False  # bootstrap-resampled ensemble members
