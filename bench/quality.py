@@ -11,7 +11,8 @@ periodicity gap and longest-ORF KS (analysis.structure), the Fréchet distance o
 JASPAR motif hit rates, plus training time and generation throughput. At --seq_len other than 70
 the JSON name carries the length (quality_<model>_L500.json). With --pair_mle a GAN family's run
 also scores its own <model>_mle.pt (the engine's snapshot before the first adversarial epoch: the
-same pretraining, likelihood only), the paired adversarial-vs-MLE comparison from one run. The JSON
+same pretraining, likelihood only) after the family's closing fit, as the final row had its own:
+the paired adversarial-vs-MLE comparison from one run. The JSON
 keeps the run's peak memory (the engine's per-epoch peak, and this process's peak resident size).
 """
 import argparse
@@ -51,14 +52,25 @@ def fit(family: str, data, args, sets, budget: float, tmp: str):
     return gen, res.seconds, gen_rate, res
 
 
-def from_checkpoint(args, data):
-    """Generate from a checkpoint trained on the same split (bench/masked_accuracy.py trains one)."""
+def from_checkpoint(args, data, closing: bool = False):
+    """Generate from a checkpoint trained on the same split (bench/masked_accuracy.py trains one).
+    closing: first give it the family's closing fit (as the engine does at the end of a run), so an
+    epoch snapshot is scored as the model a run stopped there would have left."""
     from train.engine import read_metrics, load_ensemble
 
     ens, ck = load_ensemble(args.checkpoint, device="cpu")
-    if ck["family"] != args.model or ck["stats"].get("source") != data.source:
+    if ck["family"] != args.model or Path(str(ck["stats"].get("source"))).name != Path(data.source).name:
         raise SystemExit(f"{args.checkpoint}: a {ck['family']} checkpoint of {ck['stats'].get('source')}, "
                          f"not {args.model} on {data.source}")
+    fit = ens.family.closing_fit(ens.cfg) if closing else None
+    if fit is not None:
+        import torch
+
+        ctx = SimpleNamespace(val=torch.from_numpy(np.ascontiguousarray(data.val)), val_labels=None,
+                              device=torch.device("cpu"), cfg=ens.cfg)
+        for nets in ens.members:
+            fit.undo(nets)
+            print(f"closing fit of {args.checkpoint}: {fit.fit(nets, torch.from_numpy(data.train), None, ctx)}")
     t = time.perf_counter()
     gen = ens.sample(args.n, args.seq_len, temperature=args.temperature, seed=args.seed + 1).numpy()
     rate = args.n / (time.perf_counter() - t)
@@ -106,6 +118,8 @@ def main():
                          "--seq_len, --n and --ref_stride) instead of scoring them again")
     ap.add_argument("--pair_mle", action="store_true",
                     help="also score the run's <model>_mle.pt (the state before its adversarial part)")
+    ap.add_argument("--closing", action="store_true",
+                    help="with --checkpoint: give it the family's closing fit first (an epoch snapshot)")
     ap.add_argument("--checkpoint", default=None,
                     help="score this trained checkpoint of --model (same data and seed) instead of training")
     args = ap.parse_args()
@@ -125,7 +139,7 @@ def main():
             sets[f"markov-{order}"] = (gen, secs, rate)
         sets["uniform random"] = (rng.integers(0, 4, (args.n, args.seq_len)).astype(np.uint8), 0.0, float("nan"))
     if args.checkpoint:
-        gen, secs, rate, res = from_checkpoint(args, data)
+        gen, secs, rate, res = from_checkpoint(args, data, args.closing)
     else:
         gen, secs, rate, res = fit(args.model, data, args, args.set, args.budget, tmp)
     label = args.model + (f" {' '.join(args.set)}" if args.set else "")
@@ -134,9 +148,9 @@ def main():
         if not mle.exists():
             raise SystemExit(f"{mle}: no snapshot (the run never reached an adversarial epoch)")
         args.checkpoint = str(mle)
-        m_gen, m_secs, m_rate, m_res = from_checkpoint(args, data)
+        m_gen, m_secs, m_rate, m_res = from_checkpoint(args, data, closing=True)  # as the final row got its own
         args.checkpoint = None
-        sets[f"{label} MLE snapshot (epoch {m_res.epochs_done} of {res.epochs_done})"] = (m_gen, m_secs, m_rate)
+        sets[f"{label} MLE snapshot (epoch {m_res.epochs_done} of {res.epochs_done}) + closing fit"] = (m_gen, m_secs, m_rate)
     sets[label] = (gen, secs, rate)
     rows = list(base_rows)
     motif_ref = None
@@ -175,7 +189,7 @@ def main():
              *([f"--motifs {args.motifs}"] if args.motifs else []), *(["--pair_mle"] if args.pair_mle else []),
              *([f"--baselines {args.baselines}"] if args.baselines else []),
              *[f"--set {s}" for s in args.set],
-             *([f"--checkpoint {args.checkpoint}"] if args.checkpoint else [])]),
+             *([f"--checkpoint {args.checkpoint}"] if args.checkpoint else []), *(["--closing"] if args.closing else [])]),
         "rows": rows, "checks": checks, "epochs_done": res.epochs_done,
         "baselines_from": args.baselines,
         "peak_train_memory_mb": max(map(float, mems), default=None),
