@@ -16,6 +16,8 @@ The generator is autoregressive, so it is first trained by maximum likelihood wi
 the discriminator trains from the start (so its accuracy is monitored at every epoch); the
 generator's adversarial term, weighted by model.adv_weight, joins its MLE term after the warm-up. Keeping the MLE term is what
 keeps the adversarial phase from collapsing the generator (the report's GC -> 0 and diversity -> 0).
+model.adv_weight is 0 by default (likelihood only): at 70 bp the adversarial phase changed nothing
+measurable and at 500 bp it made every sample worse (docs/benchmarks.md, issue 18).
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ class GumbelConfig(ConditionOptions, NgramOptions, GanOptions):
     d_kernel: int = option(5, "CNN discriminator kernel width")
     d_hidden: int = option(256, "bidirectional-LSTM units (lstm) and dense units (both)")
     d_dropout: float = option(0.3, "discriminator dropout")
-    adv_weight: float = option(0.1, "weight of G's adversarial term (after model.warmup_steps)")
+    adv_weight: float = option(0.0, "weight of G's adversarial term (after model.warmup_steps); 0 = likelihood "
+                                    "only, the default since it measured better at 500 bp (docs/benchmarks.md)")
     warmup_steps: int = option(2000, "generator steps of MLE alone before its adversarial term starts")
 
     def validate(self):

@@ -23,7 +23,7 @@ STACKED = ["model.d_model=16", "model.g_layers=1", "model.d_layers=1", "model.n_
            "model.adv_weight=0.1", "model.adv_every=1", "model.warmup_steps=0", "train.eval_samples=20",
            "data.seq_len=20", "train.batch=16", "train.steps_per_epoch=3", "train.save_every=0",
            "train.sample_every=0"]
-GUMBEL = ["model.hidden=16", "model.noise_dim=4", "model.d_filters=[4, 8]", "model.d_hidden=8",
+GUMBEL = ["model.adv_weight=0.1", "model.hidden=16", "model.noise_dim=4", "model.d_filters=[4, 8]", "model.d_hidden=8",
           "model.adv_every=2", "model.warmup_steps=3", "train.eval_samples=20", "data.seq_len=20",
           "train.batch=16", "train.steps_per_epoch=3", "train.save_every=0", "train.sample_every=0"]
 SEQGAN = ["model.hidden=8", "model.emb=8", "model.rollout_num=2", "model.d_emb=4", "model.d_filter_sizes=[2, 3]",

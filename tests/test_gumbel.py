@@ -14,7 +14,7 @@ from utils.errors import ConfigError
 from utils.sequences import read_sequences
 from conftest import random_dna
 
-SMALL = ["model.hidden=32", "model.noise_dim=8", "model.d_filters=[8, 16, 16]", "model.d_hidden=16",
+SMALL = ["model.adv_weight=0.1", "model.hidden=32", "model.noise_dim=8", "model.d_filters=[8, 16, 16]", "model.d_hidden=16",
          "model.adv_every=2", "model.warmup_steps=1", "train.eval_samples=40", "data.seq_len=20",
          "train.batch=16", "train.steps_per_epoch=4", "train.save_every=0", "train.sample_every=0"]
 STATS = DataStats(seq_len=20, base_freq=(0.25,) * 4, gc=0.5, gc_percentiles=tuple(np.linspace(0.2, 0.8, 101)))
