@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from train.losses import rows_per_pass
 from utils.config import option
 from utils.errors import ConfigError
 
@@ -244,9 +245,10 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
     @torch.no_grad()
     def frozen(x, y):
         outs, idx = [], []
-        for s in range(0, x.shape[0], 2048):
-            xb = x[s : s + 2048].to(device)
-            yb = None if y is None else y[s : s + 2048].to(device)
+        rows = rows_per_pass(x.shape[1], 2048)
+        for s in range(0, x.shape[0], rows):
+            xb = x[s : s + rows].to(device)
+            yb = None if y is None else y[s : s + rows].to(device)
             outs.append(network_logits(xb, noise, yb).reshape(-1, 4))
             idx.append(table.index(xb).reshape(-1))
         return torch.cat(outs), torch.cat(idx)

@@ -36,7 +36,7 @@ from models.blocks import (CausalTransformer, ContextLogits, NgramOptions, Trans
 from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
-from train.losses import balanced_loss, g_loss, heldout_nll
+from train.losses import balanced_loss, g_loss, heldout_nll, rows_per_pass
 from utils.config import option
 from utils.errors import ConfigError
 
@@ -263,9 +263,9 @@ class Stacked(Family):
         if length > G.max_len:
             raise ConfigError(f"the stacked model was trained on {G.max_len} bp; it cannot generate {length} bp")
         dev = next(G.parameters()).device
-        out = []
-        for s in range(0, n, 2048):
-            m = min(2048, n - s)
+        out, rows = [], rows_per_pass(length, 2048)
+        for s in range(0, n, rows):
+            m = min(rows, n - s)
             y = requested(nets, m, dev, generator, label=label, gc=gc)
             out.append(G.generate(m, length, dev, generator, temperature, prompt, y, guidance, gc_tilt)[0])
         return torch.cat(out)

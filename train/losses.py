@@ -83,6 +83,16 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
     return ((grad.reshape(grad.shape[0], -1).norm(dim=1) - 1) ** 2).mean()
 
 
+PASS_TOKENS = 1 << 17  # bases per batched no-grad pass (2 GB of 4-head attention scores at 1,000 bp)
+
+
+def rows_per_pass(length: int, cap: int) -> int:
+    """Rows of length ``length`` in one batched evaluation or sampling pass: ``cap`` at short lengths,
+    PASS_TOKENS // length at long ones, so a transformer's attention (rows x heads x length^2)
+    stays a few GB at 1,000 bp instead of tens."""
+    return max(1, min(cap, PASS_TOKENS // max(1, length)))
+
+
 @torch.no_grad()
 def heldout_nll(logits_fn, val: torch.Tensor | None, device, *, max_windows: int = 4096, batch: int = 1024,
                 seed: int = 0, labels: torch.Tensor | None = None) -> dict:
@@ -97,6 +107,7 @@ def heldout_nll(logits_fn, val: torch.Tensor | None, device, *, max_windows: int
     step = max(1, val.shape[0] // max_windows)
     val = val[::step][:max_windows]  # spread over every held-out block
     labels = None if labels is None else labels[::step][:max_windows]
+    batch = rows_per_pass(val.shape[1], batch)
     total, n = 0.0, 0
     for s in range(0, val.shape[0], batch):
         x = val[s : s + batch].to(device).long()
