@@ -201,6 +201,14 @@ class LSTMDiscriminator(nn.Module):
         return self.head(torch.cat([h.mean(1), h.amax(1)], 1), y)
 
 
+def _bins_to_classes(module, state_dict, prefix, *args) -> None:
+    """Checkpoints from before labels (stop 17): a --condition gc model kept its bin edges in a
+    "bins" module; today they are the "classes" module's, beside label frequencies (none here)."""
+    for k in [k for k in state_dict if k.startswith(prefix + "bins.")]:
+        state_dict[prefix + "classes." + k[len(prefix) + 5:]] = state_dict.pop(k)
+        state_dict.setdefault(prefix + "classes.label_freq", torch.zeros(0))
+
+
 @register("gumbel")
 class Gumbel(Family):
     Config = GumbelConfig
@@ -216,7 +224,9 @@ class Gumbel(Family):
         nets = {"G": LSTMGenerator(c, n), "D": D}
         if n:
             nets["classes"] = classes
-        return nn.ModuleDict(nets)
+        nets = nn.ModuleDict(nets)
+        nets.register_load_state_dict_pre_hook(_bins_to_classes)
+        return nets
 
     def optimizers(self, nets, cfg):
         return {"g": (list(nets["G"].parameters()), cfg.train.lr_g),
@@ -267,15 +277,6 @@ class Gumbel(Family):
                                                       classes_of(nets, x, lab))
 
         return ngram_closing_fit(cfg.model, lambda nets: nets["G"].ngram, network_logits)
-
-    def upgrade_state(self, state: dict) -> dict:
-        """Before labels (stop 17) a --condition gc model kept its bin edges in a "bins" module; today
-        they are the "classes" module's, beside label frequencies (none for such a model)."""
-        if "bins.edges" not in state:
-            return state
-        out = {("classes." + k[5:] if k.startswith("bins.") else k): v for k, v in state.items()}
-        out.setdefault("classes.label_freq", torch.zeros(0))
-        return out
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None,

@@ -83,6 +83,9 @@ class Family:
     labelled = False
     # sample() takes guidance= (classifier-free guidance; models.condition)
     guided = False
+    # the plan phase in which the generator takes adversarial steps (seqgan's); None: a GAN config's
+    # warm-up decides (train.gan.adversarial_now)
+    adversarial_phase: str | None = None
     # the metrics-row figure (lower is better) that picks <model>_best.pt: held-out NLL where the
     # family has a likelihood (from evaluate), else the monitor's sample score
     select_by = "val_score"
@@ -113,20 +116,6 @@ class Family:
 
     def on_epoch_start(self, nets: nn.ModuleDict, ctx) -> None:
         """Before a member's epoch (ctx.phase, ctx.phase_start say where the plan stands)."""
-
-    def upgrade_state(self, state: dict) -> dict:
-        """A member's state dict from a checkpoint written by an earlier version, in today's names
-        (loading calls it before load_state_dict). Default: unchanged."""
-        return state
-
-    def adversarial_now(self, cfg, ctx) -> bool:
-        """Whether the generator may take adversarial steps in the epoch ``ctx`` starts (decided
-        once per epoch). The engine saves <model>_mle.pt, the state trained by likelihood alone,
-        before the first such epoch. Default: a GAN config's warm-up (train.gan) is over and, under
-        --curriculum, the windows have reached their full length (so the adversarial part and the
-        likelihood snapshot before it are both at the length the run is for)."""
-        over = getattr(cfg.model, "warm_over", None)
-        return bool(over and over(ctx.step, ctx.budget_used)) and ctx.length >= cfg.data.seq_len
 
     def evaluate(self, nets: nn.ModuleDict, ctx) -> dict[str, float]:
         """Per-epoch held-out figures (ctx.val), e.g. NLL or masked accuracy."""

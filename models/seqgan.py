@@ -422,6 +422,7 @@ class SeqGAN(Family):
     select_by = "val_nll"
     conditional = True  # --gc with --condition gc
     labelled = True
+    adversarial_phase = "adversarial"
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c = cfg.model
@@ -461,9 +462,6 @@ class SeqGAN(Family):
             if rest:
                 out.append(Phase("adversarial", 1, rest))
         return Plan(tuple(out)) if out else Plan.single(cfg.train.epochs, "gen_pretrain")
-
-    def adversarial_now(self, cfg, ctx) -> bool:
-        return ctx.phase == "adversarial"
 
     # ---- steps
     def _d_step(self, nets, real, labels, ctx) -> dict:

@@ -29,6 +29,7 @@ from train.curriculum import from_config as curriculum_from_config
 from train.distributed import Dist
 from train.distributed import describe as describe_error
 from train.distributed import setup as dist_setup
+from train.gan import adversarial_now
 from train.schedule import Cursor
 from utils import config as C
 from utils import modality as modalities
@@ -265,7 +266,7 @@ def load_ensemble(path, device: str = "auto") -> tuple[Ensemble, dict]:
     stats = stats_from_checkpoint(ck["stats"])
     members = [family.build(cfg, stats).to(dev) for _ in ck["members"]]
     for nets, sd in zip(members, ck["members"]):
-        load_weights(nets, family.upgrade_state(sd), path)
+        load_weights(nets, sd, path)
     return Ensemble(family, cfg, members, stats, dev), ck
 
 
@@ -596,7 +597,7 @@ class Run:
                 raise ConfigError(f"{self.run_dir}: already holds a run; pass --resume, --overwrite or another --run_dir")
             return
         for nets, sd in zip(self.members, ck["members"]):
-            load_weights(nets, self.family.upgrade_state(sd), self.resume_path)
+            load_weights(nets, sd, self.resume_path)
             if self.closing:  # a finished run's closing fit is redone at the new end
                 self.closing.undo(nets)
         for o, s, osd, ssd in zip(self.opts, self.scheds, ck["optimizers"], ck["schedulers"]):
@@ -662,7 +663,7 @@ class Run:
         for m, nets in enumerate(self.members):
             nets.train()
             ctx = self.context(m, epoch, phase_start, used)
-            ctx.adversarial = self.family.adversarial_now(self.cfg, ctx)
+            ctx.adversarial = adversarial_now(self.family, self.cfg, ctx)
             self.family.on_epoch_start(nets, ctx)
             # one shuffled pass over the member's windows; a phase with more steps than batches in a
             # pass (seqgan's rounds on a small genome) goes on with freshly shuffled passes
@@ -710,7 +711,7 @@ class Run:
         """Before the first epoch in which the generator may take adversarial steps, the state so
         far (trained by likelihood alone, plus its discriminator) goes to <model>_mle.pt: the
         paired MLE row of an adversarial-vs-likelihood comparison from one run."""
-        if self.adversarial or not self.family.adversarial_now(self.cfg, ctx):
+        if self.adversarial or not adversarial_now(self.family, self.cfg, ctx):
             return
         if self.saving and self.history:
             with cli.critical():

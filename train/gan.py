@@ -64,6 +64,18 @@ class GanOptions:
         return self.d_active(step) and over
 
 
+def adversarial_now(family, cfg, ctx) -> bool:
+    """Whether the generator may take adversarial steps in the epoch ``ctx`` starts (the engine
+    decides once per epoch, and saves <model>_mle.pt, the state trained by likelihood alone, before
+    the first such epoch): in the family's adversarial phase (seqgan), else once a GAN config's
+    warm-up is over and, under --curriculum, the windows have reached their full length (so the
+    adversarial part and the likelihood snapshot before it are both at the length the run is for)."""
+    if family.adversarial_phase is not None:
+        return ctx.phase == family.adversarial_phase
+    over = getattr(cfg.model, "warm_over", None)
+    return bool(over and over(ctx.step, ctx.budget_used)) and ctx.length >= cfg.data.seq_len
+
+
 def d_metrics(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss: torch.Tensor) -> dict:
     """d_acc thresholds D's logit at 0; d_auc says whether D ranks real above fake at all, whatever
     its bias (0.5 = cannot tell them apart)."""
