@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true",
                    help="replace <model>_best.pt/_last.pt of an earlier run in --checkpoint_dir")
     add_family_flags(p)
+    _generation_and_analysis_flags(p)
+    return p
+
+
+def _generation_and_analysis_flags(p) -> None:
     g = p.add_argument_group("generation")
     g.add_argument("--checkpoint", default=None, help="checkpoint to generate from")
     g.add_argument("--n", type=D.of("gen", "n"), default=None)
@@ -105,7 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also scan JASPAR CORE profiles (pyjaspar): all, vertebrates, plants, insects, fungi, "
                         "nematodes or urochordates; the first use of a group reads the database for minutes, then it "
                         "is cached")
-    return p
 
 
 def family_flags() -> dict:
