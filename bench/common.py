@@ -44,6 +44,11 @@ def provenance(seed) -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
+def argv_flag(argv: list, name: str, default):
+    """The value an earlier run's recorded argv gave ``name`` (its type that of ``default``), else default."""
+    return type(default)(argv[argv.index(name) + 1]) if name in argv else default
+
+
 def write_json(name: str, payload: dict) -> Path:
     """bench/results/NAME.json: the payload plus provenance; payload["seed"] (required) is the
     bench's --seed or the constant it seeds with (None where nothing is random)."""

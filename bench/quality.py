@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from common import ROOT, table, write_json
+from common import ROOT, argv_flag, table, write_json
 
 from analysis import metrics as M
 from analysis.judge import heldout_windows
@@ -89,7 +89,7 @@ def baselines(args) -> list[dict]:
     argv = old["argv"]
 
     def flag(name, default):
-        return type(default)(argv[argv.index(name) + 1]) if name in argv else default
+        return argv_flag(argv, name, default)
 
     same = (flag("--seq_len", 70), flag("--n", 20000), flag("--ref_stride", 35), flag("--seed", 0),
             flag("--data", str(ROOT / "data/ecoli_536.fasta.gz")))

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from common import ROOT, table
+from common import ROOT, argv_flag, table
 
 from analysis.judge import heldout_windows
 from analysis.motifs import MotifReference
@@ -35,7 +35,7 @@ def main():
     argv = res["argv"]
 
     def flag(name, default):
-        return type(default)(argv[argv.index(name) + 1]) if name in argv else default
+        return argv_flag(argv, name, default)
 
     L, seed, stride = flag("--seq_len", 70), flag("--seed", 0), flag("--ref_stride", 35)
     data_path = flag("--data", str(ROOT / "data/ecoli_536.fasta.gz"))
