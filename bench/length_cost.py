@@ -9,7 +9,7 @@ training sequences/s in the full-length epochs, the training process's peak resi
 engine's peak_memory_mb), generation sequences/s (process start and checkpoint load included) and
 the generated set's GC and 4-mer JS against held-out windows. Quality at length with the judge,
 Fréchet distance and structure statistics is bench/quality.py's; this is about time and memory.
-JSON: bench/results/length_cost_L<seq_len>.json.
+JSON: bench/results/length_cost_L<seq_len>[_<tag>].json.
 """
 import argparse
 import csv
@@ -36,6 +36,7 @@ def main():
     ap.add_argument("--families", nargs="+", default=["stacked", "gumbel", "seqgan", "masked"])
     ap.add_argument("--n", type=int, default=500, help="generated sequences per family")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tag", default="", help="suffix of the JSON's name (a run of some families beside an earlier one)")
     args = ap.parse_args()
     data_path = ROOT / "data/ecoli_536.fasta.gz"
     data = load_sequences(data_path, args.seq_len, val_fraction=0.2, seed=args.seed)
@@ -43,7 +44,7 @@ def main():
     out = {"seed": args.seed, "seq_len": args.seq_len, "budget": args.budget, "n": args.n, "rows": [],
            "command": f"python bench/length_cost.py --seq_len {args.seq_len} --budget {args.budget:g} --n {args.n} "
                       f"--families {' '.join(args.families)}"}
-    name = f"length_cost_L{args.seq_len}"
+    name = f"length_cost_L{args.seq_len}" + (f"_{args.tag}" if args.tag else "")
     for fam in args.families:
         work = ROOT / "bench" / "results" / "work" / f"length_{fam}_{args.seq_len}"
         shutil.rmtree(work, ignore_errors=True)

@@ -26,7 +26,7 @@ class TransformerStack(nn.Module):
     """Input projection + LayerNorm + learned positions -> pre-norm encoder -> LayerNorm."""
 
     def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, max_len: int,
-                 dropout: float = 0.0, ff_mult: int = 4, kernel: int = 1):
+                 dropout: float = 0.0, ff_mult: int = 4, kernel: int = 1, attn_dropout: float | None = None):
         super().__init__()
         # kernel > 1: the input projection is a 1-D convolution, so the first layer already sees
         # k-mers (a per-position Linear when kernel = 1).
@@ -37,6 +37,10 @@ class TransformerStack(nn.Module):
         nn.init.normal_(self.pos, std=0.02)
         layer = nn.TransformerEncoderLayer(d_model, n_heads, ff_mult * d_model, dropout,
                                            batch_first=True, norm_first=True, activation="gelu")
+        # attn_dropout (None: dropout) drops attention weights. Above 0 PyTorch can only train with its
+        # plain attention kernel, which holds every (L x L) score map: at 500 bp 7x the time and 4x
+        # the memory of the fused kernel, and at 1,000 bp out of 24 GB (docs/benchmarks.md).
+        layer.self_attn.dropout = dropout if attn_dropout is None else attn_dropout
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm_out = nn.LayerNorm(d_model)
 

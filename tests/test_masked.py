@@ -261,3 +261,17 @@ def test_uniform_rates_generate_what_fixed_rate_training_cannot(genome):
         out = unmask(M, torch.full((32, 24), MASK), 24, generator=torch.Generator().manual_seed(3))
         hits[rate] = sum(tuple(r.tolist()) in rotations for r in out)
     assert hits["uniform"] >= 8 and hits["uniform"] >= hits["fixed"] + 8, hits
+
+
+def test_attention_dropout_is_its_own_option(genome):
+    """Residual dropout off and attention dropout off: training-mode passes are deterministic (the
+    fused attention kernels can then train); attention dropout on: they are not."""
+    x = torch.randint(0, 4, (4, 24))
+    _, nets, _ = make(genome, "model.dropout=0", "model.attn_dropout=0")
+    nets.train()
+    assert torch.equal(nets["M"](x), nets["M"](x))
+    _, nets, _ = make(genome, "model.dropout=0", "model.attn_dropout=0.5")
+    nets.train()
+    assert not torch.equal(nets["M"](x), nets["M"](x))
+    with pytest.raises(ConfigError):
+        make(genome, "model.attn_dropout=1.0")
