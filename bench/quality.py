@@ -12,7 +12,9 @@ JASPAR motif hit rates, plus training time and generation throughput. At --seq_l
 the JSON name carries the length (quality_<model>_L500.json). With --pair_mle a GAN family's run
 also scores its own <model>_mle.pt (the engine's snapshot before the first adversarial epoch: the
 same pretraining, likelihood only) after the family's closing fit, as the final row had its own:
-the paired adversarial-vs-MLE comparison from one run. The JSON
+the paired adversarial-vs-MLE comparison from one run. When the run's <model>_best.pt (what users
+generate from; picked by held-out NLL in every family) is an earlier epoch than the final state,
+it is scored too, as its own row before the final one. The JSON
 keeps the run's peak memory (the engine's per-epoch peak, and this process's peak resident size).
 """
 import argparse
@@ -78,6 +80,24 @@ def from_checkpoint(args, data, closing: bool = False):
     hist = [r for r in read_metrics(Path(ck["run_dir"]) / "metrics.csv") if r["epoch"] <= ck["epoch"]]
     res = SimpleNamespace(history=hist, epochs_done=ck["epoch"])
     return gen, (hist[-1]["elapsed_s"] if hist else float("nan")), rate, res
+
+
+def best_row(args, data, res, label: str, sets: dict) -> None:
+    """The run's <model>_best.pt (picked by the family's select_by, closing fit included: the file
+    users generate from) as its own row when it is an earlier epoch than the final state's."""
+    from train.checkpoint import load as load_checkpoint
+
+    if res.best_path is None or not Path(res.best_path).exists():
+        return
+    epoch = load_checkpoint(res.best_path, map_location="cpu")["epoch"]
+    if epoch == res.epochs_done:
+        print(f"{res.best_path}: the final epoch's state; no separate row")
+        return
+    final = args.checkpoint
+    args.checkpoint = str(res.best_path)
+    b_gen, b_secs, b_rate, _ = from_checkpoint(args, data)
+    args.checkpoint = final
+    sets[f"{label} best.pt (epoch {epoch} of {res.epochs_done})"] = (b_gen, b_secs, b_rate)
 
 
 def baselines(args) -> list[dict]:
@@ -151,6 +171,8 @@ def main():
         m_gen, m_secs, m_rate, m_res = from_checkpoint(args, data, closing=True)  # as the final row got its own
         args.checkpoint = None
         sets[f"{label} MLE snapshot (epoch {m_res.epochs_done} of {res.epochs_done}) + closing fit"] = (m_gen, m_secs, m_rate)
+    if not args.checkpoint:
+        best_row(args, data, res, label, sets)
     sets[label] = (gen, secs, rate)
     rows = list(base_rows)
     motif_ref = None

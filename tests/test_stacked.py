@@ -171,8 +171,11 @@ def test_init_checkpoint_fine_tunes_from_weights(genome, tmp_path):
 
 def test_curriculum_grows_the_training_length(genome, tmp_path):
     res = train(small_cfg(genome, "train.epochs=3", "train.curriculum=true", "train.curriculum_every=1",
-                          "train.balance_weight=0.3", f"train.checkpoint_dir={tmp_path}/c", f"train.run_dir={tmp_path}/rc"))
+                          "train.balance_weight=0.3", "train.sample_every=1", f"train.checkpoint_dir={tmp_path}/c",
+                          f"train.run_dir={tmp_path}/rc"))
     assert [r["length"] for r in res.history] == [2, 4, 6]  # seq_len 20: start and step 2
+    # each epoch's monitoring sample is drawn at the length that epoch trained on
+    assert [read_sequences(tmp_path / f"rc/sequences/epoch{e}.fasta").shape[1] for e in (1, 2, 3)] == [2, 4, 6]
     assert res.ensemble.sample(4, 20, seed=0).shape == (4, 20)  # generation keeps the full length
 
 

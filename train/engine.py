@@ -758,9 +758,10 @@ class Run:
     def monitor(self, epoch: int, figures: dict, ctx: StepContext, seen: int, seconds: float):
         """A sample from the ensemble judged against the held-out windows; returns (row, sample)."""
         tc = self.cfg.train
-        n = min(tc.eval_samples, max(32, tc.eval_bases // self.data.seq_len))  # bounded cost at length
-        sample = self.ensemble.sample(n, self.data.seq_len, temperature=1.0,
-                                      seed=tc.seed * 100_003 + epoch).numpy()
+        # at the epoch's length: under a curriculum, what the model was trained on so far (a masked
+        # model samples in passes over every position: 1,000 bp in a 50 bp epoch cost minutes)
+        n = min(tc.eval_samples, max(32, tc.eval_bases // ctx.length))  # bounded cost at length
+        sample = self.ensemble.sample(n, ctx.length, temperature=1.0, seed=tc.seed * 100_003 + epoch).numpy()
         row = {"epoch": epoch + 1, "phase": ctx.phase, "length": ctx.length, "balance_weight": ctx.balance_weight,
                "temperature": ctx.temperature, **figures}
         row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.opts[0].items()})
