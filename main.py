@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = p.add_argument_group("data")
     d.add_argument("--data", nargs="+", default=None,
                    help="FASTA/GenBank/text file (train) or reference (gen, analyze); several files (train) label "
-                        "their records by the file's stem")
+                        "their records by the file's stem (gen: each compared with its label's sequences)")
     d.add_argument("--seq_len", type=D.of("data", "seq_len"), default=None)
     d.add_argument("--stride", type=D.of("data", "stride"), default=None, help="window step; default seq_len")
     d.add_argument("--val_fraction", type=D.of("data", "val_fraction"), default=None)
@@ -259,14 +259,29 @@ def cmd_gen(args) -> int:
                 m, length, temperature=temp, seed=seed + 7919 * j + 1 + r, prompt=prompt, gc=args.gc, label=label,
                 guidance=args.guidance, gc_tilt=tilt))
         parts.append(codes)
-    codes = parts[0] if len(parts) == 1 else torch.cat(parts)
-    labels = [lab for lab in wanted for _ in range(n)] if args.label is not None else None
+    codes = parts[0] if len(parts) == 1 else torch.cat([torch.as_tensor(p) for p in parts])  # --max_identity: numpy
+    labels = [lab for lab, p in zip(wanted, parts) for _ in range(len(p))] if args.label is not None else None
     print(kind.write_generated(args.output or kind.default_output(ens.cfg.gen.output), codes, model=ens.family.name,
                                checkpoint=Path(args.checkpoint).name, temperature=temp, labels=labels))
     if args.data:
         _warn_other_data(args.data, ck, args.checkpoint)
-        print(kind.versus_data(codes, args.data, length))
+        for path, rows, what in _versus_parts(args.data, codes, labels):
+            print(what + kind.versus_data(rows, path, length))
     return 0
+
+
+def _versus_parts(data, codes, labels):
+    """(file, generated rows, prefix) per --data file: with several files, the rows generated as the
+    label named by a file's stem (training on several files labels by stem) are compared with that
+    file, the others with all rows."""
+    if not isinstance(data, list):
+        return [(data, codes, "")]
+    out = []
+    for path in data:
+        stem = Path(path).name.split(".")[0]
+        mine = [i for i, lab in enumerate(labels or []) if lab == stem]
+        out.append((path, codes[mine], f"label {stem} ") if mine else (path, codes, ""))
+    return out
 
 
 def _gc_tilt(args, ens, length, kw, seed) -> float:
@@ -297,13 +312,14 @@ def _limit_identity(args, ens, codes, draw):
     path = args.data or d.path
     if d.synthetic and not args.data:
         raise ConfigError("--max_identity: the checkpoint was trained on synthetic windows; give --data FILE")
-    if not Path(path).exists():
-        raise ConfigError(f"--max_identity: {path} (the training data) not found; give --data FILE")
+    for p in path if isinstance(path, list) else [path]:
+        if not Path(p).exists():
+            raise ConfigError(f"--max_identity: {p} (the training data) not found; give --data FILE")
     data = load_sequences(path, codes.shape[1], stride=d.stride, val_fraction=d.val_fraction,
                           block_size=d.block_size, seed=t.seed, crop=d.crop_records)
     kept, redrawn, dropped = redraw_near_copies(codes, draw, data.train_segments, args.max_identity)
     print(f"--max_identity {args.max_identity}: {redrawn} draw(s) redrawn for being more than {args.max_identity:.0%} "
-          f"identical to a training window of {path}" + (f"; {dropped} still too close after 20 rounds, dropped"
+          f"identical to a training window of {' '.join(map(str, path)) if isinstance(path, list) else path}" + (f"; {dropped} still too close after 20 rounds, dropped"
                                                          if dropped else ""))
     if not len(kept):
         raise ConfigError(f"--max_identity {args.max_identity}: every sequence stayed too close to the training data")
@@ -475,8 +491,6 @@ def _run_inputs(run_dir, seq_len=None):
 def dispatch(argv) -> int:
     args = build_parser().parse_args(argv)
     if args.data is not None:
-        if len(args.data) > 1 and args.mode == "gen":
-            raise ConfigError(f"--data takes several files with --mode train or analyze (got {len(args.data)})")
         args.data = args.data[0] if len(args.data) == 1 else args.data
     return {"train": cmd_train, "gen": cmd_gen, "analyze": cmd_analyze}[args.mode](args)
 

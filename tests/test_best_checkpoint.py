@@ -65,6 +65,13 @@ def test_plan_cursor_moves_by_epochs_or_by_budget_share():
         c.end_epoch()
     assert names == ["a", "a", "b", "b", "c", "c", "c"]  # b's 2 epochs ran out before 70%
     assert Cursor(plan, *c.state()).phase.name == "c"  # restored from a checkpoint
+    c = Cursor(plan)  # a overran b's share too: b still gets its one epoch
+    names = []
+    for used in (0.1, 0.75, 0.8, 0.9):
+        c.start_epoch(used)
+        names.append(c.phase.name)
+        c.end_epoch()
+    assert names == ["a", "b", "c", "c"]
 
 
 def test_gan_warmup_ends_at_its_budget_share():

@@ -192,12 +192,19 @@ def test_several_data_files_train_one_labelled_markov(tmp_path, capsys):
     assert yaml.safe_load(open("runs/two/config.yaml"))["data"]["path"] == [str(host), str(phage)]
     assert main(["--mode", "train", "--resume", "checkpoints/markov_last.pt", "--epochs", "2"]) == 0
     assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_best.pt", "--n", "200", "--label", "phage",
-                 "--output", "phage.fasta"]) == 0
-    seqs = [s for _, s in read_records("phage.fasta")]
+                 "--output", "phage_generated.fasta"]) == 0
+    seqs = [s for _, s in read_records("phage_generated.fasta")]
     assert abs(np.mean([(s.count("G") + s.count("C")) / len(s) for s in seqs]) - 0.7) < 0.03
     capsys.readouterr()
-    assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_best.pt", "--data", str(host), str(phage)]) == 2
-    assert "several files with --mode train or analyze" in capsys.readouterr().err
+    # gen with the training files: each file is compared with the sequences of its own label, and
+    # --max_identity checks the windows of both
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_best.pt", "--label", "all", "--n", "100",
+                 "--data", str(host), str(phage), "--max_identity", "0.95", "--output", "both.fasta"]) == 0
+    out = capsys.readouterr().out
+    lines = {lab: next(x for x in out.splitlines() if x.startswith(f"label {lab} vs ")) for lab in ("host", "phage")}
+    gcs = {lab: float(line.split("GC ")[1].split()[0]) for lab, line in lines.items()}
+    assert abs(gcs["host"] - 0.3) < 0.03 and abs(gcs["phage"] - 0.7) < 0.03, lines
+    assert f"identical to a training window of {host} {phage}" in out
 
 
 # per family: small networks and a few steps; (model flags, minimum GC gap between the labels' samples)

@@ -6,7 +6,8 @@ The engine walks the plan with a Cursor and the family reads the phase name from
 Like diffusers' schedulers, the plan lives beside the model, so no model does epoch arithmetic.
 
 Under ``--budget`` each phase also has a share of the time: a phase ends when its epochs are done
-or when the cumulative share of the budget up to it is spent, whichever comes first, so every phase
+or when the cumulative share of the budget up to it is spent (after its first epoch: every phase
+runs at least one), whichever comes first, so every phase
 gets its turn inside the budget; the last phase runs on until the budget ends.
 """
 from __future__ import annotations
@@ -75,7 +76,9 @@ class Cursor:
         while self.index < len(self.plan.phases) - 1:
             p = self.plan.phases[self.index]
             cum = sum(q.share for q in self.plan.phases[: self.index + 1])
-            out_of_time = budget_used is not None and p.share > 0 and budget_used >= cum
+            # a phase gets at least one epoch, even when the phases before it overran its share (a
+            # skipped D pretraining left seqgan's adversarial rounds an untrained discriminator)
+            out_of_time = budget_used is not None and p.share > 0 and budget_used >= cum and self.epochs_in_phase > 0
             if self.epochs_in_phase < p.epochs and not out_of_time:
                 break
             self.index, self.epochs_in_phase = self.index + 1, 0
