@@ -119,7 +119,7 @@ def baselines(args) -> list[dict]:
     return [r for r in old["rows"][:4]]
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="markov")
     ap.add_argument("--budget", type=float, default=600, help="training seconds for the family")
@@ -142,7 +142,11 @@ def main():
                     help="with --checkpoint: give it the family's closing fit first (an epoch snapshot)")
     ap.add_argument("--checkpoint", default=None,
                     help="score this trained checkpoint of --model (same data and seed) instead of training")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main():
+    args = parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     data = load_sequences(args.data, args.seq_len, val_fraction=0.2, seed=args.seed)
     val = heldout_windows(data.val_segments, args.seq_len, args.ref_stride)
