@@ -274,11 +274,13 @@ def _versus_parts(data, codes, labels):
     """(file, generated rows, prefix) per --data file: with several files, the rows generated as the
     label named by a file's stem (training on several files labels by stem) are compared with that
     file, the others with all rows."""
+    from utils.labels import file_label
+
     if not isinstance(data, list):
         return [(data, codes, "")]
     out = []
     for path in data:
-        stem = Path(path).name.split(".")[0]
+        stem = file_label(path)
         mine = [i for i, lab in enumerate(labels or []) if lab == stem]
         out.append((path, codes[mine], f"label {stem} ") if mine else (path, codes, ""))
     return out

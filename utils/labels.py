@@ -101,7 +101,7 @@ def record_labels(files: list[tuple[str, list[tuple[str, str]]]], source: LabelS
                              "records have one (label every record, or none)")
         return found
     if len(files) > 1:
-        stems = [Path(path).name.split(".")[0] for path, _ in files]
+        stems = [file_label(path) for path, _ in files]
         if len(set(stems)) < len(stems):
             raise InputError(f"two --data files have the same stem ({', '.join(stems)}): their labels would clash")
         return [[stem] * len(recs) for stem, (_, recs) in zip(stems, files)]
@@ -134,3 +134,8 @@ def generated_labels(path) -> list[str] | None:
         raise InputError(f"{path}: record {missing!r} has no label= in its header, but "
                          f"{sum(lab is not None for lab in found)} of {len(found)} records have one")
     return found
+
+
+def file_label(path) -> str:
+    """The label a file's records take when several files are given: its stem (``host.fasta.gz`` -> ``host``)."""
+    return Path(path).name.split(".")[0]
