@@ -54,15 +54,15 @@ def fit(family: str, data, args, sets, budget: float, tmp: str):
     return gen, res.seconds, gen_rate, res
 
 
-def from_checkpoint(args, data, closing: bool = False):
+def from_checkpoint(args, data, path, closing: bool = False):
     """Generate from a checkpoint trained on the same split (bench/masked_accuracy.py trains one).
     closing: first give it the family's closing fit (as the engine does at the end of a run), so an
     epoch snapshot is scored as the model a run stopped there would have left."""
     from train.engine import read_metrics, load_ensemble
 
-    ens, ck = load_ensemble(args.checkpoint, device="cpu")
+    ens, ck = load_ensemble(path, device="cpu")
     if ck["family"] != args.model or Path(str(ck["stats"].get("source"))).name != Path(data.source).name:
-        raise SystemExit(f"{args.checkpoint}: a {ck['family']} checkpoint of {ck['stats'].get('source')}, "
+        raise SystemExit(f"{path}: a {ck['family']} checkpoint of {ck['stats'].get('source')}, "
                          f"not {args.model} on {data.source}")
     fit = ens.family.closing_fit(ens.cfg) if closing else None
     if fit is not None:
@@ -72,7 +72,7 @@ def from_checkpoint(args, data, closing: bool = False):
                               device=torch.device("cpu"), cfg=ens.cfg)
         for nets in ens.members:
             fit.undo(nets)
-            print(f"closing fit of {args.checkpoint}: {fit.fit(nets, torch.from_numpy(data.train), None, ctx)}")
+            print(f"closing fit of {path}: {fit.fit(nets, torch.from_numpy(data.train), None, ctx)}")
     t = time.perf_counter()
     gen = ens.sample(args.n, args.seq_len, temperature=args.temperature, seed=args.seed + 1).numpy()
     rate = args.n / (time.perf_counter() - t)
@@ -93,10 +93,7 @@ def best_row(args, data, res, label: str, sets: dict) -> None:
     if epoch == res.epochs_done:
         print(f"{res.best_path}: the final epoch's state; no separate row")
         return
-    final = args.checkpoint
-    args.checkpoint = str(res.best_path)
-    b_gen, b_secs, b_rate, _ = from_checkpoint(args, data)
-    args.checkpoint = final
+    b_gen, b_secs, b_rate, _ = from_checkpoint(args, data, str(res.best_path))
     sets[f"{label} best.pt (epoch {epoch} of {res.epochs_done})"] = (b_gen, b_secs, b_rate)
 
 
@@ -163,7 +160,7 @@ def main():
             sets[f"markov-{order}"] = (gen, secs, rate)
         sets["uniform random"] = (rng.integers(0, 4, (args.n, args.seq_len)).astype(np.uint8), 0.0, float("nan"))
     if args.checkpoint:
-        gen, secs, rate, res = from_checkpoint(args, data, args.closing)
+        gen, secs, rate, res = from_checkpoint(args, data, args.checkpoint, args.closing)
     else:
         gen, secs, rate, res = fit(args.model, data, args, args.set, args.budget, tmp)
     label = args.model + (f" {' '.join(args.set)}" if args.set else "")
@@ -171,9 +168,7 @@ def main():
     if args.pair_mle and not args.checkpoint:
         if not mle.exists():
             raise SystemExit(f"{mle}: no snapshot (the run never reached an adversarial epoch)")
-        args.checkpoint = str(mle)
-        m_gen, m_secs, m_rate, m_res = from_checkpoint(args, data, closing=True)  # as the final row got its own
-        args.checkpoint = None
+        m_gen, m_secs, m_rate, m_res = from_checkpoint(args, data, str(mle), closing=True)  # as the final row got its own
         sets[f"{label} MLE snapshot (epoch {m_res.epochs_done} of {res.epochs_done}) + closing fit"] = (m_gen, m_secs, m_rate)
     if not args.checkpoint:
         best_row(args, data, res, label, sets)
