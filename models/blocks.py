@@ -23,10 +23,14 @@ def xavier_init(module: nn.Module, gain: float = 0.1) -> None:
 
 
 class TransformerStack(nn.Module):
-    """Input projection + LayerNorm + learned positions -> pre-norm encoder -> LayerNorm."""
+    """Input projection + LayerNorm + learned positions -> pre-norm encoder -> LayerNorm.
+
+    rel_pos: the encoder's blocks also add a learned attention bias per head and lag (RelativeBias);
+    they are this module's own blocks (CausalBlock, not causal) instead of PyTorch's encoder layers."""
 
     def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, max_len: int,
-                 dropout: float = 0.0, ff_mult: int = 4, kernel: int = 1, attn_dropout: float | None = None):
+                 dropout: float = 0.0, ff_mult: int = 4, kernel: int = 1, attn_dropout: float | None = None,
+                 rel_pos: bool = False):
         super().__init__()
         # kernel > 1: the input projection is a 1-D convolution, so the first layer already sees
         # k-mers (a per-position Linear when kernel = 1).
@@ -35,13 +39,19 @@ class TransformerStack(nn.Module):
         self.norm_in = nn.LayerNorm(d_model)
         self.pos = nn.Parameter(torch.zeros(1, max_len, d_model))
         nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, ff_mult * d_model, dropout,
-                                           batch_first=True, norm_first=True, activation="gelu")
         # attn_dropout (None: dropout) drops attention weights. Above 0 PyTorch can only train with its
         # plain attention kernel, which holds every (L x L) score map: at 500 bp 7x the time and 4x
         # the memory of the fused kernel, and at 1,000 bp out of 24 GB (docs/benchmarks.md).
-        layer.self_attn.dropout = dropout if attn_dropout is None else attn_dropout
-        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        attn_dropout = dropout if attn_dropout is None else attn_dropout
+        if rel_pos:
+            self.blocks = nn.ModuleList(CausalBlock(d_model, n_heads, dropout, ff_mult, rel_len=max_len, causal=False,
+                                                    attn_dropout=attn_dropout) for _ in range(n_layers))
+            self.encoder = None
+        else:
+            layer = nn.TransformerEncoderLayer(d_model, n_heads, ff_mult * d_model, dropout,
+                                               batch_first=True, norm_first=True, activation="gelu")
+            layer.self_attn.dropout = attn_dropout
+            self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm_out = nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
@@ -51,32 +61,68 @@ class TransformerStack(nn.Module):
         h = self.norm_in(h) + self.pos[:, : x.shape[1]]
         if add is not None:
             h = h + add.unsqueeze(1)
-        return self.norm_out(self.encoder(h))
+        if self.encoder is not None:
+            return self.norm_out(self.encoder(h))
+        for blk in self.blocks:
+            h = blk(h)
+        return self.norm_out(h)
+
+
+class RelativeBias(nn.Module):
+    """A learned attention bias per head and per lag (query position - key position), one value for
+    every lag up to the model's length, added to the attention scores (Shaw et al. 2018; T5's bias
+    without buckets). Zero-initialised. A head can then weigh keys by their distance alone, e.g.
+    every third base, which is how a reading frame shows: with learned absolute positions alone the
+    same pattern has to be learned once per position pair."""
+
+    def __init__(self, n_heads: int, max_len: int, causal: bool):
+        super().__init__()
+        self.max_len, self.causal = max_len, causal
+        self.table = nn.Parameter(torch.zeros(n_heads, max_len if causal else 2 * max_len - 1))
+
+    def forward(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        """1-D query and key positions -> (1, heads, Tq, Tk) additive scores (-inf on future keys
+        when causal)."""
+        lag = q_pos[:, None] - k_pos[None, :]
+        if not self.causal:
+            return self.table[:, lag + self.max_len - 1].unsqueeze(0)
+        bias = self.table[:, lag.clamp(min=0)]
+        return bias.masked_fill(lag < 0, float("-inf")).unsqueeze(0)
 
 
 class CausalBlock(nn.Module):
-    """Pre-norm transformer block with causal self-attention and an optional key/value cache."""
+    """Pre-norm transformer block with self-attention, causal unless ``causal`` is False, an
+    optional key/value cache (causal decoding) and an optional relative-position bias."""
 
-    def __init__(self, d: int, n_heads: int, dropout: float = 0.0, ff_mult: int = 4):
+    def __init__(self, d: int, n_heads: int, dropout: float = 0.0, ff_mult: int = 4, rel_len: int = 0,
+                 causal: bool = True, attn_dropout: float = 0.0):
         super().__init__()
-        self.h = n_heads
+        self.h, self.causal, self.attn_dropout = n_heads, causal, attn_dropout
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.mlp = nn.Sequential(nn.Linear(d, ff_mult * d), nn.GELU(), nn.Linear(ff_mult * d, d))
         self.drop = nn.Dropout(dropout)
+        self.rel = RelativeBias(n_heads, rel_len, causal) if rel_len else None
 
-    def attend(self, x, cache: dict | None):
+    def attend(self, x, cache: dict | None, start: int = 0):
+        """x (B, T, d) at positions start..start+T-1 (start > 0 only when decoding with a cache)."""
         B, T, d = x.shape
         q, k, v = (t.reshape(B, T, self.h, d // self.h).transpose(1, 2) for t in self.qkv(x).split(d, -1))
         if cache is not None:  # incremental decoding: one new position attends to all cached ones
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
             cache["k"], cache["v"] = k, v
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)  # (B, h, T, d/h)
+        p = self.attn_dropout if self.training else 0.0
+        if self.rel is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal and T > 1)  # (B, h, T, d/h)
+        else:
+            pos = torch.arange(k.shape[2], device=x.device)
+            bias = self.rel(pos[start : start + T] if cache is not None else pos, pos).to(q.dtype)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
         return self.out(y.transpose(1, 2).reshape(B, T, d))
 
-    def forward(self, x, cache: dict | None = None):
-        x = x + self.drop(self.attend(self.ln1(x), cache))
+    def forward(self, x, cache: dict | None = None, start: int = 0):
+        x = x + self.drop(self.attend(self.ln1(x), cache, start))
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
@@ -86,14 +132,15 @@ class CausalTransformer(nn.Module):
     giving the same result as the full pass (tested)."""
 
     def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, max_len: int,
-                 dropout: float = 0.0, kernel: int = 1):
+                 dropout: float = 0.0, kernel: int = 1, rel_pos: bool = False):
         super().__init__()
         self.kernel = kernel
         self.proj = nn.Conv1d(d_in, d_model, kernel)
         self.norm_in = nn.LayerNorm(d_model)
         self.pos = nn.Parameter(torch.zeros(1, max_len, d_model))
         nn.init.normal_(self.pos, std=0.02)
-        self.blocks = nn.ModuleList(CausalBlock(d_model, n_heads, dropout) for _ in range(n_layers))
+        rel = max_len if rel_pos else 0
+        self.blocks = nn.ModuleList(CausalBlock(d_model, n_heads, dropout, rel_len=rel) for _ in range(n_layers))
         self.norm_out = nn.LayerNorm(d_model)
 
     def forward(self, x):  # (B, L, d_in) -> (B, L, d_model)
@@ -108,7 +155,7 @@ class CausalTransformer(nn.Module):
         h = self.proj(window.transpose(1, 2)).transpose(1, 2)  # (B, 1, d)
         h = self.norm_in(h) + self.pos[:, t : t + 1]
         for blk, cache in zip(self.blocks, caches):
-            h = blk(h, cache)
+            h = blk(h, cache, t)
         return self.norm_out(h)
 
 

@@ -55,6 +55,7 @@ class MaskedConfig(GuidanceOptions, ConditionOptions):
     attn_dropout: float = 0.0  # on attention weights; > 0 forces the plain attention kernel (7x slower at 500 bp)
     ff_mult: int = 4
     kernel: int = 5  # width of the input projection (a 1-D convolution; 1 = a per-token embedding)
+    rel_pos: bool = False  # attention adds a learned bias per head and lag (relative positions)
     mask_prob: float = 0.15  # fraction of bases masked per training window (prototype: 0.3); and in val_masked_acc
     mask_rate: str = "uniform"  # fixed (every window at mask_prob) | uniform (each window's rate from U(0, 1))
     bert_replace: bool = False  # 80% [MASK], 10% random base, 10% unchanged
@@ -81,7 +82,8 @@ class MaskedLM(nn.Module):
         self.max_len, self.gen_steps = max_len, c.gen_steps
         self.mask_prob = c.mask_prob
         self.body = TransformerStack(VOCAB, c.d_model, c.n_layers, c.n_heads, max_len, c.dropout,
-                                     ff_mult=c.ff_mult, kernel=c.kernel, attn_dropout=c.attn_dropout)
+                                     ff_mult=c.ff_mult, kernel=c.kernel, attn_dropout=c.attn_dropout,
+                                     rel_pos=c.rel_pos)
         self.head = nn.Linear(c.d_model, VOCAB)
         # classes 0..n-1 and the null class n (classifier-free guidance)
         self.cls = nn.Embedding(n_classes + 1, c.d_model) if n_classes else None

@@ -54,6 +54,7 @@ class StackedConfig(GuidanceOptions, ConditionOptions, NgramOptions, GanOptions)
     g_kernel: int = option(6, "width of Stage II's causal convolutional input projection (sees k-mers)")
     label_smoothing: float = option(0.1, "one-sided label smoothing: real target 1 - s (bce)")
     stage1_weight: float = option(0.5, "weight of the Stage I adversarial term within the adversarial terms")
+    rel_pos: bool = option(False, "Stage II attention adds a learned bias per head and lag (relative positions)")
 
     def validate(self):
         super().validate()
@@ -93,7 +94,7 @@ class StackedGenerator(nn.Module):
         self.stage1 = TransformerStack(2 * c.noise_dim + e, c.d_model, c.g_layers, c.n_heads, max_len, c.dropout)
         self.head1 = nn.Linear(c.d_model, 4)
         self.stage2 = CausalTransformer(4 + c.noise_dim + e + 4, c.d_model, c.g_layers, c.n_heads, max_len,
-                                        c.dropout, kernel=c.g_kernel)
+                                        c.dropout, kernel=c.g_kernel, rel_pos=c.rel_pos)
         self.head2 = nn.Linear(c.d_model, 4)
         self.ngram = ContextLogits(c.ngram_order) if c.ngram_order else None
         # The prototype's small-gain Xavier init on each stage's input and output layers; inside the

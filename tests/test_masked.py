@@ -51,8 +51,10 @@ def test_loss_ignores_unmasked_positions(genome):
     assert (g[lab == IGNORE] == 0).all() and (g[lab != IGNORE] > 0).all()
 
 
-def test_tiny_model_overfits_a_tiny_set_above_90_percent(genome):
-    fam, nets, ctx = make(genome, "model.dropout=0", "model.mask_prob=0.15")
+@pytest.mark.parametrize("rel", [False, True])
+def test_tiny_model_overfits_a_tiny_set_above_90_percent(genome, rel):
+    fam, nets, ctx = make(genome, "model.dropout=0", "model.mask_prob=0.15", f"model.rel_pos={str(rel).lower()}")
+    assert (nets["M"].body.encoder is None) == rel
     motif = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0] * 3)
     batch = torch.stack([motif.roll(s) for s in range(8)] * 4)  # 32 rotations of a periodic motif
     first = fam.train_step(nets, batch, ctx)["loss"]
@@ -263,15 +265,43 @@ def test_uniform_rates_generate_what_fixed_rate_training_cannot(genome):
     assert hits["uniform"] >= 8 and hits["uniform"] >= hits["fixed"] + 8, hits
 
 
-def test_attention_dropout_is_its_own_option(genome):
+@pytest.mark.parametrize("rel", [False, True])
+def test_attention_dropout_is_its_own_option(genome, rel):
     """Residual dropout off and attention dropout off: training-mode passes are deterministic (the
     fused attention kernels can then train); attention dropout on: they are not."""
     x = torch.randint(0, 4, (4, 24))
-    _, nets, _ = make(genome, "model.dropout=0", "model.attn_dropout=0")
+    r = f"model.rel_pos={str(rel).lower()}"
+    _, nets, _ = make(genome, "model.dropout=0", "model.attn_dropout=0", r)
     nets.train()
     assert torch.equal(nets["M"](x), nets["M"](x))
-    _, nets, _ = make(genome, "model.dropout=0", "model.attn_dropout=0.5")
+    _, nets, _ = make(genome, "model.dropout=0", "model.attn_dropout=0.5", r)
     nets.train()
     assert not torch.equal(nets["M"](x), nets["M"](x))
     with pytest.raises(ConfigError):
         make(genome, "model.attn_dropout=1.0")
+
+
+def test_relative_bias_is_a_function_of_the_lag_and_sees_both_sides(genome):
+    """rel_pos: each head's bias depends only on query - key; the masked model's attention is not
+    causal (a later base changes an earlier position's prediction), and the bias changes outputs."""
+    from models.blocks import RelativeBias
+    rb = RelativeBias(2, 10, causal=False)
+    with torch.no_grad():
+        rb.table.copy_(torch.arange(2 * 19, dtype=torch.float).reshape(2, 19))
+    pos = torch.arange(10)
+    b = rb(pos, pos)[0]  # (heads, 10, 10)
+    assert b.shape == (2, 10, 10)
+    for lag in range(-9, 10):
+        d = torch.diagonal(b, offset=-lag, dim1=1, dim2=2)
+        assert (d == d[:, :1]).all() and (d[:, 0] == rb.table[:, lag + 9]).all()
+    _, nets, _ = make(genome, "model.rel_pos=true", "model.dropout=0")
+    nets.eval()
+    x = torch.randint(0, 4, (3, 24), generator=torch.Generator().manual_seed(0))
+    y = x.clone()
+    y[:, 20] = (y[:, 20] + 1) % 4
+    M = nets["M"]
+    with torch.no_grad():
+        assert not torch.allclose(M(x)[:, 5], M(y)[:, 5])
+        before = M(x)
+        M.body.blocks[0].rel.table.normal_(0, 1.0, generator=torch.Generator().manual_seed(1))
+        assert not torch.allclose(M(x), before)

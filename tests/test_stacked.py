@@ -37,14 +37,18 @@ def test_shapes_through_both_stages_and_spectral_norm(genome):
     assert fam.sample(nets, 7, 20, generator=ctx.generator).shape == (7, 20)
 
 
-@pytest.mark.parametrize("order", [0, 3])
-def test_incremental_generation_matches_the_full_pass(genome, order):
-    fam, nets, ctx = make(genome, f"model.ngram_order={order}")
+@pytest.mark.parametrize("order,rel", [(0, False), (3, False), (0, True)])
+def test_incremental_generation_matches_the_full_pass(genome, order, rel):
+    fam, nets, ctx = make(genome, f"model.ngram_order={order}", f"model.rel_pos={str(rel).lower()}")
     G = nets["G"]
     assert (G.ngram is None) == (order == 0)
-    if order:  # a trained-looking table (it starts at zero), so the n-gram path is really exercised
-        with torch.no_grad():
+    assert all((b.rel is not None) == rel for b in G.stage2.blocks)
+    with torch.no_grad():  # trained-looking tables (they start at zero), so those paths are really exercised
+        if order:
             G.ngram.table.weight.normal_(0, 2.0, generator=ctx.generator)
+        if rel:
+            for b in G.stage2.blocks:
+                b.rel.table.normal_(0, 2.0, generator=ctx.generator)
     x, l1, z2 = G.generate(6, 20, "cpu", ctx.generator, temperature=1e-4)  # ~greedy
     full = G.refine(l1, z2, x)
     top2 = full.topk(2, -1).values
