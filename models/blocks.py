@@ -26,7 +26,7 @@ class TransformerStack(nn.Module):
     """Input projection + LayerNorm + learned positions -> pre-norm encoder -> LayerNorm.
 
     rel_pos: the encoder's blocks also add a learned attention bias per head and lag (RelativeBias);
-    they are this module's own blocks (CausalBlock, not causal) instead of PyTorch's encoder layers."""
+    they are this module's own blocks (AttentionBlock, not causal) instead of PyTorch's encoder layers."""
 
     def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, max_len: int,
                  dropout: float = 0.0, ff_mult: int = 4, kernel: int = 1, attn_dropout: float | None = None,
@@ -44,7 +44,7 @@ class TransformerStack(nn.Module):
         # the memory of the fused kernel, and at 1,000 bp out of 24 GB (docs/benchmarks.md).
         attn_dropout = dropout if attn_dropout is None else attn_dropout
         if rel_pos:
-            self.blocks = nn.ModuleList(CausalBlock(d_model, n_heads, dropout, ff_mult, rel_len=max_len, causal=False,
+            self.blocks = nn.ModuleList(AttentionBlock(d_model, n_heads, dropout, ff_mult, rel_len=max_len, causal=False,
                                                     attn_dropout=attn_dropout) for _ in range(n_layers))
             self.encoder = None
         else:
@@ -90,7 +90,7 @@ class RelativeBias(nn.Module):
         return bias.masked_fill(lag < 0, float("-inf")).unsqueeze(0)
 
 
-class CausalBlock(nn.Module):
+class AttentionBlock(nn.Module):
     """Pre-norm transformer block with self-attention, causal unless ``causal`` is False, an
     optional key/value cache (causal decoding) and an optional relative-position bias."""
 
@@ -140,7 +140,7 @@ class CausalTransformer(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, max_len, d_model))
         nn.init.normal_(self.pos, std=0.02)
         rel = max_len if rel_pos else 0
-        self.blocks = nn.ModuleList(CausalBlock(d_model, n_heads, dropout, rel_len=rel) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(AttentionBlock(d_model, n_heads, dropout, rel_len=rel) for _ in range(n_layers))
         self.norm_out = nn.LayerNorm(d_model)
 
     def forward(self, x):  # (B, L, d_in) -> (B, L, d_model)
