@@ -272,7 +272,7 @@ class NgramOptions:
 
 
 def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOptions, train_x, val, device,
-                         seed: int, train_y=None, val_y=None) -> dict:
+                         seed: int, train_y=None, val_y=None, rows_of=None) -> dict:
     """Refit an n-gram table to maximum likelihood with the network frozen.
 
     ``network_logits(x, noise_generator, labels)`` gives the network's logits (B, L, 4) for windows
@@ -282,7 +282,13 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
     pair equal the observed ones, the property that makes a Markov chain match the k-mer spectrum;
     SGD leaves the sparse table short of it. The refit is dropped when held-out NLL rises by more
     than ``ngram_refit_tolerance`` (too little data for the table). The change is kept in the
-    table's ``refit`` buffer, apart from the trained weights."""
+    table's ``refit`` buffer, apart from the trained weights.
+
+    ``rows_of(x, noise_generator, labels)`` replaces the autoregressive reading of a batch where a
+    family predicts other positions than every next base: it returns the network's logits without
+    the table (N, 4), each prediction's table rows (N,) or (N, T) (T rows summed: tables side by
+    side in one weight) and the bases predicted (N,) (the masked family: its masked positions).
+    ``table`` is then only the holder of the weight and its ``refit`` buffer."""
     # its own random streams: the training ones (saved for --resume) are left where they were
     rows = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed))
     noise = torch.Generator(device=device).manual_seed(seed + 3)
@@ -293,21 +299,28 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
     val_x = val[:4096].long() if has_val else fit_x[:0]
     val_y = None if val_y is None or not has_val else val_y[:4096]
 
+    if rows_of is None:
+        def rows_of(xb, g, yb):
+            return network_logits(xb, g, yb).reshape(-1, 4), table.index(xb).reshape(-1), xb.reshape(-1)
+
     @torch.no_grad()
     def frozen(x, y):
-        outs, idx = [], []
+        outs, idx, targets = [], [], []
         rows = rows_per_pass(x.shape[1], 2048)
         for s in range(0, x.shape[0], rows):
             xb = x[s : s + rows].to(device)
             yb = None if y is None else y[s : s + rows].to(device)
-            outs.append(network_logits(xb, noise, yb).reshape(-1, 4))
-            idx.append(table.index(xb).reshape(-1))
-        return torch.cat(outs), torch.cat(idx)
+            o, i, t = rows_of(xb, noise, yb)
+            outs.append(o)
+            idx.append(i)
+            targets.append(t)
+        return torch.cat(outs), torch.cat(idx), torch.cat(targets)
 
-    base, idx = frozen(fit_x, fit_y)
-    y = fit_x.reshape(-1).to(device)
+    base, idx, y = frozen(fit_x, fit_y)
     W = (table.table.weight + table.refit).detach().clone().requires_grad_(True)
-    nll = lambda b, i, t, w: F.cross_entropy(b + w[i], t)  # noqa: E731
+
+    def nll(b, i, t, w):
+        return F.cross_entropy(b + (w[i] if i.dim() == 1 else w[i].sum(1)), t)
     W0 = W.detach().clone()
     opt = torch.optim.LBFGS([W], lr=1.0, max_iter=100, history_size=20, line_search_fn="strong_wolfe")
 
@@ -319,8 +332,7 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
 
     out = {"refit_windows": float(fit_x.shape[0])}
     if val_x.shape[0]:
-        vb, vi = frozen(val_x, val_y)
-        vy = val_x.reshape(-1).to(device)
+        vb, vi, vy = frozen(val_x, val_y)
     with torch.no_grad():
         out["refit_nll_before"] = float(nll(base, idx, y, W))
         if val_x.shape[0]:

@@ -11,7 +11,7 @@ from models.registry import DataStats, get_family
 from train.engine import load_ensemble, train
 from utils.config import parse_set, resolve
 from utils.errors import ConfigError, InputError
-from utils.sequences import read_records, read_sequences
+from utils.sequences import load_sequences, read_records, read_sequences
 
 SMALL = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.val_windows=200",
          "train.eval_samples=20", "data.seq_len=24", "train.batch=32", "train.steps_per_epoch=10",
@@ -51,9 +51,10 @@ def test_loss_ignores_unmasked_positions(genome):
     assert (g[lab == IGNORE] == 0).all() and (g[lab != IGNORE] > 0).all()
 
 
-@pytest.mark.parametrize("rel", [False, True])
-def test_tiny_model_overfits_a_tiny_set_above_90_percent(genome, rel):
-    fam, nets, ctx = make(genome, "model.dropout=0", "model.mask_prob=0.15", f"model.rel_pos={str(rel).lower()}")
+@pytest.mark.parametrize("rel,k", [(False, 0), (True, 0), (True, 3)])
+def test_tiny_model_overfits_a_tiny_set_above_90_percent(genome, rel, k):
+    fam, nets, ctx = make(genome, "model.dropout=0", "model.mask_prob=0.15", f"model.rel_pos={str(rel).lower()}",
+                          f"model.context_order={k}")
     assert (nets["M"].body.encoder is None) == rel
     motif = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0] * 3)
     batch = torch.stack([motif.roll(s) for s in range(8)] * 4)  # 32 rotations of a periodic motif
@@ -305,3 +306,63 @@ def test_relative_bias_is_a_function_of_the_lag_and_sees_both_sides(genome):
         before = M(x)
         M.body.blocks[0].rel.table.normal_(0, 1.0, generator=torch.Generator().manual_seed(1))
         assert not torch.allclose(M(x), before)
+
+
+def test_context_tables_read_k_tokens_each_side_and_mask_as_unknown(genome):
+    """model.context_order k: position i's table logits depend on tokens i-k..i-1 and i+1..i+k only,
+    [MASK] and [PAD] read alike; the tables are left out below model.context_min_bases."""
+    _, nets, _ = make(genome, "model.context_order=2", "model.dropout=0")
+    M = nets["M"].eval()
+    with torch.no_grad():  # silence the transformer: the logits are the tables' alone
+        M.head.weight.zero_()
+        M.head.bias.zero_()
+        g = torch.Generator().manual_seed(0)
+        M.near.table.weight.normal_(generator=g)
+        x = torch.randint(0, 4, (1, 24), generator=g)
+        base = M(x)[0, 10, :4]
+        for j, changes in [(7, False), (8, True), (9, True), (11, True), (12, True), (13, False), (10, False)]:
+            y = x.clone()
+            y[0, j] = (y[0, j] + 1) % 4
+            assert (not torch.allclose(M(y)[0, 10, :4], base)) == changes, j
+        a, b = x.clone(), x.clone()
+        a[0, 11], b[0, 11] = MASK, 5
+        assert torch.equal(M(a), M(b)) and not torch.allclose(M(a)[0, 10, :4], base)
+        assert torch.equal(M(x)[..., 4:], torch.zeros_like(M(x)[..., 4:]))  # the tables touch A, C, G, T only
+    cfg = get_family("masked").Config(context_order=4, context_min_bases=1000)
+    assert cfg.for_data(999)[0].context_order == 0 and "no context tables" in cfg.for_data(999)[1]
+    assert cfg.for_data(1000) == (cfg, None)
+
+
+def test_closing_refit_of_the_context_tables_matches_their_counts(genome):
+    """With the transformer frozen, the refit tables are the maximum-likelihood ones on training
+    windows masked as in training: for every row of either table (k tokens before, k after) the
+    model's expected count of each base at the masked positions equals the observed count."""
+    fam, nets, ctx = make(genome, "model.context_order=2", "model.context_refit=300", "model.context_refit_prior=0")
+    x = torch.from_numpy(load_sequences(genome, 24, val_fraction=0.2, seed=0).train)
+    M = nets["M"]
+    before = {k: v.clone() for k, v in M.state_dict().items()}
+    seed = ctx.cfg.train.seed
+    fit = x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:300]].long()
+    g = torch.Generator().manual_seed(seed + 3)  # the fit's own masks, as finish draws them
+    inp, lab = mask_tokens(fit, torch.rand(fit.shape[0], generator=g), g)
+    m = lab != IGNORE
+    rows = M.near.index(inp)[m]
+    one_hot = torch.nn.functional.one_hot(lab[m], 4).float()
+    observed = torch.zeros(50, 4).index_add_(0, rows[:, 0], one_hot).index_add_(0, rows[:, 1], one_hot)
+
+    def expected():
+        M.eval()
+        with torch.no_grad():
+            p = torch.softmax(M.base_logits(inp)[m], -1)
+        return torch.zeros(50, 4).index_add_(0, rows[:, 0], p).index_add_(0, rows[:, 1], p)
+
+    gap_before = (expected() - observed).abs().max()
+    closing = fam.closing_fit(ctx.cfg)
+    out = closing.fit(nets, x, None, ctx)  # ctx.val is None: no held-out check
+    assert out["refit_nll_after"] < out["refit_nll_before"] and out["refit_kept"] == 1
+    changed = [k for k, v in M.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == ["near.refit"]  # the trained weights themselves are untouched
+    assert gap_before > 5 and (expected() - observed).abs().max() < 0.2, gap_before
+    closing.undo(nets)
+    assert torch.equal(M.near.refit, torch.zeros(50, 4))
+    assert fam.closing_fit(small_cfg(genome, "model.context_order=2", "model.context_refit=0")) is None

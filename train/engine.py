@@ -29,6 +29,7 @@ from train.curriculum import from_config as curriculum_from_config
 from train.distributed import Dist
 from train.distributed import describe as describe_error
 from train.distributed import setup as dist_setup
+from train.averaging import WeightAverage
 from train.gan import adversarial_now
 from train.schedule import Cursor
 from utils import config as C
@@ -462,7 +463,7 @@ class Run:
         self.data = data
         self._check_data()
         self.stats = self.modality.stats(data)
-        if self.resume_ck is None and init_checkpoint is None:  # a stored run keeps its networks
+        if self.resume_ck is None:  # a resumed run keeps its networks; a fine-tuned one adapts as its source did
             self.cfg, note = self.family.fit_to_data(cfg, int(data.train.size))
             cfg = self.cfg
             if note:
@@ -477,7 +478,11 @@ class Run:
         if k < 1:
             raise ConfigError(f"--n_models must be >= 1, got {k}")
         self.members = [self.family.build(cfg, self.stats).to(self.device) for _ in range(k)]
-        self.ensemble = Ensemble(self.family, cfg, self.members, self.stats, self.device)
+        # train.ema: an averaged copy of each member's weights is validated, saved and sampled
+        # (train/averaging.py); self.delivered is what checkpoints carry and generation uses
+        self.averages = [WeightAverage(nets, tc.ema) for nets in self.members] if tc.ema else []
+        self.delivered = [a.module for a in self.averages] or self.members
+        self.ensemble = Ensemble(self.family, cfg, self.delivered, self.stats, self.device)
         self.amp = resolve_amp(tc.amp, self.device)
         self.train_x = torch.from_numpy(data.train)
         labels = getattr(data, "train_labels", None)
@@ -596,10 +601,16 @@ class Run:
             if self.saving and self.cfg.train.run_dir and (self.run_dir / "metrics.csv").exists() and not self.overwrite:
                 raise ConfigError(f"{self.run_dir}: already holds a run; pass --resume, --overwrite or another --run_dir")
             return
-        for nets, sd in zip(self.members, ck["members"]):
-            load_weights(nets, sd, self.resume_path)
+        if bool(self.averages) != ("train_members" in ck):
+            raise CheckpointError(f"{self.resume_path}: stored without the weight average train.ema asks for "
+                                  "(or the other way round)")  # resumed_config keeps train.ema: a corrupt file
+        for m, nets in enumerate(self.members):
+            load_weights(nets, ck.get("train_members", ck["members"])[m], self.resume_path)
+            if self.averages:
+                self.averages[m].load(ck["members"][m], ck["ema_updates"][m])
             if self.closing:  # a finished run's closing fit is redone at the new end
-                self.closing.undo(nets)
+                for net in [nets] + ([self.delivered[m]] if self.averages else []):
+                    self.closing.undo(net)
         for o, s, osd, ssd in zip(self.opts, self.scheds, ck["optimizers"], ck["schedulers"]):
             for name in o:
                 o[name].load_state_dict(osd[name])
@@ -684,6 +695,8 @@ class Run:
                 ctx.batch_labels = self.train_y[rows].to(self.device) if self.train_y is not None else None
                 with torch.autocast(**autocast):
                     figures = self.family.train_step(nets, batch, ctx)
+                if self.averages:
+                    self.averages[m].update(nets)
                 meter.add(figures)
                 self.steps[m] += 1
                 seen += batch.shape[0] * W
@@ -695,13 +708,15 @@ class Run:
             for name, buf in nets.named_buffers() if self.dist.on else ():
                 if name.rsplit(".", 1)[-1] in self.family.summed_buffers:
                     self.dist.sum_(buf)
+            if self.averages:  # the buffers as they end the epoch (summed over ranks)
+                self.averages[m].copy_buffers(nets)
             with warnings.catch_warnings():
                 # a group that has not stepped yet (e.g. D during MLE warm-up) still decays
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
                 for s in self.scheds[m].values():
                     s.step()
             if self.dist.main:  # held-out figures are for rank 0's log and checkpoint choice only
-                meter.add(self.family.evaluate(nets, ctx))
+                meter.add(self.family.evaluate(self.delivered[m], ctx))
             if self.out_of_time:
                 break
         self.cursor.end_epoch()
@@ -779,7 +794,9 @@ class Run:
         s, epoch = self.stats, self.history[-1]["epoch"] if self.history else self.start_epoch
         return {
             "family": self.cfg.family, "config": self.cfg.to_dict(), "alphabet": "ACGT",
-            "members": [nets.state_dict() for nets in self.members],
+            "members": [nets.state_dict() for nets in self.delivered],
+            **({"train_members": [nets.state_dict() for nets in self.members],
+                "ema_updates": [a.updates for a in self.averages]} if self.averages else {}),
             "optimizers": [{k: o.state_dict() for k, o in od.items()} for od in self.opts],
             "scalers": [{k: sc.state_dict() for k, sc in sd.items()} for sd in self.scalers],
             "schedulers": [{k: v.state_dict() for k, v in sd.items()} for sd in self.scheds],
@@ -873,7 +890,7 @@ class Run:
         if not self.closing or ctx is None or not self.history:
             return
         t, figures = time.time(), Meter()
-        for m, nets in enumerate(self.members):
+        for m, nets in enumerate(self.delivered):
             figures.add(self.closing.fit(nets, *self.member_windows(m), ctx))
         if not figures.sums:
             return

@@ -85,6 +85,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_gamma: float = 0.95  # ExponentialLR gamma, stepped each epoch
     clip_norm: float = 1.0  # gradient clipping max_norm; 0 = off
+    ema: float = 0.0  # decay of a moving average of the weights that is validated, saved and sampled; 0 = off
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # mixed precision: auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off

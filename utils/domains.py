@@ -68,7 +68,7 @@ FIELDS = {
     "data.seq_len": POSITIVE_INT, "data.stride": COUNT, "data.val_fraction": FRACTION,
     "data.block_size": POSITIVE_INT, "data.max_sequences": COUNT, "data.synthetic": COUNT,
     "train.epochs": COUNT, "train.batch": POSITIVE_INT, "train.lr_g": NONNEG, "train.lr_d": NONNEG,  # 0 freezes a group
-    "train.weight_decay": NONNEG, "train.lr_gamma": RATE, "train.clip_norm": NONNEG, "train.seed": SEED,
+    "train.weight_decay": NONNEG, "train.lr_gamma": RATE, "train.clip_norm": NONNEG, "train.ema": FRACTION, "train.seed": SEED,
     "train.steps_per_epoch": COUNT, "train.save_every": COUNT, "train.sample_every": COUNT,
     "train.eval_samples": POSITIVE_INT, "train.eval_bases": POSITIVE_INT, "train.patience": POSITIVE_INT, "train.n_models": POSITIVE_INT,
     "train.target_gc": PROBABILITY, "train.balance_weight": PROBABILITY, "train.target_gc_weight": PROBABILITY,
