@@ -484,22 +484,7 @@ class Run:
         self.delivered = [a.module for a in self.averages] or self.members
         self.ensemble = Ensemble(self.family, cfg, self.delivered, self.stats, self.device)
         self.amp = resolve_amp(tc.amp, self.device)
-        self.train_x = torch.from_numpy(data.train)
-        labels = getattr(data, "train_labels", None)
-        self.train_y = torch.from_numpy(labels.astype(np.int64)) if labels is not None else None
-        if labels is not None and not self.family.labelled:
-            log.warning("warning: the %r family does not train on labels yet; the labels are only counted",
-                        self.family.name)
-        if self.device.type == "cuda" and self.train_x.nbytes < 0.25 * torch.cuda.get_device_properties(
-                self.device).total_memory:
-            self.train_x = self.train_x.to(self.device)  # batches are sliced on the GPU: no copy per step
-            self.train_y = self.train_y.to(self.device) if self.train_y is not None else None
-        self.val = data.val if data.val.shape[0] else data.train
-        self.val_x = torch.from_numpy(np.ascontiguousarray(self.val))
-        self.val_y = None  # their labels, for families that train on labels
-        if getattr(data, "val_labels", None) is not None:
-            vl = data.val_labels if data.val.shape[0] else data.train_labels
-            self.val_y = torch.from_numpy(vl.astype(np.int64))
+        self._tensors(data)
         n = data.train.shape[0]
         boot_rng = np.random.default_rng(tc.seed + 7919)
         self.boots = [boot_rng.integers(0, n, n) if tc.bagging else np.arange(n) for _ in self.members]
@@ -521,6 +506,26 @@ class Run:
             log.info("torchrun: %d processes (%s); each rank takes --batch %d windows of every global batch of %d",
                      dist.world, "gloo" if self.device.type == "cpu" else "nccl", tc.batch, tc.batch * dist.world)
         self.data_sha256 = None if cfg.data.synthetic else ckpt_io.file_hash(cfg.data.path)
+
+    def _tensors(self, data) -> None:
+        """The windows (and labels) as tensors: training ones on the GPU when they fit a quarter of
+        it; the held-out ones (the training ones when nothing is held out) for validation."""
+        self.train_x = torch.from_numpy(data.train)
+        labels = getattr(data, "train_labels", None)
+        self.train_y = torch.from_numpy(labels.astype(np.int64)) if labels is not None else None
+        if labels is not None and not self.family.labelled:
+            log.warning("warning: the %r family does not train on labels yet; the labels are only counted",
+                        self.family.name)
+        if self.device.type == "cuda" and self.train_x.nbytes < 0.25 * torch.cuda.get_device_properties(
+                self.device).total_memory:
+            self.train_x = self.train_x.to(self.device)  # batches are sliced on the GPU: no copy per step
+            self.train_y = self.train_y.to(self.device) if self.train_y is not None else None
+        self.val = data.val if data.val.shape[0] else data.train
+        self.val_x = torch.from_numpy(np.ascontiguousarray(self.val))
+        self.val_y = None  # their labels, for families that train on labels
+        if getattr(data, "val_labels", None) is not None:
+            vl = data.val_labels if data.val.shape[0] else data.train_labels
+            self.val_y = torch.from_numpy(vl.astype(np.int64))
 
     def preflight(self, overwrite: bool) -> None:
         """Before any data is read or anything written: the folders can be written, a killed run's
