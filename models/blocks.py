@@ -350,10 +350,11 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
     return out
 
 
-def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of):
+def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of, rows_of_of=None):
     """The ClosingFit of a family with an n-gram table: ``table_of(nets)`` is its ContextLogits (None
     where the networks have none: then nothing is fitted or undone) and ``network_logits_of(nets)``
-    the frozen network's logits function (see refit_context_logits)."""
+    the frozen network's logits function (see refit_context_logits); ``rows_of_of(nets)``, where
+    given, the reader of predictions that replaces it (refit_context_logits's rows_of)."""
     from models.registry import ClosingFit
 
     if not (opts.ngram_order and opts.ngram_refit):
@@ -365,8 +366,9 @@ def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of):
         was = nets.training
         nets.eval()
         try:
-            return refit_context_logits(table_of(nets), network_logits_of(nets), opts, train_x, ctx.val,
-                                        ctx.device, ctx.cfg.train.seed, train_y, ctx.val_labels)
+            return refit_context_logits(table_of(nets), network_logits_of(nets) if network_logits_of else None, opts,
+                                        train_x, ctx.val, ctx.device, ctx.cfg.train.seed, train_y, ctx.val_labels,
+                                        rows_of=rows_of_of(nets) if rows_of_of else None)
         finally:
             nets.train(was)
 

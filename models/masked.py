@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import NgramOptions, TransformerStack, place_prompt, refit_context_logits, sample_categorical
+from models.blocks import NgramOptions, TransformerStack, ngram_closing_fit, place_prompt, sample_categorical
 from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.losses import balanced_loss, rows_per_pass
@@ -335,22 +335,7 @@ class Masked(Family):
                 return logits[m], M.near.index(inp)[m], lab[m]
             return rows
 
-        def fit(nets, train_x, train_y, ctx):
-            if train_x.shape[0] == 0 or nets["M"].near is None:
-                return {}
-            was = nets.training
-            nets.eval()
-            try:
-                return refit_context_logits(nets["M"].near, None, opts, train_x, ctx.val, ctx.device,
-                                            ctx.cfg.train.seed, train_y, ctx.val_labels, rows_of=rows_of(nets))
-            finally:
-                nets.train(was)
-
-        def undo(nets):
-            if nets["M"].near is not None:
-                nets["M"].near.refit.zero_()
-
-        return ClosingFit(windows=c.context_refit, fit=fit, undo=undo)
+        return ngram_closing_fit(opts, lambda nets: nets["M"].near, None, rows_of)
 
     def evaluate(self, nets, ctx) -> dict[str, float]:
         out = {}
