@@ -80,6 +80,8 @@ def main():
     ap.add_argument("--families", nargs="+", default=FAMILIES)
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--ref_stride", type=int, default=10)
+    ap.add_argument("--slow_n", type=int, default=0, help="sequences for the slow samplers (masked), "
+                    f"default {SLOW_SAMPLERS}; e.g. --slow_n 20000 to score masked at --n (about 14 min of generation)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="", help="a candidate's name: rows go to genomes_<budget>_<tag>.json")
     ap.add_argument("--train_args", default="", help="extra main.py flags for every trained family, e.g. "
@@ -100,7 +102,7 @@ def main():
         for k in () if args.no_baselines else (3, 5):
             sets.append((f"markov-{k}", lambda k=k: trained_set("markov", GENOMES[g], 0, args.n,
                                                                  Path(work) / g / f"markov{k}", ("--order", k))))
-        sets += [(f, lambda f=f: trained_set(f, GENOMES[g], args.budget, min(args.n, SLOW_SAMPLERS.get(f, args.n)),
+        sets += [(f, lambda f=f: trained_set(f, GENOMES[g], args.budget, min(args.n, args.slow_n or SLOW_SAMPLERS.get(f, args.n)),
                                              Path(work) / f"budget{args.budget:g}" / g / (f + (f"_{args.tag}" if args.tag else "")), extra))
                  for f in args.families if f != "markov"]
         for label, make in sets:
