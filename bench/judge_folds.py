@@ -1,0 +1,74 @@
+"""How much of a C2ST figure is the judge learning the held-out set itself? The judge's real side is
+overlapping windows of the held-out blocks (every --stride bases: a window shares 60 of 70 bases
+with its neighbour). With random folds, the neighbour of most scored windows was in the judge's
+training fold, so on a small held-out set the judge can learn those bases and tell any other
+sequence, real or generated, from them. With grouped folds all windows of one held-out block are
+in one fold (analysis.judge.c2st, real_groups).
+
+For each genome, the sets of bench/genomes.py's baseline rows (real training windows, the floor;
+markov-3 and markov-5 through the CLI) are judged against the same held-out windows both ways,
+with several seeds (each seed a new subsample, fold split and judge initialisation):
+
+    python bench/judge_folds.py [--genomes lambda human_stretches s_suis] [--seeds 3]
+
+The judge's power is the gap from the floor to markov-5; it is only worth reading where it is
+larger than the spread over seeds.
+"""
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, table, write_json
+from genomes import GENOMES, trained_set, work
+
+from analysis.judge import c2st, heldout_windows
+from utils.sequences import load_sequences
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--genomes", nargs="+", default=["lambda", "human_stretches", "s_suis"])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--stride", type=int, default=10, help="step of the overlapping held-out windows (genomes.py's)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rows = []
+    for g in args.genomes:
+        data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=0)
+        ref, ref_groups = heldout_windows(data.val_segments, 70, args.stride, groups=True)
+        floor, floor_groups = heldout_windows(data.train_segments, 70, 70, groups=True)  # = the training windows
+        sets = {"floor": (floor, floor_groups)}
+        for k in (3, 5):
+            gen, _ = trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / f"markov{k}", ("--order", k))
+            sets[f"markov-{k}"] = (gen, None)
+        for name, (x, x_groups) in sets.items():
+            for mode in ("random", "grouped"):
+                t = time.perf_counter()
+                res = [c2st(ref, x, seed=s, max_n=args.n,
+                            real_groups=ref_groups if mode == "grouped" else None,
+                            gen_groups=x_groups if mode == "grouped" else None) for s in range(args.seeds)]
+                aucs = [r["auc"] for r in res]
+                rows.append({"genome": g, "set": name, "folds": mode, "n": res[0]["n"],
+                             "held_out_blocks": len(data.val_segments), "auc_mean": float(np.mean(aucs)),
+                             "auc_sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else float("nan"),
+                             "auc_seeds": aucs, "ci_seed0": [res[0]["lo"], res[0]["hi"]],
+                             "seconds_per_seed": (time.perf_counter() - t) / args.seeds})
+                print(table(rows[-1:], ["genome", "set", "folds", "n", "auc_mean", "auc_sd", "seconds_per_seed"]),
+                      flush=True)
+                write_json("judge_folds", {"stride": args.stride, "seeds": args.seeds, "rows": rows})
+    for g in args.genomes:  # the judge's power: markov-5 minus the floor, each way
+        for mode in ("random", "grouped"):
+            by = {r["set"]: r for r in rows if r["genome"] == g and r["folds"] == mode}
+            rows.append({"genome": g, "set": "markov-5 - floor", "folds": mode,
+                         "auc_mean": by["markov-5"]["auc_mean"] - by["floor"]["auc_mean"],
+                         "auc_sd": float(np.hypot(by["markov-5"]["auc_sd"], by["floor"]["auc_sd"]))})
+    print(table(rows, ["genome", "set", "folds", "n", "held_out_blocks", "auc_mean", "auc_sd", "seconds_per_seed"]))
+    print(f"wrote {write_json('judge_folds', {'stride': args.stride, 'seeds': args.seeds, 'rows': rows})}")
+
+
+if __name__ == "__main__":
+    main()
