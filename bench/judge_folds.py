@@ -33,9 +33,11 @@ def main():
     ap.add_argument("--genomes", nargs="+", default=["lambda", "human_stretches", "s_suis"])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--tag", default="", help="rows go to judge_folds_<tag>.json")
     ap.add_argument("--stride", type=int, default=10, help="step of the overlapping held-out windows (genomes.py's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    name = "judge_folds" + (f"_{args.tag}" if args.tag else "")
     rows = []
     for g in args.genomes:
         data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=0)
@@ -45,21 +47,21 @@ def main():
         for k in (3, 5):
             gen, _ = trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / f"markov{k}", ("--order", k))
             sets[f"markov-{k}"] = (gen, None)
-        for name, (x, x_groups) in sets.items():
+        for label, (x, x_groups) in sets.items():
             for mode in ("random", "grouped"):
                 t = time.perf_counter()
                 res = [c2st(ref, x, seed=s, max_n=args.n,
                             real_groups=ref_groups if mode == "grouped" else None,
                             gen_groups=x_groups if mode == "grouped" else None) for s in range(args.seeds)]
                 aucs = [r["auc"] for r in res]
-                rows.append({"genome": g, "set": name, "folds": mode, "n": res[0]["n"],
+                rows.append({"genome": g, "set": label, "folds": mode, "n": res[0]["n"],
                              "held_out_blocks": len(data.val_segments), "auc_mean": float(np.mean(aucs)),
                              "auc_sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else float("nan"),
                              "auc_seeds": aucs, "ci_seed0": [res[0]["lo"], res[0]["hi"]],
                              "seconds_per_seed": (time.perf_counter() - t) / args.seeds})
                 print(table(rows[-1:], ["genome", "set", "folds", "n", "auc_mean", "auc_sd", "seconds_per_seed"]),
                       flush=True)
-                write_json("judge_folds", {"stride": args.stride, "seeds": args.seeds, "rows": rows})
+                write_json(name, {"seed": 0, "stride": args.stride, "seeds": args.seeds, "rows": rows})
     for g in args.genomes:  # the judge's power: markov-5 minus the floor, each way
         for mode in ("random", "grouped"):
             by = {r["set"]: r for r in rows if r["genome"] == g and r["folds"] == mode}
@@ -67,7 +69,7 @@ def main():
                          "auc_mean": by["markov-5"]["auc_mean"] - by["floor"]["auc_mean"],
                          "auc_sd": float(np.hypot(by["markov-5"]["auc_sd"], by["floor"]["auc_sd"]))})
     print(table(rows, ["genome", "set", "folds", "n", "held_out_blocks", "auc_mean", "auc_sd", "seconds_per_seed"]))
-    print(f"wrote {write_json('judge_folds', {'stride': args.stride, 'seeds': args.seeds, 'rows': rows})}")
+    print(f"wrote {write_json(name, {'seed': 0, 'stride': args.stride, 'seeds': args.seeds, 'rows': rows})}")
 
 
 if __name__ == "__main__":
