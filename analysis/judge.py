@@ -127,7 +127,9 @@ def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: i
     window comes from); the sequences of one block then all land in one fold. Without them the
     folds are random, and a window's neighbour, sharing most of its bases, is often in the
     judge's training fold: on a small held-out set the judge can then learn the set itself and
-    tell any other sequence from it (docs/benchmarks.md, "The judge's folds")."""
+    tell any other sequence from it (docs/benchmarks.md, "The judge's folds"). With groups the
+    interval comes from a block bootstrap: whole groups are resampled, since the windows of one
+    block are not independent draws."""
     spec = JUDGES[judge] if isinstance(judge, str) else judge
     a, b = as_codes(real), as_codes(gen)
     L = min(a.shape[1], b.shape[1])
@@ -147,6 +149,10 @@ def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: i
                 for g, p in ((real_groups, pick_a), (gen_groups, pick_b))]
         fold = np.concatenate(side)
         parts = [np.flatnonzero(fold == f) for f in range(folds)]
+        # the bootstrap's units: a whole block where groups are given, else one sequence
+        units = [np.unique(np.asarray(g)[p], return_inverse=True)[1].ravel() if g is not None else np.arange(n)
+                 for g, p in ((real_groups, pick_a), (gen_groups, pick_b))]
+        unit = np.concatenate([units[0], units[1] + units[0].max() + 1])
     else:
         parts = np.array_split(rng.permutation(2 * n), folds)
     scored = []  # (scores, labels) per fold
@@ -157,10 +163,16 @@ def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: i
             scored.append((s, y[test].numpy()))
     auc = float(np.mean([roc_auc(s, t) for s, t in scored]))
     boot = np.empty(n_boot)
+    fold_units = [np.unique(unit[test], return_inverse=True)[1].ravel() for test in parts] if grouped else None
     for i in range(n_boot):
         vals = []
-        for s, t in scored:
-            idx = rng.integers(0, s.size, s.size)
+        for f, (s, t) in enumerate(scored):
+            if grouped:  # resample blocks, not the overlapping windows within them (a block bootstrap)
+                inv = fold_units[f]
+                k = inv.max() + 1
+                idx = np.repeat(np.arange(s.size), np.bincount(rng.integers(0, k, k), minlength=k)[inv])
+            else:
+                idx = rng.integers(0, s.size, s.size)
             vals.append(roc_auc(s[idx], t[idx]))
         boot[i] = np.mean(vals)
     lo, hi = np.nanpercentile(boot, [2.5, 97.5])

@@ -109,6 +109,8 @@ def test_grouped_c2st_does_not_learn_the_heldout_set():
     assert leaky["auc"] > 0.95  # it has learnt the held-out bases
     # grouped, the judge scores blocks it never saw; 16 blocks leave a spread of about 0.1 over seeds
     assert abs(fair["auc"] - 0.5) < 0.1
+    # its interval resamples whole blocks: as wide as that spread, and it holds 0.5
+    assert fair["lo"] < 0.5 < fair["hi"] and fair["hi"] - fair["lo"] > 0.1
 
 
 def test_judge_receptive_fields():
