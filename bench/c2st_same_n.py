@@ -10,14 +10,11 @@ in genomes.py) and any generated FASTA given with --gen NAME=PATH (its first n s
 n, against the same overlapping held-out windows, with the same judge and seed.
 """
 import argparse
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 
 from common import ROOT, table, write_json
-from genomes import GENOMES, work
+from genomes import GENOMES, trained_set, work
 
 from analysis.judge import c2st, heldout_windows
 from utils.sequences import load_sequences, read_sequences
@@ -37,17 +34,10 @@ def main():
     for i, g in enumerate(args.genomes):
         data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=args.seed)
         ref = heldout_windows(data.val_segments, 70, 10)
-        w = work / "c2st_same_n" / g
-        shutil.rmtree(w, ignore_errors=True)
-        w.mkdir(parents=True)
-        for argv in (["--mode", "train", "--model", "markov", "--order", "5", "--data", str(ROOT / GENOMES[g]),
-                      "--checkpoint_dir", "ck", "--run_dir", "run", "--overwrite"],
-                     ["--mode", "gen", "--checkpoint", "ck/markov_best.pt", "--n", str(max(args.n)),
-                      "--output", "gen.fasta"]):
-            subprocess.run([sys.executable, str(ROOT / "main.py"), *argv], cwd=w, check=True, capture_output=True)
+        m5, _ = trained_set("markov", GENOMES[g], 0, max(args.n), work / "c2st_same_n" / g, ("--order", 5))
         rng = np.random.default_rng(args.seed)
         sets = {"real train windows (floor)": data.train[rng.permutation(data.train.shape[0])],
-                "markov-5": read_sequences(w / "gen.fasta")}
+                "markov-5": m5}
         if i == 0:
             sets.update({spec.split("=", 1)[0]: read_sequences(spec.split("=", 1)[1]) for spec in args.gen})
         for n in args.n:
