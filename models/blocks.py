@@ -26,11 +26,12 @@ class TransformerStack(nn.Module):
     """Input projection + LayerNorm + learned positions -> pre-norm encoder -> LayerNorm.
 
     rel_pos: the encoder's blocks also add a learned attention bias per head and lag (RelativeBias);
-    they are this module's own blocks (AttentionBlock, not causal) instead of PyTorch's encoder layers."""
+    rope: they rotate queries and keys by position instead (Rotary). With either, the blocks are this
+    module's own (AttentionBlock, not causal) instead of PyTorch's encoder layers."""
 
     def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, max_len: int,
                  dropout: float = 0.0, ff_mult: int = 4, kernel: int = 1, attn_dropout: float | None = None,
-                 rel_pos: bool = False):
+                 rel_pos: bool = False, rope: bool = False):
         super().__init__()
         # kernel > 1: the input projection is a 1-D convolution, so the first layer already sees
         # k-mers (a per-position Linear when kernel = 1).
@@ -43,9 +44,10 @@ class TransformerStack(nn.Module):
         # plain attention kernel, which holds every (L x L) score map: at 500 bp 7x the time and 4x
         # the memory of the fused kernel, and at 1,000 bp out of 24 GB (docs/benchmarks.md).
         attn_dropout = dropout if attn_dropout is None else attn_dropout
-        if rel_pos:
-            self.blocks = nn.ModuleList(AttentionBlock(d_model, n_heads, dropout, ff_mult, rel_len=max_len, causal=False,
-                                                    attn_dropout=attn_dropout) for _ in range(n_layers))
+        if rel_pos or rope:
+            self.blocks = nn.ModuleList(AttentionBlock(d_model, n_heads, dropout, ff_mult, rel_len=max_len if rel_pos else 0,
+                                                    causal=False, attn_dropout=attn_dropout, rope=rope)
+                                        for _ in range(n_layers))
             self.encoder = None
         else:
             layer = nn.TransformerEncoderLayer(d_model, n_heads, ff_mult * d_model, dropout,
@@ -90,12 +92,45 @@ class RelativeBias(nn.Module):
         return bias.masked_fill(lag < 0, float("-inf")).unsqueeze(0)
 
 
+class Rotary(nn.Module):
+    """Rotary position embedding (Su et al. 2021, RoFormer): each query and key is rotated, pair of
+    channels by pair, by an angle proportional to its position, so a score q_i . k_j depends on the
+    positions only through i - j. Relative positions without an additive bias: PyTorch's fused
+    attention kernel still applies in training (a learned bias needs its gradient, which only the
+    plain kernel gives; 500 bp, batch 128: 0.91 s against 0.19 s per attention call, forward and
+    backward).
+
+    Frequencies (fixed): the first pair turns 2 pi / 3 per base, so a head can score keys by their
+    codon phase (lag mod 3); the second 2 pi / 10.5, the turn of the double helix; the others the
+    usual ladder 10000^(-i / n) from 1 radian per base down. Channels split in halves (GPT-NeoX's
+    layout): channel c pairs with channel c + d/2."""
+
+    def __init__(self, head_dim: int):
+        super().__init__()
+        if head_dim % 2:
+            raise ConfigError(f"rotary positions need an even head width (d_model / n_heads), got {head_dim}")
+        n = head_dim // 2
+        special = [2 * torch.pi / 3, 2 * torch.pi / 10.5][: max(0, n - 1)]
+        rest = n - len(special)
+        ladder = [10000.0 ** (-i / rest) for i in range(rest)]
+        self.register_buffer("freq", torch.tensor(special + ladder, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """x (B, h, T, head_dim) at positions start..start+T-1 -> rotated, same shape."""
+        pos = torch.arange(start, start + x.shape[-2], device=x.device, dtype=torch.float32)
+        ang = pos[:, None] * self.freq[None, :]  # (T, n)
+        cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+        a, b = x.chunk(2, -1)
+        return torch.cat([a * cos - b * sin, b * cos + a * sin], -1)
+
+
 class AttentionBlock(nn.Module):
     """Pre-norm transformer block with self-attention, causal unless ``causal`` is False, an
-    optional key/value cache (causal decoding) and an optional relative-position bias."""
+    optional key/value cache (causal decoding) and optional relative positions: a learned bias per
+    head and lag (``rel_len``) or rotary queries and keys (``rope``)."""
 
     def __init__(self, d: int, n_heads: int, dropout: float = 0.0, ff_mult: int = 4, rel_len: int = 0,
-                 causal: bool = True, attn_dropout: float = 0.0):
+                 causal: bool = True, attn_dropout: float = 0.0, rope: bool = False):
         super().__init__()
         self.h, self.causal, self.attn_dropout = n_heads, causal, attn_dropout
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
@@ -103,11 +138,14 @@ class AttentionBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, ff_mult * d), nn.GELU(), nn.Linear(ff_mult * d, d))
         self.drop = nn.Dropout(dropout)
         self.rel = RelativeBias(n_heads, rel_len, causal) if rel_len else None
+        self.rope = Rotary(d // n_heads) if rope else None
 
     def attend(self, x, cache: dict | None, start: int = 0):
         """x (B, T, d) at positions start..start+T-1 (start > 0 only when decoding with a cache)."""
         B, T, d = x.shape
         q, k, v = (t.reshape(B, T, self.h, d // self.h).transpose(1, 2) for t in self.qkv(x).split(d, -1))
+        if self.rope is not None:  # keys are cached rotated, by their own positions
+            q, k = self.rope(q, start), self.rope(k, start)
         if cache is not None:  # incremental decoding: one new position attends to all cached ones
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
@@ -132,7 +170,7 @@ class CausalTransformer(nn.Module):
     giving the same result as the full pass (tested)."""
 
     def __init__(self, d_in: int, d_model: int, n_layers: int, n_heads: int, max_len: int,
-                 dropout: float = 0.0, kernel: int = 1, rel_pos: bool = False):
+                 dropout: float = 0.0, kernel: int = 1, rel_pos: bool = False, rope: bool = False):
         super().__init__()
         self.kernel = kernel
         self.proj = nn.Conv1d(d_in, d_model, kernel)
@@ -140,7 +178,8 @@ class CausalTransformer(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, max_len, d_model))
         nn.init.normal_(self.pos, std=0.02)
         rel = max_len if rel_pos else 0
-        self.blocks = nn.ModuleList(AttentionBlock(d_model, n_heads, dropout, rel_len=rel) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(AttentionBlock(d_model, n_heads, dropout, rel_len=rel, rope=rope)
+                                    for _ in range(n_layers))
         self.norm_out = nn.LayerNorm(d_model)
 
     def forward(self, x):  # (B, L, d_in) -> (B, L, d_model)

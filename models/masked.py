@@ -61,6 +61,7 @@ class MaskedConfig(GuidanceOptions, ConditionOptions):
     ff_mult: int = 4
     kernel: int = 5  # width of the input projection (a 1-D convolution; 1 = a per-token embedding)
     rel_pos: bool = False  # attention adds a learned bias per head and lag (relative positions)
+    rope: bool = False  # rotary queries and keys instead (relative positions, fused attention kernel kept)
     mask_prob: float = 0.15  # fraction of bases masked per training window (prototype: 0.3); and in val_masked_acc
     mask_rate: str = "uniform"  # fixed (every window at mask_prob) | uniform (each window's rate from U(0, 1))
     bert_replace: bool = False  # 80% [MASK], 10% random base, 10% unchanged
@@ -84,6 +85,8 @@ class MaskedConfig(GuidanceOptions, ConditionOptions):
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
         if self.n_layers < 1 or self.gen_steps < 0 or self.kernel < 1:
             raise ConfigError("model.n_layers and kernel must be >= 1 and gen_steps >= 0")
+        if self.rel_pos and self.rope:
+            raise ConfigError("model.rel_pos and model.rope are two ways to the same end: set one of them")
         if not 0 <= self.context_order <= 6:
             raise ConfigError("model.context_order must be between 0 and 6")
 
@@ -104,7 +107,7 @@ class MaskedLM(nn.Module):
         self.mask_prob = c.mask_prob
         self.body = TransformerStack(VOCAB, c.d_model, c.n_layers, c.n_heads, max_len, c.dropout,
                                      ff_mult=c.ff_mult, kernel=c.kernel, attn_dropout=c.attn_dropout,
-                                     rel_pos=c.rel_pos)
+                                     rel_pos=c.rel_pos, rope=c.rope)
         self.head = nn.Linear(c.d_model, VOCAB)
         # classes 0..n-1 and the null class n (classifier-free guidance)
         self.cls = nn.Embedding(n_classes + 1, c.d_model) if n_classes else None

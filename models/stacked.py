@@ -55,11 +55,14 @@ class StackedConfig(GuidanceOptions, ConditionOptions, NgramOptions, GanOptions)
     label_smoothing: float = option(0.1, "one-sided label smoothing: real target 1 - s (bce)")
     stage1_weight: float = option(0.5, "weight of the Stage I adversarial term within the adversarial terms")
     rel_pos: bool = option(False, "Stage II attention adds a learned bias per head and lag (relative positions)")
+    rope: bool = option(False, "Stage II attention rotates queries and keys by position instead (rotary)")
 
     def validate(self):
         super().validate()
         if self.d_model % self.n_heads:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
+        if self.rel_pos and self.rope:
+            raise ConfigError("model.rel_pos and model.rope are two ways to the same end: set one of them")
 
 
 class Discriminator(nn.Module):
@@ -94,7 +97,8 @@ class StackedGenerator(nn.Module):
         self.stage1 = TransformerStack(2 * c.noise_dim + e, c.d_model, c.g_layers, c.n_heads, max_len, c.dropout)
         self.head1 = nn.Linear(c.d_model, 4)
         self.stage2 = CausalTransformer(4 + c.noise_dim + e + 4, c.d_model, c.g_layers, c.n_heads, max_len,
-                                        c.dropout, kernel=c.g_kernel, rel_pos=c.rel_pos)
+                                        c.dropout, kernel=c.g_kernel, rel_pos=c.rel_pos,
+                                        rope=c.rope)
         self.head2 = nn.Linear(c.d_model, 4)
         self.ngram = ContextLogits(c.ngram_order) if c.ngram_order else None
         # The prototype's small-gain Xavier init on each stage's input and output layers; inside the

@@ -266,16 +266,16 @@ def test_uniform_rates_generate_what_fixed_rate_training_cannot(genome):
     assert hits["uniform"] >= 8 and hits["uniform"] >= hits["fixed"] + 8, hits
 
 
-@pytest.mark.parametrize("rel", [False, True])
-def test_attention_dropout_is_its_own_option(genome, rel):
+@pytest.mark.parametrize("pos", ["absolute", "rel_pos", "rope"])
+def test_attention_dropout_is_its_own_option(genome, pos):
     """Residual dropout off and attention dropout off: training-mode passes are deterministic (the
     fused attention kernels can then train); attention dropout on: they are not."""
     x = torch.randint(0, 4, (4, 24))
-    r = f"model.rel_pos={str(rel).lower()}"
-    _, nets, _ = make(genome, "model.dropout=0", "model.attn_dropout=0", r)
+    r = [f"model.rel_pos={str(pos == 'rel_pos').lower()}", f"model.rope={str(pos == 'rope').lower()}"]
+    _, nets, _ = make(genome, "model.dropout=0", "model.attn_dropout=0", *r)
     nets.train()
     assert torch.equal(nets["M"](x), nets["M"](x))
-    _, nets, _ = make(genome, "model.dropout=0", "model.attn_dropout=0.5", r)
+    _, nets, _ = make(genome, "model.dropout=0", "model.attn_dropout=0.5", *r)
     nets.train()
     assert not torch.equal(nets["M"](x), nets["M"](x))
     with pytest.raises(ConfigError):
@@ -366,3 +366,34 @@ def test_closing_refit_of_the_context_tables_matches_their_counts(genome):
     closing.undo(nets)
     assert torch.equal(M.near.refit, torch.zeros(50, 4))
     assert fam.closing_fit(small_cfg(genome, "model.context_order=2", "model.context_refit=0")) is None
+
+
+def test_rotary_scores_depend_on_the_lag_only_and_can_read_the_codon_phase(genome):
+    """model.rope: rotated queries and keys score q_i . k_j as a function of i - j (shifting both
+    positions changes nothing); the first channel pair turns a third of a circle per base, so one
+    fixed query and key score keys in a cycle of three. Rotary and the bias together are refused."""
+    from models.blocks import Rotary
+    rot = Rotary(16)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 1, 1, 16, generator=g), torch.randn(1, 1, 1, 16, generator=g)
+    def score(i, j):
+        return float((rot(q, i) * rot(k, j)).sum())
+    for i, j in [(0, 5), (7, 3), (40, 40), (2, 61)]:
+        assert abs(score(i, j) - score(i + 13, j + 13)) < 1e-4
+    assert abs(score(0, 5) - score(0, 6)) > 1e-3  # and it does depend on the lag
+    # only the codon pair (channels 0 and 8): a cycle of three in the lag
+    qc, kc = torch.zeros(1, 1, 1, 16), torch.zeros(1, 1, 1, 16)
+    qc[..., 0], kc[..., 0] = 1.0, 1.0
+    s = [float((rot(qc, 0) * rot(kc, j)).sum()) for j in range(9)]
+    assert all(abs(s[j] - s[j + 3]) < 1e-4 for j in range(6)) and abs(s[0] - s[1]) > 1.0
+    _, nets, _ = make(genome, "model.rope=true", "model.rel_pos=false", "model.dropout=0")
+    M = nets["M"]
+    assert all(b.rope is not None and b.rel is None for b in M.body.blocks)
+    nets.eval()
+    x = torch.randint(0, 4, (3, 24), generator=g)
+    y = x.clone()
+    y[:, 20] = (y[:, 20] + 1) % 4
+    with torch.no_grad():
+        assert not torch.allclose(M(x)[:, 5], M(y)[:, 5])  # not causal
+    with pytest.raises(ConfigError):
+        make(genome, "model.rope=true", "model.rel_pos=true")

@@ -37,12 +37,13 @@ def test_shapes_through_both_stages_and_spectral_norm(genome):
     assert fam.sample(nets, 7, 20, generator=ctx.generator).shape == (7, 20)
 
 
-@pytest.mark.parametrize("order,rel", [(0, False), (3, False), (0, True)])
-def test_incremental_generation_matches_the_full_pass(genome, order, rel):
-    fam, nets, ctx = make(genome, f"model.ngram_order={order}", f"model.rel_pos={str(rel).lower()}")
+@pytest.mark.parametrize("order,rel,rope", [(0, False, False), (3, False, False), (0, True, False), (0, False, True)])
+def test_incremental_generation_matches_the_full_pass(genome, order, rel, rope):
+    fam, nets, ctx = make(genome, f"model.ngram_order={order}", f"model.rel_pos={str(rel).lower()}",
+                          f"model.rope={str(rope).lower()}")
     G = nets["G"]
     assert (G.ngram is None) == (order == 0)
-    assert all((b.rel is not None) == rel for b in G.stage2.blocks)
+    assert all((b.rel is not None) == rel and (b.rope is not None) == rope for b in G.stage2.blocks)
     with torch.no_grad():  # trained-looking tables (they start at zero), so those paths are really exercised
         if order:
             G.ngram.table.weight.normal_(0, 2.0, generator=ctx.generator)
