@@ -40,7 +40,7 @@ from models.blocks import ContextLogits, NgramOptions, gc_bias, ngram_closing_fi
 from models.condition import Classes, ConditionOptions, classes_of, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import d_metrics
-from train.losses import balanced_loss
+from train.losses import balanced_loss, rows_per_pass
 from train.schedule import Phase, Plan
 from utils.config import option
 from utils.errors import ConfigError
@@ -538,17 +538,27 @@ class SeqGAN(Family):
 
     @torch.no_grad()
     def evaluate(self, nets, ctx) -> dict[str, float]:
-        """Held-out NLL of the policy (nats per position) on up to 2,000 validation windows."""
+        """Held-out NLL of the policy (nats per position) on up to 2,000 validation windows spread
+        over every held-out block, at their full length whatever the curriculum's length this epoch,
+        as the other families: the figure that picks seqgan_best.pt then compares epochs on the
+        length that is generated. (Until stop 23 it read the first 2,000 windows cut to the epoch's
+        length, so a 200 bp epoch's NLL was set against a 500 bp epoch's.)"""
         if ctx.val is None or not ctx.val.shape[0]:
             return {}
         G = nets["G"]
         was = G.training
         G.eval()
-        x = ctx.val[:2000, : ctx.length].to(ctx.device)
-        lab = None if ctx.val_labels is None else ctx.val_labels[:2000].to(ctx.device)
-        nll = float(G.mle_loss(x, classes_of(nets, x, lab)))
+        step = max(1, ctx.val.shape[0] // 2000)
+        val = ctx.val[::step][:2000]
+        labels = None if ctx.val_labels is None else ctx.val_labels[::step][:2000]
+        total, batch = 0.0, rows_per_pass(val.shape[1], 512)
+        with torch.no_grad():
+            for s in range(0, val.shape[0], batch):
+                x = val[s : s + batch].to(ctx.device)
+                lab = None if labels is None else labels[s : s + batch].to(ctx.device)
+                total += float(G.mle_loss(x, classes_of(nets, x, lab))) * x.shape[0]
         G.train(was)
-        return {"val_nll": nll}
+        return {"val_nll": total / val.shape[0]}
 
     def closing_fit(self, cfg) -> ClosingFit | None:
         """Refit the DNA policy's n-gram table with the LSTM frozen (models.blocks.refit_context_logits);

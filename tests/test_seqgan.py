@@ -441,3 +441,21 @@ def test_target_gc_pulls_the_dna_policy_in_its_mle_steps():
             p = torch.softmax(nets["G"](batch), -1)
         gc[w] = float(p[..., 1:3].sum(-1).mean())
     assert gc[0.5] > gc[0.0] + 0.1, gc
+
+
+def test_heldout_nll_reads_full_length_windows_whatever_the_curriculum_length():
+    """seqgan_best.pt is picked by held-out NLL: an epoch at 20 bp of a 40 bp curriculum is scored
+    on the same full-length windows as a 40 bp epoch (so two epochs compare), spread over the held-out
+    set, and the figure is the policy's mean NLL per position on them."""
+    import dataclasses
+    cfg = tiny_cfg()
+    fam, nets, ctx = build_for_steps("seqgan", cfg, stats("categorical", 40), lr=1e-2)
+    g = torch.Generator().manual_seed(3)
+    ctx.val = torch.randint(0, 4, (5000, 40), generator=g)
+    ctx.val_labels = None
+    short = fam.evaluate(nets, dataclasses.replace(ctx, length=20))["val_nll"]
+    full = fam.evaluate(nets, dataclasses.replace(ctx, length=40))["val_nll"]
+    assert short == pytest.approx(full, rel=1e-6)
+    with torch.no_grad():
+        want = float(nets["G"].mle_loss(ctx.val[::2][:2000]))
+    assert full == pytest.approx(want, rel=1e-5)
