@@ -86,7 +86,8 @@ class MaskedConfig(GuidanceOptions, ConditionOptions):
         if self.n_layers < 1 or self.gen_steps < 0 or self.kernel < 1:
             raise ConfigError("model.n_layers and kernel must be >= 1 and gen_steps >= 0")
         if self.rel_pos and self.rope:
-            raise ConfigError("model.rel_pos and model.rope are two ways to the same end: set one of them")
+            raise ConfigError("model.rel_pos and model.rope are two ways to relative positions: set one of them "
+                              "(e.g. --set model.rel_pos=true --set model.rope=false)")
         if not 0 <= self.context_order <= 6:
             raise ConfigError("model.context_order must be between 0 and 6")
 

@@ -62,7 +62,8 @@ class StackedConfig(GuidanceOptions, ConditionOptions, NgramOptions, GanOptions)
         if self.d_model % self.n_heads:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
         if self.rel_pos and self.rope:
-            raise ConfigError("model.rel_pos and model.rope are two ways to the same end: set one of them")
+            raise ConfigError("model.rel_pos and model.rope are two ways to relative positions: set one of them "
+                              "(e.g. --set model.rel_pos=true --set model.rope=false)")
 
 
 class Discriminator(nn.Module):

@@ -51,11 +51,11 @@ def test_loss_ignores_unmasked_positions(genome):
     assert (g[lab == IGNORE] == 0).all() and (g[lab != IGNORE] > 0).all()
 
 
-@pytest.mark.parametrize("rel,k", [(False, 0), (True, 0), (True, 3)])
-def test_tiny_model_overfits_a_tiny_set_above_90_percent(genome, rel, k):
-    fam, nets, ctx = make(genome, "model.dropout=0", "model.mask_prob=0.15", f"model.rel_pos={str(rel).lower()}",
-                          f"model.context_order={k}")
-    assert (nets["M"].body.encoder is None) == rel
+@pytest.mark.parametrize("pos,k", [("absolute", 0), ("rel_pos", 0), ("rope", 0), ("rope", 3)])
+def test_tiny_model_overfits_a_tiny_set_above_90_percent(genome, pos, k):
+    fam, nets, ctx = make(genome, "model.dropout=0", "model.mask_prob=0.15", f"model.rel_pos={str(pos == 'rel_pos').lower()}",
+                          f"model.rope={str(pos == 'rope').lower()}", f"model.context_order={k}")
+    assert (nets["M"].body.encoder is None) == (pos != "absolute")
     motif = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0] * 3)
     batch = torch.stack([motif.roll(s) for s in range(8)] * 4)  # 32 rotations of a periodic motif
     first = fam.train_step(nets, batch, ctx)["loss"]
@@ -295,7 +295,7 @@ def test_relative_bias_is_a_function_of_the_lag_and_sees_both_sides(genome):
     for lag in range(-9, 10):
         d = torch.diagonal(b, offset=-lag, dim1=1, dim2=2)
         assert (d == d[:, :1]).all() and (d[:, 0] == rb.table[:, lag + 9]).all()
-    _, nets, _ = make(genome, "model.rel_pos=true", "model.dropout=0")
+    _, nets, _ = make(genome, "model.rel_pos=true", "model.rope=false", "model.dropout=0")
     nets.eval()
     x = torch.randint(0, 4, (3, 24), generator=torch.Generator().manual_seed(0))
     y = x.clone()
