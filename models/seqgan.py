@@ -40,7 +40,7 @@ from models.blocks import ContextLogits, NgramOptions, gc_bias, ngram_closing_fi
 from models.condition import Classes, ConditionOptions, classes_of, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import d_metrics
-from train.losses import balanced_loss, rows_per_pass
+from train.losses import balanced_loss, rows_per_pass, spread_windows
 from train.schedule import Phase, Plan
 from utils.config import option
 from utils.errors import ConfigError
@@ -548,15 +548,12 @@ class SeqGAN(Family):
         G = nets["G"]
         was = G.training
         G.eval()
-        step = max(1, ctx.val.shape[0] // 2000)
-        val = ctx.val[::step][:2000]
-        labels = None if ctx.val_labels is None else ctx.val_labels[::step][:2000]
+        val, labels = spread_windows(ctx.val, ctx.val_labels, 2000)
         total, batch = 0.0, rows_per_pass(val.shape[1], 512)
-        with torch.no_grad():
-            for s in range(0, val.shape[0], batch):
-                x = val[s : s + batch].to(ctx.device)
-                lab = None if labels is None else labels[s : s + batch].to(ctx.device)
-                total += float(G.mle_loss(x, classes_of(nets, x, lab))) * x.shape[0]
+        for s in range(0, val.shape[0], batch):
+            x = val[s : s + batch].to(ctx.device)
+            lab = None if labels is None else labels[s : s + batch].to(ctx.device)
+            total += float(G.mle_loss(x, classes_of(nets, x, lab))) * x.shape[0]
         G.train(was)
         return {"val_nll": total / val.shape[0]}
 

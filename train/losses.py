@@ -93,6 +93,13 @@ def rows_per_pass(length: int, cap: int) -> int:
     return max(1, min(cap, PASS_TOKENS // max(1, length)))
 
 
+def spread_windows(val: torch.Tensor, labels: torch.Tensor | None, max_windows: int):
+    """At most ``max_windows`` of the held-out windows (and their labels), taken at an even stride
+    so that every held-out block is represented, not only the first."""
+    step = max(1, val.shape[0] // max_windows)
+    return val[::step][:max_windows], None if labels is None else labels[::step][:max_windows]
+
+
 @torch.no_grad()
 def heldout_nll(logits_fn, val: torch.Tensor | None, device, *, max_windows: int = 4096, batch: int = 1024,
                 seed: int = 0, labels: torch.Tensor | None = None) -> dict:
@@ -104,9 +111,7 @@ def heldout_nll(logits_fn, val: torch.Tensor | None, device, *, max_windows: int
     if val is None or not val.shape[0]:
         return {}
     g = torch.Generator(device=device).manual_seed(seed)
-    step = max(1, val.shape[0] // max_windows)
-    val = val[::step][:max_windows]  # spread over every held-out block
-    labels = None if labels is None else labels[::step][:max_windows]
+    val, labels = spread_windows(val, labels, max_windows)
     batch = rows_per_pass(val.shape[1], batch)
     total, n = 0.0, 0
     for s in range(0, val.shape[0], batch):
