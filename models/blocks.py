@@ -92,6 +92,23 @@ class RelativeBias(nn.Module):
         return bias.masked_fill(lag < 0, float("-inf")).unsqueeze(0)
 
 
+@dataclass(frozen=True)
+class PositionOptions:
+    """Config fields of a transformer family whose attention can read relative positions (masked,
+    stacked's Stage II): two ways to them, at most one at a time."""
+
+    rel_pos: bool = option(False, "attention adds a learned bias per head and lag (relative positions)")
+    rope: bool = option(False, "rotary queries and keys instead (relative positions, fused attention kernel kept)")
+
+    def validate(self):
+        parent = getattr(super(), "validate", None)
+        if parent:
+            parent()
+        if self.rel_pos and self.rope:
+            raise ConfigError("model.rel_pos and model.rope are two ways to relative positions: set one of them "
+                              "(e.g. --set model.rel_pos=true --set model.rope=false)")
+
+
 class Rotary(nn.Module):
     """Rotary position embedding (Su et al. 2021, RoFormer): each query and key is rotated, pair of
     channels by pair, by an angle proportional to its position, so a score q_i . k_j depends on the

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import NgramOptions, TransformerStack, ngram_closing_fit, place_prompt, sample_categorical
+from models.blocks import NgramOptions, PositionOptions, TransformerStack, ngram_closing_fit, place_prompt, sample_categorical
 from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.losses import balanced_loss, rows_per_pass
@@ -52,7 +52,7 @@ IGNORE = -100
 AUTO_GEN_STEPS = 128
 
 @dataclass(frozen=True)
-class MaskedConfig(GuidanceOptions, ConditionOptions):
+class MaskedConfig(PositionOptions, GuidanceOptions, ConditionOptions):
     d_model: int = 64  # embedding / transformer width (prototype: 16, then 32)
     n_layers: int = 4  # transformer encoder layers (prototype: 2)
     n_heads: int = 4
@@ -60,8 +60,6 @@ class MaskedConfig(GuidanceOptions, ConditionOptions):
     attn_dropout: float = 0.0  # on attention weights; > 0 forces the plain attention kernel (7x slower at 500 bp)
     ff_mult: int = 4
     kernel: int = 5  # width of the input projection (a 1-D convolution; 1 = a per-token embedding)
-    rel_pos: bool = False  # attention adds a learned bias per head and lag (relative positions)
-    rope: bool = False  # rotary queries and keys instead (relative positions, fused attention kernel kept)
     mask_prob: float = 0.15  # fraction of bases masked per training window (prototype: 0.3); and in val_masked_acc
     mask_rate: str = "uniform"  # fixed (every window at mask_prob) | uniform (each window's rate from U(0, 1))
     bert_replace: bool = False  # 80% [MASK], 10% random base, 10% unchanged
@@ -85,9 +83,6 @@ class MaskedConfig(GuidanceOptions, ConditionOptions):
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
         if self.n_layers < 1 or self.gen_steps < 0 or self.kernel < 1:
             raise ConfigError("model.n_layers and kernel must be >= 1 and gen_steps >= 0")
-        if self.rel_pos and self.rope:
-            raise ConfigError("model.rel_pos and model.rope are two ways to relative positions: set one of them "
-                              "(e.g. --set model.rel_pos=true --set model.rope=false)")
         if not 0 <= self.context_order <= 6:
             raise ConfigError("model.context_order must be between 0 and 6")
 

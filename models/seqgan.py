@@ -102,8 +102,8 @@ class SeqGANConfig(ConditionOptions, NgramOptions):
         for k in ("emb", "layers", "rollout_num", "rounds_per_epoch", "d_steps", "d_batch"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"model.{k} must be >= 1")
-        if self.pg_lr <= 0:
-            raise ConfigError("model.pg_lr must be positive")
+        if self.pg_lr < 0:  # 0: the adversarial phase without its reward (the MLE steps alone), an ablation
+            raise ConfigError("model.pg_lr must be >= 0")
         if len(self.budget_shares) != 3 or min(self.budget_shares) < 0 or sum(self.budget_shares) > 1 + 1e-9:
             raise ConfigError("model.budget_shares: three fractions (gen-pretrain, dis-pretrain, adversarial) summing to <= 1")
         for k in ("hidden", "pre_epochs", "dis_pre_epochs", "total_batch", "mle_steps", "pg_batch", "rollout_every"):

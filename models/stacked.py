@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import (CausalTransformer, ContextLogits, NgramOptions, TransformerStack, gumbel_softmax,
+from models.blocks import (CausalTransformer, ContextLogits, NgramOptions, PositionOptions, TransformerStack, gumbel_softmax,
                            minibatch_std, ngram_closing_fit, place_prompt, sample_categorical, xavier_init)
 from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested
 from models.registry import ClosingFit, DataStats, Family, register
@@ -42,7 +42,7 @@ from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class StackedConfig(GuidanceOptions, ConditionOptions, NgramOptions, GanOptions):
+class StackedConfig(PositionOptions, GuidanceOptions, ConditionOptions, NgramOptions, GanOptions):
     d_model: int = option(64, "transformer width (generators and discriminators)")
     g_layers: int = option(2, "layers per generator stage")
     d_layers: int = option(2, "layers per discriminator")
@@ -54,16 +54,11 @@ class StackedConfig(GuidanceOptions, ConditionOptions, NgramOptions, GanOptions)
     g_kernel: int = option(6, "width of Stage II's causal convolutional input projection (sees k-mers)")
     label_smoothing: float = option(0.1, "one-sided label smoothing: real target 1 - s (bce)")
     stage1_weight: float = option(0.5, "weight of the Stage I adversarial term within the adversarial terms")
-    rel_pos: bool = option(False, "Stage II attention adds a learned bias per head and lag (relative positions)")
-    rope: bool = option(False, "Stage II attention rotates queries and keys by position instead (rotary)")
 
     def validate(self):
         super().validate()
         if self.d_model % self.n_heads:
             raise ConfigError("model.d_model must be a multiple of model.n_heads")
-        if self.rel_pos and self.rope:
-            raise ConfigError("model.rel_pos and model.rope are two ways to relative positions: set one of them "
-                              "(e.g. --set model.rel_pos=true --set model.rope=false)")
 
 
 class Discriminator(nn.Module):

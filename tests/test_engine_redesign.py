@@ -91,6 +91,26 @@ def test_budget_stops_the_run_and_says_so(genome, caplog):
     assert "time budget of 2 s reached" in caplog.text
 
 
+def test_resume_goes_on_with_the_budget_clock(genome, tmp_path):
+    """--budget is for the whole run: a run interrupted with its budget nearly spent ends after one
+    more epoch when resumed (before: the clock restarted and the resumed run took a whole budget)."""
+    sets = [*STACKED, "model.adv_weight=0", "train.time_budget=60"]
+    part = train(cfg_for("stacked", genome, *sets, "train.epochs=1", f"train.checkpoint_dir={tmp_path}/c",
+                         f"train.run_dir={tmp_path}/r"))
+    ck = ckpt_io.load(part.last_path)
+    assert 0 < ck["elapsed_s"] < 60 and ck["reserve_s"] > 0
+    ck["elapsed_s"] = 60.0 - ck["reserve_s"] - 1e-3  # as if interrupted just before its budget was spent
+    ckpt_io.save(part.last_path, ck)
+    resumed = train(cfg_for("stacked", genome, *sets, "train.epochs=100000"), resume=str(part.last_path))
+    assert resumed.epochs_done == 2
+    assert ckpt_io.load(resumed.last_path)["elapsed_s"] >= 60.0 - ck["reserve_s"]
+    # and a clock with time left trains on
+    ck["elapsed_s"] = 0.0
+    ckpt_io.save(part.last_path, ck)
+    more = train(cfg_for("stacked", genome, *sets, "train.epochs=4"), resume=str(part.last_path))
+    assert more.epochs_done == 4
+
+
 @pytest.mark.parametrize("family,sets,total", [("gumbel", GUMBEL, 3), ("seqgan", SEQGAN, 4)])
 def test_resume_of_a_gan_family_is_exact(genome, tmp_path, family, sets, total):
     """Interrupted after epoch total-1 (for seqgan: in the adversarial phase of its plan, the rollout

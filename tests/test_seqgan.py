@@ -241,6 +241,27 @@ def test_adversarial_weights_are_saved(genome, tmp_path):
     torch.testing.assert_close(last.sample(10, 16, seed=3), res.ensemble.sample(10, 16, seed=3))
 
 
+def test_pg_lr_zero_is_the_adversarial_phase_without_its_reward(genome, tmp_path):
+    """model.pg_lr 0 (the ablation of an adversarial gain): the rounds still roll out, score and train
+    D, but G moves only by the interleaved MLE steps, here none."""
+    from train.engine import load_ensemble, train
+
+    cfg = resolve("seqgan", SeqGANConfig, {
+        "data": {"path": str(genome), "seq_len": 16},
+        "model": {"hidden": 16, "emb": 8, "rollout_num": 2, "d_emb": 4, "d_filter_sizes": [2, 3],
+                  "d_num_filters": [4, 4], "pre_epochs": 1, "dis_pre_epochs": 1, "total_batch": 2,
+                  "rounds_per_epoch": 1, "pg_lr": 0.0, "mle_steps": 0, "ngram_order": 0},
+        "train": {"steps_per_epoch": 3, "save_every": 1, "eval_samples": 20, "checkpoint_dir": str(tmp_path / "ck"),
+                  "run_dir": str(tmp_path / "run"), "lr_g": 0.05}})
+    res = train(cfg)
+    assert res.epochs_done == 4 and "pg_loss" in res.history[-1]
+    pre, _ = load_ensemble(tmp_path / "ck" / "seqgan_epoch2.pt", device="cpu")
+    last, _ = load_ensemble(tmp_path / "ck" / "seqgan_last.pt", device="cpu")
+    for net, same in (("G", True), ("D", False)):
+        a, b = pre.members[0][net].state_dict(), last.members[0][net].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a) == same, net
+
+
 def _run(script: str, *argv, capsys, monkeypatch) -> tuple[int, str, str]:
     """A CLI script run in-process, as typed (its __main__ block, sys.argv): (exit code, out, err)."""
     import runpy

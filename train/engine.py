@@ -629,6 +629,11 @@ class Run:
         self.steps = [int(s) for s in ck["steps"]]
         self.adversarial = bool(ck.get("adversarial", True))  # older checkpoints: no snapshot now
         self.cursor = Cursor(self.plan, *map(int, ck["plan_cursor"]))
+        # --budget is for the whole run: the clock goes on from the interrupted run's (setting up this
+        # process is not counted), and so does the time kept back for the closing fit
+        self.t0 = time.time() - float(ck.get("elapsed_s", 0.0))  # older checkpoints: the clock restarts
+        self.reserve = float(ck.get("reserve_s", 0.0))
+        self.clock = time.time() - self.t0
         self.history = [r for r in read_metrics(self.run_dir / "metrics.csv") if r.get("epoch", 0) <= self.start_epoch]
         cli.resume_hint(f"python main.py --mode train --resume {self.resume_path}")
         log.info("resuming %s from epoch %d", self.resume_path, self.start_epoch)
@@ -807,6 +812,8 @@ class Run:
             "schedulers": [{k: v.state_dict() for k, v in sd.items()} for sd in self.scheds],
             "epoch": epoch, "steps": list(self.steps), "plan_cursor": self.cursor.state(), "best_score": self.best,
             "adversarial": self.adversarial,
+            # the --budget clock: a resumed run goes on from here, so it ends when the uninterrupted one would
+            "elapsed_s": time.time() - self.t0, "reserve_s": self.reserve,
             "epochs_since_best": self.since_best, "rng": _rng_state(self.shuffle_gen, self.fam_gen),
             "stats": {"seq_len": s.seq_len, "base_freq": list(s.base_freq), "gc": s.gc,
                       "gc_percentiles": list(s.gc_percentiles), "target_gc": float(self.target_gc),
