@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, table, write_json
+from common import ROOT, provenance, table, write_json
 
 from analysis import metrics as M
 from analysis.judge import heldout_windows
@@ -73,7 +73,7 @@ def earlier_rows(name: str, args) -> list[dict]:
     old = json.loads(path.read_text())
     if (old.get("n"), old.get("seed"), old.get("ref_stride", args.ref_stride)) != (args.n, args.seed, args.ref_stride):
         return []  # a different protocol: its rows are not comparable, start afresh
-    return old["rows"]
+    return old["rows"]  # rows written before stop 24 carry no made_by: their run is not known from the file
 
 
 def main():
@@ -97,6 +97,9 @@ def main():
     extra = tuple(shlex.split(args.train_args))
     # rows of genomes not run this time are kept, so genomes can be benchmarked in separate sittings
     rows = [r for r in earlier_rows(name, args) if r["genome"] not in args.genomes]
+    # the file's header is its last run's; each row keeps the run that made it (kept rows their own)
+    made_by = {"date": time.strftime("%Y-%m-%d %H:%M"),
+               **{k: v for k, v in provenance(args.seed).items() if k in ("argv", "git_commit", "git_dirty")}}
     for g in args.genomes:
         data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=args.seed)
         ref = heldout_windows(data.val_segments, 70, args.ref_stride)
@@ -112,7 +115,7 @@ def main():
                  for f in args.families if f != "markov"]
         for label, make in sets:
             gen, secs = make()
-            row = {"genome": g, "set": label, "train_s": secs, "n_train_windows": int(data.train.shape[0]),
+            row = {"genome": g, "set": label, "made_by": made_by, "train_s": secs, "n_train_windows": int(data.train.shape[0]),
                    "n_ref": int(ref.shape[0]), **M.compare(gen, ref, ks=(4, 6), seed=args.seed)}
             rows.append(row)
             print(table([row], COLS), flush=True)
