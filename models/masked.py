@@ -350,7 +350,7 @@ class Masked(Family):
             acc, loss = masked_accuracy(M, x[:, : M.max_len], c.mask_prob, seed=ctx.cfg.train.seed, y=y)
             nll = any_order_nll(M, x[:, : M.max_len], seed=ctx.cfg.train.seed, y=y)
             M.train(was)
-            out.update(val_masked_acc=acc, val_masked_loss=loss, val_nll=nll)
+            out.update(val_masked_acc=acc, val_masked_loss=loss, val_nll=nll, val_passes=2 * x.shape[0])
         return out
 
     def infill(self, nets, codes, gaps, *, temperature=1.0, generator=None, label=None, gc=None, guidance=1.0):

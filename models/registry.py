@@ -118,7 +118,9 @@ class Family:
         """Before a member's epoch (ctx.phase, ctx.phase_start say where the plan stands)."""
 
     def evaluate(self, nets: nn.ModuleDict, ctx) -> dict[str, float]:
-        """Per-epoch held-out figures (ctx.val), e.g. NLL or masked accuracy."""
+        """Per-epoch held-out figures (ctx.val), e.g. NLL or masked accuracy, and "val_passes": the
+        windows it passed through the network (with its time, the engine's measure of a forward
+        pass, which prices the closing fit)."""
         return {}
 
     def closing_fit(self, cfg) -> ClosingFit | None:

@@ -555,7 +555,7 @@ class SeqGAN(Family):
             lab = None if labels is None else labels[s : s + batch].to(ctx.device)
             total += float(G.mle_loss(x, classes_of(nets, x, lab))) * x.shape[0]
         G.train(was)
-        return {"val_nll": total / val.shape[0]}
+        return {"val_nll": total / val.shape[0], "val_passes": val.shape[0]}
 
     def closing_fit(self, cfg) -> ClosingFit | None:
         """Refit the DNA policy's n-gram table with the LSTM frozen (models.blocks.refit_context_logits);

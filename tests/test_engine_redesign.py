@@ -4,6 +4,7 @@ and analysis/distributions.py against values worked out by hand."""
 import json
 import logging
 import re
+import time
 
 import numpy as np
 import pytest
@@ -89,6 +90,24 @@ def test_budget_stops_the_run_and_says_so(genome, caplog):
     # the closing fit (the n-gram refit) ran inside the budget, after the last epoch
     assert "refit_kept" in res.history[-1]
     assert "time budget of 2 s reached" in caplog.text
+
+
+def test_slow_training_steps_do_not_inflate_the_time_kept_for_the_closing_fit(genome, monkeypatch):
+    """The closing fit is priced at the held-out pass's rate, not a slow training step's (before:
+    steps of 0.5 s kept the whole budget back and the run stopped after its first step)."""
+    fam = type(get_family("stacked"))
+    real_step = fam.train_step
+
+    def slow(self, nets, batch, ctx):
+        time.sleep(0.5)
+        return real_step(self, nets, batch, ctx)
+
+    monkeypatch.setattr(fam, "train_step", slow)
+    run = Run(cfg_for("stacked", genome, *STACKED, "model.adv_weight=0", "train.epochs=100000",
+                      "train.time_budget=10"), save=False)
+    res = run.run()
+    assert run.eval_rate > 0 and 0 < run.reserve < 3
+    assert res.history[-1]["elapsed_s"] > 6 and "refit_kept" in res.history[-1]
 
 
 def test_resume_goes_on_with_the_budget_clock(genome, tmp_path):

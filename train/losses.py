@@ -103,7 +103,7 @@ def spread_windows(val: torch.Tensor, labels: torch.Tensor | None, max_windows: 
 @torch.no_grad()
 def heldout_nll(logits_fn, val: torch.Tensor | None, device, *, max_windows: int = 4096, batch: int = 1024,
                 seed: int = 0, labels: torch.Tensor | None = None) -> dict:
-    """{"val_nll": mean negative log-likelihood in nats per base} of up to ``max_windows`` held-out
+    """{"val_nll": mean negative log-likelihood in nats per base, "val_passes": windows read} of up to ``max_windows`` held-out
     windows (B, L) under a teacher-forced model: logits_fn(x, generator, y) -> (B, L, 4) logits of
     every position given the bases before it (y: the windows' data labels, or None without). The generator (for models with noise inputs) is
     seeded, so an epoch's score does not depend on the training random streams. {} without
@@ -119,4 +119,4 @@ def heldout_nll(logits_fn, val: torch.Tensor | None, device, *, max_windows: int
         logits = logits_fn(x, g, None if labels is None else labels[s : s + batch].to(device))
         total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.reshape(-1), reduction="sum"))
         n += x.numel()
-    return {"val_nll": total / n}
+    return {"val_nll": total / n, "val_passes": val.shape[0]}
