@@ -847,13 +847,14 @@ class Run:
         windows and the held-out ones: 1.5x their count at the rate of the epoch's held-out pass,
         and never more than at the epoch's training rate. (The training rate alone overstated it
         up to 7x where steps are slow: stacked with adversarial steps at 500 bp kept 667 s of a
-        900-s budget back for a fit that took 92 s.)"""
+        900-s budget back for a fit that took 92 s.) The held-out windows count twice in the
+        passes: the fit scores them before and after."""
         if not self.closing:
             return
-        n = (min(self.closing.windows, self.train_x.shape[0]) + min(4096, self.val.shape[0])) * len(self.members)
-        seconds = n / max(row["seqs_per_s"], 1e-9)
+        fit, val, m = min(self.closing.windows, self.train_x.shape[0]), min(4096, self.val.shape[0]), len(self.members)
+        seconds = (fit + val) * m / max(row["seqs_per_s"], 1e-9)
         if self.eval_rate:
-            seconds = min(seconds, 1.5 * (n + min(4096, self.val.shape[0]) * len(self.members)) / self.eval_rate)
+            seconds = min(seconds, 1.5 * (fit + 2 * val) * m / self.eval_rate)
         self.reserve = seconds * (2 if self.since_best else 1)
 
     def save(self, epoch: int, row: dict, sample) -> bool:
