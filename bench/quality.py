@@ -20,6 +20,8 @@ keeps the run's peak memory (the engine's per-epoch peak, and this process's pea
 import argparse
 import logging
 import resource
+import shlex
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -205,12 +207,7 @@ def main():
     print("checks: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in checks.items()))
     hist = res.history
     out = write_json(name, {"seed": args.seed,
-        "command": "python bench/quality.py " + " ".join(
-            [f"--model {args.model}", f"--budget {args.budget:g}", f"--seq_len {args.seq_len}",
-             *([f"--motifs {args.motifs}"] if args.motifs else []), *(["--pair_mle"] if args.pair_mle else []),
-             *([f"--baselines {args.baselines}"] if args.baselines else []),
-             *[f"--set {s}" for s in args.set],
-             *([f"--checkpoint {args.checkpoint}"] if args.checkpoint else []), *(["--closing"] if args.closing else [])]),
+        "command": "python bench/quality.py " + shlex.join(sys.argv[1:]),  # as typed: every flag, --seed and --tag too
         "rows": rows, "checks": checks, "epochs_done": res.epochs_done,
         "baselines_from": args.baselines,
         "peak_train_memory_mb": max(map(float, mems), default=None),
