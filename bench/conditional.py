@@ -11,8 +11,8 @@ trained on the real training windows (every 14 bases), reports per label the fra
 the requested label against its accuracy on real held-out windows (the ceiling) and chance, and
 the label's GC, 4-mer JS and C2ST (the default judge) against overlapping windows of that label's
 held-out blocks (every --ref_stride bases), beside the label's real-vs-real floor (its training
-windows against the same held-out windows). stacked and masked are also sampled with classifier-free
-guidance --guidance 2 (the same checkpoints).
+windows against the same held-out windows). stacked and masked are sampled at every classifier-free
+guidance weight of --guidance (default 1 and 2; the same checkpoint, the same seeds).
 
 GC: each family that takes --gc is trained with --condition gc on E. coli 536 (--gc_budget), and for
 each of the 5 quantile bins asked for that bin's mean training GC; the mean obtained GC of --n_gc
@@ -122,6 +122,8 @@ def main():
     ap.add_argument("--skip_gc", action="store_true")
     ap.add_argument("--skip_labels", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the JSON name")
+    ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0], metavar="W",
+                    help="guidance weights sampled for the guided families (stacked, masked); 1 = plain conditional")
     ap.add_argument("--reuse", action="store_true",
                     help="generate from an earlier run's checkpoints under bench/results/work/conditional where present")
     args = ap.parse_args()
@@ -149,7 +151,7 @@ def main():
             ck, secs = train(family, LABELLED, args.budget, work / family, reuse=args.reuse)
             out["train_s"][family] = secs
             ens, _ = load_ensemble(ck, device="cpu")
-            for guidance in (None, 2.0) if family in GUIDED else (None,):
+            for guidance in [None if w == 1 else w for w in args.guidance] if family in GUIDED else (None,):
                 rows = label_rows(family, ens, data, ref, floors, args, guidance)
                 out["label_rows"] += rows
                 print(table(rows, COLS), flush=True)
