@@ -35,7 +35,7 @@ from common import ROOT, table, write_json
 from genomes import cli
 
 from analysis import metrics as M
-from analysis.fidelity import fidelity_row
+from analysis.fidelity import LabelClassifier, fidelity_row
 from analysis.judge import heldout_windows
 from utils.sequences import load_sequences
 
@@ -70,7 +70,7 @@ def label_rows(family, ens, data, ref, floors, args, guidance=None) -> list[dict
                           for j, name in enumerate(names)])
     asked = [name for name in names for _ in range(n)]
     f, _ = fidelity_row(gen, asked, ref["train"], ref["train_labels"], data.val, data.val_labels, names,
-                        seed=args.seed, c2st=False)
+                        seed=args.seed, c2st=False, classifier=ref["classifier"])
     rows = [{"family": family, "guidance": guidance or 1.0, "label": "all", "accuracy": f["conditional_accuracy"],
              "ceiling": f["conditional_ceiling"], "chance": f["conditional_chance"], "n": n}]
     for j, name in enumerate(names):
@@ -136,7 +136,9 @@ def main():
     if not args.skip_labels:
         data = load_sequences(ROOT / LABELLED, 70, val_fraction=0.2, seed=42)  # the split training makes
         dense = load_sequences(ROOT / LABELLED, 70, val_fraction=0.2, seed=42, stride=14)
-        ref = {"train": dense.train, "train_labels": dense.train_labels, "heldout": {}}
+        ref = {"train": dense.train, "train_labels": dense.train_labels, "heldout": {},
+               # one fidelity classifier for every row of the run: their accuracies and ceilings share it
+               "classifier": LabelClassifier(dense.train, dense.train_labels, len(dense.label_names), seed=args.seed)}
         floors = {}
         rng = np.random.default_rng(args.seed)
         for name in data.label_names:  # overlapping windows of the label's held-out blocks
