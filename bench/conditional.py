@@ -153,7 +153,7 @@ def main():
             ck, secs = train(family, LABELLED, args.budget, work / family, reuse=args.reuse)
             out["train_s"][family] = secs
             ens, _ = load_ensemble(ck, device="cpu")
-            for guidance in [None if w == 1 else w for w in args.guidance] if family in GUIDED else (None,):
+            for guidance in args.guidance if family in GUIDED else (None,):  # Ensemble.sample: W = 1 is the plain conditional
                 rows = label_rows(family, ens, data, ref, floors, args, guidance)
                 out["label_rows"] += rows
                 print(table(rows, COLS), flush=True)
