@@ -93,7 +93,7 @@ def _generation_and_analysis_flags(p) -> None:
                    help="sequences of this training label (all: --n of each), from a model trained on labels; "
                         "headers carry label=NAME")
     g.add_argument("--guidance", type=float, default=None, metavar="W",
-                   help="classifier-free guidance (stacked, masked trained with classes: labels or GC bins): logits = "
+                   help="classifier-free guidance (stacked, gumbel, seqgan, masked trained with classes: labels or GC bins): logits = "
                         "null + W (conditional - null); 1 = the conditional model (default), 0 = unconditional, "
                         ">1 sharper classes")
     g.add_argument("--max_identity", type=D.PROBABILITY, default=None, metavar="X",

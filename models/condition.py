@@ -166,6 +166,18 @@ def requested(nets, n: int, device, generator=None, *, label: int | None = None,
     return nets["classes"].for_sampling(n, device, generator, label=label, gc=gc)
 
 
+class ClassEmbedding(nn.Embedding):
+    """An embedding of n classes and the null class (row n) for classifier-free guidance. A
+    checkpoint written before the family had guidance (gumbel and seqgan, until stop 27) holds n
+    rows; it loads with a zero null row, and its conditional path is unchanged."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        w = state_dict.get(prefix + "weight")
+        if w is not None and w.dim() == 2 and w.shape[0] == self.num_embeddings - 1:
+            state_dict[prefix + "weight"] = torch.cat([w, w.new_zeros(1, w.shape[1])])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 def mix(cond: torch.Tensor, null: torch.Tensor, guidance: float) -> torch.Tensor:
     """Classifier-free guidance on logits: null + W (cond - null)."""
     return null + guidance * (cond - null)

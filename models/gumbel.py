@@ -9,7 +9,9 @@ D (cnn)   : three Conv1d blocks (64, 128, 256 filters) each followed by max pool
 D (lstm)  : bidirectional LSTM (256) -> [mean, max] pool (+ minibatch std) -> same head.
             Conditional (labelled data, or --condition gc; models.condition) both discriminators
             add a projection term <embed(class), h>, and the generator reads the class embedding
-            in its initial state and at every step.
+            in its initial state and at every step. Its MLE term trains the null class at
+            model.label_drop, for classifier-free guidance (--guidance W: the same noise runs with
+            the class and with the null class, and each base is drawn from the mixed logits).
 
 The generator is autoregressive, so it is first trained by maximum likelihood with teacher forcing
 (model.warmup_steps), as RelGAN and SeqGAN do. The adversarial options and timing are train.gan's:
@@ -29,7 +31,7 @@ from torch import nn
 
 from models.blocks import (ContextLogits, NgramOptions, gumbel_softmax, minibatch_std, ngram_closing_fit,
                            place_prompt, sample_categorical)
-from models.condition import Classes, ConditionOptions, classes_of, requested
+from models.condition import Classes, ClassEmbedding, ConditionOptions, GuidanceOptions, classes_of, mix, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
 from train.losses import balanced_loss, g_loss, heldout_nll
@@ -38,7 +40,7 @@ from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class GumbelConfig(ConditionOptions, NgramOptions, GanOptions):
+class GumbelConfig(GuidanceOptions, ConditionOptions, NgramOptions, GanOptions):
     noise_dim: int = option(100, "generator noise (sets the LSTM's initial hidden and cell states)")
     hidden: int = option(256, "generator LSTM units")
     layers: int = option(1, "generator LSTM layers")
@@ -67,7 +69,8 @@ class LSTMGenerator(nn.Module):
     def __init__(self, c: GumbelConfig, n_labels: int):
         super().__init__()
         self.c = c
-        self.label = nn.Embedding(n_labels, c.label_dim) if n_labels else None
+        # classes 0..n-1 and the null class n (classifier-free guidance)
+        self.label = ClassEmbedding(n_labels + 1, c.label_dim) if n_labels else None
         e = c.label_dim if n_labels else 0
         self.init_h = nn.Linear(c.noise_dim + e, c.layers * c.hidden)
         self.init_c = nn.Linear(c.noise_dim + e, c.layers * c.hidden)
@@ -133,23 +136,31 @@ class LSTMGenerator(nn.Module):
         return torch.stack(outs, 1), torch.stack(logits, 1)
 
     @torch.no_grad()
-    def generate(self, n, L, device, generator, temperature=1.0, prompt=None, y=None, gc_tilt=0.0):
-        """(n, L) bases sampled one by one; a prompt fixes the first bases."""
+    def generate(self, n, L, device, generator, temperature=1.0, prompt=None, y=None, gc_tilt=0.0, guidance=1.0):
+        """(n, L) bases sampled one by one; a prompt fixes the first bases. guidance != 1
+        (classifier-free): the same noise also runs with the null class, and each base is drawn from
+        null + guidance * (cond - null) network logits (the n-gram table, which has no class, after)."""
         z = self.noise(n, device, generator)
-        e = self._cond(y, n, device)
-        state = self.init_state(z, e)
+        guided = self.label is not None and guidance != 1.0
+        rows = 2 if guided else 1
+        if guided:
+            y = torch.cat([y.to(device), torch.full_like(y.to(device), self.label.num_embeddings - 1)])
+        e = self._cond(y, rows * n, device)
+        state = self.init_state(z.repeat(rows, 1), e)
         x = torch.zeros(n, L, dtype=torch.long, device=device)
         p = place_prompt(x, prompt)
-        prev = torch.zeros(n, 4, device=device)
+        prev = torch.zeros(rows * n, 4, device=device)
         for t in range(L):
             inp = prev if e is None else torch.cat([prev, e], -1)
             h, state = self.lstm(inp.unsqueeze(1), state)
             if t >= p:
                 lg = self.out(h[:, 0])
+                if guided:
+                    lg = mix(lg[:n], lg[n:], guidance)
                 if self.ngram is not None:
                     lg = lg + self.ngram.step(x, t)
                 x[:, t] = sample_categorical(lg, temperature, generator, gc_tilt)
-            prev = F.one_hot(x[:, t], 4).float()
+            prev = F.one_hot(x[:, t], 4).float().repeat(rows, 1)
         return x
 
 
@@ -214,6 +225,7 @@ class Gumbel(Family):
     Config = GumbelConfig
     conditional = True
     labelled = True
+    guided = True
     select_by = "val_nll"
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
@@ -248,7 +260,10 @@ class Gumbel(Family):
             out.update(discriminator_step(ctx, c, F.one_hot(batch, 4).float(), [lambda v: D(v, y)], [fake]))
         loss_g = torch.zeros((), device=batch.device)
         if c.mle_weight > 0:
-            logits = G(batch, G.noise(B, batch.device, ctx.generator), y)
+            # classifier-free guidance: some windows train the null class (model.label_drop); D and
+            # the adversarial term keep every window's class
+            yd = None if y is None else nets["classes"].dropped(y, c.label_drop, ctx.generator)
+            logits = G(batch, G.noise(B, batch.device, ctx.generator), yd)
             mle = balanced_loss(logits, batch, weight=ctx.balance_weight, target_gc=ctx.target_gc,
                                 ref_freq=ctx.ref_freq)
             loss_g = loss_g + c.mle_weight * mle
@@ -280,12 +295,12 @@ class Gumbel(Family):
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None,
-               gc_tilt=0.0):
+               gc_tilt=0.0, guidance=1.0):
         G = nets["G"]
         dev = next(G.parameters()).device
         chunks = []
         for s in range(0, n, 4096):
             m = min(4096, n - s)
             y = requested(nets, m, dev, generator, label=label, gc=gc)
-            chunks.append(G.generate(m, length, dev, generator, temperature, prompt, y, gc_tilt))
+            chunks.append(G.generate(m, length, dev, generator, temperature, prompt, y, gc_tilt, guidance))
         return torch.cat(chunks)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import ContextLogits, NgramOptions, gc_bias, ngram_closing_fit, place_prompt
-from models.condition import Classes, ConditionOptions, classes_of, requested
+from models.condition import Classes, ClassEmbedding, ConditionOptions, GuidanceOptions, classes_of, mix, requested
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import d_metrics
 from train.losses import balanced_loss, rows_per_pass, spread_windows
@@ -55,7 +55,7 @@ AUTO_PREFIXES = 69
 
 
 @dataclass(frozen=True)
-class SeqGANConfig(ConditionOptions, NgramOptions):
+class SeqGANConfig(GuidanceOptions, ConditionOptions, NgramOptions):
     output: str = "auto"  # auto (from the data) | categorical (DNA) | gaussian (real values)
     hidden: int = 0  # policy LSTM units; 0 = by data: AUTO_HIDDEN (the prototype's 32 for real values)
     emb: int = 32  # input embedding width (token embedding, or Linear of the previous value)
@@ -125,7 +125,8 @@ class Policy(nn.Module):
     def __init__(self, c: SeqGANConfig, kind: str, n_classes: int = 0):
         super().__init__()
         self.kind, self.hidden, self.layers = kind, c.hidden or AUTO_HIDDEN[kind], c.layers
-        self.cls = nn.Embedding(n_classes, c.emb) if n_classes else None
+        # classes 0..n-1 and the null class n (classifier-free guidance; trained by the MLE steps)
+        self.cls = ClassEmbedding(n_classes + 1, c.emb) if n_classes else None
         if kind == "categorical":
             self.embed = nn.Embedding(5, c.emb)  # 0-3 A, C, G, T; 4 = start token
         else:
@@ -214,16 +215,25 @@ class Policy(nn.Module):
 
     @torch.no_grad()
     def generate(self, n: int, L: int, generator, temperature: float = 1.0, prompt=None, y=None,
-                 gc_tilt: float = 0.0) -> torch.Tensor:
+                 gc_tilt: float = 0.0, guidance: float = 1.0) -> torch.Tensor:
+        """(n, L) tokens or values; a prompt fixes the first ones. guidance != 1 (classifier-free, a
+        conditional DNA policy): the null class runs beside each row on the same bases, and each base
+        is drawn from null + guidance * (cond - null) LSTM logits (the n-gram table after)."""
         dev = self.head.weight.device
         out = torch.zeros(n, L, device=dev, dtype=torch.long if self.kind == "categorical" else torch.float32)
         p = place_prompt(out, prompt)
-        inp, state = self.start_input(n, dev, y), None
+        guided = self.cls is not None and y is not None and guidance != 1.0
+        rows = 2 if guided else 1
+        if guided:
+            y = torch.cat([y.to(dev), torch.full_like(y.to(dev), self.cls.num_embeddings - 1)])
+        inp, state = self.start_input(rows * n, dev, y), None
         for t in range(L):
             params, state = self.step(inp, state)
             if t >= p:
+                if guided:
+                    params = mix(params[:n], params[n:], guidance)
                 out[:, t] = self.draw(self.table(params, out, t), generator, temperature, gc_tilt)
-            inp = self.inputs(out[:, t : t + 1], y)
+            inp = self.inputs(out[:, t : t + 1].repeat(rows, 1), y)
         return out
 
 
@@ -422,6 +432,7 @@ class SeqGAN(Family):
     select_by = "val_nll"
     conditional = True  # --gc with --condition gc
     labelled = True
+    guided = True  # --guidance with classes (the null class trains in the MLE steps)
     adversarial_phase = "adversarial"
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
@@ -506,6 +517,8 @@ class SeqGAN(Family):
         """Teacher-forced NLL; for DNA with the GC-balanced term (train.balance_weight, or
         --target_gc), as every family's likelihood step."""
         G, y = nets["G"], classes_of(nets, x, labels)
+        if y is not None:  # classifier-free guidance: some windows train the null class (model.label_drop)
+            y = nets["classes"].dropped(y, ctx.cfg.model.label_drop, ctx.generator)
         if G.kind != "categorical" or ctx.balance_weight <= 0:
             return G.mle_loss(x, y)
         return balanced_loss(G(x, y), x, weight=ctx.balance_weight, target_gc=ctx.target_gc, ref_freq=ctx.ref_freq)
@@ -565,13 +578,13 @@ class SeqGAN(Family):
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, gc=None, label=None,
-               gc_tilt=0.0):
+               gc_tilt=0.0, guidance=1.0):
         G = nets["G"]
         out = []
         for s in range(0, n, 4096):
             m = min(4096, n - s)
             y = requested(nets, m, G.head.weight.device, generator, label=label, gc=gc)
-            out.append(G.generate(m, length, generator, temperature, prompt, y, gc_tilt))
+            out.append(G.generate(m, length, generator, temperature, prompt, y, gc_tilt, guidance))
         return torch.cat(out)
 
     def artifacts(self, ensemble, run_dir, sample, epoch) -> list:

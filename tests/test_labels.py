@@ -254,9 +254,11 @@ def test_guidance_zero_is_the_unconditional_path_and_one_the_conditional(tmp_pat
 
     stats = DataStats(seq_len=12, base_freq=(0.25,) * 4, gc=0.5, gc_percentiles=tuple(i / 100 for i in range(101)),
                       label_names=("a", "b"), label_freq=(0.5, 0.5))
-    for family in ("stacked", "masked"):
+    small = {"stacked": {"d_model": 16}, "masked": {"d_model": 16}, "gumbel": {"hidden": 16, "noise_dim": 8},
+             "seqgan": {"hidden": 16}}
+    for family in ("stacked", "masked", "gumbel", "seqgan"):
         fam = get_family(family)
-        cfg = resolve(family, fam.Config, {"model": {"d_model": 16}}, parse_set([]))
+        cfg = resolve(family, fam.Config, {"model": small[family]}, parse_set([]))
         torch.manual_seed(0)
         nets = fam.build(cfg, stats).eval()
         null = nets["classes"].null
@@ -269,12 +271,47 @@ def test_guidance_zero_is_the_unconditional_path_and_one_the_conditional(tmp_pat
             yy = torch.full((6,), y, dtype=torch.long)
             if family == "stacked":
                 return nets["G"].generate(6, 12, "cpu", g, y=yy)[0]
+            if family == "gumbel":
+                return nets["G"].generate(6, 12, "cpu", g, y=yy)
+            if family == "seqgan":
+                return nets["G"].generate(6, 12, g, y=yy)
             from models.masked import MASK, unmask
             return unmask(nets["M"], torch.full((6, 12), MASK), 12, generator=g, y=yy)
 
         assert torch.equal(draw(label=1, guidance=0.0), draw_class(null)), family
         assert torch.equal(draw(label=1, guidance=1.0), draw_class(1)), family
         assert not torch.equal(draw(label=1, guidance=3.0), draw_class(1)), family
+
+
+def test_a_class_table_without_the_null_row_loads_and_samples_as_before():
+    """gumbel and seqgan checkpoints from before their guidance hold n class rows, not n + 1: they
+    load (a zero null row is added) and their conditional samples do not change."""
+    import torch
+
+    from models.registry import DataStats, get_family
+    from utils.config import parse_set, resolve
+
+    stats = DataStats(seq_len=12, base_freq=(0.25,) * 4, gc=0.5, gc_percentiles=tuple(i / 100 for i in range(101)),
+                      label_names=("a", "b"), label_freq=(0.5, 0.5))
+    for family, key in (("gumbel", "G.label.weight"), ("seqgan", "G.cls.weight")):
+        fam = get_family(family)
+        cfg = resolve(family, fam.Config, {"model": {"hidden": 16}}, parse_set([]))
+        torch.manual_seed(0)
+        nets = fam.build(cfg, stats).eval()
+        old = {k: v.clone() for k, v in nets.state_dict().items()}
+        old[key] = old[key][:-1]  # the table as it was saved: classes a and b only
+        if family == "seqgan":
+            old["rollout.cls.weight"] = old["rollout.cls.weight"][:-1]
+        torch.manual_seed(1)
+        loaded = fam.build(cfg, stats).eval()
+        loaded.load_state_dict(old)
+        assert torch.equal(loaded.state_dict()[key][:-1], nets.state_dict()[key][:-1]), family
+        assert not loaded.state_dict()[key][-1].any(), family
+
+        def draw(m):
+            return fam.sample(m, 8, 12, generator=torch.Generator().manual_seed(3), label=1)
+
+        assert torch.equal(draw(loaded), draw(nets)), family
 
 
 def test_guidance_needs_a_family_and_a_model_that_have_it(tmp_path, capsys):

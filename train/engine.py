@@ -174,7 +174,7 @@ class Ensemble:
         if guidance is not None:
             if not getattr(self.family, "guided", False):
                 raise ConfigError(f"--guidance: the {self.family.name!r} family has no classifier-free guidance "
-                                  "(stacked and masked have)")
+                                  "(stacked, gumbel, seqgan and masked have)")
             if float(guidance) != 1.0:
                 if "classes" not in self.members[0]:
                     raise ConfigError("--guidance: this checkpoint was trained without labels or --condition gc")
