@@ -11,8 +11,9 @@ trained on the real training windows (every 14 bases), reports per label the fra
 the requested label against its accuracy on real held-out windows (the ceiling) and chance, and
 the label's GC, 4-mer JS and C2ST (the default judge) against overlapping windows of that label's
 held-out blocks (every --ref_stride bases), beside the label's real-vs-real floor (its training
-windows against the same held-out windows). stacked and masked are sampled at every classifier-free
-guidance weight of --guidance (default 1 and 2; the same checkpoint, the same seeds).
+windows against the same held-out windows). The guided families (stacked, gumbel, seqgan, masked)
+are sampled at every classifier-free guidance weight of --guidance (default 1 and 2; the same
+checkpoint, the same seeds).
 
 GC: each family that takes --gc is trained with --condition gc on E. coli 536 (--gc_budget), and for
 each of the 5 quantile bins asked for that bin's mean training GC; the mean obtained GC of --n_gc
@@ -42,7 +43,7 @@ from utils.sequences import load_sequences
 LABELLED = "data/labelled_example.fasta"
 GC_DATA = "data/ecoli_536.fasta.gz"
 FAMILIES = ["markov", "stacked", "gumbel", "seqgan", "masked"]
-GUIDED = {"stacked", "masked"}
+GUIDED = {"stacked", "gumbel", "seqgan", "masked"}
 GC_FAMILIES = ["stacked", "gumbel", "seqgan", "masked"]
 SLOW = {"masked": 0.5}  # share of --n for the slow sampler (one model pass per base)
 work = ROOT / "bench" / "results" / "work" / "conditional"
@@ -123,7 +124,7 @@ def main():
     ap.add_argument("--skip_labels", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the JSON name")
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0], metavar="W",
-                    help="guidance weights sampled for the guided families (stacked, masked); 1 = plain conditional")
+                    help="guidance weights sampled for the guided families (stacked, gumbel, seqgan, masked); 1 = plain conditional")
     ap.add_argument("--reuse", action="store_true",
                     help="generate from an earlier run's checkpoints under bench/results/work/conditional where present")
     args = ap.parse_args()
