@@ -169,13 +169,27 @@ def requested(nets, n: int, device, generator=None, *, label: int | None = None,
 class ClassEmbedding(nn.Embedding):
     """An embedding of n classes and the null class (row n) for classifier-free guidance. A
     checkpoint written before the family had guidance (gumbel and seqgan, until stop 27) holds n
-    rows; it loads with a zero null row, and its conditional path is unchanged."""
+    rows; it loads with a zero null row, its conditional path unchanged, and ``has_null`` false, so
+    that guiding it is refused (check_null)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("has_null", torch.tensor(True))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         w = state_dict.get(prefix + "weight")
-        if w is not None and w.dim() == 2 and w.shape[0] == self.num_embeddings - 1:
+        old = w is not None and w.dim() == 2 and w.shape[0] == self.num_embeddings - 1
+        if old:
             state_dict[prefix + "weight"] = torch.cat([w, w.new_zeros(1, w.shape[1])])
+        if old:
+            state_dict[prefix + "has_null"] = torch.tensor(False)
+        state_dict.setdefault(prefix + "has_null", torch.tensor(True))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def check_null(self) -> None:
+        if not bool(self.has_null):
+            raise ConfigError("--guidance: this checkpoint was trained before its family had classifier-free "
+                              "guidance (no null class); generate without --guidance, or retrain")
 
 
 def mix(cond: torch.Tensor, null: torch.Tensor, guidance: float) -> torch.Tensor:

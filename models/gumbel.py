@@ -144,6 +144,7 @@ class LSTMGenerator(nn.Module):
         guided = self.label is not None and guidance != 1.0
         rows = 2 if guided else 1
         if guided:
+            self.label.check_null()
             y = torch.cat([y.to(device), torch.full_like(y.to(device), self.label.num_embeddings - 1)])
         e = self._cond(y, rows * n, device)
         state = self.init_state(z.repeat(rows, 1), e)

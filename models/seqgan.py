@@ -225,6 +225,7 @@ class Policy(nn.Module):
         guided = self.cls is not None and y is not None and guidance != 1.0
         rows = 2 if guided else 1
         if guided:
+            self.cls.check_null()
             y = torch.cat([y.to(dev), torch.full_like(y.to(dev), self.cls.num_embeddings - 1)])
         inp, state = self.start_input(rows * n, dev, y), None
         for t in range(L):

@@ -290,6 +290,7 @@ def test_a_class_table_without_the_null_row_loads_and_samples_as_before():
 
     from models.registry import DataStats, get_family
     from utils.config import parse_set, resolve
+    from utils.errors import ConfigError
 
     stats = DataStats(seq_len=12, base_freq=(0.25,) * 4, gc=0.5, gc_percentiles=tuple(i / 100 for i in range(101)),
                       label_names=("a", "b"), label_freq=(0.5, 0.5))
@@ -299,9 +300,11 @@ def test_a_class_table_without_the_null_row_loads_and_samples_as_before():
         torch.manual_seed(0)
         nets = fam.build(cfg, stats).eval()
         old = {k: v.clone() for k, v in nets.state_dict().items()}
-        old[key] = old[key][:-1]  # the table as it was saved: classes a and b only
+        old[key] = old[key][:-1]  # the table as it was saved: classes a and b only, no null flag
+        old.pop(key.replace("weight", "has_null"))
         if family == "seqgan":
             old["rollout.cls.weight"] = old["rollout.cls.weight"][:-1]
+            old.pop("rollout.cls.has_null")
         torch.manual_seed(1)
         loaded = fam.build(cfg, stats).eval()
         loaded.load_state_dict(old)
@@ -312,6 +315,9 @@ def test_a_class_table_without_the_null_row_loads_and_samples_as_before():
             return fam.sample(m, 8, 12, generator=torch.Generator().manual_seed(3), label=1)
 
         assert torch.equal(draw(loaded), draw(nets)), family
+        with pytest.raises(ConfigError, match="before its family had classifier-free guidance"):
+            fam.sample(loaded, 8, 12, generator=torch.Generator().manual_seed(3), label=1, guidance=2.0)
+        fam.sample(nets, 8, 12, generator=torch.Generator().manual_seed(3), label=1, guidance=2.0)
 
 
 def test_guidance_needs_a_family_and_a_model_that_have_it(tmp_path, capsys):
