@@ -201,3 +201,21 @@ def test_distribution_metrics_known_values():
     assert d["mean_pairwise_distance"] == pytest.approx(10 / 3 / np.sqrt(2)) and d["unique_fraction"] == pytest.approx(2 / 3)
     mu, phi, sigma = DS.fit_ar1(DS.sample_ar1((2.0, 0.6, 0.5), 4000, 30, seed=0))
     assert mu == pytest.approx(2.0, abs=0.02) and phi == pytest.approx(0.6, abs=0.02) and sigma == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("clock", [False, True])
+def test_lr_clock_decays_by_the_budget_spent_not_by_epochs(genome, clock):
+    """train.lr_clock under --budget: after an epoch each rate is lr0 * gamma^(epochs x budget
+    fraction spent), the epoch plan's whole decay reached when the budget ends; without it
+    ExponentialLR's one step of gamma."""
+    run = Run(cfg_for("stacked", genome, *STACKED, "model.adv_weight=0", "train.epochs=10", "train.lr_gamma=0.5",
+                      "train.time_budget=100", f"train.lr_clock={str(clock).lower()}"), save=False)
+    run.build_optimizers()
+    run.budget_used = lambda: 0.3
+    lr0 = {k: [g["lr"] for g in o.param_groups] for k, o in run.opts[0].items()}
+    run.decay_lr(0)
+    for _ in range(2 if clock else 0):  # the clock sets the rate; more epochs at the same time change nothing
+        run.decay_lr(0)
+    factor = 0.5 ** (10 * 0.3) if clock else 0.5
+    for k, o in run.opts[0].items():
+        assert [g["lr"] for g in o.param_groups] == pytest.approx([v * factor for v in lr0[k]]), k

@@ -721,11 +721,7 @@ class Run:
                     self.dist.sum_(buf)
             if self.averages:  # the buffers as they end the epoch (summed over ranks)
                 self.averages[m].copy_buffers(nets)
-            with warnings.catch_warnings():
-                # a group that has not stepped yet (e.g. D during MLE warm-up) still decays
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                for s in self.scheds[m].values():
-                    s.step()
+            self.decay_lr(m)
             if self.dist.main:  # held-out figures are for rank 0's log and checkpoint choice only
                 t = time.time()
                 held_out = self.family.evaluate(self.delivered[m], ctx)
@@ -737,6 +733,23 @@ class Run:
                 break
         self.cursor.end_epoch()
         return meter.means(), ctx, seen
+
+    def decay_lr(self, m: int) -> None:
+        """After each epoch: ExponentialLR's step, or with train.lr_clock under --budget the rate the
+        clock says, lr0 * gamma^(epochs x budget fraction spent): the decay that the epoch plan
+        (train.epochs, or the family's plan) would reach by its end is reached when the budget ends,
+        however many epochs fit (under torchrun the clock is rank 0's, so every rank sets the same)."""
+        tc = self.cfg.train
+        used = self.budget_used() if tc.lr_clock else None
+        with warnings.catch_warnings():
+            # a group that has not stepped yet (e.g. D during MLE warm-up) still decays
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            for s in self.scheds[m].values():
+                s.step()
+                if used is not None:
+                    factor = tc.lr_gamma ** (self.n_epochs * min(used, 1.0))
+                    for group, base in zip(s.optimizer.param_groups, s.base_lrs):
+                        group["lr"] = base * factor
 
     def snapshot_before_adversarial(self, ctx: StepContext) -> None:
         """Before the first epoch in which the generator may take adversarial steps, the state so

@@ -84,6 +84,8 @@ class TrainConfig:
     betas: tuple = (0.5, 0.999)  # Adam betas
     weight_decay: float = 0.0
     lr_gamma: float = 0.95  # ExponentialLR gamma, stepped each epoch
+    lr_clock: bool = False  # under --budget: the decay follows the clock, lr = lr0 * gamma^(epochs x budget spent),
+                            # so the epoch plan's whole decay fits the budget (budgeted training, Li et al. 2020)
     clip_norm: float = 1.0  # gradient clipping max_norm; 0 = off
     ema: float = 0.0  # decay of a moving average of the weights that is validated, saved and sampled; 0 = off
     seed: int = 42
