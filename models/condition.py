@@ -181,7 +181,6 @@ class ClassEmbedding(nn.Embedding):
         old = w is not None and w.dim() == 2 and w.shape[0] == self.num_embeddings - 1
         if old:
             state_dict[prefix + "weight"] = torch.cat([w, w.new_zeros(1, w.shape[1])])
-        if old:
             state_dict[prefix + "has_null"] = torch.tensor(False)
         state_dict.setdefault(prefix + "has_null", torch.tensor(True))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -190,6 +189,12 @@ class ClassEmbedding(nn.Embedding):
         if not bool(self.has_null):
             raise ConfigError("--guidance: this checkpoint was trained before its family had classifier-free "
                               "guidance (no null class); generate without --guidance, or retrain")
+
+
+def with_null(y: torch.Tensor, table: nn.Embedding) -> torch.Tensor:
+    """(n,) classes -> (2n,): the classes, then as many of the null class (the table's last row), for
+    one guided pass whose two halves ``mix`` combines."""
+    return torch.cat([y, torch.full_like(y, table.num_embeddings - 1)])
 
 
 def mix(cond: torch.Tensor, null: torch.Tensor, guidance: float) -> torch.Tensor:

@@ -31,7 +31,8 @@ from torch import nn
 
 from models.blocks import (ContextLogits, NgramOptions, gumbel_softmax, minibatch_std, ngram_closing_fit,
                            place_prompt, sample_categorical)
-from models.condition import Classes, ClassEmbedding, ConditionOptions, GuidanceOptions, classes_of, mix, requested
+from models.condition import (Classes, ClassEmbedding, ConditionOptions, GuidanceOptions, classes_of, mix,
+                              requested, with_null)
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
 from train.losses import balanced_loss, g_loss, heldout_nll
@@ -145,7 +146,7 @@ class LSTMGenerator(nn.Module):
         rows = 2 if guided else 1
         if guided:
             self.label.check_null()
-            y = torch.cat([y.to(device), torch.full_like(y.to(device), self.label.num_embeddings - 1)])
+            y = with_null(y.to(device), self.label)
         e = self._cond(y, rows * n, device)
         state = self.init_state(z.repeat(rows, 1), e)
         x = torch.zeros(n, L, dtype=torch.long, device=device)

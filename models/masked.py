@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import NgramOptions, PositionOptions, TransformerStack, ngram_closing_fit, place_prompt, sample_categorical
-from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested
+from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested, with_null
 from models.registry import ClosingFit, DataStats, Family, register
 from train.losses import balanced_loss, rows_per_pass
 from utils.errors import ConfigError
@@ -129,8 +129,7 @@ class MaskedLM(nn.Module):
         """(B, L, 4): predictions over A, C, G, T only; guidance != 1 mixes in the null class's."""
         if self.cls is None or y is None or guidance == 1.0:
             return self(tokens, y)[..., :4]
-        null = torch.full_like(y, self.cls.num_embeddings - 1)
-        both = self(tokens.repeat(2, 1), torch.cat([y, null]))[..., :4]
+        both = self(tokens.repeat(2, 1), with_null(y, self.cls))[..., :4]
         return mix(both[: tokens.shape[0]], both[tokens.shape[0]:], guidance)
 
 

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import ContextLogits, NgramOptions, gc_bias, ngram_closing_fit, place_prompt
-from models.condition import Classes, ClassEmbedding, ConditionOptions, GuidanceOptions, classes_of, mix, requested
+from models.condition import (Classes, ClassEmbedding, ConditionOptions, GuidanceOptions, classes_of, mix,
+                              requested, with_null)
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import d_metrics
 from train.losses import balanced_loss, rows_per_pass, spread_windows
@@ -226,7 +227,7 @@ class Policy(nn.Module):
         rows = 2 if guided else 1
         if guided:
             self.cls.check_null()
-            y = torch.cat([y.to(dev), torch.full_like(y.to(dev), self.cls.num_embeddings - 1)])
+            y = with_null(y.to(dev), self.cls)
         inp, state = self.start_input(rows * n, dev, y), None
         for t in range(L):
             params, state = self.step(inp, state)

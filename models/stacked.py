@@ -33,7 +33,7 @@ from torch import nn
 
 from models.blocks import (CausalTransformer, ContextLogits, NgramOptions, PositionOptions, TransformerStack, gumbel_softmax,
                            minibatch_std, ngram_closing_fit, place_prompt, sample_categorical, xavier_init)
-from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested
+from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested, with_null
 from models.registry import ClosingFit, DataStats, Family, register
 from train.gan import GanOptions, discriminator_step, generator_update
 from train.losses import balanced_loss, g_loss, heldout_nll, rows_per_pass
@@ -140,7 +140,7 @@ class StackedGenerator(nn.Module):
         guided = self.cls is not None and guidance != 1.0
         if guided:
             z1, z2 = self.noise(n, L, device, generator)
-            y2 = torch.cat([y, torch.full_like(y, self.cls.num_embeddings - 1)])
+            y2 = with_null(y, self.cls)
             l1, z2 = self.coarse(2 * n, L, device, generator, y2, noise=(z1.repeat(2, 1, 1), z2.repeat(2, 1, 1)))
         else:
             l1, z2 = self.coarse(n, L, device, generator, y)
