@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 
 import torch
@@ -328,7 +329,7 @@ class NgramOptions:
 
 
 def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOptions, train_x, val, device,
-                         seed: int, train_y=None, val_y=None, rows_of=None) -> dict:
+                         seed: int, train_y=None, val_y=None, rows_of=None, deadline: float | None = None) -> dict:
     """Refit an n-gram table to maximum likelihood with the network frozen.
 
     ``network_logits(x, noise_generator, labels)`` gives the network's logits (B, L, 4) for windows
@@ -344,7 +345,12 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
     family predicts other positions than every next base: it returns the network's logits without
     the table (N, 4), each prediction's table rows (N,) or (N, T) (T rows summed: tables side by
     side in one weight) and the bases predicted (N,) (the masked family: its masked positions).
-    ``table`` is then only the holder of the weight and its ``refit`` buffer."""
+    ``table`` is then only the holder of the weight and its ``refit`` buffer.
+
+    ``deadline`` (a ``time.time()``; None: none): under --budget, L-BFGS runs in rounds of
+    REFIT_ROUND iterations and stops after the round that passes it (at least one round runs, so the
+    fit is never skipped); ``refit_iters`` says how many ran of the 100 it may take, ``refit_cut``
+    whether the deadline, not convergence, ended it."""
     # its own random streams: the training ones (saved for --resume) are left where they were
     rows = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed))
     noise = torch.Generator(device=device).manual_seed(seed + 3)
@@ -378,7 +384,8 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
     def nll(b, i, t, w):
         return F.cross_entropy(b + (w[i] if i.dim() == 1 else w[i].sum(1)), t)
     W0 = W.detach().clone()
-    opt = torch.optim.LBFGS([W], lr=1.0, max_iter=100, history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([W], lr=1.0, max_iter=REFIT_ITERS if deadline is None else REFIT_ROUND,
+                            max_eval=REFIT_ITERS * 5 // 4, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():  # mean NLL + a Gaussian prior on the change, in units of one token
         opt.zero_grad()
@@ -393,7 +400,7 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
         out["refit_nll_before"] = float(nll(base, idx, y, W))
         if val_x.shape[0]:
             out["refit_val_nll_before"] = float(nll(vb, vi, vy, W))
-    opt.step(closure)
+    out.update(lbfgs_until(opt, closure, W, deadline))
     with torch.no_grad():
         out["refit_nll_after"] = float(nll(base, idx, y, W))
         kept = True
@@ -404,6 +411,32 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
         if kept:
             table.refit.copy_(W.detach() - table.table.weight)
     return out
+
+
+REFIT_ITERS = 100  # L-BFGS iterations of a closing refit
+REFIT_ROUND = 10  # iterations between looks at the clock when the refit has a deadline
+
+
+def lbfgs_until(opt: torch.optim.LBFGS, closure, param: torch.Tensor, deadline: float | None) -> dict:
+    """Run ``opt`` (built with max_iter REFIT_ROUND when there is a deadline) to REFIT_ITERS
+    iterations, convergence, or the first round that ends past ``deadline``. LBFGS keeps its
+    history between step() calls, so the rounds continue one optimisation. Returns refit_iters and
+    refit_cut (1: stopped by the deadline before converging)."""
+    if deadline is None:
+        opt.step(closure)
+        return {"refit_iters": float(opt.state[param].get("n_iter", 0)), "refit_cut": 0.0}
+    done, cut = 0, False
+    while done < REFIT_ITERS:
+        opt.step(closure)
+        n = int(opt.state[param].get("n_iter", 0))
+        if n - done < REFIT_ROUND:  # the round ended early: converged (a tolerance was met) or out of evaluations
+            done = n
+            break
+        done = n
+        if time.time() > deadline and done < REFIT_ITERS:
+            cut = True
+            break
+    return {"refit_iters": float(done), "refit_cut": float(cut)}
 
 
 def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of, rows_of_of=None):
@@ -424,7 +457,8 @@ def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of, rows_of_o
         try:
             return refit_context_logits(table_of(nets), network_logits_of(nets) if network_logits_of else None, opts,
                                         train_x, ctx.val, ctx.device, ctx.cfg.train.seed, train_y, ctx.val_labels,
-                                        rows_of=rows_of_of(nets) if rows_of_of else None)
+                                        rows_of=rows_of_of(nets) if rows_of_of else None,
+                                        deadline=ctx.deadline)
         finally:
             nets.train(was)
 

@@ -112,6 +112,64 @@ def test_slow_training_steps_do_not_inflate_the_time_kept_for_the_closing_fit(ge
     assert all("val_passes" not in row for row in res.history) and "val_nll" in res.history[-1]
 
 
+def test_closing_refit_stops_at_its_deadline():
+    """Under --budget the refit's L-BFGS runs in rounds and stops at the first one past its deadline
+    (stop 28: masked's refit overran a 900-s budget by 108 s on a slow machine); with a far deadline
+    it ends where the one-call fit without a deadline does."""
+    from models.blocks import REFIT_ITERS, REFIT_ROUND, lbfgs_until
+
+    def solve(deadline):
+        torch.manual_seed(0)
+        scale = torch.logspace(0, 3, 200)  # ill-conditioned: far from converged after one round
+        target = torch.randn(200)
+        w = torch.zeros(200, requires_grad=True)
+        opt = torch.optim.LBFGS([w], lr=1.0, max_iter=REFIT_ITERS if deadline is None else REFIT_ROUND,
+                                max_eval=REFIT_ITERS * 5 // 4, history_size=20, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = (scale * (w - target) ** 2).sum()
+            loss.backward()
+            return loss
+        return lbfgs_until(opt, closure, w, deadline), w.detach()
+
+    cut, w_cut = solve(time.time() - 1)  # already past: one round, then stop
+    assert cut == {"refit_iters": REFIT_ROUND, "refit_cut": 1.0}
+    free, w_free = solve(None)
+    assert free["refit_iters"] > REFIT_ROUND and free["refit_cut"] == 0.0
+    far, w_far = solve(time.time() + 3600)
+    assert far["refit_cut"] == 0.0 and torch.allclose(w_far, w_free, atol=1e-5)
+    assert (w_cut - w_free).abs().max() > 1e-3  # the cut fit is a different (earlier) point
+
+
+def test_closing_fits_get_deadlines_inside_the_budget(genome, monkeypatch):
+    """Each closing fit under --budget is told to end by its share of what is left of the budget
+    (the last epoch's fit, then the best epoch's where that is an earlier one); none without."""
+    fam = type(get_family("stacked"))
+    real = fam.closing_fit
+    seen = []
+
+    def recording(self, cfg):
+        closing = real(self, cfg)
+        inner = closing.fit
+
+        def fit(nets, x, y, ctx):
+            seen.append((time.time(), ctx.deadline))
+            return inner(nets, x, y, ctx)
+        return type(closing)(windows=closing.windows, fit=fit, undo=closing.undo)
+
+    monkeypatch.setattr(fam, "closing_fit", recording)
+    run = Run(cfg_for("stacked", genome, *STACKED, "model.adv_weight=0", "train.epochs=100000",
+                      "train.time_budget=3"), save=False)
+    res = run.run()
+    assert len(seen) == 1 and "refit_cut" in res.history[-1]
+    started, deadline = seen[0]
+    assert started <= deadline <= run.t0 + 3 + 1e-6 or deadline == pytest.approx(started, abs=1e-3)
+    seen.clear()
+    Run(cfg_for("stacked", genome, *STACKED, "model.adv_weight=0", "train.epochs=2"), save=False).run()
+    assert len(seen) == 1 and seen[0][1] is None
+
+
 def test_resume_goes_on_with_the_budget_clock(genome, tmp_path):
     """--budget is for the whole run: a run interrupted with its budget nearly spent ends after one
     more epoch when resumed (before: the clock restarted and the resumed run took a whole budget)."""

@@ -119,6 +119,7 @@ class StepContext:
     budget_used: float | None = None  # fraction of --budget spent (None without one), for time-based schedules
     dist: Dist = field(default_factory=Dist)  # this process's place under torchrun (world 1: alone)
     scalers: dict = field(default_factory=dict)  # per optimiser group: a GradScaler under --amp fp16
+    deadline: float | None = None  # a closing fit's time.time() to be done by, under --budget (None: no limit)
 
     def optimize(self, name: str, loss: torch.Tensor) -> torch.Tensor:
         """zero_grad, backward, gradients averaged over the torchrun ranks, clip (train.clip_norm),
@@ -928,7 +929,9 @@ class Run:
         if not self.closing or ctx is None or not self.history:
             return
         t, figures = time.time(), Meter()
+        fits = len(self.delivered) * (2 if self.saving and self.since_best and self.best_path.exists() else 1)
         for m, nets in enumerate(self.delivered):
+            ctx.deadline = self.fit_deadline(fits - m)
             figures.add(self.closing.fit(nets, *self.member_windows(m), ctx))
         if not figures.sums:
             return
@@ -942,6 +945,17 @@ class Run:
                                  self.payload())
             if self.since_best and self.best_path.exists():
                 self.fit_best(ctx)
+
+    def fit_deadline(self, fits_left: int) -> float | None:
+        """Under --budget, the time by which the next of ``fits_left`` closing fits should end: an
+        equal share of what is left of the budget (the engine kept time back for them, priced from
+        forward passes; the refit's L-BFGS stops at this deadline, so a machine slower at it than
+        priced cuts the refit short rather than overrunning the budget). None without a budget."""
+        budget = self.cfg.train.time_budget
+        if not budget:
+            return None
+        now = time.time()
+        return now + max(self.t0 + budget - now, 0.0) / max(fits_left, 1)
 
     def member_windows(self, m: int) -> tuple:
         """Member m's (possibly bootstrapped) training windows and their labels (None without)."""
@@ -958,6 +972,7 @@ class Run:
             nets = self.family.build(self.cfg, self.stats).to(self.device)
             load_weights(nets, sd, self.best_path)
             self.closing.undo(nets)
+            ctx.deadline = self.fit_deadline(len(ck["members"]) - m)
             figures.add(self.closing.fit(nets, *self.member_windows(m), ctx))
             members.append(nets.state_dict())
         with cli.critical():
