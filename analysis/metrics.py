@@ -236,13 +236,14 @@ def roc_auc(scores, labels) -> float:
 
 
 def c2st_row(real, gen, *, seed: int = 0) -> dict:
-    """c2st_auc with its 95% interval (c2st_lo, c2st_hi), sequences per side and the judge's name:
-    analysis.judge.c2st with the default judge, as every report and benchmark row uses."""
+    """c2st_auc with its 95% interval (c2st_lo, c2st_hi), the spread of its repeated judges (c2st_sd,
+    c2st_repeats), sequences per side and the judge's name: analysis.judge.c2st with the default
+    judge and repeats, as every report and benchmark row uses."""
     from analysis.judge import c2st
 
     r = c2st(real, gen, seed=seed)
-    return {"c2st_auc": r["auc"], "c2st_lo": r["lo"], "c2st_hi": r["hi"], "c2st_n": r["n"], "c2st_judge": r["judge"],
-            "c2st_underpowered": bool(r["n"] < UNDERPOWERED_N)}
+    return {"c2st_auc": r["auc"], "c2st_lo": r["lo"], "c2st_hi": r["hi"], "c2st_sd": r["sd"], "c2st_repeats": r["repeats"],
+            "c2st_n": r["n"], "c2st_judge": r["judge"], "c2st_underpowered": bool(r["n"] < UNDERPOWERED_N)}
 
 
 # fewer sequences a side than this and a two-sample figure cannot separate models a few hundredths

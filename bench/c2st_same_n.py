@@ -7,7 +7,8 @@ generated set that sits at the floor with 2,000 sequences a side can be told apa
 bench/genomes.py scores the slow sampler (masked) with 2,000 sequences and the other rows with 20,000;
 this scores the real floor (training windows), markov-5 (trained and generating through the CLI as
 in genomes.py) and any generated FASTA given with --gen NAME=PATH (its first n sequences) at each
-n, against the same overlapping held-out windows, with the same judge and seed.
+n, against the same overlapping held-out windows, with the same judge and seed (and the judge's
+default repeats, analysis.judge.REPEATS: each figure the mean of that many cross-fitted judges).
 """
 import argparse
 
@@ -46,7 +47,7 @@ def main():
                     continue
                 r = c2st(ref, x[:n], seed=args.seed, max_n=n)
                 rows.append({"genome": g, "set": label, "n": r["n"], "c2st_auc": r["auc"], "c2st_lo": r["lo"],
-                             "c2st_hi": r["hi"]})
+                             "c2st_hi": r["hi"], "c2st_sd": r["sd"], "repeats": r["repeats"]})
                 print(table(rows[-1:], list(rows[-1])), flush=True)
                 write_json(name, {"seed": args.seed, "rows": rows})
     print(table(rows, list(rows[0])))

@@ -63,11 +63,27 @@ def test_roc_auc_and_c2st():
     assert M.roc_auc([0.5] * 4, [0, 1, 0, 1]) == 0.5
     a, b = rand(1500, 40, 6), rand(1500, 40, 7)
     fast = JudgeSpec("test", epochs=3)
-    same = c2st(a, b, judge=fast)
+    same = c2st(a, b, judge=fast, repeats=1)
     assert abs(same["auc"] - 0.5) < 0.06 and same["lo"] < 0.5 < same["hi"]  # same distribution
     gc_rich = rand(1500, 40, 8, p=[0.1, 0.4, 0.4, 0.1])
-    told = c2st(a, gc_rich, judge=fast)
+    told = c2st(a, gc_rich, judge=fast, repeats=1)
     assert told["auc"] > 0.9 and told["lo"] > 0.85 and told["hi"] <= 1.0
+
+
+def test_c2st_averages_repeated_judges_and_widens_its_interval_by_their_spread():
+    """A C2ST figure is the mean of `repeats` cross-fitted judges (seeds seed, seed + 1, ...), each
+    exactly the single-judge figure of its seed; the interval adds their spread to the bootstrap's."""
+    a, b = rand(600, 30, 1), rand(600, 30, 2, p=[0.2, 0.3, 0.3, 0.2])
+    fast = JudgeSpec("test", channels=8, epochs=2)
+    singles = [c2st(a, b, judge=fast, seed=s, repeats=1, n_boot=50) for s in (5, 6, 7)]
+    both = c2st(a, b, judge=fast, seed=5, repeats=3, n_boot=50)
+    aucs = [r["auc"] for r in singles]
+    assert both["repeats"] == 3 and singles[0]["repeats"] == 1
+    assert both["auc"] == pytest.approx(np.mean(aucs), abs=1e-12)
+    assert both["sd"] == pytest.approx(np.std(aucs, ddof=1), abs=1e-12) and both["sd"] > 0
+    half = 1.96 * both["sd"] / np.sqrt(3)
+    assert both["lo"] <= both["auc"] - half and both["hi"] >= min(both["auc"] + half, 1.0)
+    assert np.isnan(singles[0]["sd"]) and singles[0]["lo"] < singles[0]["auc"] < singles[0]["hi"]
 
 
 def test_heldout_windows_overlap_by_stride_within_segments():
@@ -103,8 +119,8 @@ def test_grouped_c2st_does_not_learn_the_heldout_set():
     ref, ids = heldout_windows(blocks, 40, 1, groups=True)  # 976 windows, each sharing 39 bases with the next
     other = rng.choice(4, (1200, 40)).astype(np.uint8)  # independent sequences of the same distribution
     spec = JudgeSpec("test", kernels=(9, 9), epochs=12)
-    leaky = c2st(ref, other, judge=spec, n_boot=50)
-    fair = c2st(ref, other, judge=spec, n_boot=50, real_groups=ids)
+    leaky = c2st(ref, other, judge=spec, n_boot=50, repeats=1)
+    fair = c2st(ref, other, judge=spec, n_boot=50, real_groups=ids, repeats=1)
     assert fair["grouped"] and not leaky["grouped"]
     assert leaky["auc"] > 0.95  # it has learnt the held-out bases
     # grouped, the judge scores blocks it never saw; 16 blocks leave a spread of about 0.1 over seeds
