@@ -29,16 +29,19 @@ def main():
     ap.add_argument("--n", type=int, nargs="+", default=[2000, 5000, 20000])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="", help="rows go to c2st_same_n_<tag>.json")
+    ap.add_argument("--no_baselines", action="store_true", help="only the --gen sets (no floor, no markov-5)")
     args = ap.parse_args()
     name = "c2st_same_n" + (f"_{args.tag}" if args.tag else "")
     rows = []
     for i, g in enumerate(args.genomes):
         data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=args.seed)
         ref = heldout_windows(data.val_segments, 70, 10)
-        m5, _ = trained_set("markov", GENOMES[g], 0, max(args.n), work / "c2st_same_n" / g, ("--order", 5))
-        rng = np.random.default_rng(args.seed)
-        sets = {"real train windows (floor)": data.train[rng.permutation(data.train.shape[0])],
-                "markov-5": m5}
+        sets = {}
+        if not args.no_baselines:
+            m5, _ = trained_set("markov", GENOMES[g], 0, max(args.n), work / "c2st_same_n" / g, ("--order", 5))
+            rng = np.random.default_rng(args.seed)
+            sets = {"real train windows (floor)": data.train[rng.permutation(data.train.shape[0])],
+                    "markov-5": m5}
         if i == 0:
             sets.update({spec.split("=", 1)[0]: read_sequences(spec.split("=", 1)[1]) for spec in args.gen})
         for n in args.n:
