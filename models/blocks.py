@@ -365,52 +365,60 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
         def rows_of(xb, g, yb):
             return network_logits(xb, g, yb).reshape(-1, 4), table.index(xb).reshape(-1), xb.reshape(-1)
 
-    @torch.no_grad()
-    def frozen(x, y):
-        outs, idx, targets = [], [], []
-        rows = rows_per_pass(x.shape[1], 2048)
-        for s in range(0, x.shape[0], rows):
-            xb = x[s : s + rows].to(device)
-            yb = None if y is None else y[s : s + rows].to(device)
-            o, i, t = rows_of(xb, noise, yb)
-            outs.append(o)
-            idx.append(i)
-            targets.append(t)
-        return torch.cat(outs), torch.cat(idx), torch.cat(targets)
-
-    base, idx, y = frozen(fit_x, fit_y)
+    base, idx, y = _frozen_rows(rows_of, fit_x, fit_y, device, noise)
     W = (table.table.weight + table.refit).detach().clone().requires_grad_(True)
-
-    def nll(b, i, t, w):
-        return F.cross_entropy(b + (w[i] if i.dim() == 1 else w[i].sum(1)), t)
-    W0 = W.detach().clone()
-    opt = torch.optim.LBFGS([W], lr=1.0, max_iter=REFIT_ITERS if deadline is None else REFIT_ROUND,
-                            max_eval=REFIT_ITERS * 5 // 4, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():  # mean NLL + a Gaussian prior on the change, in units of one token
-        opt.zero_grad()
-        loss = nll(base, idx, y, W) + 0.5 * opts.ngram_refit_prior * (W - W0).pow(2).sum() / y.numel()
-        loss.backward()
-        return loss
-
     out = {"refit_windows": float(fit_x.shape[0])}
     if val_x.shape[0]:
-        vb, vi, vy = frozen(val_x, val_y)
+        vb, vi, vy = _frozen_rows(rows_of, val_x, val_y, device, noise)
     with torch.no_grad():
-        out["refit_nll_before"] = float(nll(base, idx, y, W))
+        out["refit_nll_before"] = float(_table_nll(base, idx, y, W))
         if val_x.shape[0]:
-            out["refit_val_nll_before"] = float(nll(vb, vi, vy, W))
-    out.update(lbfgs_until(opt, closure, W, deadline))
+            out["refit_val_nll_before"] = float(_table_nll(vb, vi, vy, W))
+    out.update(_solve_table(base, idx, y, W, opts.ngram_refit_prior, deadline))
     with torch.no_grad():
-        out["refit_nll_after"] = float(nll(base, idx, y, W))
+        out["refit_nll_after"] = float(_table_nll(base, idx, y, W))
         kept = True
         if val_x.shape[0]:
-            out["refit_val_nll_after"] = float(nll(vb, vi, vy, W))
+            out["refit_val_nll_after"] = float(_table_nll(vb, vi, vy, W))
             kept = out["refit_val_nll_after"] - out["refit_val_nll_before"] <= opts.ngram_refit_tolerance
         out["refit_kept"] = float(kept)
         if kept:
             table.refit.copy_(W.detach() - table.table.weight)
     return out
+
+
+@torch.no_grad()
+def _frozen_rows(rows_of, x, y, device, noise):
+    """The frozen network's (logits, table rows, targets) of windows x (labels y), in batches."""
+    outs, idx, targets = [], [], []
+    rows = rows_per_pass(x.shape[1], 2048)
+    for s in range(0, x.shape[0], rows):
+        yb = None if y is None else y[s : s + rows].to(device)
+        o, i, t = rows_of(x[s : s + rows].to(device), noise, yb)
+        outs.append(o)
+        idx.append(i)
+        targets.append(t)
+    return torch.cat(outs), torch.cat(idx), torch.cat(targets)
+
+
+def _table_nll(base, idx, targets, w):
+    """Mean NLL of the targets with table w's rows (idx: (N,) or (N, T), T rows summed) added."""
+    return F.cross_entropy(base + (w[idx] if idx.dim() == 1 else w[idx].sum(1)), targets)
+
+
+def _solve_table(base, idx, targets, W, prior: float, deadline: float | None) -> dict:
+    """L-BFGS on W (in place): mean NLL plus a Gaussian prior (precision ``prior``, in units of one
+    token) on its change; to convergence, or rounds until ``deadline`` (lbfgs_until)."""
+    W0 = W.detach().clone()
+    opt = torch.optim.LBFGS([W], lr=1.0, max_iter=REFIT_ITERS if deadline is None else REFIT_ROUND,
+                            max_eval=REFIT_ITERS * 5 // 4, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = _table_nll(base, idx, targets, W) + 0.5 * prior * (W - W0).pow(2).sum() / targets.numel()
+        loss.backward()
+        return loss
+    return lbfgs_until(opt, closure, W, deadline)
 
 
 REFIT_ITERS = 100  # L-BFGS iterations of a closing refit
