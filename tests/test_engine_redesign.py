@@ -170,6 +170,31 @@ def test_closing_fits_get_deadlines_inside_the_budget(genome, monkeypatch):
     assert len(seen) == 1 and seen[0][1] is None
 
 
+def test_closing_fit_is_priced_before_the_first_epoch(genome, monkeypatch):
+    """Under --budget the closing fit's time is kept back from the first step on (before: nothing
+    until the first epoch ended, so a budget shorter than an epoch plus the fit overran by the fit),
+    and pricing it draws nothing from the run's random streams."""
+    fam = type(get_family("stacked"))
+    real_step = fam.train_step
+    first = []
+
+    def spy(self, nets, batch, ctx):
+        if not first:
+            first.append((run.reserve, ctx.generator.get_state().clone(), torch.random.get_rng_state().clone()))
+        return real_step(self, nets, batch, ctx)
+
+    monkeypatch.setattr(fam, "train_step", spy)
+    sets = [*STACKED, "model.adv_weight=0", "train.epochs=1"]
+    run = Run(cfg_for("stacked", genome, *sets, "train.time_budget=600"), save=False)
+    run.run()
+    budgeted = first.pop()
+    run = Run(cfg_for("stacked", genome, *sets), save=False)
+    run.run()
+    free = first.pop()
+    assert budgeted[0] > 0 and free[0] == 0
+    assert torch.equal(budgeted[1], free[1]) and torch.equal(budgeted[2], free[2])
+
+
 def test_resume_goes_on_with_the_budget_clock(genome, tmp_path):
     """--budget is for the whole run: a run interrupted with its budget nearly spent ends after one
     more epoch when resumed (before: the clock restarted and the resumed run took a whole budget)."""

@@ -93,6 +93,9 @@ def seed_everything(seed: int) -> None:
         setter(True, warn_only=True)
 
 
+PRICE_WINDOWS = 256  # held-out windows of the pass that prices the closing fit before the first epoch
+
+
 @dataclass
 class StepContext:
     """What a family's train_step may use: schedules, targets, randomness and its optimisers."""
@@ -866,11 +869,46 @@ class Run:
         passes: the fit scores them before and after."""
         if not self.closing:
             return
-        fit, val, m = min(self.closing.windows, self.train_x.shape[0]), min(4096, self.val.shape[0]), len(self.members)
+        fit, val, m = self.fit_windows()
         seconds = (fit + val) * m / max(row["seqs_per_s"], 1e-9)
         if self.eval_rate:
-            seconds = min(seconds, 1.5 * (fit + 2 * val) * m / self.eval_rate)
+            seconds = min(seconds, self.fit_seconds(self.eval_rate))
         self.reserve = seconds * (2 if self.since_best else 1)
+
+    def fit_windows(self) -> tuple[int, int, int]:
+        """(training windows the closing fit passes, held-out windows it scores, members)."""
+        return min(self.closing.windows, self.train_x.shape[0]), min(4096, self.val.shape[0]), len(self.members)
+
+    def fit_seconds(self, rate: float) -> float:
+        """The closing fits' seconds at ``rate`` held-out windows per second of a forward pass."""
+        fit, val, m = self.fit_windows()
+        return 1.5 * (fit + 2 * val) * m / max(rate, 1e-9)
+
+    def price_closing_fit(self) -> None:
+        """Under --budget, before a fresh run's first epoch: the closing fit's reserve, priced from a
+        held-out pass over PRICE_WINDOWS windows (the first epoch's own pass re-prices it). Before,
+        nothing was kept back until an epoch had ended, so a budget shorter than one epoch plus the
+        fit overran by the whole fit. The random streams are left as they were."""
+        if not (self.cfg.train.time_budget and self.closing) or self.history or self.start_epoch:
+            return
+        out = {"reserve": 0.0}
+        if self.dist.main:
+            nets, n = self.delivered[0], min(PRICE_WINDOWS, self.val_x.shape[0])
+            ctx, was, state = self.context(0, 0, True), nets.training, self.fam_gen.get_state()
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                for k in (min(8, n), n):  # the first, short pass pays one-off set-up costs
+                    ctx.val, ctx.val_labels = self.val_x[:k], None if self.val_y is None else self.val_y[:k]
+                    t = time.time()
+                    passes = self.family.evaluate(nets, ctx).get("val_passes", 0)
+                seconds = time.time() - t
+            self.fam_gen.set_state(state)
+            nets.train(was)
+            if passes:
+                out["reserve"] = self.fit_seconds(passes / max(seconds, 1e-9))
+        self.reserve = self.dist.share(out)["reserve"]
+        if self.reserve:
+            log.info("kept %.1f s of the %.0f s budget back for the closing fit (priced from a held-out pass)",
+                     self.reserve, self.cfg.train.time_budget)
 
     def save(self, epoch: int, row: dict, sample) -> bool:
         """Track the best score; write metrics, checkpoints and samples. Returns whether it improved."""
@@ -1009,6 +1047,7 @@ class Run:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
         self.start_together()
+        self.price_closing_fit()
         log.info("plan: %s; %d epoch(s) from epoch %d; best checkpoint by %s",
                  self.plan.describe(self.cfg.train.time_budget), self.n_epochs,
                  self.start_epoch + 1, self.family.select_by)
