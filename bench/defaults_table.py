@@ -1,0 +1,167 @@
+"""One table per budget of every family's current defaults on the four benchmark genomes (issue 14,
+Must 2), assembled from the rows of bench/genomes.py runs that trained those defaults, with the
+three-judge re-scores of bench/c2st_same_n.py where the same generated set was re-scored.
+
+    python bench/defaults_table.py        # prints both tables; writes bench/results/defaults_tables.json
+
+It trains and judges nothing: every figure is read from a JSON named in its row. SOURCES says, per
+budget and family, which JSONs ran the family's current defaults (configs/<family>.yaml as of the
+commit named beside it); the newest that has a genome's row gives it. A cell with no such run is
+"not run", never an older default's figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from common import ROOT, table, write_json
+
+GENOMES = ["s_suis", "m_tuberculosis", "human_stretches", "lambda"]
+FAMILIES = ["stacked", "gumbel", "seqgan", "masked"]
+# (budget, family) -> JSON names (bench/results/<name>.json) whose rows trained the family's current
+# defaults, newest first; the comment names the commit that made them the defaults.
+SOURCES = {
+    (300, "stacked"): ["genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
+    (900, "stacked"): ["genomes_900_relpos"],
+    (300, "gumbel"): ["genomes_300_gumbel_pair_mle", "genomes_300_gumbel_mle"],  # adv_weight 0, d18c0e0
+    (900, "gumbel"): ["genomes_900_gumbel_mle"],
+    (300, "seqgan"): ["genomes_300_seqgan_decay"],  # lr_gamma 0.98, clip 1, df2acf8 (run with those --set)
+    (900, "seqgan"): ["genomes_900_seqgan_decay"],
+    (300, "masked"): ["genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
+                      "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb
+    (900, "masked"): ["genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
+                      "genomes_900_masked_rope_20k_small"],
+}
+BASELINES = "genomes_300"  # floor, markov-3, markov-5: they do not train under a budget
+FLOOR, MARKOV3, MARKOV5 = "real train windows (floor)", "markov-3", "markov-5"
+# three-judge re-scores of a row's own generated set: (budget, genome, set) -> (JSON, its set name)
+RESCORES = {
+    (300, "s_suis", "gumbel"): ("c2st_same_n_judge3_s_suis", "gumbel_mle"),
+    (300, "human_stretches", "gumbel"): ("c2st_same_n_judge3_human", "gumbel_mle"),
+    (900, "s_suis", "seqgan"): ("c2st_same_n_judge3_s_suis_900", "seqgan_900"),
+    (900, "m_tuberculosis", "seqgan"): ("c2st_same_n_judge3_mtb_900", "seqgan_900"),
+    (900, "m_tuberculosis", "masked"): ("c2st_same_n_judge3_mtb_900", "masked_900"),
+    (900, "human_stretches", "seqgan"): ("c2st_same_n_judge3_human_900", "seqgan_900"),
+    (900, "lambda", "seqgan"): ("c2st_same_n_judge3_lambda_900", "seqgan_900"),
+}
+# three-judge baselines (the same held-out windows and n): genome -> {set: (JSON, set name)}
+BASELINE_RESCORES = {
+    "s_suis": {FLOOR: ("c2st_same_n_judge3_s_suis", FLOOR), MARKOV5: ("c2st_same_n_judge3_s_suis", MARKOV5)},
+    "m_tuberculosis": {FLOOR: ("c2st_same_n_judge3_mtb_900", FLOOR), MARKOV5: ("c2st_same_n_judge3_mtb_900", MARKOV5)},
+    "human_stretches": {MARKOV5: ("c2st_same_n_judge3_human", MARKOV5)},
+    "lambda": {MARKOV5: ("c2st_same_n_judge3_lambda_900", MARKOV5)},
+}
+
+
+def load(name: str) -> dict:
+    return json.loads((ROOT / "bench" / "results" / f"{name}.json").read_text())
+
+
+def find(name: str, genome: str, set_name: str) -> dict | None:
+    """The row of ``genome`` and ``set_name`` in JSON ``name``, None if it has none; the file's own
+    argv and commit are filled in where the row has no made_by (rows before stop 24)."""
+    doc = load(name)
+    for row in doc["rows"]:
+        if row["genome"] == genome and row["set"] == set_name:
+            made = row.get("made_by") or {"argv": doc.get("argv"), "git_commit": doc.get("git_commit")}
+            return {**row, "source": name, "commit": (made.get("git_commit") or "")[:7]}
+    return None
+
+
+def judged(row: dict, rescore: tuple | None) -> dict:
+    """C2ST figures of a row: the three-judge re-score of its set where there is one, else its own
+    (whose "judges" is its c2st_repeats, 1 before stop 28)."""
+    judges = int(row.get("c2st_repeats") or 1)
+    out = {"c2st_1": row["c2st_auc"] if judges == 1 else None, "judges": judges}
+    if rescore:
+        again = find(rescore[0], row["genome"], rescore[1])
+        if again:
+            row = {**row, **{k: again[k] for k in ("c2st_auc", "c2st_lo", "c2st_hi")}}
+            out.update(judges=3, rescored_in=f"{rescore[0]} ({again['commit']})")
+    return {**out, "c2st": row["c2st_auc"], "lo": row["c2st_lo"], "hi": row["c2st_hi"]}
+
+
+def baselines(genome: str) -> dict:
+    """Floor, markov-3 and markov-5 rows of ``genome``, each with its one- and three-judge figures."""
+    out = {}
+    for s in (FLOOR, MARKOV3, MARKOV5):
+        row = find(BASELINES, genome, s)
+        out[s] = {**row, **judged(row, BASELINE_RESCORES.get(genome, {}).get(s))}
+    return out
+
+
+def family_row(budget: int, genome: str, family: str, base: dict) -> dict:
+    """The family's row with its targets: at 300 s C2ST <= markov-5's - 0.03 and 4-mer JS <= 2 x
+    markov-5's; at 900 s C2ST <= floor + 0.05. Baselines are taken with as many judges as the row
+    has where they were re-scored so (like with like), else with one."""
+    row = next((r for name in SOURCES[(budget, family)] if (r := find(name, genome, family))), None)
+    if row is None:
+        return {"genome": genome, "set": family, "note": "not run"}
+    out = {"genome": genome, "set": family, "js4": row["js_4mer"], "train_s": row.get("train_s"),
+           "source": row["source"], "commit": row["commit"], **judged(row, RESCORES.get((budget, genome, family)))}
+    def like(s):  # the baseline judged as the row was, where it was re-scored so; else its one-judge figure
+        b = base[s]
+        return b["c2st"] if out["judges"] == b["judges"] or b["c2st_1"] is None else b["c2st_1"]
+    out["gap_to_floor"] = out["c2st"] - like(FLOOR)
+    if budget == 300:
+        out["vs_markov5"] = out["c2st"] - like(MARKOV5)
+        out["target_met"] = bool(out["vs_markov5"] <= -0.03 and out["js4"] <= 2 * base[MARKOV5]["js_4mer"])
+    else:
+        out["target_met"] = bool(out["gap_to_floor"] <= 0.05)
+    return out
+
+
+def budget_table(budget: int) -> list[dict]:
+    rows = []
+    for g in GENOMES:
+        base = baselines(g)
+        for s, b in base.items():
+            rows.append({"genome": g, "set": s, "js4": b["js_4mer"], "source": BASELINES, "commit": b["commit"],
+                         **{k: b[k] for k in ("c2st", "lo", "hi", "c2st_1", "judges", "rescored_in") if k in b}})
+        rows.extend(family_row(budget, g, f, base) for f in FAMILIES)
+    return rows
+
+
+def markdown(rows: list[dict], budget: int) -> str:
+    def cell(r):
+        if r.get("note"):
+            return {"genome": r["genome"], "set": r["set"], "C2ST [95%]": r["note"]}
+        tick = "" if "target_met" not in r else (" ✓" if r["target_met"] else " ✗")
+        return {"genome": r["genome"], "set": r["set"], "4-mer JS": f"{r['js4']:.6f}",
+                "C2ST [95%]": f"{r['c2st']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]", "judges": str(r["judges"]),
+                "one judge": "" if r["c2st_1"] is None else f"{r['c2st_1']:.3f}",
+                "gap to floor": "" if "gap_to_floor" not in r else f"{r['gap_to_floor']:+.3f}" + (tick if budget == 900 else ""),
+                "vs markov-5": "" if "vs_markov5" not in r else f"{r['vs_markov5']:+.3f}" + tick,
+                "trained s": "" if r.get("train_s") is None else f"{r['train_s']:.0f}",
+                "JSON (commit)": f"{r['source']} ({r['commit']})"
+                                 + (f"; judged in {r['rescored_in']}" if r.get("rescored_in") else "")}
+    cols = ["genome", "set", "4-mer JS", "C2ST [95%]", "judges", "one judge", "gap to floor", "vs markov-5",
+            "trained s", "JSON (commit)"]
+    if budget == 900:
+        cols.remove("vs markov-5")
+    return table([cell(r) for r in rows], cols)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[300, 900], choices=[300, 900])
+    args = ap.parse_args()
+    out = {}
+    for b in args.budgets:
+        rows = budget_table(b)
+        out[str(b)] = rows
+        print(f"\n--budget {b}\n" + markdown(rows, b))
+        for f in FAMILIES:
+            mine = [r for r in rows if r["set"] == f and "c2st" in r]
+            if mine:
+                met = sum(r["target_met"] for r in mine)
+                print(f"{f}: mean C2ST {sum(r['c2st'] for r in mine) / len(mine):.3f} over {len(mine)} genome(s); "
+                      f"target met on {met} of {len(mine)}")
+        missing = [f"{r['genome']}/{r['set']}" for r in rows if r.get("note")]
+        failed = [f"{r['genome']}/{r['set']}" for r in rows if r.get("target_met") is False]
+        print(f"not run: {', '.join(missing) or 'none'}; target missed: {', '.join(failed) or 'none'}")
+    write_json("defaults_tables", {"seed": None, "tables": out, "sources": {f"{b}/{f}": v for (b, f), v in SOURCES.items()}})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""bench/defaults_table.py: the current-defaults tables are read from run JSONs, with three-judge
+re-scores taking the place of one judge's figure and targets compared like with like."""
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import defaults_table as T  # noqa: E402
+
+
+def row(genome, name, auc, js=0.0003, **extra):
+    return {"genome": genome, "set": name, "c2st_auc": auc, "c2st_lo": auc - 0.01, "c2st_hi": auc + 0.01,
+            "js_4mer": js, **extra}
+
+
+@pytest.fixture
+def results(monkeypatch):
+    docs = {
+        "base": {"git_commit": "a" * 40, "rows": [row("g", T.FLOOR, 0.51), row("g", T.MARKOV3, 0.80),
+                                                 row("g", T.MARKOV5, 0.78, js=0.0003)]},
+        "judge3": {"git_commit": "b" * 40, "rows": [row("g", T.FLOOR, 0.52), row("g", "seqgan_900", 0.575)]},
+        "old": {"git_commit": "c" * 40, "rows": [row("g", "seqgan", 0.40)]},
+        "new": {"git_commit": "d" * 40, "rows": [row("g", "seqgan", 0.555, made_by={"git_commit": "e" * 40}),
+                                                row("g", "masked", 0.60, js=0.0007)]},
+    }
+    monkeypatch.setattr(T, "load", lambda name: docs[name])
+    monkeypatch.setattr(T, "BASELINES", "base")
+    monkeypatch.setattr(T, "BASELINE_RESCORES", {"g": {T.FLOOR: ("judge3", T.FLOOR)}})
+    monkeypatch.setattr(T, "SOURCES", {(b, f): ["new", "old"] for b in (300, 900) for f in ("seqgan", "masked", "gumbel")})
+    return docs
+
+
+def test_newest_source_wins_and_one_judge_rows_meet_the_one_judge_floor(results, monkeypatch):
+    monkeypatch.setattr(T, "RESCORES", {})
+    base = T.baselines("g")
+    assert base[T.FLOOR]["judges"] == 3 and base[T.FLOOR]["c2st"] == 0.52 and base[T.FLOOR]["c2st_1"] == 0.51
+    r = T.family_row(900, "g", "seqgan", base)
+    assert r["source"] == "new" and r["commit"] == "eeeeeee" and r["judges"] == 1
+    assert r["gap_to_floor"] == pytest.approx(0.045) and r["target_met"]  # against 0.51, not 0.52
+
+
+def test_a_three_judge_rescore_replaces_the_figure_and_meets_the_three_judge_floor(results, monkeypatch):
+    monkeypatch.setattr(T, "RESCORES", {(900, "g", "seqgan"): ("judge3", "seqgan_900")})
+    r = T.family_row(900, "g", "seqgan", T.baselines("g"))
+    assert r["judges"] == 3 and r["c2st"] == 0.575 and r["c2st_1"] == 0.555
+    assert r["gap_to_floor"] == pytest.approx(0.055) and not r["target_met"]
+
+
+def test_300_s_target_needs_both_c2st_and_4mer_js_and_missing_runs_say_so(results, monkeypatch):
+    monkeypatch.setattr(T, "RESCORES", {})
+    base = T.baselines("g")
+    ok = T.family_row(300, "g", "seqgan", base)
+    assert ok["vs_markov5"] == pytest.approx(-0.225) and ok["target_met"]
+    js_miss = T.family_row(300, "g", "masked", base)  # C2ST 0.18 below markov-5, 4-mer JS 2.3x its
+    assert js_miss["vs_markov5"] < -0.03 and not js_miss["target_met"]
+    assert T.family_row(300, "g", "gumbel", base) == {"genome": "g", "set": "gumbel", "note": "not run"}
+    assert "not run" in T.markdown([T.family_row(300, "g", "gumbel", base)], 300)
