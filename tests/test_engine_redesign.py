@@ -199,6 +199,24 @@ def test_closing_fit_is_priced_before_the_first_epoch(genome, monkeypatch):
     assert torch.equal(budgeted[1], free[1]) and torch.equal(budgeted[2], free[2])
 
 
+def test_a_budget_spent_by_the_held_out_pass_starts_no_further_epoch(genome, monkeypatch):
+    """The budget is read again when an epoch ends (before: only after training steps, so a budget
+    spent by the held-out pass and monitor started one more epoch, stopped after one step and
+    monitored it: masked's human 900-s run, 22 s past its budget)."""
+    fam = type(get_family("stacked"))
+    real = fam.evaluate
+
+    def slow(self, nets, ctx):
+        if ctx.step > 0:  # the epoch's held-out pass, not the pass that prices the closing fit
+            time.sleep(2.5)
+        return real(self, nets, ctx)
+
+    monkeypatch.setattr(fam, "evaluate", slow)
+    res = train(cfg_for("stacked", genome, *STACKED, "model.adv_weight=0", "train.epochs=100",
+                        "train.time_budget=2"), save=False)
+    assert res.epochs_done == 1
+
+
 def test_resume_goes_on_with_the_budget_clock(genome, tmp_path):
     """--budget is for the whole run: a run interrupted with its budget nearly spent ends after one
     more epoch when resumed (before: the clock restarted and the resumed run took a whole budget)."""

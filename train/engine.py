@@ -954,6 +954,10 @@ class Run:
 
     def should_stop(self, epoch: int) -> bool:
         tc = self.cfg.train
+        if tc.time_budget and not self.out_of_time:
+            # read again after the held-out pass and monitor (before: only after training steps, so
+            # a budget spent by them started one more epoch, stopped after one step and monitored it)
+            self.out_of_time = self.elapsed() > tc.time_budget - self.reserve
         if tc.early_stopping and self.since_best >= tc.patience:
             log.info("early stopping: no validation improvement for %d epochs (best %.4f)", self.since_best, self.best)
             return True
