@@ -12,6 +12,7 @@ commit named beside it); the newest that has a genome's row gives it. A cell wit
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 from common import ROOT, table, write_json
@@ -53,6 +54,7 @@ BASELINE_RESCORES = {
 }
 
 
+@functools.lru_cache(maxsize=None)  # find() reads a JSON once per row, a table reads each many times
 def load(name: str) -> dict:
     return json.loads((ROOT / "bench" / "results" / f"{name}.json").read_text())
 
@@ -97,9 +99,15 @@ def family_row(budget: int, genome: str, family: str, base: dict) -> dict:
     row = next((r for name in SOURCES[(budget, family)] if (r := find(name, genome, family))), None)
     if row is None:
         return {"genome": genome, "set": family, "note": "not run"}
-    out = {"genome": genome, "set": family, "js4": row["js_4mer"], "train_s": row.get("train_s"),
+    out = {"genome": genome, "set": family, "js4": row["js_4mer"], "js6": row.get("js_6mer"), "train_s": row.get("train_s"),
            "source": row["source"], "commit": row["commit"], **judged(row, RESCORES.get((budget, genome, family)))}
-    def like(s):  # the baseline judged as the row was, where it was re-scored so; else its one-judge figure
+    return with_targets(out, budget, base)
+
+
+def with_targets(out: dict, budget: int, base: dict) -> dict:
+    """Gap to the floor and the budget's target of a family row; baselines are taken with as many
+    judges as the row has where they were re-scored so (like with like), else with one."""
+    def like(s):
         b = base[s]
         return b["c2st"] if out["judges"] == b["judges"] or b["c2st_1"] is None else b["c2st_1"]
     out["gap_to_floor"] = out["c2st"] - like(FLOOR)
@@ -122,6 +130,33 @@ def budget_table(budget: int) -> list[dict]:
     return rows
 
 
+def mark_same_sets(short: list[dict], long: list[dict]) -> list[str]:
+    """Flag each 900-s family row whose generated set is its 300-s row's: equal 4-mer and 6-mer JS to
+    the last digit mean the same sequences, from the same checkpoint (the seeded run's plan ended,
+    or its best epoch came, before 300 s), so the two budgets are one measurement, not two. Where
+    one of the pair was judged by more judges, both rows take those figures (the same sequences)."""
+    by = {(r["genome"], r["set"]): r for r in short if "js4" in r}
+    same = []
+    for r in long:
+        s = by.get((r["genome"], r["set"]))
+        if not (s and "js4" in r and r.get("js6") is not None and (s["js4"], s.get("js6")) == (r["js4"], r["js6"])):
+            continue
+        r["same_set_as_300"] = s["same_set_as_900"] = True
+        same.append(f"{r['genome']}/{r['set']}")
+        lo, hi = sorted((s, r), key=lambda x: x["judges"])
+        if hi["judges"] > lo["judges"]:
+            lo.update({k: hi[k] for k in ("c2st", "lo", "hi", "judges")},
+                      rescored_in=hi.get("rescored_in") or f"{hi['source']} ({hi['commit']}), the same set")
+    for rows, budget in ((short, 300), (long, 900)):
+        base = {}
+        for r in rows:
+            if r["set"] in (FLOOR, MARKOV3, MARKOV5):
+                base.setdefault(r["genome"], {})[r["set"]] = {**r, "js_4mer": r["js4"]}
+            elif r.get("same_set_as_300") or r.get("same_set_as_900"):
+                with_targets(r, budget, base[r["genome"]])
+    return same
+
+
 def markdown(rows: list[dict], budget: int) -> str:
     def cell(r):
         if r.get("note"):
@@ -132,7 +167,8 @@ def markdown(rows: list[dict], budget: int) -> str:
                 "one judge": "" if r["c2st_1"] is None else f"{r['c2st_1']:.3f}",
                 "gap to floor": "" if "gap_to_floor" not in r else f"{r['gap_to_floor']:+.3f}" + (tick if budget == 900 else ""),
                 "vs markov-5": "" if "vs_markov5" not in r else f"{r['vs_markov5']:+.3f}" + tick,
-                "trained s": "" if r.get("train_s") is None else f"{r['train_s']:.0f}",
+                "trained s": ("" if r.get("train_s") is None else f"{r['train_s']:.0f}")
+                             + (" (the 300-s set)" if r.get("same_set_as_300") else ""),
                 "JSON (commit)": f"{r['source']} ({r['commit']})"
                                  + (f"; judged in {r['rescored_in']}" if r.get("rescored_in") else "")}
     cols = ["genome", "set", "4-mer JS", "C2ST [95%]", "judges", "one judge", "gap to floor", "vs markov-5",
@@ -146,10 +182,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budgets", type=int, nargs="+", default=[300, 900], choices=[300, 900])
     args = ap.parse_args()
-    out = {}
+    out = {str(b): budget_table(b) for b in args.budgets}
+    same = mark_same_sets(out["300"], out["900"]) if len(out) == 2 else []
     for b in args.budgets:
-        rows = budget_table(b)
-        out[str(b)] = rows
+        rows = out[str(b)]
         print(f"\n--budget {b}\n" + markdown(rows, b))
         for f in FAMILIES:
             mine = [r for r in rows if r["set"] == f and "c2st" in r]
@@ -160,6 +196,8 @@ def main():
         missing = [f"{r['genome']}/{r['set']}" for r in rows if r.get("note")]
         failed = [f"{r['genome']}/{r['set']}" for r in rows if r.get("target_met") is False]
         print(f"not run: {', '.join(missing) or 'none'}; target missed: {', '.join(failed) or 'none'}")
+        if b == 900 and same:
+            print(f"the 300-s generated set again (one measurement at both budgets): {', '.join(same)}")
     write_json("defaults_tables", {"seed": None, "tables": out, "sources": {f"{b}/{f}": v for (b, f), v in SOURCES.items()}})
 
 

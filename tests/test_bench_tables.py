@@ -57,3 +57,24 @@ def test_300_s_target_needs_both_c2st_and_4mer_js_and_missing_runs_say_so(result
     assert js_miss["vs_markov5"] < -0.03 and not js_miss["target_met"]
     assert T.family_row(300, "g", "gumbel", base) == {"genome": "g", "set": "gumbel", "note": "not run"}
     assert "not run" in T.markdown([T.family_row(300, "g", "gumbel", base)], 300)
+
+
+def test_a_900_s_row_with_the_300_s_set_is_flagged_and_both_take_the_three_judge_figure(results, monkeypatch):
+    """Equal 4-mer and 6-mer JS at both budgets: the same sequences (the run's best came before 300 s),
+    so the one-judge 300-s row takes the 900-s row's three-judge figure and its targets are recomputed;
+    a row with another set is left alone."""
+    monkeypatch.setattr(T, "RESCORES", {(900, "g", "seqgan"): ("judge3", "seqgan_900")})
+    monkeypatch.setattr(T, "GENOMES", ["g"])
+    monkeypatch.setattr(T, "FAMILIES", ["seqgan", "masked"])
+    results["new"]["rows"] = [row("g", "seqgan", 0.555, js_6mer=0.002), row("g", "masked", 0.60, js=0.0007, js_6mer=0.003)]
+    short, long = T.budget_table(300), T.budget_table(900)
+    long[-1]["js6"] = 0.0031  # masked: another set at 900 s
+    assert T.mark_same_sets(short, long) == ["g/seqgan"]
+    s300 = next(r for r in short if r["set"] == "seqgan")
+    s900 = next(r for r in long if r["set"] == "seqgan")
+    assert s900["same_set_as_300"] and s300["same_set_as_900"]
+    assert s300["judges"] == 3 and s300["c2st"] == 0.575 and s300["c2st_1"] == 0.555
+    assert s300["vs_markov5"] == pytest.approx(0.575 - 0.78)  # markov-5 has no three-judge figure: its one
+    assert "the 300-s set" in T.markdown(long, 900)
+    m300 = next(r for r in short if r["set"] == "masked")
+    assert m300["judges"] == 1 and "same_set_as_900" not in m300
