@@ -71,7 +71,7 @@ def from_checkpoint(args, data, path, closing: bool = False):
         import torch
 
         ctx = SimpleNamespace(val=torch.from_numpy(np.ascontiguousarray(data.val)), val_labels=None,
-                              device=torch.device("cpu"), cfg=ens.cfg)
+                              device=torch.device("cpu"), cfg=ens.cfg, deadline=None)  # no budget: to convergence
         for nets in ens.members:
             fit.undo(nets)
             print(f"closing fit of {path}: {fit.fit(nets, torch.from_numpy(data.train), None, ctx)}")

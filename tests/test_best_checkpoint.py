@@ -198,3 +198,23 @@ def test_under_a_curriculum_the_adversarial_part_waits_for_the_full_length(genom
     assert all(r.get("g_adv", 0) == 0 for r in res.history[:2]) and res.history[2]["g_adv"] != 0
     _, ck = load_ensemble(tmp_path / "cur" / "gumbel_mle.pt", device="cpu")
     assert ck["epoch"] == 2
+
+
+def test_bench_quality_gives_an_epoch_snapshot_its_closing_fit(genome, tmp_path):
+    """bench/quality.py --pair_mle / --closing refits a snapshot as the engine would (it failed on the
+    closing fit's deadline, stop 29, after a 900-s run)."""
+    import sys
+    from types import SimpleNamespace
+
+    from conftest import ROOT
+    from utils.sequences import load_sequences
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import quality
+
+    res = train(cfg(genome, tmp_path, "train.epochs=1"))
+    data = load_sequences(str(genome), 20, val_fraction=0.2, seed=0)
+    args = SimpleNamespace(model="stacked", n=8, seq_len=20, temperature=1.0, seed=0)
+    plain, *_ = quality.from_checkpoint(args, data, res.best_path)
+    refit, _, _, snap = quality.from_checkpoint(args, data, res.best_path, closing=True)
+    assert refit.shape == plain.shape == (8, 20) and snap.epochs_done == 1
