@@ -17,6 +17,7 @@ log2 ratio (pseudocount: half a sequence).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -37,6 +38,12 @@ def _cache_path(group: str, release: str) -> Path:
     from utils.outputs import cache_dir
 
     return cache_dir("motifs") / f"{release}_{group}.npz"
+
+
+def _ref_cache_path(key: str) -> Path:
+    from utils.outputs import cache_dir
+
+    return cache_dir("motifs") / f"reference_{key}.npz"
 
 
 def load_matrices(group: str = "all", release: str = RELEASE) -> tuple[list[str], list[str], list[np.ndarray]]:
@@ -73,19 +80,24 @@ def load_matrices(group: str = "all", release: str = RELEASE) -> tuple[list[str]
 class Scanner:
     """PSSMs of the matrices against one background, with their hit thresholds."""
 
-    def __init__(self, matrices, background, *, fpr: float = 1e-4, seed: int = 0, null_bases: int = 200_000):
+    def __init__(self, matrices, background, *, fpr: float = 1e-4, seed: int = 0, null_bases: int = 200_000,
+                 thresholds=None):
+        """``thresholds``: the hit thresholds of an earlier Scanner of the same matrices, background,
+        fpr and seed (MotifReference's cache), which skips the scan of the random sequence."""
         from Bio import motifs
 
         bg = {b: float(p) for b, p in zip("ACGT", background)}
         rng = np.random.default_rng(seed)
-        null = "".join(np.array(list("ACGT"))[rng.choice(4, null_bases, p=np.asarray(background) / sum(background))])
-        self.pssms, self.thresholds = [], []
+        null = None if thresholds is not None else "".join(
+            np.array(list("ACGT"))[rng.choice(4, null_bases, p=np.asarray(background) / sum(background))])
+        self.pssms, self.thresholds = [], [] if thresholds is None else [float(t) for t in thresholds]
         for c in matrices:
             m = motifs.Motif(alphabet="ACGT", counts={b: c[i].tolist() for i, b in enumerate("ACGT")})
             pssm = m.counts.normalize(pseudocounts=0.5).log_odds(background=bg)
             self.pssms.append((pssm, pssm.reverse_complement()))
-            scores = np.asarray(pssm.calculate(null), dtype=np.float64)
-            self.thresholds.append(float(np.quantile(scores, 1 - fpr)))
+            if null is not None:
+                scores = np.asarray(pssm.calculate(null), dtype=np.float64)
+                self.thresholds.append(float(np.quantile(scores, 1 - fpr)))
 
     def hit_rates(self, x, progress: bool = True) -> np.ndarray:
         """(n_motifs,) fraction of sequences with at least one hit on either strand."""
@@ -117,10 +129,30 @@ class MotifReference:
         self.rng, self.max_n, self.progress, self.group, self.fpr = np.random.default_rng(seed), max_n, progress, group, fpr
         ref = ref[self.rng.choice(len(ref), max_n, replace=False)] if len(ref) > max_n else ref
         self.ids, self.names, mats = load_matrices(group)
-        self.scan = Scanner(mats, base_composition(ref), fpr=fpr, seed=seed)
-        self.n_ref = len(ref)
-        self.rates = self.scan.hit_rates(ref, progress)
         self.labels = [f"{i} {n}" for i, n in zip(self.ids, self.names)]
+        self.n_ref = len(ref)
+        # the reference's thresholds and hit rates are cached by what determines them (the windows
+        # scanned, the matrices, fpr, seed): scanning a 5,000 x 500 bp reference against all of
+        # JASPAR takes minutes, and analyses and benchmarks score many sets against one reference
+        h = hashlib.sha256(np.ascontiguousarray(ref).tobytes())
+        h.update(repr((ref.shape, str(ref.dtype), fpr, seed, RELEASE)).encode())
+        for c in mats:
+            h.update(np.ascontiguousarray(c, dtype=np.float64).tobytes())
+        path = _ref_cache_path(h.hexdigest()[:24])
+        if path.exists():
+            z = np.load(path, allow_pickle=False)
+            self.scan = Scanner(mats, base_composition(ref), fpr=fpr, seed=seed, thresholds=z["thresholds"])
+            self.rates = z["rates"]
+            self.cached = True
+            return
+        self.scan = Scanner(mats, base_composition(ref), fpr=fpr, seed=seed)
+        self.rates = self.scan.hit_rates(ref, progress)
+        self.cached = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        os.close(fd)
+        np.savez(tmp, thresholds=np.asarray(self.scan.thresholds), rates=self.rates)
+        os.replace(tmp, path)  # atomic: a concurrent or interrupted run never reads half a file
 
     def row(self, gen, top: int = 5) -> tuple[dict, dict]:
         gen = as_codes(gen)

@@ -238,6 +238,31 @@ def test_motif_scan_counts_planted_sites_on_either_strand(monkeypatch, tmp_path)
         real_load("prokaryotes")  # pyjaspar ships none: a clear error, before any database read
 
 
+def test_motif_reference_is_scanned_once_and_then_read_from_its_cache(monkeypatch):
+    """A second reference of the same windows and matrices reads its thresholds and hit rates from
+    the cache (no scan of the reference or the null sequence) and scores a set identically; other
+    windows or other matrices are scanned afresh."""
+    from analysis import motifs as MO
+
+    pwm = lambda s: np.array([[20.0 * (c == b) for c in s] for b in "ACGT"])  # noqa: E731
+    mats = [pwm("TATAATGC"), pwm("CACGTGAT")]
+    monkeypatch.setattr(MO, "load_matrices", lambda group: (["M1", "M2"], ["tata", "ebox"], mats))
+    ref, gen = rand(300, 60, 1), rand(300, 60, 2)
+    ref[:100, 5:13] = encode("CACGTGAT")
+    first = MO.MotifReference(ref, progress=False)
+    scans = []
+    real = MO.Scanner.hit_rates
+    monkeypatch.setattr(MO.Scanner, "hit_rates", lambda self, x, progress=True: scans.append(len(x)) or real(self, x, False))
+    again = MO.MotifReference(ref, progress=False)
+    assert not first.cached and again.cached and scans == []
+    np.testing.assert_array_equal(again.rates, first.rates)
+    assert again.scan.thresholds == pytest.approx(first.scan.thresholds)
+    assert again.row(gen)[0] == first.row(gen)[0] and scans == [300, 300]
+    assert not MO.MotifReference(ref[:200], progress=False).cached  # other windows
+    mats[1] = pwm("CACGTGTT")  # other matrices, same windows
+    assert not MO.MotifReference(ref, progress=False).cached
+
+
 def test_the_judge_grows_with_the_length():
     from analysis.judge import DEFAULT, JUDGES, for_length
 
