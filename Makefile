@@ -9,7 +9,7 @@ DEMO_MODEL ?= seqgan
 DEMO_TRAIN ?= --budget 100
 DEMO_SET ?= --set train.eval_samples=200
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean gpu-wheels
 
 setup: $(STAMP)
 
@@ -45,3 +45,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs outputs/analysis
+
+# Wheels the device machine's image lacks (Biopython), for bench/gpu_checks.sh: carry .whl in the call.
+gpu-wheels: $(STAMP)
+	mkdir -p .whl
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl "biopython==$$($(BIN)/python -c 'import Bio; print(Bio.__version__)')"

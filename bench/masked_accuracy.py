@@ -43,9 +43,10 @@ def fit(args, data, sets, budget, tag):
 
 def model_acc(model, x, inp, lab):
     hit = tot = 0
+    dev = next(model.parameters()).device  # a model trained with --set train.device=cuda stays there
     with torch.no_grad():
         for i in range(0, x.shape[0], 512):
-            logits = model.base_logits(inp[i : i + 512])
+            logits = model.base_logits(inp[i : i + 512].to(dev)).cpu()
             m = lab[i : i + 512] != IGNORE
             hit += int((logits.argmax(-1)[m] == lab[i : i + 512][m]).sum())
             tot += int(m.sum())
@@ -83,6 +84,7 @@ def main():
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--checkpoint", default=None, help="score this checkpoint instead of training")
     ap.add_argument("--ablation", action="store_true", help="small grid of layers x heads x width")
+    ap.add_argument("--tag", default="", help="JSON masked_accuracy_<tag>.json (e.g. gpu)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.manual_seed(args.seed)
@@ -104,7 +106,7 @@ def main():
             name = f"L{layers} H{heads} d{d}"
             models[name] = M
             results.append({"layers": layers, "heads": heads, "d_model": d,
-                            "params": sum(p.numel() for p in M.parameters()),
+                            "params": sum(p.numel() for p in M.parameters()), "device": str(next(M.parameters()).device),
                             "epochs": res.epochs_done})
         rows = score(models, data, args, tables)
         by_rate = {r["masking"]: r for r in rows}
@@ -136,11 +138,11 @@ def main():
               "above_best_count_30": rows[2]["model"] > rows[2]["best_count"],
               "target_0.41_at_15": r15["model"] >= 0.41}
     print("checks: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in checks.items()))
-    out = write_json("masked_accuracy", {"seed": args.seed,
+    out = write_json("masked_accuracy" + (f"_{args.tag}" if args.tag else ""), {"seed": args.seed,
         "command": "python bench/masked_accuracy.py " + " ".join([f"--budget {args.budget:g}", *[f"--set {s}" for s in args.set]]),
         "rows": rows, "checks": checks, "train_s": secs,
         "epochs": len(hist), "history_val_masked_acc": [r.get("val_masked_acc") for r in hist],
-        "params": sum(p.numel() for p in M.parameters()),
+        "params": sum(p.numel() for p in M.parameters()), "device": str(next(M.parameters()).device),
         "checkpoint": str(ROOT / "bench/results/work/masked_main/masked_last.pt") if not args.checkpoint else args.checkpoint,
     })
     print(f"wrote {out}")

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Every GPU check of issue 16 in one device call, sized for a session's 15 device-minutes (one call
+# of at most 600 s after the machine's start). Each part has its own time limit and adds its files
+# as it ends, so a part that runs out of time costs only itself. What it measures:
+#   1. the CUDA tests (tests/test_distributed.py: every family trains and generates, --amp off/bf16/fp16);
+#   2. training sequences/s per family at 70 and 500 bp, batch 256, fp32 and bf16, peak GPU memory,
+#      generation sequences/s (bench/scale.py --part train --device cuda);
+#   3. masked trained on the GPU for $MASKED_BUDGET s, scored by bench/masked_accuracy.py (the issue
+#      asks 10 minutes; what fits after parts 1-2 is less: the JSON records the budget it had).
+#
+# Here, before the call (the device image has torch but not Biopython; .whl is git-ignored):
+#     make gpu-wheels
+# The call (device tool):   run(command="bash bench/gpu_checks.sh", carry=[".whl"], timeout_s=600)
+# Files come back in $OUT: gpu_checks.log and gpu_results.tgz (bench/results/*gpu*.json).
+# A dry run on this CPU (every part, tiny settings; nothing is a measurement):
+#     GPU_CHECKS_SMOKE=1 bash bench/gpu_checks.sh
+set -u
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+OUT=${OUT:-/tmp/gpu_checks_out}
+mkdir -p "$OUT"
+LOG="$OUT/gpu_checks.log"
+: > "$LOG"
+PY=${PY:-python3}
+DEVICE=cuda
+PARTS=${PARTS:-"1 2 3"}  # e.g. PARTS=3 MASKED_BUDGET=420 in a second session: the masked run alone
+MASKED_BUDGET=${MASKED_BUDGET:-100}
+T_TESTS=90 T_70=100 T_500=70 STEPS_SCALE=4 GEN=2000 BATCH=256 EPOCHS=3 M_MARGIN=60
+FAM_70="stacked gumbel seqgan-mle seqgan-adv masked"  # targets: stacked and gumbel >= 50x 2 CPU cores at 70 bp
+FAM_500="stacked gumbel masked"                        # target: bf16 >= 1.5x fp32 at 500 bp
+if [ -n "${GPU_CHECKS_SMOKE:-}" ]; then
+  DEVICE=cpu MASKED_BUDGET=10 T_TESTS=5 T_70=120 T_500=120 STEPS_SCALE=1 GEN=20 BATCH=8 EPOCHS=2 M_MARGIN=400 FAM_70="stacked" FAM_500="stacked"
+  PY=${PY_SMOKE:-.venv/bin/python}
+fi
+part() { case " $PARTS " in *" $1 "*) return 0;; *) return 1;; esac; }
+say() { echo "== $(date +%H:%M:%S) $*" | tee -a "$LOG"; }
+pack() { tar czf "$OUT/gpu_results.tgz" bench/results/*gpu*.json 2>/dev/null; true; }
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+say "machine"
+{ nvidia-smi -L 2>&1; nproc; $PY -c "import torch, Bio; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+torch.cuda.get_device_name() if torch.cuda.is_available() else '')"; } 2>&1 | tee -a "$LOG"
+
+if part 1; then
+  say "1. CUDA tests (limit ${T_TESTS} s)"
+  timeout "$T_TESTS" $PY -m pytest -q -p no:cacheprovider tests/test_distributed.py -k "cuda" 2>&1 | tail -25 | tee -a "$LOG"
+fi
+
+if part 2; then
+  for L in 70 500; do
+    if [ "$L" = 70 ]; then fams=$FAM_70 limit=$T_70; else fams=$FAM_500 limit=$T_500; fi
+    for AMP in off bf16; do
+      tag="gpu_L${L}_$([ "$AMP" = off ] && echo fp32 || echo bf16)"
+      [ -n "${GPU_CHECKS_SMOKE:-}" ] && tag="smoke_${tag}"
+      say "2. training throughput, $L bp, --amp $AMP, batch $BATCH: $fams (limit ${limit} s)"
+      # scale.py writes its JSON after every family, so a setting cut by its limit keeps its finished rows
+      timeout "$limit" $PY bench/scale.py --part train --device "$DEVICE" --amp "$AMP" --procs 1 --batch "$BATCH" \
+        --seq_len "$L" --epochs "$EPOCHS" --steps_scale "$STEPS_SCALE" --gen "$GEN" --families $fams --tag "$tag" 2>&1 \
+        | grep -v "^\s*$" | tail -12 | tee -a "$LOG"
+      pack
+    done
+  done
+fi
+
+if part 3; then
+  say "3. masked on the GPU for ${MASKED_BUDGET} s, masked accuracy"
+  mtag=gpu; [ -n "${GPU_CHECKS_SMOKE:-}" ] && mtag=smoke_gpu
+  timeout $((MASKED_BUDGET + M_MARGIN)) $PY bench/masked_accuracy.py --budget "$MASKED_BUDGET" --set "train.device=$DEVICE" \
+    --tag "$mtag" 2>&1 | tail -12 | tee -a "$LOG"
+  pack
+fi
+say "done"
