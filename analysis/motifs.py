@@ -40,6 +40,15 @@ def _cache_path(group: str, release: str) -> Path:
     return cache_dir("motifs") / f"{release}_{group}.npz"
 
 
+def _save_npz(path: Path, **arrays) -> None:
+    """Write a cache entry atomically: a concurrent or interrupted run never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(fd)
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
 def _ref_cache_path(key: str) -> Path:
     from utils.outputs import cache_dir
 
@@ -68,12 +77,8 @@ def load_matrices(group: str = "all", release: str = RELEASE) -> tuple[list[str]
         ids.append(m.matrix_id)
         names.append(m.name)
         mats.append(np.array([m.counts[b] for b in "ACGT"], dtype=np.float64))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, ids=np.array(ids), names=np.array(names), widths=np.array([m.shape[1] for m in mats]),
-             counts=np.concatenate(mats, axis=1))
-    os.replace(tmp, path)
+    _save_npz(path, ids=np.array(ids), names=np.array(names), widths=np.array([m.shape[1] for m in mats]),
+              counts=np.concatenate(mats, axis=1))
     return ids, names, mats
 
 
@@ -148,11 +153,7 @@ class MotifReference:
         self.scan = Scanner(mats, base_composition(ref), fpr=fpr, seed=seed)
         self.rates = self.scan.hit_rates(ref, progress)
         self.cached = False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(fd)
-        np.savez(tmp, thresholds=np.asarray(self.scan.thresholds), rates=self.rates)
-        os.replace(tmp, path)  # atomic: a concurrent or interrupted run never reads half a file
+        _save_npz(path, thresholds=np.asarray(self.scan.thresholds), rates=self.rates)
 
     def row(self, gen, top: int = 5) -> tuple[dict, dict]:
         gen = as_codes(gen)
