@@ -112,6 +112,32 @@ def test_slow_training_steps_do_not_inflate_the_time_kept_for_the_closing_fit(ge
     assert all("val_passes" not in row for row in res.history) and "val_nll" in res.history[-1]
 
 
+@pytest.mark.parametrize("refit", [True, False])
+def test_the_time_an_epoch_spends_after_its_steps_is_kept_back_from_the_budget(genome, monkeypatch, refit):
+    """The held-out pass and the monitoring sample run after an epoch's steps stop at budget - reserve;
+    the reserve now holds the last epoch's share of them too, with or without a closing fit (before:
+    masked's last epoch on S. suis ended 12 s into the closing fit's time and its refit was cut)."""
+    fam = type(get_family("stacked"))
+    real_eval = fam.evaluate
+
+    def slow_eval(self, nets, ctx):
+        time.sleep(0.3)
+        return real_eval(self, nets, ctx)
+
+    monkeypatch.setattr(fam, "evaluate", slow_eval)
+    extra = [] if refit else ["model.ngram_order=0"]
+    run = Run(cfg_for("stacked", genome, *STACKED, "model.adv_weight=0", "train.epochs=100000",
+                      "train.time_budget=4", *extra), save=False)
+    res = run.run()
+    assert (run.closing is not None) == refit
+    assert run.tail_s >= 0.3 and run.reserve >= run.tail_s
+    if refit:
+        assert run.reserve > run.tail_s  # and the fit's own price on top
+    else:
+        assert run.reserve == pytest.approx(run.tail_s)
+    assert res.epochs_done >= 1
+
+
 def test_closing_refit_stops_at_its_deadline():
     """Under --budget the refit's L-BFGS runs in rounds and stops at the first one past its deadline
     (stop 28: masked's refit overran a 900-s budget by 108 s on a slow machine); with a far deadline

@@ -502,7 +502,8 @@ class Run:
         self.start_epoch, self.best, self.since_best = 0, math.inf, 0
         self.steps = [0] * k  # per member: bagged members keep their own warm-up and adv_every timing
         self.history: list[dict] = []
-        self.reserve = 0.0  # seconds kept back from the budget for the closing fit
+        self.reserve = 0.0  # seconds kept back from the budget for the closing fit (and an epoch's tail)
+        self.tail_s = 0.0  # seconds the last epoch spent after its steps: held-out passes and monitor
         self.eval_rate = 0.0  # held-out windows per second of the last epoch's evaluation (0: none yet)
         self.out_of_time = False
         self.clock = 0.0  # under torchrun: rank 0's seconds since the start, as last shared
@@ -673,6 +674,7 @@ class Run:
         number of training sequences seen (by all ranks). Under torchrun every global batch of
         --batch x world windows is split between the ranks, rank r taking its rows r, r + world, ..."""
         tc, meter, seen = self.cfg.train, Meter(), 0
+        self.tail_s = 0.0
         W, r = self.dist.world, self.dist.rank
         n_train = self.train_x.shape[0]
         gb = tc.batch * W
@@ -732,6 +734,7 @@ class Run:
                 # windows per second of a held-out pass at full length: what the closing fit costs
                 # (the count is the engine's, not a figure for the log or metrics.csv)
                 self.eval_rate = held_out.pop("val_passes", 0) / max(time.time() - t, 1e-9)
+                self.tail_s += time.time() - t
                 meter.add(held_out)
             if self.out_of_time:
                 break
@@ -860,20 +863,23 @@ class Run:
         return float(row.get(self.family.select_by, row["val_score"]))
 
     def keep_time_for_closing_fit(self, row: dict) -> None:
-        """Seconds kept back from --budget for the closing fit; twice that when the best checkpoint
-        is an earlier epoch's, which gets its own fit. The fit is mostly forward passes over its
-        windows and the held-out ones: 1.5x their count at the rate of the epoch's held-out pass,
-        and never more than at the epoch's training rate. (The training rate alone overstated it
-        up to 7x where steps are slow: stacked with adversarial steps at 500 bp kept 667 s of a
-        900-s budget back for a fit that took 92 s.) The held-out windows count twice in the
-        passes: the fit scores them before and after."""
-        if not self.closing:
-            return
-        fit, val, m = self.fit_windows()
-        seconds = (fit + val) * m / max(row["seqs_per_s"], 1e-9)
-        if self.eval_rate:
-            seconds = min(seconds, self.fit_seconds(self.eval_rate))
-        self.reserve = seconds * (2 if self.since_best else 1)
+        """Seconds kept back from --budget: the epoch's tail (what it spent after its steps stopped:
+        held-out passes and the monitoring sample, which the last epoch runs after the budget's
+        check too), plus the closing fit; twice the fit when the best checkpoint is an earlier
+        epoch's, which gets its own fit. The fit is mostly forward passes over its windows and the
+        held-out ones: 1.5x their count at the rate of the epoch's held-out pass, and never more
+        than at the epoch's training rate. (The training rate alone overstated it up to 7x where
+        steps are slow: stacked with adversarial steps at 500 bp kept 667 s of a 900-s budget back
+        for a fit that took 92 s.) The held-out windows count twice in the passes: the fit scores
+        them before and after. (Without the tail, masked's last epoch on S. suis at --budget 300
+        ended 12 s into the fit's time and its refit was cut after 10 of its 100 iterations.)"""
+        seconds = 0.0
+        if self.closing:
+            fit, val, m = self.fit_windows()
+            seconds = (fit + val) * m / max(row["seqs_per_s"], 1e-9)
+            if self.eval_rate:
+                seconds = min(seconds, self.fit_seconds(self.eval_rate))
+        self.reserve = self.tail_s + seconds * (2 if self.since_best else 1)
 
     def fit_windows(self) -> tuple[int, int, int]:
         """(training windows the closing fit passes, held-out windows it scores, members)."""
@@ -934,7 +940,9 @@ class Run:
         out = {"stop": False, "error": None}
         if self.dist.main:
             try:
+                t = time.time()
                 row, sample = self.monitor(epoch, figures, ctx, seen, seconds)
+                self.tail_s += time.time() - t
                 for nets in self.members:
                     nets.train()
                 self.save(epoch, row, sample)
