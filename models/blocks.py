@@ -361,10 +361,7 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
     val_x = val[:4096].long() if has_val else fit_x[:0]
     val_y = None if val_y is None or not has_val else val_y[:4096]
 
-    if rows_of is None:
-        def rows_of(xb, g, yb):
-            return network_logits(xb, g, yb).reshape(-1, 4), table.index(xb).reshape(-1), xb.reshape(-1)
-
+    rows_of = _rows_reader(table, network_logits, rows_of)
     base, idx, y = _frozen_rows(rows_of, fit_x, fit_y, device, noise)
     W = (table.table.weight + table.refit).detach().clone().requires_grad_(True)
     out = {"refit_windows": float(fit_x.shape[0])}
@@ -385,6 +382,55 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
         if kept:
             table.refit.copy_(W.detach() - table.table.weight)
     return out
+
+
+def _rows_reader(table: ContextLogits, network_logits, rows_of):
+    """rows_of, or the autoregressive reading of a batch: every next base, its table row, its logits."""
+    if rows_of is not None:
+        return rows_of
+
+    def rows(xb, g, yb):
+        return network_logits(xb, g, yb).reshape(-1, 4), table.index(xb).reshape(-1), xb.reshape(-1)
+    return rows
+
+
+PRICE_ROWS = 200_000  # frozen rows the solver's price is timed on (a few windows' rows, repeated)
+EVALS_PER_ITER = 1.25  # loss-and-gradient evaluations per L-BFGS iteration (its strong-Wolfe line search)
+
+
+def price_refit(table: ContextLogits, network_logits, opts: NgramOptions, x, device, y=None, rows_of=None,
+                repeats: int = 3) -> tuple[float, float]:
+    """What refit_context_logits costs beyond the network's passes, measured here: (frozen rows per
+    window, seconds per row of the solver's REFIT_ITERS iterations). The rows of the windows x
+    (labels y) are read as the fit reads them and repeated to PRICE_ROWS, and the loss-and-gradient
+    of the table is timed on them. The solver's time is proportional to the rows (every window's
+    every prediction), not to the network's speed: pricing the fit from forward passes alone kept
+    48 s back for masked's refit on S. suis that took 64 s, and gumbel's (a fast LSTM, 1.7 M rows)
+    was cut after 10 of its iterations. Uses its own random streams."""
+    reader = _rows_reader(table, network_logits, rows_of)
+    base, idx, t = _frozen_rows(reader, x.long(), y, device, torch.Generator(device=device).manual_seed(0))
+    per_window = t.shape[0] / max(x.shape[0], 1)
+    reps = max(1, -(-PRICE_ROWS // max(t.shape[0], 1)))
+    base, t = base.repeat(reps, 1), t.repeat(reps)
+    idx = idx.repeat(reps, *([1] * (idx.dim() - 1)))
+    W0 = (table.table.weight + table.refit).detach().clone()
+    W = W0.clone().requires_grad_(True)
+
+    def once():
+        W.grad = None
+        loss = _table_nll(base, idx, t, W) + 0.5 * opts.ngram_refit_prior * (W - W0).pow(2).sum() / t.numel()
+        loss.backward()
+
+    once()  # the first pays one-off set-up costs
+    if W.is_cuda:
+        torch.cuda.synchronize(W.device)
+    start = time.time()
+    for _ in range(repeats):
+        once()
+    if W.is_cuda:
+        torch.cuda.synchronize(W.device)
+    per_row = (time.time() - start) / repeats / max(t.shape[0], 1)
+    return per_window, per_row * REFIT_ITERS * EVALS_PER_ITER
 
 
 @torch.no_grad()
@@ -474,4 +520,15 @@ def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of, rows_of_o
         if table_of(nets) is not None:
             table_of(nets).refit.zero_()
 
-    return ClosingFit(windows=opts.ngram_refit, fit=fit, undo=undo)
+    def price(nets, x, y, ctx):
+        if x.shape[0] == 0 or table_of(nets) is None:
+            return 0.0, 0.0
+        was = nets.training
+        nets.eval()
+        try:
+            return price_refit(table_of(nets), network_logits_of(nets) if network_logits_of else None, opts, x,
+                               ctx.device, y, rows_of=rows_of_of(nets) if rows_of_of else None)
+        finally:
+            nets.train(was)
+
+    return ClosingFit(windows=opts.ngram_refit, fit=fit, undo=undo, price=price)

@@ -63,11 +63,14 @@ class ClosingFit:
 
     windows: training windows ``fit`` reads (the engine keeps time for it under --budget);
     fit(nets, train_x, train_labels, ctx) -> figures (train_labels None without labels) for the log; undo(nets) restores the trained state, so a
-    resumed or fine-tuned run continues from it exactly."""
+    resumed or fine-tuned run continues from it exactly; price: see below."""
 
     windows: int
     fit: Callable
     undo: Callable
+    # price(nets, x, labels, ctx) -> (rows per window, solver seconds per row): what the fit costs
+    # beyond its forward passes over the windows, measured on the few windows x (None: nothing)
+    price: Callable | None = None
 
 
 class Family:

@@ -218,3 +218,45 @@ def test_bench_quality_gives_an_epoch_snapshot_its_closing_fit(genome, tmp_path)
     plain, *_ = quality.from_checkpoint(args, data, res.best_path)
     refit, _, _, snap = quality.from_checkpoint(args, data, res.best_path, closing=True)
     assert refit.shape == plain.shape == (8, 20) and snap.epochs_done == 1
+
+
+@pytest.mark.parametrize("spent", [False, True])
+def test_the_best_checkpoint_is_fitted_first_and_the_last_fit_waits_for_the_budget(genome, tmp_path, monkeypatch,
+                                                                                    caplog, spent):
+    """When the best checkpoint is an earlier epoch's, its closing fit comes first (it is the file
+    users generate from); under --budget the last checkpoint's fit is skipped when the budget left
+    is shorter than the first fit took (before: the two fits shared it and gumbel ended 20 s past
+    --budget 300)."""
+    import dataclasses
+    import logging
+
+    from train.engine import Run
+
+    def evaluate(self, nets, ctx):  # best is epoch 1 (the pass that prices the fit reads epoch 0 too)
+        return {"val_nll": 1.0 if ctx.epoch == 0 else 2.0 + ctx.epoch}
+
+    monkeypatch.setattr(Stacked, "evaluate", evaluate)
+    run = Run(cfg(genome, tmp_path, "train.epochs=3", "train.time_budget=600"))
+    real_fit, calls = run.closing.fit, []
+
+    def fit(nets, x, y, ctx):
+        calls.append(ctx.deadline)
+        if spent:
+            run.t0 -= 600  # this fit spends the budget
+        return real_fit(nets, x, y, ctx)
+
+    run.closing = dataclasses.replace(run.closing, fit=fit)
+    with caplog.at_level(logging.INFO, logger="dnagan"):
+        res = run.run()
+    best, last = ckpt_io.load(res.best_path), ckpt_io.load(res.last_path)
+    assert best["epoch"] == 1 and last["epoch"] == 3
+    assert best["members"][0]["G.ngram.refit"].abs().sum() > 0  # the delivered file has its fit either way
+    first_best = caplog.text.index("closing fit of the best checkpoint (epoch 1)")
+    if spent:
+        assert len(calls) == 1 and res.history[-1]["refit_skipped"] == 1.0
+        assert "closing fit of the last checkpoint skipped" in caplog.text
+        assert last["members"][0]["G.ngram.refit"].abs().sum() == 0
+    else:
+        assert len(calls) == 2 and calls[0] < calls[1] and "refit_skipped" not in res.history[-1]
+        assert first_best < caplog.text.index("closing fit: ")
+        assert last["members"][0]["G.ngram.refit"].abs().sum() > 0

@@ -350,3 +350,35 @@ def test_lr_clock_decays_by_the_budget_spent_not_by_epochs(genome, clock):
     factor = 0.5 ** (10 * 0.3) if clock else 0.5
     for k, o in run.opts[0].items():
         assert [g["lr"] for g in o.param_groups] == pytest.approx([v * factor for v in lr0[k]]), k
+
+
+@pytest.mark.parametrize("family,sets,rows", [("stacked", STACKED, (20, 20)), ("masked", None, (1, 19))])
+def test_the_closing_fit_is_priced_with_its_solver(genome, monkeypatch, family, sets, rows):
+    """Under --budget the closing fit's price holds its solver's time, measured on the rows the fit
+    reads (every next base; masked: its masked positions), not only the network's passes (before:
+    masked's refit on S. suis took 64 s of the 48 s kept back, gumbel's was cut after 10 of 100
+    iterations)."""
+    from models import blocks
+    from train import engine
+
+    if sets is None:
+        sets = ["model.d_model=16", "model.n_layers=1", "model.n_heads=2", "model.context_order=2", "model.context_refit=200", "model.context_min_bases=0",
+                "train.eval_samples=20", "data.seq_len=20", "train.batch=16", "train.steps_per_epoch=3",
+                "train.save_every=0", "train.sample_every=0"]
+    measured = []
+    real = blocks.price_refit
+
+    def spy(*a, **k):
+        measured.append(real(*a, **k))
+        return measured[-1][0], 0.05  # a slow solver: 0.05 s per row
+    monkeypatch.setattr(blocks, "price_refit", spy)
+    run = Run(cfg_for(family, genome, *sets, "train.epochs=1", "train.time_budget=600"), save=False)
+    run.run()
+    (per_window, per_row), = measured
+    assert rows[0] <= per_window <= rows[1] and per_row > 0
+    fit, val, m = run.fit_windows()
+    assert run.solver_s == pytest.approx(per_window * 0.05)
+    assert run.reserve >= engine.FIT_MARGIN * run.solver_s * fit * m  # kept back for the solver
+    free = Run(cfg_for(family, genome, *sets, "train.epochs=1"), save=False)
+    free.run()
+    assert free.solver_s == 0 and len(measured) == 1  # no budget: nothing priced

@@ -94,6 +94,7 @@ def seed_everything(seed: int) -> None:
 
 
 PRICE_WINDOWS = 256  # held-out windows of the pass that prices the closing fit before the first epoch
+FIT_MARGIN = 1.2  # the closing fit's price, measured from its parts, times this (their timings vary)
 
 
 @dataclass
@@ -505,6 +506,7 @@ class Run:
         self.reserve = 0.0  # seconds kept back from the budget for the closing fit (and an epoch's tail)
         self.tail_s = 0.0  # seconds the last epoch spent after its steps: held-out passes and monitor
         self.eval_rate = 0.0  # held-out windows per second of the last epoch's evaluation (0: none yet)
+        self.solver_s = 0.0  # the closing fit's solver seconds per training window it fits (measured)
         self.out_of_time = False
         self.clock = 0.0  # under torchrun: rank 0's seconds since the start, as last shared
         self._since_sync = 0
@@ -866,19 +868,14 @@ class Run:
         """Seconds kept back from --budget: the epoch's tail (what it spent after its steps stopped:
         held-out passes and the monitoring sample, which the last epoch runs after the budget's
         check too), plus the closing fit; twice the fit when the best checkpoint is an earlier
-        epoch's, which gets its own fit. The fit is mostly forward passes over its windows and the
-        held-out ones: 1.5x their count at the rate of the epoch's held-out pass, and never more
-        than at the epoch's training rate. (The training rate alone overstated it up to 7x where
-        steps are slow: stacked with adversarial steps at 500 bp kept 667 s of a 900-s budget back
-        for a fit that took 92 s.) The held-out windows count twice in the passes: the fit scores
-        them before and after. (Without the tail, masked's last epoch on S. suis at --budget 300
-        ended 12 s into the fit's time and its refit was cut after 10 of its 100 iterations.)"""
+        epoch's, which gets its own fit. (Without the tail, masked's last epoch on S. suis at
+        --budget 300 ended 12 s into the fit's time and its refit was cut after 10 of its 100
+        iterations.) The fit is priced by fit_seconds at the faster of the epoch's held-out pass and
+        its training steps (steps alone overstated it up to 7x where they are slow: stacked with
+        adversarial steps at 500 bp kept 667 s of a 900-s budget back for a fit that took 92 s)."""
         seconds = 0.0
         if self.closing:
-            fit, val, m = self.fit_windows()
-            seconds = (fit + val) * m / max(row["seqs_per_s"], 1e-9)
-            if self.eval_rate:
-                seconds = min(seconds, self.fit_seconds(self.eval_rate))
+            seconds = self.fit_seconds(max(self.eval_rate, row["seqs_per_s"]))
         self.reserve = self.tail_s + seconds * (2 if self.since_best else 1)
 
     def fit_windows(self) -> tuple[int, int, int]:
@@ -886,35 +883,50 @@ class Run:
         return min(self.closing.windows, self.train_x.shape[0]), min(4096, self.val.shape[0]), len(self.members)
 
     def fit_seconds(self, rate: float) -> float:
-        """The closing fits' seconds at ``rate`` held-out windows per second of a forward pass."""
+        """The closing fits' seconds: one forward pass over their windows and the held-out ones at
+        ``rate`` windows per second, plus the solver's measured seconds per window (solver_s), times
+        FIT_MARGIN. (Before, 1.5 times the passes alone: the solver's time follows the rows it fits,
+        not the network's speed, and masked's refit on S. suis took 64 s of the 48 s kept for it.)"""
         fit, val, m = self.fit_windows()
-        return 1.5 * (fit + 2 * val) * m / max(rate, 1e-9)
+        return FIT_MARGIN * ((fit + val) / max(rate, 1e-9) + self.solver_s * fit) * m
 
     def price_closing_fit(self) -> None:
-        """Under --budget, before a fresh run's first epoch: the closing fit's reserve, priced from a
-        held-out pass over PRICE_WINDOWS windows (the first epoch's own pass re-prices it). Before,
-        nothing was kept back until an epoch had ended, so a budget shorter than one epoch plus the
-        fit overran by the whole fit. The random streams are left as they were."""
-        if not (self.cfg.train.time_budget and self.closing) or self.history or self.start_epoch:
+        """Under --budget, before the first epoch (of a fresh or a resumed run): the closing fit's
+        solver, timed by the family's ClosingFit.price on PRICE_WINDOWS training windows, and on a
+        fresh run the fit's reserve, with a held-out pass over PRICE_WINDOWS windows giving the
+        rate of its forward passes (the first epoch's own pass re-prices it). Before, nothing was
+        kept back until an epoch had ended, so a budget shorter than one epoch plus the fit
+        overran by the whole fit. The random streams are left as they were."""
+        if not (self.cfg.train.time_budget and self.closing):
             return
-        out = {"reserve": 0.0}
+        fresh = not (self.history or self.start_epoch)
+        out = {"reserve": self.reserve, "solver_s": 0.0}
         if self.dist.main:
             nets, n = self.delivered[0], min(PRICE_WINDOWS, self.val_x.shape[0])
             ctx, was, state = self.context(0, 0, True), nets.training, self.fam_gen.get_state()
+            passes, seconds = 0, 0.0
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                for k in (min(8, n), n):  # the first, short pass pays one-off set-up costs
+                if self.closing.price is not None:
+                    k = min(PRICE_WINDOWS, self.train_x.shape[0])
+                    per_window, per_row = self.closing.price(
+                        nets, self.train_x[:k], None if self.train_y is None else self.train_y[:k], ctx)
+                    out["solver_s"] = per_window * per_row
+                for k in (min(8, n), n) if fresh else ():  # the first, short pass pays one-off set-up costs
                     ctx.val, ctx.val_labels = self.val_x[:k], None if self.val_y is None else self.val_y[:k]
                     t = time.time()
                     passes = self.family.evaluate(nets, ctx).get("val_passes", 0)
-                seconds = time.time() - t
+                    seconds = time.time() - t
             self.fam_gen.set_state(state)
             nets.train(was)
+            self.solver_s = out["solver_s"]
             if passes:
                 out["reserve"] = self.fit_seconds(passes / max(seconds, 1e-9))
-        self.reserve = self.dist.share(out)["reserve"]
-        if self.reserve:
-            log.info("kept %.1f s of the %.0f s budget back for the closing fit (priced from a held-out pass)",
-                     self.reserve, self.cfg.train.time_budget)
+        shared = self.dist.share(out)
+        self.reserve, self.solver_s = shared["reserve"], shared["solver_s"]
+        if fresh and self.reserve:
+            log.info("kept %.1f s of the %.0f s budget back for the closing fit (priced from a held-out pass "
+                     "and its solver's %.2f ms per window)", self.reserve, self.cfg.train.time_budget,
+                     1e3 * self.solver_s)
 
     def save(self, epoch: int, row: dict, sample) -> bool:
         """Track the best score; write metrics, checkpoints and samples. Returns whether it improved."""
@@ -975,11 +987,29 @@ class Run:
 
     def finish(self, ctx: StepContext | None) -> None:
         """The family's closing fit on every member (each on its own, possibly bootstrapped,
-        windows); its figures join the last metrics row and the final checkpoints are written again."""
+        windows); its figures join the last metrics row and the final checkpoints are written again.
+        When the best checkpoint is an earlier epoch's, its fit (it is the file users generate from)
+        comes first; under --budget the last checkpoint's fit is skipped when what is left of the
+        budget is shorter than the first fit took (before, both fits shared it and gumbel on S. suis
+        ended 20 s past --budget 300, each fit cut after 10 iterations)."""
         if not self.closing or ctx is None or not self.history:
             return
+        best_too = bool(self.saving and self.since_best and self.best_path.exists())
+        fits = len(self.delivered) * (2 if best_too else 1)
+        if best_too:
+            t = time.time()
+            self.fit_best(ctx, fits)
+            fits, took = len(self.delivered), time.time() - t
+            budget = self.cfg.train.time_budget
+            if budget and time.time() + took > self.t0 + budget:
+                self.history[-1]["refit_skipped"] = 1.0
+                log.info("closing fit of the last checkpoint skipped: %.0f s of the budget left, the fit "
+                         "takes about %.0f s (the best checkpoint, the one to generate from, has its fit)",
+                         max(self.t0 + budget - time.time(), 0.0), took)
+                with cli.critical():
+                    write_metrics(self.run_dir / "metrics.csv", self.history)
+                return
         t, figures = time.time(), Meter()
-        fits = len(self.delivered) * (2 if self.saving and self.since_best and self.best_path.exists() else 1)
         for m, nets in enumerate(self.delivered):
             ctx.deadline = self.fit_deadline(fits - m)
             figures.add(self.closing.fit(nets, *self.member_windows(m), ctx))
@@ -993,8 +1023,6 @@ class Run:
                 write_metrics(self.run_dir / "metrics.csv", self.history)
                 ckpt_io.save_all(self.checkpoint_paths(self.history[-1]["epoch"], self.since_best == 0),
                                  self.payload())
-            if self.since_best and self.best_path.exists():
-                self.fit_best(ctx)
 
     def fit_deadline(self, fits_left: int) -> float | None:
         """Under --budget, the time by which the next of ``fits_left`` closing fits should end: an
@@ -1013,16 +1041,16 @@ class Run:
         return (self.train_x[rows.to(self.train_x.device)],
                 None if self.train_y is None else self.train_y[rows.to(self.train_y.device)])
 
-    def fit_best(self, ctx: StepContext) -> None:
+    def fit_best(self, ctx: StepContext, fits: int) -> None:
         """The best epoch's checkpoint (an earlier one than the last) gets the closing fit too: it
-        is the file users generate from."""
+        is the file users generate from. ``fits``: the closing fits left, these members' first."""
         ck = ckpt_io.load(self.best_path, map_location=self.device)
         figures, members = Meter(), []
         for m, sd in enumerate(ck["members"]):
             nets = self.family.build(self.cfg, self.stats).to(self.device)
             load_weights(nets, sd, self.best_path)
             self.closing.undo(nets)
-            ctx.deadline = self.fit_deadline(len(ck["members"]) - m)
+            ctx.deadline = self.fit_deadline(fits - m)
             figures.add(self.closing.fit(nets, *self.member_windows(m), ctx))
             members.append(nets.state_dict())
         with cli.critical():
