@@ -22,28 +22,31 @@ FAMILIES = ["stacked", "gumbel", "seqgan", "masked"]
 # (budget, family) -> JSON names (bench/results/<name>.json) whose rows trained the family's current
 # defaults, newest first; the comment names the commit that made them the defaults.
 SOURCES = {
-    (300, "stacked"): ["genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
+    # genomes_300_solver_price: S. suis only, every family's defaults with the closing fit priced
+    # from its solver (5d986f3), the engine users now run
+    (300, "stacked"): ["genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
     (900, "stacked"): ["genomes_900_relpos"],
-    (300, "gumbel"): ["genomes_300_gumbel_pair_mle", "genomes_300_gumbel_mle"],  # adv_weight 0, d18c0e0
+    (300, "gumbel"): ["genomes_300_solver_price", "genomes_300_gumbel_pair_mle", "genomes_300_gumbel_mle"],  # adv_weight 0, d18c0e0
     (900, "gumbel"): ["genomes_900_gumbel_mle"],
-    (300, "seqgan"): ["genomes_300_seqgan_decay"],  # lr_gamma 0.98, clip 1, df2acf8 (run with those --set)
+    (300, "seqgan"): ["genomes_300_solver_price", "genomes_300_seqgan_decay"],  # lr_gamma 0.98, clip 1, df2acf8 (run with those --set)
     (900, "seqgan"): ["genomes_900_seqgan_decay"],
-    (300, "masked"): ["genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
+    (300, "masked"): ["genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
                       "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb
     (900, "masked"): ["genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
                       "genomes_900_masked_rope_20k_small"],
 }
 BASELINES = "genomes_300"  # floor, markov-3, markov-5: they do not train under a budget
 FLOOR, MARKOV3, MARKOV5 = "real train windows (floor)", "markov-3", "markov-5"
-# three-judge re-scores of a row's own generated set: (budget, genome, set) -> (JSON, its set name)
+# three-judge re-scores of a row's own generated set: (budget, genome, set) -> (JSON, its set name,
+# the JSON whose row's set it re-scored: a newer source's row of that cell is another set)
 RESCORES = {
-    (300, "s_suis", "gumbel"): ("c2st_same_n_judge3_s_suis", "gumbel_mle"),
-    (300, "human_stretches", "gumbel"): ("c2st_same_n_judge3_human", "gumbel_mle"),
-    (900, "s_suis", "seqgan"): ("c2st_same_n_judge3_s_suis_900", "seqgan_900"),
-    (900, "m_tuberculosis", "seqgan"): ("c2st_same_n_judge3_mtb_900", "seqgan_900"),
-    (900, "m_tuberculosis", "masked"): ("c2st_same_n_judge3_mtb_900", "masked_900"),
-    (900, "human_stretches", "seqgan"): ("c2st_same_n_judge3_human_900", "seqgan_900"),
-    (900, "lambda", "seqgan"): ("c2st_same_n_judge3_lambda_900", "seqgan_900"),
+    (300, "s_suis", "gumbel"): ("c2st_same_n_judge3_s_suis", "gumbel_mle", "genomes_300_gumbel_pair_mle"),
+    (300, "human_stretches", "gumbel"): ("c2st_same_n_judge3_human", "gumbel_mle", "genomes_300_gumbel_pair_mle"),
+    (900, "s_suis", "seqgan"): ("c2st_same_n_judge3_s_suis_900", "seqgan_900", "genomes_900_seqgan_decay"),
+    (900, "m_tuberculosis", "seqgan"): ("c2st_same_n_judge3_mtb_900", "seqgan_900", "genomes_900_seqgan_decay"),
+    (900, "m_tuberculosis", "masked"): ("c2st_same_n_judge3_mtb_900", "masked_900", "genomes_900_masked_rope_20k_mtb"),
+    (900, "human_stretches", "seqgan"): ("c2st_same_n_judge3_human_900", "seqgan_900", "genomes_900_seqgan_decay"),
+    (900, "lambda", "seqgan"): ("c2st_same_n_judge3_lambda_900", "seqgan_900", "genomes_900_seqgan_decay"),
 }
 # three-judge baselines (the same held-out windows and n): genome -> {set: (JSON, set name)}
 BASELINE_RESCORES = {
@@ -99,8 +102,11 @@ def family_row(budget: int, genome: str, family: str, base: dict) -> dict:
     row = next((r for name in SOURCES[(budget, family)] if (r := find(name, genome, family))), None)
     if row is None:
         return {"genome": genome, "set": family, "note": "not run"}
+    rescore = RESCORES.get((budget, genome, family))
+    if rescore and rescore[2] != row["source"]:  # it re-scored an older source's set, not this row's
+        rescore = None
     out = {"genome": genome, "set": family, "js4": row["js_4mer"], "js6": row.get("js_6mer"), "train_s": row.get("train_s"),
-           "source": row["source"], "commit": row["commit"], **judged(row, RESCORES.get((budget, genome, family)))}
+           "source": row["source"], "commit": row["commit"], **judged(row, rescore)}
     return with_targets(out, budget, base)
 
 

@@ -42,10 +42,18 @@ def test_newest_source_wins_and_one_judge_rows_meet_the_one_judge_floor(results,
 
 
 def test_a_three_judge_rescore_replaces_the_figure_and_meets_the_three_judge_floor(results, monkeypatch):
-    monkeypatch.setattr(T, "RESCORES", {(900, "g", "seqgan"): ("judge3", "seqgan_900")})
+    monkeypatch.setattr(T, "RESCORES", {(900, "g", "seqgan"): ("judge3", "seqgan_900", "new")})
     r = T.family_row(900, "g", "seqgan", T.baselines("g"))
     assert r["judges"] == 3 and r["c2st"] == 0.575 and r["c2st_1"] == 0.555
     assert r["gap_to_floor"] == pytest.approx(0.055) and not r["target_met"]
+
+
+def test_a_rescore_of_an_older_sources_set_is_not_given_to_a_newer_row(results, monkeypatch):
+    """A three-judge re-score belongs to the generated set it scored: when a newer run gives the
+    cell, its own figure stands (before, the older set's re-score replaced it)."""
+    monkeypatch.setattr(T, "RESCORES", {(900, "g", "seqgan"): ("judge3", "seqgan_900", "old")})
+    r = T.family_row(900, "g", "seqgan", T.baselines("g"))
+    assert r["source"] == "new" and r["judges"] == 1 and r["c2st"] == 0.555 and "rescored_in" not in r
 
 
 def test_300_s_target_needs_both_c2st_and_4mer_js_and_missing_runs_say_so(results, monkeypatch):
@@ -63,7 +71,7 @@ def test_a_900_s_row_with_the_300_s_set_is_flagged_and_both_take_the_three_judge
     """Equal 4-mer and 6-mer JS at both budgets: the same sequences (the run's best came before 300 s),
     so the one-judge 300-s row takes the 900-s row's three-judge figure and its targets are recomputed;
     a row with another set is left alone."""
-    monkeypatch.setattr(T, "RESCORES", {(900, "g", "seqgan"): ("judge3", "seqgan_900")})
+    monkeypatch.setattr(T, "RESCORES", {(900, "g", "seqgan"): ("judge3", "seqgan_900", "new")})
     monkeypatch.setattr(T, "GENOMES", ["g"])
     monkeypatch.setattr(T, "FAMILIES", ["seqgan", "masked"])
     results["new"]["rows"] = [row("g", "seqgan", 0.555, js_6mer=0.002), row("g", "masked", 0.60, js=0.0007, js_6mer=0.003)]

@@ -864,7 +864,7 @@ class Run:
         NLL where it has a likelihood), else the monitor's sample score."""
         return float(row.get(self.family.select_by, row["val_score"]))
 
-    def keep_time_for_closing_fit(self, row: dict) -> None:
+    def keep_time_back(self, row: dict) -> None:
         """Seconds kept back from --budget: the epoch's tail (what it spent after its steps stopped:
         held-out passes and the monitoring sample, which the last epoch runs after the budget's
         check too), plus the closing fit; twice the fit when the best checkpoint is an earlier
@@ -933,7 +933,7 @@ class Run:
         score = self.selection_score(row)
         improved = score < self.best - 1e-12
         self.best, self.since_best = (score, 0) if improved else (self.best, self.since_best + 1)
-        self.keep_time_for_closing_fit(row)
+        self.keep_time_back(row)
         if not self.saving:
             return improved
         with cli.critical():  # a signal waits until metrics and this epoch's checkpoints are all written
