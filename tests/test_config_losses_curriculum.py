@@ -81,3 +81,14 @@ def test_under_a_budget_the_length_follows_the_clock_and_reaches_seq_len():
     assert [c.length(13, used) for used in (0.0, 0.1, 0.3, 0.59, 0.6, 0.9)] == [50, 100, 250, 450, 500, 500]
     assert Curriculum(seq_len=500, share=0.3).length(0, 0.3) == 500
     assert [Curriculum(seq_len=70).length(0, u) for u in (0.0, 0.35, 1.0)] == [7, 42, 70]
+
+
+def test_under_a_budget_the_epoch_projected_last_trains_at_full_length():
+    """An epoch starting within two of the previous epoch's budget shares of the end is the last to
+    start: it trains at seq_len whatever its stage (masked at 500 bp, --budget 900, ended at 450 bp)."""
+    c = Curriculum(seq_len=500)
+    assert c.length(3, 0.55) == 450  # the stage alone
+    assert c.length(3, 0.55, last=0.2) == 450  # 0.55 + 0.4 < 1: another epoch fits after it
+    assert c.length(3, 0.55, last=0.25) == 500  # 0.55 + 0.5 > 1: the last
+    assert c.length(1, 0.1, last=0.5) == 500  # two long epochs: the second is at full length
+    assert c.length(15, None, last=0.9) == 200  # without a budget the epoch count rules

@@ -184,6 +184,28 @@ def test_curriculum_grows_the_training_length(genome, tmp_path):
     assert res.ensemble.sample(4, 20, seed=0).shape == (4, 20)  # generation keeps the full length
 
 
+def test_under_a_budget_the_last_epoch_to_start_trains_at_full_length(genome, tmp_path):
+    """The engine projects each epoch's end from the share of --budget between the last two epoch
+    starts; the epoch after which no other fits trains at seq_len, stage or not."""
+    from train.engine import Run
+
+    run = Run(small_cfg(genome, "train.epochs=3", "train.curriculum=true", "train.time_budget=600",
+                        "train.sample_every=0", "train.save_every=0", f"train.checkpoint_dir={tmp_path}/c",
+                        f"train.run_dir={tmp_path}/r"), save=False)
+    marks = [0.0, 0.3, 0.55]  # the budget fraction spent while epoch e runs (e = epochs finished)
+    run.budget_used = lambda: marks[min(len(run.history), 2)]
+    res = run.run()
+    # seq_len 20 in stages of 2 over 60% of the budget: 0.3 -> 10 bp, 0.55 -> 18 bp by stage alone;
+    # 0.55 + 2 x 0.25 > 1, so the third epoch is the last to start and trains at 20
+    assert [r["length"] for r in res.history] == [2, 10, 20]
+    marks[2] = 0.45  # 0.45 + 2 x 0.15 < 1: another epoch would fit, the stage holds (14 bp)
+    run2 = Run(small_cfg(genome, "train.epochs=3", "train.curriculum=true", "train.time_budget=600",
+                         "train.sample_every=0", "train.save_every=0", f"train.checkpoint_dir={tmp_path}/c2",
+                         f"train.run_dir={tmp_path}/r2"), save=False)
+    run2.budget_used = lambda: marks[min(len(run2.history), 2)]
+    assert [r["length"] for r in run2.run().history] == [2, 10, 14]
+
+
 def test_target_gc_alone_turns_the_gc_term_on(genome, tmp_path):
     plain = train(small_cfg(genome, "train.epochs=1", "train.balance_weight=0", f"train.run_dir={tmp_path}/r0",
                               f"train.checkpoint_dir={tmp_path}/c0"))

@@ -5,7 +5,10 @@ lowering the balance weight by 0.05 every 10 epochs to a floor of 0.1. For short
 schedule is scaled: start and step become seq_len/10 (at least 1), so ten stages reach seq_len.
 Under --budget the length follows the clock instead of the epoch count: the stages are spread evenly
 over the first ``share`` (train.curriculum_share, 0.6) of the budget, so a 500 bp run reaches 500 bp
-however many epochs the budget allows, and trains the rest of it at full length.
+however many epochs the budget allows, and trains the rest of it at full length. An epoch that
+is projected to be the last to start (the previous one's share of the budget says no further epoch
+fits after it) trains at full length whatever its stage: long epochs would otherwise end a budget
+below seq_len (masked at 500 bp, --budget 900, ended at 450 bp).
 """
 from __future__ import annotations
 
@@ -33,12 +36,15 @@ class Curriculum:
         auto = 50 if self.seq_len >= 500 else max(1, round(self.seq_len / 10))
         return self.start or auto, self.step or auto
 
-    def length(self, epoch: int, used: float | None = None) -> int:
+    def length(self, epoch: int, used: float | None = None, last: float = 0.0) -> int:
         """Training length at this epoch, or (``used``: the fraction of the time budget spent) at
-        this point of the budget."""
+        this point of the budget; ``last``: the fraction the previous epoch took (0: not known),
+        which makes an epoch starting within two such shares of the budget's end a full-length one."""
         start, step = self._start_step()
         if used is None:
             stage = epoch // max(1, self.every)
+        elif last > 0 and used + 2 * last > 1:
+            return self.seq_len
         else:
             stages = -(-max(0, self.seq_len - start) // step)  # stages to reach seq_len
             stage = int(min(1.0, used / max(self.share, 1e-9)) * stages)

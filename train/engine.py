@@ -505,6 +505,7 @@ class Run:
         self.history: list[dict] = []
         self.reserve = 0.0  # seconds kept back from the budget for the closing fit (and an epoch's tail)
         self.tail_s = 0.0  # seconds the last epoch spent after its steps: held-out passes and monitor
+        self.epoch_start_used, self.epoch_share = None, 0.0  # the curriculum's projection of the last epoch
         self.eval_rate = 0.0  # held-out windows per second of the last epoch's evaluation (0: none yet)
         self.solver_s = 0.0  # the closing fit's solver seconds per training window it fits (measured)
         self.out_of_time = False
@@ -664,7 +665,7 @@ class Run:
         temp = self.temperatures.temperature(epoch) if (cur or tc.anneal_temperature) else tc.temperature
         used = self.budget_used() if used is None else used
         return StepContext(
-            epoch=epoch, length=cur.length(epoch, used) if cur else self.data.seq_len,
+            epoch=epoch, length=cur.length(epoch, used, self.epoch_share) if cur else self.data.seq_len,
             balance_weight=cur.balance_weight(epoch) if cur else tc.balance_weight, temperature=temp,
             target_gc=self.target_gc, ref_freq=self.stats.base_freq, device=self.device, generator=self.fam_gen,
             cfg=self.cfg, optimizers=self.opts[m], step=self.steps[m], val=self.val_x, train=self.train_x,
@@ -686,6 +687,9 @@ class Run:
             raise ConfigError(f"{n_train} training windows for {W} processes: use fewer processes or more data")
         per_pass = n_train // gb + int(n_train % gb >= W)
         used = self.budget_used()  # at the epoch's start: the same curriculum length for every member
+        if used is not None:  # the budget share between the last two epoch starts (this process's)
+            self.epoch_share = used - self.epoch_start_used if self.epoch_start_used is not None else 0.0
+            self.epoch_start_used = used
         phase_start = self.cursor.start_epoch(used)
         n_batches = self.cursor.phase.steps or (min(per_pass, tc.steps_per_epoch) if tc.steps_per_epoch else per_pass)
         autocast = dict(device_type=self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
