@@ -38,7 +38,7 @@ def main():
         ref = heldout_windows(data.val_segments, 70, 10)
         sets = {}
         if not args.no_baselines:
-            m5, _ = trained_set("markov", GENOMES[g], 0, max(args.n), work / "c2st_same_n" / g, ("--order", 5))
+            m5, _, _ = trained_set("markov", GENOMES[g], 0, max(args.n), work / "c2st_same_n" / g, ("--order", 5))
             rng = np.random.default_rng(args.seed)
             sets = {"real train windows (floor)": data.train[rng.permutation(data.train.shape[0])],
                     "markov-5": m5}

@@ -30,6 +30,7 @@ from common import ROOT, provenance, table, write_json
 
 from analysis import metrics as M
 from analysis.judge import heldout_windows
+from train.engine import read_metrics
 from utils.sequences import load_sequences, read_sequences
 
 GENOMES = {
@@ -57,13 +58,26 @@ def cli(*argv, cwd: Path) -> float:
     return time.perf_counter() - t
 
 
-def trained_set(family: str, data: str, budget: float, n: int, work: Path, extra=()) -> tuple[np.ndarray, float]:
+RUN_FIGURES = ("epoch", "elapsed_s", "val_nll", "refit_iters", "refit_cut", "refit_skipped", "refit_kept", "finish_s")
+
+
+def run_summary(run_dir: Path) -> dict:
+    """The training run's last metrics.csv row, the figures that say how it spent its budget: epochs,
+    the clock when its last epoch ended, the closing fit's iterations (cut or skipped) and seconds."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return {}
+    last = read_metrics(path)[-1]
+    return {k: last[k] for k in RUN_FIGURES if k in last}
+
+
+def trained_set(family: str, data: str, budget: float, n: int, work: Path, extra=()) -> tuple[np.ndarray, float, dict]:
     shutil.rmtree(work, ignore_errors=True)  # every row from a fresh run, nothing left from an earlier one
     work.mkdir(parents=True)
     secs = cli("--mode", "train", "--model", family, "--data", ROOT / data, "--budget", budget, "--run_dir", "run",
                "--checkpoint_dir", "ck", "--overwrite", *extra, cwd=work)
     cli("--mode", "gen", "--checkpoint", f"ck/{family}_best.pt", "--n", n, "--output", "gen.fasta", cwd=work)
-    return read_sequences(work / "gen.fasta"), secs
+    return read_sequences(work / "gen.fasta"), secs, run_summary(work / "run")
 
 
 def earlier_rows(name: str, args) -> list[dict]:
@@ -105,7 +119,7 @@ def main():
         ref = heldout_windows(data.val_segments, 70, args.ref_stride)
         rng = np.random.default_rng(args.seed)
         floor = data.train[rng.choice(data.train.shape[0], min(args.n, data.train.shape[0]), replace=False)]
-        sets = [] if args.no_baselines else [("real train windows (floor)", lambda: (floor, 0.0))]
+        sets = [] if args.no_baselines else [("real train windows (floor)", lambda: (floor, 0.0, {}))]
         for k in () if args.no_baselines else (3, 5):
             sets.append((f"markov-{k}", lambda k=k: trained_set("markov", GENOMES[g], 0, args.n,
                                                                  Path(work) / g / f"markov{k}", ("--order", k))))
@@ -114,8 +128,9 @@ def main():
                                              Path(work) / f"budget{args.budget:g}" / g / (f + (f"_{args.tag}" if args.tag else "")), extra))
                  for f in args.families if f != "markov"]
         for label, make in sets:
-            gen, secs = make()
-            row = {"genome": g, "set": label, "made_by": made_by, "train_s": secs, "n_train_windows": int(data.train.shape[0]),
+            gen, secs, run = make()
+            row = {"genome": g, "set": label, "made_by": made_by, "train_s": secs, "run": run,
+                   "n_train_windows": int(data.train.shape[0]),
                    "n_ref": int(ref.shape[0]), **M.compare(gen, ref, ks=(4, 6), seed=args.seed)}
             rows.append(row)
             print(table([row], COLS), flush=True)

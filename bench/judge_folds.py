@@ -45,7 +45,7 @@ def main():
         floor, floor_groups = heldout_windows(data.train_segments, 70, 70, groups=True)  # = the training windows
         sets = {"floor": (floor, floor_groups)}
         for k in (3, 5):
-            gen, _ = trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / f"markov{k}", ("--order", k))
+            gen, _, _ = trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / f"markov{k}", ("--order", k))
             sets[f"markov-{k}"] = (gen, None)
         for label, (x, x_groups) in sets.items():
             for mode in ("random", "grouped"):

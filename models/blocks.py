@@ -309,6 +309,8 @@ class NgramOptions:
     ngram_refit_prior: float = option(1.0, "Gaussian prior (precision, in tokens) keeping the refit near the trained table")
     ngram_refit_tolerance: float = option(0.001, "drop the refit if held-out NLL rises more (nats per base)")
     ngram_min_bases: int = option(0, "no n-gram table when the training windows hold fewer bases (0 = always one)")
+    ngram_refit_priced_iters: int = option(100, "L-BFGS iterations --budget keeps time for (at most 100, the "
+                                                "refit's cap; a fit that needs more is cut at its deadline)")
 
     def validate(self):
         parent = getattr(super(), "validate", None)
@@ -316,6 +318,8 @@ class NgramOptions:
             parent()
         if not 0 <= self.ngram_order <= 8:
             raise ConfigError("model.ngram_order must be between 0 and 8")
+        if not 1 <= self.ngram_refit_priced_iters <= REFIT_ITERS:
+            raise ConfigError(f"model.ngram_refit_priced_iters must be between 1 and {REFIT_ITERS}")
 
     def for_data(self, n_bases: int):
         """Below ngram_min_bases training bases the table is left out (ngram_order 0). Measured
@@ -401,7 +405,8 @@ EVALS_PER_ITER = 1.25  # loss-and-gradient evaluations per L-BFGS iteration (its
 def price_refit(table: ContextLogits, network_logits, opts: NgramOptions, x, device, y=None, rows_of=None,
                 repeats: int = 3) -> tuple[float, float]:
     """What refit_context_logits costs beyond the network's passes, measured here: (frozen rows per
-    window, seconds per row of the solver's REFIT_ITERS iterations). The rows of the windows x
+    window, seconds per row of the solver's opts.ngram_refit_priced_iters iterations: the count the
+    family's fits usually take, at most REFIT_ITERS; the deadline guards the rest). The rows of the windows x
     (labels y) are read as the fit reads them and repeated to PRICE_ROWS, and the loss-and-gradient
     of the table is timed on them. The solver's time is proportional to the rows (every window's
     every prediction), not to the network's speed: pricing the fit from forward passes alone kept
@@ -430,7 +435,7 @@ def price_refit(table: ContextLogits, network_logits, opts: NgramOptions, x, dev
     if W.is_cuda:
         torch.cuda.synchronize(W.device)
     per_row = (time.time() - start) / repeats / max(t.shape[0], 1)
-    return per_window, per_row * REFIT_ITERS * EVALS_PER_ITER
+    return per_window, per_row * opts.ngram_refit_priced_iters * EVALS_PER_ITER
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from models.registry import FAMILIES, Family, get_family
 from train import checkpoint as ckpt_io
 from train.engine import Run, train
 from utils.config import parse_set, resolve
+from utils.errors import ConfigError
 from utils.sequences import load_sequences, write_fasta
 
 STACKED = ["model.d_model=16", "model.g_layers=1", "model.d_layers=1", "model.n_heads=2", "model.noise_dim=4",
@@ -382,3 +383,24 @@ def test_the_closing_fit_is_priced_with_its_solver(genome, monkeypatch, family, 
     free = Run(cfg_for(family, genome, *sets, "train.epochs=1"), save=False)
     free.run()
     assert free.solver_s == 0 and len(measured) == 1  # no budget: nothing priced
+
+
+def test_the_solver_is_priced_at_the_familys_usual_iteration_count(genome, monkeypatch):
+    """model.ngram_refit_priced_iters scales the solver's price (the autoregressive families'
+    refits converge in 32-46 of their 100 iterations on S. suis: priced at 100, seqgan's steps
+    stopped 50 s early at --budget 300); out of 1..100 it is a config error."""
+    import types
+
+    from models import blocks
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(blocks, "time", types.SimpleNamespace(time=lambda: float(next(ticks))))  # 1 s a reading
+    solver = {}
+    for iters in (40, 100):
+        run = Run(cfg_for("stacked", genome, *STACKED, f"model.ngram_refit_priced_iters={iters}", "train.epochs=1",
+                          "train.time_budget=600"), save=False)
+        run.run()
+        solver[iters] = run.solver_s
+    assert solver[100] > 0 and solver[40] == pytest.approx(0.4 * solver[100])
+    with pytest.raises(ConfigError, match="ngram_refit_priced_iters"):
+        cfg_for("stacked", genome, *STACKED, "model.ngram_refit_priced_iters=0")
