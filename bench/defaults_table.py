@@ -22,13 +22,14 @@ FAMILIES = ["stacked", "gumbel", "seqgan", "masked"]
 # (budget, family) -> JSON names (bench/results/<name>.json) whose rows trained the family's current
 # defaults, newest first; the comment names the commit that made them the defaults.
 SOURCES = {
-    # genomes_300_solver_price: S. suis only, every family's defaults with the closing fit priced
-    # from its solver (5d986f3), the engine users now run
-    (300, "stacked"): ["genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
+    # genomes_300_priced_iters: S. suis only, stacked, gumbel and seqgan with the solver priced at
+    # 50 iterations (model.ngram_refit_priced_iters, c78f9f6), the engine users now run;
+    # genomes_300_solver_price: S. suis only, every family with the solver priced at 100 (5d986f3)
+    (300, "stacked"): ["genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
     (900, "stacked"): ["genomes_900_relpos"],
-    (300, "gumbel"): ["genomes_300_solver_price", "genomes_300_gumbel_pair_mle", "genomes_300_gumbel_mle"],  # adv_weight 0, d18c0e0
+    (300, "gumbel"): ["genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_gumbel_pair_mle", "genomes_300_gumbel_mle"],  # adv_weight 0, d18c0e0
     (900, "gumbel"): ["genomes_900_gumbel_mle"],
-    (300, "seqgan"): ["genomes_300_solver_price", "genomes_300_seqgan_decay"],  # lr_gamma 0.98, clip 1, df2acf8 (run with those --set)
+    (300, "seqgan"): ["genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_seqgan_decay"],  # lr_gamma 0.98, clip 1, df2acf8 (run with those --set)
     (900, "seqgan"): ["genomes_900_seqgan_decay"],
     (300, "masked"): ["genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
                       "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb

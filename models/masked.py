@@ -70,6 +70,7 @@ class MaskedConfig(PositionOptions, GuidanceOptions, ConditionOptions):
     context_refit_prior: float = 1.0  # Gaussian prior (precision, in tokens) keeping the refit near the trained tables
     context_refit_tolerance: float = 0.001  # drop the refit if held-out NLL rises more (nats per base)
     context_min_bases: int = 0  # no tables below this many training bases (0 = always)
+    context_center: int = 0  # with the tables, a third one indexed by the h tokens on both sides together (0 = none)
 
     def validate(self):
         super().validate()
@@ -85,6 +86,8 @@ class MaskedConfig(PositionOptions, GuidanceOptions, ConditionOptions):
             raise ConfigError("model.n_layers and kernel must be >= 1 and gen_steps >= 0")
         if not 0 <= self.context_order <= 6:
             raise ConfigError("model.context_order must be between 0 and 6")
+        if not 0 <= self.context_center <= min(3, self.context_order):
+            raise ConfigError("model.context_center must be between 0 and min(3, model.context_order)")
 
     def for_data(self, n_bases: int):
         """Below context_min_bases training bases the context tables are left out (as the n-gram
@@ -111,7 +114,7 @@ class MaskedLM(nn.Module):
         # logits indexed by the k tokens on each side, [MASK] and beyond the ends read as one fifth
         # symbol. A transformer at --budget 300 had not learnt that S. suis avoids GATC (2.6 times
         # too many in its samples); a table has a row for "GAT then ?" and one for "? then ATC".
-        self.near = SideTables(c.context_order) if c.context_order else None
+        self.near = SideTables(c.context_order, c.context_center) if c.context_order else None
 
     def forward(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) tokens [, (B,) classes; None: the null class] -> (B, L, VOCAB) logits."""
@@ -139,17 +142,24 @@ class SideTables(nn.Module):
     after it, summed; [MASK], [PAD] and beyond the ends read as one fifth symbol. Both tables are
     one weight (the 5^k "before" rows, then the 5^k "after" rows), so the closing refit
     (models.blocks.refit_context_logits) fits them together. Zero-initialised, with the refit's
-    change in a buffer apart from the trained weights (dropped on resume, as ContextLogits's)."""
+    change in a buffer apart from the trained weights (dropped on resume, as ContextLogits's).
 
-    def __init__(self, order: int):
+    ``center`` h > 0 adds a third table, one row for the h tokens before and the h after together
+    (5^(2h) rows after the side tables'): the sum of a "before" and an "after" row cannot say that
+    G?TC is rare while G?TA is not, and random-order sampling fills a base between known neighbours
+    about as often as at the end of a known run (S. suis's avoided palindromes, GATC, CCGG, GGCC)."""
+
+    def __init__(self, order: int, center: int = 0):
         super().__init__()
-        self.order = order
-        self.table = nn.Embedding(2 * 5 ** order, 4)
+        self.order, self.center = order, center
+        rows = 2 * 5 ** order + (5 ** (2 * center) if center else 0)
+        self.table = nn.Embedding(rows, 4)
         nn.init.zeros_(self.table.weight)
-        self.register_buffer("refit", torch.zeros(2 * 5 ** order, 4))
+        self.register_buffer("refit", torch.zeros(rows, 4))
 
     def index(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, L) tokens -> (B, L, 2) rows: the k tokens before each position, the k after."""
+        """(B, L) tokens -> (B, L, 2) rows: the k tokens before each position, the k after (and a
+        third, (B, L, 3), with ``center``: the h before and the h after as one row)."""
         k, L = self.order, tokens.shape[1]
         pad = F.pad(tokens.clamp(max=MASK), (k, k), value=MASK)
         before = torch.zeros_like(tokens)
@@ -157,7 +167,13 @@ class SideTables(nn.Module):
         for j in range(k):
             before = before * 5 + pad[:, j : j + L]
             after = after * 5 + pad[:, k + 1 + j : k + 1 + j + L]
-        return torch.stack([before, after + 5 ** k], -1)
+        rows = [before, after + 5 ** k]
+        if self.center:
+            h, mid = self.center, torch.zeros_like(tokens)
+            for j in [*range(k - h, k), *range(k + 1, k + 1 + h)]:  # h before, then h after
+                mid = mid * 5 + pad[:, j : j + L]
+            rows.append(mid + 2 * 5 ** k)
+        return torch.stack(rows, -1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, 4)
         idx = self.index(tokens)
