@@ -24,14 +24,16 @@ FAMILIES = ["stacked", "gumbel", "seqgan", "masked"]
 SOURCES = {
     # genomes_300_priced_iters: S. suis only, stacked, gumbel and seqgan with the solver priced at
     # 50 iterations (model.ngram_refit_priced_iters, c78f9f6), the engine users now run;
-    # genomes_300_solver_price: S. suis only, every family with the solver priced at 100 (5d986f3)
+    # genomes_300_solver_price: S. suis only, every family with the solver priced at 100 (5d986f3);
+    # genomes_300_masked_center2: S. suis and M. tuberculosis, masked with model.context_center 2 (its
+    # default since stop 33; run with that --set at caad24a)
     (300, "stacked"): ["genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
     (900, "stacked"): ["genomes_900_relpos"],
     (300, "gumbel"): ["genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_gumbel_pair_mle", "genomes_300_gumbel_mle"],  # adv_weight 0, d18c0e0
     (900, "gumbel"): ["genomes_900_gumbel_mle"],
     (300, "seqgan"): ["genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_seqgan_decay"],  # lr_gamma 0.98, clip 1, df2acf8 (run with those --set)
     (900, "seqgan"): ["genomes_900_seqgan_decay"],
-    (300, "masked"): ["genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
+    (300, "masked"): ["genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
                       "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb
     (900, "masked"): ["genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
                       "genomes_900_masked_rope_20k_small"],
