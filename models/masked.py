@@ -86,14 +86,14 @@ class MaskedConfig(PositionOptions, GuidanceOptions, ConditionOptions):
             raise ConfigError("model.n_layers and kernel must be >= 1 and gen_steps >= 0")
         if not 0 <= self.context_order <= 6:
             raise ConfigError("model.context_order must be between 0 and 6")
-        if not 0 <= self.context_center <= min(3, self.context_order):
-            raise ConfigError("model.context_center must be between 0 and min(3, model.context_order)")
+        if not 0 <= self.context_center <= 3 or (self.context_order and self.context_center > self.context_order):
+            raise ConfigError("model.context_center must be between 0 and 3, and at most model.context_order")
 
     def for_data(self, n_bases: int):
         """Below context_min_bases training bases the context tables are left out (as the n-gram
         table of the autoregressive families: models.blocks.NgramOptions.for_data)."""
         if self.context_order and n_bases < self.context_min_bases:
-            return dataclasses.replace(self, context_order=0), (
+            return dataclasses.replace(self, context_order=0, context_center=0), (
                 f"model.context_order {self.context_order} -> 0: {n_bases:,} training bases, fewer than "
                 f"model.context_min_bases ({self.context_min_bases:,}); no context tables")
         return self, None
