@@ -15,9 +15,8 @@ under $DNAGAN_CACHE (default ~/.cache/dnagan), written atomically and loaded wit
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from analysis.metrics import as_codes
+from utils.outputs import cache_dir, write_bytes
 
 log = logging.getLogger(__name__)
 MASK = 4  # the hidden-base token
@@ -72,8 +72,6 @@ class Encoder(torch.nn.Module):
 
 
 def _cache_dir() -> Path:
-    from utils.outputs import cache_dir
-
     return cache_dir("frechet")
 
 
@@ -114,11 +112,9 @@ def fit_encoder(train, spec: EncoderSpec = EncoderSpec(), *, seed: int = 0, cach
             opt.step()
     net.eval()
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save(net.state_dict(), tmp)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        torch.save(net.state_dict(), buf)
+        write_bytes(path, buf.getbuffer())
     return net
 
 

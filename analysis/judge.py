@@ -126,15 +126,17 @@ REPEATS = 3
 
 def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: int = 20000, folds: int = 2,
          n_boot: int = 400, real_groups=None, gen_groups=None, repeats: int = REPEATS) -> dict:
-    """{"auc", "lo", "hi", "n", "judge", "grouped", "repeats", "sd"}: cross-fitted C2ST AUC of gen
+    """{"auc", "lo", "hi", "n", "judge", "grouped", "repeats", "sd", "interval"}: cross-fitted C2ST AUC of gen
     against real with a 95% interval. Both sets are subsampled to the same size n (at most max_n
     each) and cropped to one length; NaN below 10 sequences a side.
 
     ``repeats`` independent cross-fits (seeds seed, seed + 1, ...: each its own subsample, folds and
     initialisations) are averaged: "auc" is their mean and "sd" their standard deviation. A single
     judge's AUC moves with its seed by several times its bootstrap interval, so with repeats > 1 the
-    interval is auc +- 1.96 sqrt(mean bootstrap variance + sd^2 / repeats); with one, the bootstrap's
-    percentiles as before (repeat 0 is exactly the single-judge figure of the same seed).
+    interval is auc +- t sqrt(mean bootstrap variance + sd^2 / repeats), t the 97.5% point of Student's
+    t at the Welch-Satterthwaite degrees of freedom of that sum (the spread term has only repeats - 1;
+    see ``interval``); with one, the bootstrap's percentiles as before (repeat 0 is exactly the
+    single-judge figure of the same seed).
 
     real_groups / gen_groups: a block id per sequence (e.g. which held-out block an overlapping
     window comes from); the sequences of one block then all land in one fold. Without them the
@@ -151,17 +153,33 @@ def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: i
     grouped = real_groups is not None or gen_groups is not None
     out = {"n": int(n), "judge": spec.name, "grouped": grouped, "repeats": int(repeats)}
     if n < 10:
-        return {"auc": float("nan"), "lo": float("nan"), "hi": float("nan"), "sd": float("nan"), **out}
+        return {"auc": float("nan"), "lo": float("nan"), "hi": float("nan"), "sd": float("nan"), "interval": None, **out}
     runs = [_cross_fit(spec, a, b, L, n, seed + r, folds, n_boot, real_groups, gen_groups)
             for r in range(max(repeats, 1))]
     aucs = np.array([auc for auc, _ in runs])
     auc = float(aucs.mean())
     if len(runs) == 1:
         lo, hi = np.nanpercentile(runs[0][1], [2.5, 97.5])
-        return {"auc": auc, "lo": float(lo), "hi": float(hi), "sd": float("nan"), **out}
+        return {"auc": auc, "lo": float(lo), "hi": float(hi), "sd": float("nan"), "interval": "bootstrap", **out}
     sd = float(aucs.std(ddof=1))
-    se = float(np.sqrt(np.mean([np.nanvar(boot) for _, boot in runs]) + sd**2 / len(runs)))
-    return {"auc": auc, "lo": auc - 1.96 * se, "hi": min(auc + 1.96 * se, 1.0), "sd": sd, **out}
+    half = interval(float(np.mean([np.nanvar(boot) for _, boot in runs])), sd, len(runs))
+    return {"auc": auc, "lo": auc - half, "hi": min(auc + half, 1.0), "sd": sd, "interval": "t", **out}
+
+
+def interval(boot_var: float, sd: float, repeats: int, level: float = 0.95) -> float:
+    """Half-width of the interval of a mean of ``repeats`` judges: t sqrt(boot_var + sd^2 / repeats).
+    The bootstrap variance (thousands of resamples) is taken as known; the judges' spread sd^2 is
+    estimated from ``repeats`` values, so the sum's degrees of freedom are Welch-Satterthwaite's,
+    (boot_var + s2)^2 (repeats - 1) / s2^2 with s2 = sd^2 / repeats: with three judges whose spread
+    dominates, t is near 4.3 (2 degrees of freedom), not 1.96; with a negligible spread, 1.96."""
+    from scipy.stats import t as student_t
+
+    s2 = sd**2 / repeats
+    total = boot_var + s2
+    if total <= 0:
+        return 0.0
+    dof = np.inf if s2 == 0 else total**2 * (repeats - 1) / s2**2
+    return float(student_t.ppf(0.5 + level / 2, dof) * np.sqrt(total))
 
 
 def _cross_fit(spec: JudgeSpec, a, b, L: int, n: int, seed: int, folds: int, n_boot: int, real_groups,

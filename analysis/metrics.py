@@ -243,7 +243,7 @@ def c2st_row(real, gen, *, seed: int = 0) -> dict:
 
     r = c2st(real, gen, seed=seed)
     return {"c2st_auc": r["auc"], "c2st_lo": r["lo"], "c2st_hi": r["hi"], "c2st_sd": r["sd"], "c2st_repeats": r["repeats"],
-            "c2st_n": r["n"], "c2st_judge": r["judge"], "c2st_underpowered": bool(r["n"] < UNDERPOWERED_N)}
+            "c2st_interval": r.get("interval"), "c2st_n": r["n"], "c2st_judge": r["judge"], "c2st_underpowered": bool(r["n"] < UNDERPOWERED_N)}
 
 
 # fewer sequences a side than this and a two-sample figure cannot separate models a few hundredths

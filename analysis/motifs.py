@@ -18,9 +18,8 @@ log2 ratio (pseudocount: half a sequence).
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 from analysis.metrics import as_codes, base_composition
 from utils.errors import ConfigError
+from utils.outputs import cache_dir, write_bytes
 
 log = logging.getLogger(__name__)
 GROUPS = ("all", "vertebrates", "plants", "insects", "fungi", "nematodes", "urochordates")
@@ -35,23 +35,17 @@ RELEASE = "JASPAR2026"
 
 
 def _cache_path(group: str, release: str) -> Path:
-    from utils.outputs import cache_dir
-
     return cache_dir("motifs") / f"{release}_{group}.npz"
 
 
 def _save_npz(path: Path, **arrays) -> None:
     """Write a cache entry atomically: a concurrent or interrupted run never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes(path, buf.getbuffer())
 
 
 def _ref_cache_path(key: str) -> Path:
-    from utils.outputs import cache_dir
-
     return cache_dir("motifs") / f"reference_{key}.npz"
 
 

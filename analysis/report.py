@@ -50,6 +50,8 @@ READINGS = {
     "c2st_hi": "upper end of the 95% interval of c2st_auc (bootstrap and the repeated judges' spread)",
     "c2st_sd": "standard deviation of the AUC over the repeated judges (seeds: subsample, folds, initialisation)",
     "c2st_repeats": "independent cross-fitted judges averaged into c2st_auc",
+    "c2st_interval": "how c2st_lo/hi were made: 't' (several judges: Student's t at the Welch-Satterthwaite "
+                     "degrees of freedom of the bootstrap variance plus the judges' spread) or 'bootstrap' (one judge)",
     "c2st_n": "sequences per side the judge saw",
     "c2st_judge": "which classifier judged (analysis/judge.py)",
     "c2st_underpowered": "true = fewer than 500 sequences a side: the C2ST cannot separate close models",

@@ -50,7 +50,8 @@ def main():
                     continue
                 r = c2st(ref, x[:n], seed=args.seed, max_n=n)
                 rows.append({"genome": g, "set": label, "n": r["n"], "c2st_auc": r["auc"], "c2st_lo": r["lo"],
-                             "c2st_hi": r["hi"], "c2st_sd": r["sd"], "repeats": r["repeats"]})
+                             "c2st_hi": r["hi"], "c2st_sd": r["sd"], "repeats": r["repeats"],
+                             "c2st_interval": r.get("interval")})
                 print(table(rows[-1:], list(rows[-1])), flush=True)
                 write_json(name, {"seed": args.seed, "rows": rows})
     print(table(rows, list(rows[0])))

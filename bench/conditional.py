@@ -122,7 +122,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip_gc", action="store_true")
     ap.add_argument("--skip_labels", action="store_true")
-    ap.add_argument("--tag", default="", help="suffix of the JSON name")
+    ap.add_argument("--tag", default="", help="suffix of the JSON name (and of the families' work folders)")
+    ap.add_argument("--data", default=LABELLED, help="the labelled FASTA (bench/make_labelled_example.py "
+                    "--stretches N --out F writes a larger one from the same genomes)")
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0], metavar="W",
                     help="guidance weights sampled for the guided families (stacked, gumbel, seqgan, masked); 1 = plain conditional")
     ap.add_argument("--reuse", action="store_true",
@@ -133,10 +135,10 @@ def main():
 
     out = {"seed": args.seed, "budget": args.budget, "gc_budget": args.gc_budget, "n": args.n, "n_gc": args.n_gc,
            "ref_stride": args.ref_stride, "label_rows": [], "gc_rows": [], "train_s": {},
-           "command": " ".join(["python bench/conditional.py", *sys.argv[1:]])}
+           "data": args.data, "command": " ".join(["python bench/conditional.py", *sys.argv[1:]])}
     if not args.skip_labels:
-        data = load_sequences(ROOT / LABELLED, 70, val_fraction=0.2, seed=42)  # the split training makes
-        dense = load_sequences(ROOT / LABELLED, 70, val_fraction=0.2, seed=42, stride=14)
+        data = load_sequences(ROOT / args.data, 70, val_fraction=0.2, seed=42)  # the split training makes
+        dense = load_sequences(ROOT / args.data, 70, val_fraction=0.2, seed=42, stride=14)
         ref = {"train": dense.train, "train_labels": dense.train_labels, "heldout": {},
                # one fidelity classifier for every row of the run: their accuracies and ceilings share it
                "classifier": LabelClassifier(dense.train, dense.train_labels, len(dense.label_names), seed=args.seed)}
@@ -151,7 +153,8 @@ def main():
         out["floors"] = {k: {"c2st_auc": v["c2st_auc"], "c2st_lo": v["c2st_lo"], "c2st_hi": v["c2st_hi"],
                              "n_heldout": int(ref["heldout"][k].shape[0])} for k, v in floors.items()}
         for family in args.families:
-            ck, secs = train(family, LABELLED, args.budget, work / family, reuse=args.reuse)
+            ck, secs = train(family, args.data, args.budget, work / (family + (f"_{args.tag}" if args.tag else "")),
+                             reuse=args.reuse)
             out["train_s"][family] = secs
             ens, _ = load_ensemble(ck, device="cpu")
             for guidance in args.guidance if family in GUIDED else (None,):  # Ensemble.sample: W = 1 is the plain conditional

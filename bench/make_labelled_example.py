@@ -1,6 +1,7 @@
 """Write data/labelled_example.fasta: real DNA of three labels, each record's label in its header.
 
     python bench/make_labelled_example.py
+    python bench/make_labelled_example.py --stretches 40 --out data/labelled_large.fasta.gz  # 400 kb a bacterium
 
 phage  : Enterobacteria phage lambda (data/example_genome.fasta), all 48,502 bp in 10 kb records;
 ecoli  : E. coli 536 (data/ecoli_536.fasta.gz), ten 10 kb stretches spread evenly over the genome;
@@ -9,16 +10,17 @@ ssuis  : Streptococcus suis SC84 (data/genomes/s_suis_sc84.fasta.gz, a Debian pa
 Headers read `>ecoli_536:1234567-1244567 label=ecoli`, so `--data data/labelled_example.fasta`
 trains on three labels with no other flag. Deterministic: the same file every run.
 """
-from pathlib import Path
+import argparse
+import gzip
 
 from common import ROOT
 
 from utils.sequences import read_records
 
 RECORD = 10_000
-SOURCES = [("phage", "data/example_genome.fasta", "lambda", None),
-           ("ecoli", "data/ecoli_536.fasta.gz", "ecoli_536", 10),
-           ("ssuis", "data/genomes/s_suis_sc84.fasta.gz", "s_suis_sc84", 10)]
+SOURCES = [("phage", "data/example_genome.fasta", "lambda", False),
+           ("ecoli", "data/ecoli_536.fasta.gz", "ecoli_536", True),
+           ("ssuis", "data/genomes/s_suis_sc84.fasta.gz", "s_suis_sc84", True)]
 
 
 def stretches(seq: str, n: int | None):
@@ -30,13 +32,21 @@ def stretches(seq: str, n: int | None):
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stretches", type=int, default=10, help="10 kb stretches of each bacterium (lambda: all of it)")
+    ap.add_argument("--out", default="data/labelled_example.fasta", help="the FASTA written (.gz: gzipped)")
+    args = ap.parse_args()
     lines = []
-    for label, path, name, n in SOURCES:
+    for label, path, name, spread in SOURCES:
         seq = max((s for _, s in read_records(ROOT / path)), key=len).upper()
-        for a, b in stretches(seq, n):
+        for a, b in stretches(seq, args.stretches if spread else None):
             lines += [f">{name}:{a + 1}-{b} label={label}", *(seq[i : i + 70] for i in range(a, b, 70))]
-    out = ROOT / "data" / "labelled_example.fasta"
-    out.write_text("\n".join(lines) + "\n")
+    out = ROOT / args.out
+    text = "\n".join(lines) + "\n"
+    if out.suffix == ".gz":
+        out.write_bytes(gzip.compress(text.encode(), mtime=0))
+    else:
+        out.write_text(text)
     print(f"wrote {out} ({sum(1 for x in lines if x.startswith('>'))} records)")
 
 

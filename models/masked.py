@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import NgramOptions, PositionOptions, TransformerStack, ngram_closing_fit, place_prompt, sample_categorical
+from models.blocks import REFIT_ITERS, NgramOptions, PositionOptions, TransformerStack, ngram_closing_fit, place_prompt, sample_categorical
 from models.condition import Classes, ConditionOptions, GuidanceOptions, classes_of, mix, requested, with_null
 from models.registry import ClosingFit, DataStats, Family, register
 from train.losses import balanced_loss, rows_per_pass
@@ -71,6 +71,7 @@ class MaskedConfig(PositionOptions, GuidanceOptions, ConditionOptions):
     context_refit_tolerance: float = 0.001  # drop the refit if held-out NLL rises more (nats per base)
     context_min_bases: int = 0  # no tables below this many training bases (0 = always)
     context_center: int = 0  # with the tables, a third one indexed by the h tokens on both sides together (0 = none)
+    context_refit_priced_iters: int = 100  # L-BFGS iterations --budget keeps time for (NgramOptions.ngram_refit_priced_iters)
 
     def validate(self):
         super().validate()
@@ -88,6 +89,8 @@ class MaskedConfig(PositionOptions, GuidanceOptions, ConditionOptions):
             raise ConfigError("model.context_order must be between 0 and 6")
         if not 0 <= self.context_center <= 3 or (self.context_order and self.context_center > self.context_order):
             raise ConfigError("model.context_center must be between 0 and 3, and at most model.context_order")
+        if not 1 <= self.context_refit_priced_iters <= REFIT_ITERS:
+            raise ConfigError(f"model.context_refit_priced_iters must be between 1 and {REFIT_ITERS}")
 
     def for_data(self, n_bases: int):
         """Below context_min_bases training bases the context tables are left out (as the n-gram
@@ -336,7 +339,8 @@ class Masked(Family):
         if not (c.context_order and c.context_refit):
             return None
         opts = NgramOptions(ngram_order=c.context_order, ngram_refit=c.context_refit,
-                            ngram_refit_prior=c.context_refit_prior, ngram_refit_tolerance=c.context_refit_tolerance)
+                            ngram_refit_prior=c.context_refit_prior, ngram_refit_tolerance=c.context_refit_tolerance,
+                            ngram_refit_priced_iters=c.context_refit_priced_iters)
 
         def rows_of(nets):
             M = nets["M"]

@@ -2,6 +2,7 @@
 re-scores taking the place of one judge's figure and targets compared like with like."""
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -46,6 +47,22 @@ def test_a_three_judge_rescore_replaces_the_figure_and_meets_the_three_judge_flo
     r = T.family_row(900, "g", "seqgan", T.baselines("g"))
     assert r["judges"] == 3 and r["c2st"] == 0.575 and r["c2st_1"] == 0.555
     assert r["gap_to_floor"] == pytest.approx(0.055) and not r["target_met"]
+
+
+def test_three_judge_intervals_written_with_1_96_are_remade_with_students_t():
+    """Rows of three judges written before stop 34 carry auc +- 1.96 sqrt(boot_var + sd^2 / 3): the
+    table reads the bootstrap variance back and remakes the interval as the judge makes it now;
+    one-judge rows and rows marked "t" are left as stored."""
+    from analysis.judge import interval
+
+    boot_var, sd = 0.004**2, 0.02
+    half = 1.96 * np.sqrt(boot_var + sd**2 / 3)
+    old = {"c2st_auc": 0.6, "c2st_lo": 0.6 - half, "c2st_hi": 0.6 + half, "c2st_sd": sd}
+    lo, hi = T.t_interval(old, 3)
+    assert hi - 0.6 == pytest.approx(0.6 - lo) == pytest.approx(interval(boot_var, sd, 3))
+    assert 0.6 - lo > 1.5 * half  # the judges' spread dominates: t with about 2 degrees of freedom
+    assert T.t_interval({**old, "c2st_interval": "t"}, 3) == (old["c2st_lo"], old["c2st_hi"])
+    assert T.t_interval({**old, "c2st_sd": float("nan")}, 1) == (old["c2st_lo"], old["c2st_hi"])
 
 
 def test_a_rescore_of_an_older_sources_set_is_not_given_to_a_newer_row(results, monkeypatch):

@@ -33,6 +33,9 @@ SEQGAN = ["model.hidden=8", "model.emb=8", "model.rollout_num=2", "model.d_emb=4
           "model.rounds_per_epoch=1", "model.pg_batch=4", "model.mle_steps=1", "model.d_steps=1",
           "train.eval_samples=20", "data.seq_len=16", "train.batch=8", "train.steps_per_epoch=2",
           "train.save_every=0", "train.sample_every=0"]
+MASKED = ["model.d_model=16", "model.n_layers=1", "model.n_heads=2", "model.context_order=2", "model.context_refit=200",
+          "model.context_min_bases=0", "train.eval_samples=20", "data.seq_len=20", "train.batch=16",
+          "train.steps_per_epoch=3", "train.save_every=0", "train.sample_every=0"]
 
 
 def cfg_for(family, data, *sets):
@@ -353,7 +356,7 @@ def test_lr_clock_decays_by_the_budget_spent_not_by_epochs(genome, clock):
         assert [g["lr"] for g in o.param_groups] == pytest.approx([v * factor for v in lr0[k]]), k
 
 
-@pytest.mark.parametrize("family,sets,rows", [("stacked", STACKED, (20, 20)), ("masked", None, (1, 19))])
+@pytest.mark.parametrize("family,sets,rows", [("stacked", STACKED, (20, 20)), ("masked", MASKED, (1, 19))])
 def test_the_closing_fit_is_priced_with_its_solver(genome, monkeypatch, family, sets, rows):
     """Under --budget the closing fit's price holds its solver's time, measured on the rows the fit
     reads (every next base; masked: its masked positions), not only the network's passes (before:
@@ -362,10 +365,6 @@ def test_the_closing_fit_is_priced_with_its_solver(genome, monkeypatch, family, 
     from models import blocks
     from train import engine
 
-    if sets is None:
-        sets = ["model.d_model=16", "model.n_layers=1", "model.n_heads=2", "model.context_order=2", "model.context_refit=200", "model.context_min_bases=0",
-                "train.eval_samples=20", "data.seq_len=20", "train.batch=16", "train.steps_per_epoch=3",
-                "train.save_every=0", "train.sample_every=0"]
     measured = []
     real = blocks.price_refit
 
@@ -385,10 +384,13 @@ def test_the_closing_fit_is_priced_with_its_solver(genome, monkeypatch, family, 
     assert free.solver_s == 0 and len(measured) == 1  # no budget: nothing priced
 
 
-def test_the_solver_is_priced_at_the_familys_usual_iteration_count(genome, monkeypatch):
-    """model.ngram_refit_priced_iters scales the solver's price (the autoregressive families'
-    refits converge in 32-46 of their 100 iterations on S. suis: priced at 100, seqgan's steps
-    stopped 50 s early at --budget 300); out of 1..100 it is a config error."""
+@pytest.mark.parametrize("family,sets,option", [("stacked", STACKED, "ngram_refit_priced_iters"),
+                                                ("masked", MASKED, "context_refit_priced_iters")])
+def test_the_solver_is_priced_at_the_familys_usual_iteration_count(genome, monkeypatch, family, sets, option):
+    """model.ngram_refit_priced_iters (masked: model.context_refit_priced_iters) scales the solver's
+    price (the autoregressive families' refits converge in 32-46 of their 100 iterations on S. suis:
+    priced at 100, seqgan's steps stopped 50 s early at --budget 300); out of 1..100 it is a config
+    error."""
     import types
 
     from models import blocks
@@ -397,10 +399,10 @@ def test_the_solver_is_priced_at_the_familys_usual_iteration_count(genome, monke
     monkeypatch.setattr(blocks, "time", types.SimpleNamespace(time=lambda: float(next(ticks))))  # 1 s a reading
     solver = {}
     for iters in (40, 100):
-        run = Run(cfg_for("stacked", genome, *STACKED, f"model.ngram_refit_priced_iters={iters}", "train.epochs=1",
+        run = Run(cfg_for(family, genome, *sets, f"model.{option}={iters}", "train.epochs=1",
                           "train.time_budget=600"), save=False)
         run.run()
         solver[iters] = run.solver_s
     assert solver[100] > 0 and solver[40] == pytest.approx(0.4 * solver[100])
-    with pytest.raises(ConfigError, match="ngram_refit_priced_iters"):
-        cfg_for("stacked", genome, *STACKED, "model.ngram_refit_priced_iters=0")
+    with pytest.raises(ConfigError, match=option):
+        cfg_for(family, genome, *sets, f"model.{option}=0")

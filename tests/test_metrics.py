@@ -81,9 +81,24 @@ def test_c2st_averages_repeated_judges_and_widens_its_interval_by_their_spread()
     assert both["repeats"] == 3 and singles[0]["repeats"] == 1
     assert both["auc"] == pytest.approx(np.mean(aucs), abs=1e-12)
     assert both["sd"] == pytest.approx(np.std(aucs, ddof=1), abs=1e-12) and both["sd"] > 0
-    half = 1.96 * both["sd"] / np.sqrt(3)
+    half = 1.96 * both["sd"] / np.sqrt(3)  # at least; Student's t (test below) widens it further
+    assert both["interval"] == "t" and singles[0]["interval"] == "bootstrap"
     assert both["lo"] <= both["auc"] - half and both["hi"] >= min(both["auc"] + half, 1.0)
     assert np.isnan(singles[0]["sd"]) and singles[0]["lo"] < singles[0]["auc"] < singles[0]["hi"]
+
+
+def test_the_interval_of_three_judges_uses_students_t_for_their_spread():
+    """Three judges estimate their spread with 2 degrees of freedom: when it dominates the interval
+    takes t(2) = 4.30, not 1.96; when the bootstrap dominates it tends to the normal 1.96; between,
+    Welch-Satterthwaite's degrees of freedom put it between the two."""
+    from analysis.judge import interval
+
+    assert interval(0.0, 0.03, 3) == pytest.approx(4.303 * 0.03 / np.sqrt(3), rel=1e-3)
+    assert interval(1e-4, 0.0, 3) == pytest.approx(1.960 * 1e-2, rel=1e-3)
+    mixed = interval(1e-4, 0.02, 3)
+    se = np.sqrt(1e-4 + 0.02**2 / 3)
+    assert 1.96 * se < mixed < 4.303 * se
+    assert interval(0.0, 0.0, 3) == 0.0
 
 
 def test_heldout_windows_overlap_by_stride_within_segments():

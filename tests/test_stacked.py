@@ -206,6 +206,27 @@ def test_under_a_budget_the_last_epoch_to_start_trains_at_full_length(genome, tm
     assert [r["length"] for r in run2.run().history] == [2, 10, 14]
 
 
+def test_a_resumed_run_projects_its_first_epoch_from_the_interrupted_runs_share(genome, tmp_path):
+    """The checkpoint keeps the budget fraction at its epoch's start, so the first epoch after
+    --resume is projected as the uninterrupted run would project it (before: share 0, its stage)."""
+    from train.engine import Run
+
+    def cfg(epochs):
+        return small_cfg(genome, f"train.epochs={epochs}", "train.curriculum=true", "train.time_budget=600",
+                         "train.sample_every=0", "train.save_every=0", f"train.checkpoint_dir={tmp_path}/c",
+                         f"train.run_dir={tmp_path}/r")
+
+    marks = [0.0, 0.3, 0.55]
+    part = Run(cfg(2))
+    part.budget_used = lambda: marks[min(len(part.history), 2)]
+    part.run()
+    assert ckpt_io.load(part.last_path)["epoch_start_used"] == 0.3
+    resumed = Run(cfg(3), resume=str(part.last_path))
+    resumed.budget_used = lambda: marks[min(len(resumed.history), 2)]
+    # 0.55 + 2 x (0.55 - 0.3) > 1: the resumed third epoch is the last to start and trains at 20 bp
+    assert [r["length"] for r in resumed.run().history] == [2, 10, 20]
+
+
 def test_target_gc_alone_turns_the_gc_term_on(genome, tmp_path):
     plain = train(small_cfg(genome, "train.epochs=1", "train.balance_weight=0", f"train.run_dir={tmp_path}/r0",
                               f"train.checkpoint_dir={tmp_path}/c0"))

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -26,7 +24,7 @@ from pathlib import Path
 import torch
 
 from utils.errors import CheckpointError
-from utils.outputs import file_mode
+from utils.outputs import write_bytes
 from utils.sequences import normalize_path
 
 FORMAT = 2
@@ -45,25 +43,7 @@ def save_all(paths, payload: dict) -> None:
     buf = io.BytesIO()
     torch.save({"format": FORMAT, **payload}, buf)
     for path in paths:
-        _write(Path(path), buf.getbuffer())
-
-
-def _write(path: Path, data) -> None:
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        file_mode(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise type(exc)(exc.errno, exc.strerror or "cannot write", str(path)) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        write_bytes(path, buf.getbuffer())
 
 
 def orphan_pattern(name: str) -> str:

@@ -642,6 +642,7 @@ class Run:
         # process is not counted), and so does the time kept back for the closing fit
         self.t0 = time.time() - float(ck.get("elapsed_s", 0.0))  # older checkpoints: the clock restarts
         self.reserve = float(ck.get("reserve_s", 0.0))
+        self.epoch_start_used = ck.get("epoch_start_used")  # older checkpoints: the first epoch uses its stage
         self.clock = time.time() - self.t0
         self.history = [r for r in read_metrics(self.run_dir / "metrics.csv") if r.get("epoch", 0) <= self.start_epoch]
         cli.resume_hint(f"python main.py --mode train --resume {self.resume_path}")
@@ -846,6 +847,8 @@ class Run:
             "adversarial": self.adversarial,
             # the --budget clock: a resumed run goes on from here, so it ends when the uninterrupted one would
             "elapsed_s": time.time() - self.t0, "reserve_s": self.reserve,
+            # the budget fraction at this epoch's start: the curriculum's projection of the next epoch reads it
+            "epoch_start_used": self.epoch_start_used,
             "epochs_since_best": self.since_best, "rng": _rng_state(self.shuffle_gen, self.fam_gen),
             "stats": {"seq_len": s.seq_len, "base_freq": list(s.base_freq), "gc": s.gc,
                       "gc_percentiles": list(s.gc_percentiles), "target_gc": float(self.target_gc),

@@ -62,6 +62,29 @@ def check_writable(path) -> None:
     _probe(probe_in, path)
 
 
+def write_bytes(path, data) -> Path:
+    """Bytes (a checkpoint, a cache entry) to a temporary beside ``path``, fsynced, renamed into
+    place (mode 0644 under the usual umask). A failure (full disk, read-only folder) is an OSError
+    naming ``path``; the earlier file stays and no temporary is left."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        file_mode(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror or "cannot write", str(path)) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def write_texts(files: dict) -> None:
     """{path: text}: every text to a temporary beside its path, then all renamed into place. A
     failure leaves the earlier files untouched and no temporaries behind."""
