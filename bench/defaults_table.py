@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sys
 
 import numpy as np
 
-from common import ROOT, table, write_json
+from common import ROOT, table, write_json  # common puts the repository root on sys.path
 
-sys.path.insert(0, str(ROOT))
 from analysis.judge import interval  # noqa: E402
+
+OLD_Z = 1.96  # the normal quantile three-judge intervals used before stop 34
 
 GENOMES = ["s_suis", "m_tuberculosis", "human_stretches", "lambda"]
 FAMILIES = ["stacked", "gumbel", "seqgan", "masked"]
@@ -106,7 +106,7 @@ def t_interval(row: dict, judges: int) -> tuple[float, float]:
     auc, lo, hi, sd = row["c2st_auc"], row["c2st_lo"], row["c2st_hi"], row.get("c2st_sd")
     if judges < 2 or row.get("c2st_interval") == "t" or sd is None or not np.isfinite(sd):
         return lo, hi
-    boot_var = max(((auc - lo) / 1.96) ** 2 - sd**2 / judges, 0.0)
+    boot_var = max(((auc - lo) / OLD_Z) ** 2 - sd**2 / judges, 0.0)
     half = interval(boot_var, sd, judges)
     return auc - half, min(auc + half, 1.0)
 
