@@ -78,6 +78,8 @@ def main():
     ap.add_argument("--budget", type=float, default=900, help="training seconds (per config with --ablation)")
     ap.add_argument("--data", default=str(ROOT / "data/ecoli_536.fasta.gz"))
     ap.add_argument("--seq_len", type=int, default=70)
+    ap.add_argument("--stride", type=int, default=0,
+                    help="training windows every STRIDE bases (0 = seq_len, no overlap); held-out windows never overlap")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max_k", type=int, default=5)
     ap.add_argument("--eval_windows", type=int, default=5000)
@@ -88,8 +90,9 @@ def main():
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.manual_seed(args.seed)
-    data = load_sequences(args.data, args.seq_len, val_fraction=0.2, seed=args.seed)
-    print(f"{args.data}: {data.train.shape[0]} training, {data.val.shape[0]} held-out windows; "
+    data = load_sequences(args.data, args.seq_len, stride=args.stride, val_fraction=0.2, seed=args.seed)
+    print(f"{args.data}: {data.train.shape[0]} training (stride {args.stride or args.seq_len}), "
+          f"{data.val.shape[0]} held-out windows; "
           f"scoring {min(args.eval_windows, data.val.shape[0])} held-out windows")
     t = time.perf_counter()
     tables = {k: context_counts(data.train_segments, k) for k in range(1, args.max_k + 1)}
@@ -139,7 +142,10 @@ def main():
               "target_0.41_at_15": r15["model"] >= 0.41}
     print("checks: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in checks.items()))
     out = write_json("masked_accuracy" + (f"_{args.tag}" if args.tag else ""), {"seed": args.seed,
-        "command": "python bench/masked_accuracy.py " + " ".join([f"--budget {args.budget:g}", *[f"--set {s}" for s in args.set]]),
+        "command": "python bench/masked_accuracy.py " + " ".join([f"--budget {args.budget:g}",
+                                                                  *([f"--stride {args.stride}"] if args.stride else []),
+                                                                  *[f"--set {s}" for s in args.set]]),
+        "stride": args.stride or args.seq_len, "train_windows": int(data.train.shape[0]),
         "rows": rows, "checks": checks, "train_s": secs,
         "epochs": len(hist), "history_val_masked_acc": [r.get("val_masked_acc") for r in hist],
         "params": sum(p.numel() for p in M.parameters()), "device": str(next(M.parameters()).device),
