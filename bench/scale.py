@@ -125,7 +125,9 @@ def train_row(family: str, procs: int, args) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     cores = os.cpu_count() or 1
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // procs)), "PYTHONPATH": str(ROOT)}
+    # ROOT before whatever PYTHONPATH already holds (the GPU machine's carried wheels: bench/gpu_checks.sh)
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // procs)),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     main_py = str(ROOT / "main.py")
     launch = ([sys.executable, main_py] if procs == 1 else
               [str(shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")),
