@@ -220,6 +220,21 @@ def test_bf16_autocast_trains_on_cpu(family, genome):
     assert all(t.dtype != torch.bfloat16 for t in ck["members"][0].values())  # weights stay float32
 
 
+def test_amp_auto_takes_bf16_on_a_gpu_only_for_long_windows(monkeypatch):
+    from train.engine import AUTO_BF16_MIN_LEN, resolve_amp
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    assert resolve_amp("auto", gpu, 70) is None  # measured slower at 70 bp on an H200
+    assert resolve_amp("auto", gpu, 500) is torch.bfloat16
+    assert resolve_amp("auto", gpu, AUTO_BF16_MIN_LEN) is torch.bfloat16
+    assert resolve_amp("auto", gpu, AUTO_BF16_MIN_LEN - 1) is None
+    assert resolve_amp("auto", cpu, 1000) is None
+    assert resolve_amp("bf16", gpu, 70) is torch.bfloat16  # asked for, given
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_amp("auto", gpu, 500) is None
+
+
 def test_fp16_on_a_cpu_is_a_one_line_error(genome, capsys):
     assert main(train_args("gumbel", genome, "fp16", "--amp", "fp16", "--device", "cpu")) == 2
     err = capsys.readouterr().err.strip().splitlines()

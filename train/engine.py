@@ -53,15 +53,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+# --amp auto turns bf16 on for windows at least this long. One H200, batch 256 (docs/benchmarks.md
+# "GPU"): at 70 bp bf16 was slower than float32 for every family (0.78-0.85x: the step is bound by
+# kernel launches, and autocast adds casts); at 500 bp faster (stacked 1.50x, gumbel 1.21x) with
+# half the memory. Between the two lengths nothing was measured: 256 is the middle, in octaves.
+AUTO_BF16_MIN_LEN = 256
 
 
-def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of --amp (None: full precision). auto: bf16 on a CUDA device that has it,
-    else off (on a CPU, bf16 autocast is slower than float32 for these small networks)."""
+def resolve_amp(name: str, device: torch.device, seq_len: int = AUTO_BF16_MIN_LEN) -> torch.dtype | None:
+    """The autocast dtype of --amp (None: full precision). auto: bf16 on a CUDA device that has it
+    for windows of AUTO_BF16_MIN_LEN bases or more, else off (on a CPU, bf16 autocast is slower than
+    float32 for these small networks; so it is on a GPU at short lengths)."""
     if name not in AMP_MODES:
         raise ConfigError(f"--amp must be one of {', '.join(AMP_MODES)}, got {name!r}")
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        long_enough = seq_len >= AUTO_BF16_MIN_LEN
+        return torch.bfloat16 if device.type == "cuda" and long_enough and torch.cuda.is_bf16_supported() else None
     if name == "fp16" and device.type != "cuda":
         # oneDNN has no float16 LSTM (gumbel, seqgan fail) and float16 on a CPU is no faster
         raise ConfigError("--amp fp16 is for CUDA devices; on a CPU use --amp bf16 or off")
@@ -488,7 +495,10 @@ class Run:
         self.averages = [WeightAverage(nets, tc.ema) for nets in self.members] if tc.ema else []
         self.delivered = [a.module for a in self.averages] or self.members
         self.ensemble = Ensemble(self.family, cfg, self.delivered, self.stats, self.device)
-        self.amp = resolve_amp(tc.amp, self.device)
+        self.amp = resolve_amp(tc.amp, self.device, cfg.data.seq_len)
+        if self.device.type == "cuda" or self.amp is not None:
+            precision = {None: "off (float32)", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
+            log.info(f"device {self.device}, mixed precision {precision} (--amp {tc.amp})")
         self._tensors(data)
         n = data.train.shape[0]
         boot_rng = np.random.default_rng(tc.seed + 7919)

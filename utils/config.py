@@ -90,7 +90,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of a moving average of the weights that is validated, saved and sampled; 0 = off
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # mixed precision: auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    amp: str = "auto"  # mixed precision: auto (bf16 on CUDA from 256 bp, else off) | bf16 | fp16 | off
     sync_every: int = 16  # steps between reads of the step figures (NaN check, and the budget clock under torchrun)
     steps_per_epoch: int = 0  # cap on batches per epoch; 0 = one pass over the data
     save_every: int = 10  # checkpoints/<model>_epoch{N}.pt every N epochs; 0 = off
