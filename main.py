@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=D.of("train", "seed"), default=None)
     t.add_argument("--device", default=None, help="auto | cpu | cuda")
     t.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "off"],
-                   help="mixed precision (autocast; fp16 with a GradScaler); auto = bf16 on CUDA, off on CPU")
+                   help="mixed precision (autocast; fp16 with a GradScaler); auto = bf16 on CUDA from 256 bp, else off")
+    t.add_argument("--compile", default=None, choices=["off", "default", "reduce-overhead", "max-autotune"],
+                   help="torch.compile every network's forward with this mode (off by default; see README Scale)")
     t.add_argument("--save_every", type=D.of("train", "save_every"), default=None)
     t.add_argument("--sample_every", type=D.of("train", "sample_every"), default=None)
     t.add_argument("--budget", type=D.of("train", "time_budget"), default=None, help="training time budget in seconds")
@@ -142,7 +144,7 @@ def _overrides(args) -> dict:
                   "bagging": args.bagging, "n_models": args.n_models,
                   "early_stopping": args.early_stopping, "patience": args.patience,
                   "curriculum": args.curriculum, "seed": args.seed, "device": args.device, "amp": args.amp,
-                  "save_every": args.save_every, "sample_every": args.sample_every,
+                  "compile": args.compile, "save_every": args.save_every, "sample_every": args.sample_every,
                   "time_budget": args.budget, "run_dir": args.run_dir,
                   "checkpoint_dir": args.checkpoint_dir},
         "gen": {"n": args.n, "temperature": args.temperature, "output": args.output},

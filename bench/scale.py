@@ -118,13 +118,18 @@ TRAIN = {
 }
 
 
+def cores_used(args) -> int:
+    """The cores a --part train run may use: --cores (pinned with taskset where present), else all."""
+    return min(args.cores, os.cpu_count() or 1) if args.cores else (os.cpu_count() or 1)
+
+
 def train_row(family: str, procs: int, args) -> dict:
     sets, steps = TRAIN[family]
     name = family.split("-")[0]
     work = WORK / "train" / f"{family}_{procs}{'_' + args.tag if args.tag else ''}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    cores = os.cpu_count() or 1
+    cores = cores_used(args)
     # ROOT before whatever PYTHONPATH already holds (the GPU machine's carried wheels: bench/gpu_checks.sh)
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // procs)),
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
@@ -132,6 +137,8 @@ def train_row(family: str, procs: int, args) -> dict:
     launch = ([sys.executable, main_py] if procs == 1 else
               [str(shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")),
                "--standalone", f"--nproc_per_node={procs}", main_py])
+    if args.cores and shutil.which("taskset"):  # every process of the run on the first --cores cores
+        launch = ["taskset", "-c", f"0-{cores - 1}"] + launch
     cmd = launch + ["--mode", "train", "--model", name, "--data", str(args.data), "--seq_len", str(args.seq_len),
                     *(["--batch", str(args.batch)] if args.batch else []), "--device", args.device, "--amp", args.amp,
                     "--run_dir", str(work / "run"), "--checkpoint_dir", str(work / "ck"),
@@ -141,6 +148,8 @@ def train_row(family: str, procs: int, args) -> dict:
         cmd += ["--epochs", str(args.epochs)]
     if args.curriculum:
         cmd += ["--curriculum"]
+    if args.compile != "off":
+        cmd += ["--compile", args.compile]
     t = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
     wall = time.time() - t
@@ -180,7 +189,7 @@ def main_train(args) -> None:
     kept = [r for r in (json.loads(path.read_text())["rows"] if path.exists() else [])
             if r["family"] not in args.families]
     rows = []
-    cores = os.cpu_count()
+    cores = cores_used(args)
     cols = ["family", "procs", "omp_threads", "batch_per_rank", "global_batch", "seqs_per_s", "speedup",
             "peak_memory_mb", "wall_s"] + (["gen_seqs_per_s_incl_start"] if args.gen else [])
     for family in args.families:
@@ -191,7 +200,8 @@ def main_train(args) -> None:
             row["speedup"] = row["seqs_per_s"] / base if base else float("nan")
             rows.append(row)
             print(f"{family} x{n}: {row['seqs_per_s']:.1f} seq/s ({row['wall_s']:.0f} s)", flush=True)
-            write_json(name, {"seed": 42, "cores": cores, "device": args.device, "amp": args.amp,
+            write_json(name, {"seed": 42, "cores": cores, "machine_cores": os.cpu_count(), "device": args.device, "amp": args.amp,
+                              "compile": args.compile,
                               "seq_len": args.seq_len, "rows": kept + rows,
                               "command": "python bench/scale.py " + " ".join(sys.argv[1:])})
     print(f"cores {cores}, device {args.device}, amp {args.amp}, seq_len {args.seq_len}")
@@ -254,10 +264,14 @@ def main():
     ap.add_argument("--families", nargs="+", default=list(TRAIN), choices=list(TRAIN))
     ap.add_argument("--batch", type=int, default=0, help="windows per rank per step (default: the family's)")
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--cores", type=int, default=0,
+                    help="--part train: use only the first N cores (taskset; OMP_NUM_THREADS = N // procs); 0 = all")
     ap.add_argument("--steps_scale", type=int, default=1, help="multiply every family's steps per epoch")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", default="off")
     ap.add_argument("--curriculum", action="store_true")
+    ap.add_argument("--compile", default="off", choices=["off", "default", "reduce-overhead", "max-autotune"],
+                    help="--part train: main.py --compile (the first epoch, which compiles, is not counted)")
     ap.add_argument("--gen", type=int, default=0, help="also time generating N sequences from the checkpoint")
     ap.add_argument("--data", default=str(ROOT / "data" / "ecoli_536.fasta.gz"))
     ap.add_argument("--tag", default="")

@@ -75,6 +75,30 @@ def resolve_amp(name: str, device: torch.device, seq_len: int = AUTO_BF16_MIN_LE
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[name]
 
 
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
+def compile_networks(members: list, mode: str) -> int:
+    """torch.compile, in place (``nn.Module.compile``), the forward of every module of this project's
+    networks that defines one: the networks the engine calls (discriminators, ...) and the blocks
+    inside generators that are driven through other methods (stacked's ``coarse``/``refine``,
+    samplers' steps), so a compiled region covers each transformer, LSTM or CNN body. State_dict keys,
+    checkpoints and the averaged copies are unchanged. Returns the number of modules compiled."""
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    if mode == "off":
+        return 0
+    n = 0
+    for nets in members:
+        for net in nets.values():
+            for m in net.modules():
+                own = type(m).forward is not torch.nn.Module.forward and type(m).__module__.startswith("models.")
+                if own:
+                    m.compile(mode=None if mode == "default" else mode)
+                    n += 1
+    return n
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process so far: allocated on the GPU, else resident on the host."""
     if device.type == "cuda":
@@ -499,6 +523,8 @@ class Run:
         if self.device.type == "cuda" or self.amp is not None:
             precision = {None: "off (float32)", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
             log.info(f"device {self.device}, mixed precision {precision} (--amp {tc.amp})")
+        if n_compiled := compile_networks(self.members, tc.compile):
+            log.info(f"torch.compile ({tc.compile}): {n_compiled} module(s); the first steps of each shape compile")
         self._tensors(data)
         n = data.train.shape[0]
         boot_rng = np.random.default_rng(tc.seed + 7919)

@@ -91,6 +91,7 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # mixed precision: auto (bf16 on CUDA from 256 bp, else off) | bf16 | fp16 | off
+    compile: str = "off"  # torch.compile each network's forward: off | default | reduce-overhead | max-autotune
     sync_every: int = 16  # steps between reads of the step figures (NaN check, and the budget clock under torchrun)
     steps_per_epoch: int = 0  # cap on batches per epoch; 0 = one pass over the data
     save_every: int = 10  # checkpoints/<model>_epoch{N}.pt every N epochs; 0 = off
