@@ -122,6 +122,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip_gc", action="store_true")
     ap.add_argument("--skip_labels", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="passed to every labelled family's training (e.g. train.label_balance=1)")
     ap.add_argument("--tag", default="", help="suffix of the JSON name (and of the families' work folders)")
     ap.add_argument("--data", default=LABELLED, help="the labelled FASTA (bench/make_labelled_example.py "
                     "--stretches N --out F writes a larger one from the same genomes)")
@@ -154,7 +156,7 @@ def main():
                              "n_heldout": int(ref["heldout"][k].shape[0])} for k, v in floors.items()}
         for family in args.families:
             ck, secs = train(family, args.data, args.budget, work / (family + (f"_{args.tag}" if args.tag else "")),
-                             reuse=args.reuse)
+                             tuple(x for kv in args.set for x in ("--set", kv)), reuse=args.reuse)
             out["train_s"][family] = secs
             ens, _ = load_ensemble(ck, device="cpu")
             for guidance in args.guidance if family in GUIDED else (None,):  # Ensemble.sample: W = 1 is the plain conditional

@@ -71,6 +71,7 @@ class Markov(Family):
     select_by = "val_nll"
     summed_buffers = ("counts",)  # under torchrun each rank counts its own shard
     labelled = True  # one chain per label beside the pooled one
+    balances_labels = False  # counts are exact: each window once, whatever train.label_balance says
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c = cfg.model

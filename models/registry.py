@@ -84,6 +84,9 @@ class Family:
     # trains on labels when the data have them (ctx.batch_labels) and samples with label= (an index
     # into stats.label_names); a family without it ignores labels
     labelled = False
+    # train.label_balance reshapes its passes (gradient training); False where every window must be
+    # seen once (counting)
+    balances_labels = True
     # sample() takes guidance= (classifier-free guidance; models.condition)
     guided = False
     # the plan phase in which the generator takes adversarial steps (seqgan's); None: a GAN config's

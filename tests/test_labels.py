@@ -486,3 +486,48 @@ def test_infill_fills_as_the_requested_label(tmp_path, capsys):
     assert main(["--mode", "gen", "--checkpoint", "checkpoints/masked_last.pt", "--infill",
                  str(tmp_path / "gaps.fasta"), "--label", "virus"]) == 2
     assert capsys.readouterr().err.strip() == "error: --label virus: unknown label (known: host, phage)"
+
+
+def test_a_balanced_pass_gives_each_label_its_share_and_repeats_only_after_a_full_round():
+    import torch
+
+    from train.engine import balanced_pass
+
+    labels = torch.tensor([0] * 900 + [1] * 100)
+    boots = torch.arange(1000)
+    gen = torch.Generator().manual_seed(0)
+    natural = balanced_pass(boots, labels, 0.0, gen)
+    assert sorted(natural.tolist()) == list(range(1000))  # balance 0: a plain permutation
+    even = balanced_pass(boots, labels, 1.0, gen)
+    assert even.numel() == 1000 and int((labels[even] == 1).sum()) == 500
+    big = even[labels[even] == 0]
+    assert big.unique().numel() == 500  # a subset of the large label, no repeats
+    assert torch.bincount(even[labels[even] == 1] - 900).tolist() == [5] * 100  # every small window 5 times
+    half = balanced_pass(boots, labels, 0.5, gen)
+    assert int((labels[half] == 1).sum()) == 250  # shares ~ sqrt(n): 30 : 10
+    again = [balanced_pass(boots, labels, 1.0, torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert torch.equal(*again)  # one generator state, one pass
+    bagged = torch.tensor([0, 0, 5, 950, 950, 960])  # a bootstrap sample's indices, repeats kept
+    assert sorted(balanced_pass(bagged, labels, 1.0, gen).tolist()) == [0, 0, 5, 950, 950, 960]
+
+
+def test_label_balance_is_logged_trains_and_is_refused_out_of_range(tmp_path, capsys, caplog):
+    import logging
+
+    from main import main
+
+    path = tmp_path / "skewed.fasta"
+    rng = np.random.default_rng(0)
+    recs = [(f"h{i} label=host", "".join(rng.choice(list("AATTGC"), 600))) for i in range(16)]
+    recs += [(f"p{i} label=phage", "".join(rng.choice(list("GGCCAT"), 600))) for i in range(4)]
+    fasta(path, recs)
+    args = ["--mode", "train", "--model", "gumbel", "--data", str(path), "--seq_len", "30", "--epochs", "1",
+            "--set", "train.steps_per_epoch=4", "--set", "train.eval_samples=10", *CONDITIONAL["gumbel"]]
+    caplog.set_level(logging.INFO)
+    assert main(args + ["--set", "train.label_balance=1"]) == 0
+    line = next(x for x in caplog.text.splitlines() if "label balance" in x)
+    line = line[line.index("label balance"):]
+    assert line.startswith("label balance 1: shares of every pass host 50%, phage 50% (of the windows: ")
+    assert line.endswith("%)") and "phage 50%" in line
+    assert main(args + ["--set", "train.label_balance=1.5", "--overwrite"]) == 2
+    assert "train.label_balance must lie in [0, 1], got 1.5" in capsys.readouterr().err

@@ -75,6 +75,27 @@ def resolve_amp(name: str, device: torch.device, seq_len: int = AUTO_BF16_MIN_LE
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[name]
 
 
+def balanced_pass(boots: torch.Tensor, labels: torch.Tensor, balance: float, generator) -> torch.Tensor:
+    """One shuffled pass of len(boots) window indices (from boots) in which label l takes a share
+    proportional to n_l^(1 - balance), n_l its windows in boots: balance 0 keeps the data's shares,
+    1 gives every label the same. A label drawn less often than it has windows gets a random subset
+    without repeats; one drawn more often goes through all its windows, reshuffled, before any repeats."""
+    y = labels[boots]
+    n = boots.numel()
+    names, counts = torch.unique(y, return_counts=True)
+    weight = counts.double() ** (1.0 - balance)
+    take = torch.floor(weight / weight.sum() * n).long()
+    take[torch.argmax(counts)] += n - int(take.sum())  # rounding: the largest label absorbs it
+    parts = []
+    for name, have, k in zip(names.tolist(), counts.tolist(), take.tolist()):
+        mine = boots[y == name]
+        rounds = -(-k // have)
+        order = torch.cat([torch.randperm(have, generator=generator) for _ in range(rounds)])[:k]
+        parts.append(mine[order])
+    out = torch.cat(parts)
+    return out[torch.randperm(n, generator=generator)]
+
+
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
@@ -565,6 +586,21 @@ class Run:
                 self.device).total_memory:
             self.train_x = self.train_x.to(self.device)  # batches are sliced on the GPU: no copy per step
             self.train_y = self.train_y.to(self.device) if self.train_y is not None else None
+        tc = self.cfg.train
+        if not 0.0 <= tc.label_balance <= 1.0:
+            raise ConfigError(f"train.label_balance must lie in [0, 1], got {tc.label_balance}")
+        # the labels a pass is balanced on (a CPU copy: passes are drawn there), None when off
+        balancing = labels is not None and tc.label_balance > 0 and self.family.labelled
+        if balancing and not self.family.balances_labels:
+            log.info("train.label_balance is ignored by %s: it counts every window once", self.family.name)
+        self.balance_labels = (torch.from_numpy(labels.astype(np.int64))
+                               if balancing and self.family.balances_labels else None)
+        if self.balance_labels is not None:
+            counts = np.bincount(labels, minlength=len(data.label_names)).astype(float)
+            share = counts ** (1 - tc.label_balance) / (counts ** (1 - tc.label_balance)).sum()
+            log.info("label balance %g: shares of every pass %s (of the windows: %s)", tc.label_balance,
+                     ", ".join(f"{n} {s:.0%}" for n, s in zip(data.label_names, share)),
+                     ", ".join(f"{c / counts.sum():.0%}" for c in counts))
         self.val = data.val if data.val.shape[0] else data.train
         self.val_x = torch.from_numpy(np.ascontiguousarray(self.val))
         self.val_y = None  # their labels, for families that train on labels
@@ -741,6 +777,9 @@ class Run:
             boots = torch.from_numpy(self.boots[m])
 
             def shuffled():
+                if self.balance_labels is not None:
+                    return balanced_pass(boots, self.balance_labels, tc.label_balance,
+                                         self.shuffle_gen).to(self.train_x.device)
                 return boots[torch.randperm(n_train, generator=self.shuffle_gen)].to(self.train_x.device)
 
             passes = [shuffled()]

@@ -91,6 +91,8 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # mixed precision: auto (bf16 on CUDA from 256 bp, else off) | bf16 | fp16 | off
+    label_balance: float = 0.0  # labelled data: label l's windows make a share ~ n_l^(1 - x) of every pass
+                                # (0 = as in the data; 1 = every label equally often, small ones repeated)
     compile: str = "off"  # torch.compile each network's forward: off | default | reduce-overhead | max-autotune
     sync_every: int = 16  # steps between reads of the step figures (NaN check, and the budget clock under torchrun)
     steps_per_epoch: int = 0  # cap on batches per epoch; 0 = one pass over the data
