@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "off"],
                    help="mixed precision (autocast; fp16 with a GradScaler); auto = bf16 on CUDA from 256 bp, else off")
     t.add_argument("--compile", default=None, choices=["off", "default", "reduce-overhead", "max-autotune"],
-                   help="torch.compile every network's forward with this mode (off by default; see README Scale)")
+                   help="torch.compile the forward of every module of the networks (off by default; see README Scale)")
     t.add_argument("--save_every", type=D.of("train", "save_every"), default=None)
     t.add_argument("--sample_every", type=D.of("train", "sample_every"), default=None)
     t.add_argument("--budget", type=D.of("train", "time_budget"), default=None, help="training time budget in seconds")
