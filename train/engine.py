@@ -60,7 +60,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 AUTO_BF16_MIN_LEN = 256
 
 
-def resolve_amp(name: str, device: torch.device, seq_len: int = AUTO_BF16_MIN_LEN) -> torch.dtype | None:
+def resolve_amp(name: str, device: torch.device, seq_len: int) -> torch.dtype | None:
     """The autocast dtype of --amp (None: full precision). auto: bf16 on a CUDA device that has it
     for windows of AUTO_BF16_MIN_LEN bases or more, else off (on a CPU, bf16 autocast is slower than
     float32 for these small networks; so it is on a GPU at short lengths)."""
@@ -75,6 +75,13 @@ def resolve_amp(name: str, device: torch.device, seq_len: int = AUTO_BF16_MIN_LE
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[name]
 
 
+def label_shares(counts: np.ndarray, balance: float) -> np.ndarray:
+    """Each label's share of a training pass under train.label_balance: proportional to
+    count^(1 - balance) (0: the data's shares; 1: equal)."""
+    weight = np.asarray(counts, dtype=float) ** (1.0 - balance)
+    return weight / weight.sum()
+
+
 def balanced_pass(boots: torch.Tensor, labels: torch.Tensor, balance: float, generator) -> torch.Tensor:
     """One shuffled pass of len(boots) window indices (from boots) in which label l takes a share
     proportional to n_l^(1 - balance), n_l its windows in boots: balance 0 keeps the data's shares,
@@ -83,8 +90,7 @@ def balanced_pass(boots: torch.Tensor, labels: torch.Tensor, balance: float, gen
     y = labels[boots]
     n = boots.numel()
     names, counts = torch.unique(y, return_counts=True)
-    weight = counts.double() ** (1.0 - balance)
-    take = torch.floor(weight / weight.sum() * n).long()
+    take = torch.floor(torch.from_numpy(label_shares(counts.numpy(), balance)) * n).long()
     take[torch.argmax(counts)] += n - int(take.sum())  # rounding: the largest label absorbs it
     parts = []
     for name, have, k in zip(names.tolist(), counts.tolist(), take.tolist()):
@@ -597,7 +603,7 @@ class Run:
                                if balancing and self.family.balances_labels else None)
         if self.balance_labels is not None:
             counts = np.bincount(labels, minlength=len(data.label_names)).astype(float)
-            share = counts ** (1 - tc.label_balance) / (counts ** (1 - tc.label_balance)).sum()
+            share = label_shares(counts, tc.label_balance)
             log.info("label balance %g: shares of every pass %s (of the windows: %s)", tc.label_balance,
                      ", ".join(f"{n} {s:.0%}" for n, s in zip(data.label_names, share)),
                      ", ".join(f"{c / counts.sum():.0%}" for c in counts))
