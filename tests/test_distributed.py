@@ -262,6 +262,46 @@ def test_compile_wraps_every_network_and_keeps_checkpoints_plain(genome, monkeyp
     assert Path("comp.fasta").read_text().count(">") == 4
 
 
+def test_cuda_graph_modes_hand_back_copies_of_the_graph_buffers(monkeypatch):
+    """Under --compile reduce-overhead a network's output lives in a buffer the next replay of its CUDA
+    graph overwrites (D on real, then on fake windows). The compiled call is wrapped so callers get
+    copies: here a stand-in "graph" that reuses one buffer, called twice before the first result is read."""
+    from train.engine import _cloning
+
+    buf = torch.zeros(3)
+
+    def replay(x):  # writes into the same static buffer every call, as a CUDA graph does
+        buf.copy_(x)
+        return {"logits": buf, "aux": [buf * 1, 7]}
+
+    wrapped = _cloning(replay)
+    first = wrapped(torch.ones(3))
+    second = wrapped(torch.full((3,), 2.0))
+    assert torch.equal(first["logits"], torch.ones(3)) and torch.equal(second["logits"], torch.full((3,), 2.0))
+    assert first["aux"][1] == 7
+    unwrapped = replay(torch.ones(3))
+    replay(torch.full((3,), 2.0))
+    assert torch.equal(unwrapped["logits"], torch.full((3,), 2.0))  # without the copy the first result is lost
+
+    seen = []  # the engine wraps every compiled module in the CUDA graph modes, and only in those
+    real = torch.nn.Module.compile
+
+    def traced(self, *args, **kwargs):
+        real(self, backend="eager")
+        seen.append(self)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", traced)
+    from train.engine import compile_networks
+
+    for mode, wrapped_expected in (("default", False), ("reduce-overhead", True), ("max-autotune", True)):
+        seen.clear()
+        net = type("Net", (torch.nn.Sequential,), {"__module__": "models.fake", "forward": torch.nn.Sequential.forward})
+        D = net(torch.nn.Linear(2, 2))  # a module of models.* with a forward of its own
+        assert compile_networks([{"D": D}], mode) == 1
+        assert (D._compiled_call_impl.__name__ == "run") == wrapped_expected
+        assert D(torch.ones(1, 2)).shape == (1, 2)
+
+
 def test_an_unknown_compile_mode_is_a_one_line_error(genome, capsys):
     assert main(train_args("gumbel", genome, "badc", "--set", "train.compile=fast")) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -103,6 +103,21 @@ def balanced_pass(boots: torch.Tensor, labels: torch.Tensor, balance: float, gen
 
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")  # Inductor replays CUDA graphs in these
+
+
+def _cloning(call):
+    """A compiled module call whose tensor outputs are copied out of the CUDA graph's static buffers.
+    Under CUDA graphs a module's outputs live in memory its next replay overwrites, and the families
+    call one network several times before a backward (D on real, then on fake windows; stacked's stage
+    bodies once per stage): on an H200 stacked with --compile reduce-overhead failed with "accessing
+    tensor output of CUDAGraphs that has been overwritten by a subsequent run". PyTorch's remedy is
+    to clone the output outside torch.compile, which this does (a copy of one activation per call)."""
+
+    def run(*args, **kwargs):
+        return torch.utils._pytree.tree_map_only(torch.Tensor, torch.Tensor.clone, call(*args, **kwargs))
+
+    return run
 
 
 def compile_networks(members: list, mode: str) -> int:
@@ -122,6 +137,8 @@ def compile_networks(members: list, mode: str) -> int:
                 own = type(m).forward is not torch.nn.Module.forward and type(m).__module__.startswith("models.")
                 if own:
                     m.compile(mode=None if mode == "default" else mode)
+                    if mode in CUDAGRAPH_MODES:  # nn.Module.__call__ dispatches to this attribute once compiled
+                        m._compiled_call_impl = _cloning(m._compiled_call_impl)
                     n += 1
     return n
 
@@ -772,6 +789,7 @@ class Run:
         phase_start = self.cursor.start_epoch(used)
         n_batches = self.cursor.phase.steps or (min(per_pass, tc.steps_per_epoch) if tc.steps_per_epoch else per_pass)
         autocast = dict(device_type=self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
+        graphs = self.cfg.train.compile in CUDAGRAPH_MODES and self.device.type == "cuda"
         self.snapshot_before_adversarial(self.context(0, epoch, phase_start, used))
         for m, nets in enumerate(self.members):
             nets.train()
@@ -798,6 +816,8 @@ class Run:
                 batch = self.modality.batch(self.train_x[rows, : ctx.length].to(self.device))
                 ctx.step, ctx.budget_used = self.steps[m], self.budget_used()
                 ctx.batch_labels = self.train_y[rows].to(self.device) if self.train_y is not None else None
+                if graphs:  # a new iteration: the previous step's graph outputs may be reused
+                    torch.compiler.cudagraph_mark_step_begin()
                 with torch.autocast(**autocast):
                     figures = self.family.train_step(nets, batch, ctx)
                 if self.averages:
