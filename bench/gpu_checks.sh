@@ -20,12 +20,14 @@
 # Files come back in $OUT: gpu_checks.log and gpu_results.tgz (bench/results/*gpu*.json).
 # First run, one H200, 2026-12-04 (docs/benchmarks.md "GPU"): the 15 CUDA tests took 60 s; each family's
 # scale.py run took 17-40 s, start-up included (limits raised from 100/70 s to 170/110 s after seqgan's
-# adversarial rounds and masked at 500 bp were cut); part 3 had 170 s. Still to measure: those rows and the
-# masked run for the issue's 10 minutes (PARTS=3 MASKED_BUDGET=480 alone in one call), and part 4 (new,
-# not yet run there) and part 5 (new): a plan for the next 15 device-minutes (a start took ~30 s):
-#     run(command='PARTS="4 5" bash bench/gpu_checks.sh', carry=[".whl"], timeout_s=480)    # ~200-400 s
-#     run(command='PARTS=3 MASKED_BUDGET=300 bash bench/gpu_checks.sh', carry=[".whl"], timeout_s=420)
-# (the second at once, while the machine is warm; MASKED_BUDGET = what is left less ~100 s).
+# adversarial rounds and masked at 500 bp were cut); part 3 had 170 s. Second run, the same day ("GPU, second
+# session"): parts 3 (MASKED_BUDGET=480, PIN=4-15) and 4 side by side in one call (490 s), then part 5 (50 s
+# after a start; compiling stacked at 70 bp takes the first epoch). Still to measure, a plan for the next
+# 15 device-minutes (a start took ~30 s; each call at once after the previous, while the machine is warm):
+#     run(command='PARTS=5 COMPILE_LENS=500 COMPILE_AMPS="off bf16" T_COMPILE=240 bash bench/gpu_checks.sh', carry=[".whl"], timeout_s=500)
+#     run(command='PARTS=2 LENS=500 FAM_500=masked bash bench/gpu_checks.sh', carry=[".whl"], timeout_s=240)
+# (bf16 >= 1.5x fp32 at 500 bp with CUDA graphs; masked at 500 bp). Then, in another session: compile for
+# the other families at 70 bp (PARTS=5 FAM_COMPILE="gumbel masked") and several GPUs where lent.
 # A dry run on this CPU (every part, tiny settings; nothing is a measurement):
 #     GPU_CHECKS_SMOKE=1 bash bench/gpu_checks.sh
 set -u
@@ -47,8 +49,10 @@ MASKED_ARGS=${MASKED_ARGS:-"--stride 2 --set model.d_model=256 --set model.n_lay
   --set train.batch=256 --set train.steps_per_epoch=1000 --set model.mask_rate=fixed"}
 T_TESTS=100 T_70=170 T_500=110 T_CPU=${T_CPU:-150} T_COMPILE=${T_COMPILE:-240} STEPS_SCALE=4 GEN=2000 BATCH=256 EPOCHS=3 M_MARGIN=60
 FAM_70="stacked gumbel seqgan-mle seqgan-adv masked"  # targets: stacked and gumbel >= 50x 2 CPU cores at 70 bp
-FAM_500="stacked gumbel masked"                        # target: bf16 >= 1.5x fp32 at 500 bp
-FAM_COMPILE="stacked"
+FAM_500=${FAM_500:-"stacked gumbel masked"}            # target: bf16 >= 1.5x fp32 at 500 bp
+FAM_COMPILE=${FAM_COMPILE:-"stacked"}
+LENS=${LENS:-"70 500"}                 # part 2's window lengths
+COMPILE_LENS=${COMPILE_LENS:-70} COMPILE_AMPS=${COMPILE_AMPS:-off}  # part 5's lengths and precisions
 COMPILE_MODES=${COMPILE_MODES:-"reduce-overhead"}  # part 5; e.g. "default reduce-overhead"
 if [ -n "${GPU_CHECKS_SMOKE:-}" ]; then
   MASKED_ARGS="--stride 35 --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2 --set train.batch=32 --set model.mask_rate=fixed"
@@ -77,7 +81,7 @@ if part 1; then
 fi
 
 if part 2; then
-  for L in 70 500; do
+  for L in $LENS; do
     if [ "$L" = 70 ]; then fams=$FAM_70 limit=$T_70; else fams=$FAM_500 limit=$T_500; fi
     for AMP in off bf16; do
       tag="gpu_L${L}_$([ "$AMP" = off ] && echo fp32 || echo bf16)"
@@ -107,13 +111,18 @@ fi
 
 if part 5; then
   for MODE in $COMPILE_MODES; do
-    ctag="gpu_L70_fp32_compile_${MODE}"; [ -n "${GPU_CHECKS_SMOKE:-}" ] && ctag="smoke_${ctag}"
-    say "5. torch.compile $MODE, 70 bp, fp32, batch $BATCH: $FAM_COMPILE (limit ${T_COMPILE} s)"
-    # shellcheck disable=SC2086
-    timeout "$T_COMPILE" $PY bench/scale.py --part train --device "$DEVICE" --amp off --compile "$MODE" --procs 1 \
-      --batch "$BATCH" --seq_len 70 --epochs "$EPOCHS" --steps_scale "$STEPS_SCALE" --families $FAM_COMPILE \
-      --tag "$ctag" 2>&1 | grep -v "^\s*$" | tail -6 | tee -a "$LOG"
-    pack
+    for L in $COMPILE_LENS; do
+      for AMP in $COMPILE_AMPS; do
+        prec=$([ "$AMP" = off ] && echo fp32 || echo "$AMP")
+        ctag="gpu_L${L}_${prec}_compile_${MODE}"; [ -n "${GPU_CHECKS_SMOKE:-}" ] && ctag="smoke_${ctag}"
+        say "5. torch.compile $MODE, $L bp, $prec, batch $BATCH: $FAM_COMPILE (limit ${T_COMPILE} s)"
+        # shellcheck disable=SC2086
+        timeout "$T_COMPILE" $PY bench/scale.py --part train --device "$DEVICE" --amp "$AMP" --compile "$MODE" --procs 1 \
+          --batch "$BATCH" --seq_len "$L" --epochs "$EPOCHS" --steps_scale "$STEPS_SCALE" --families $FAM_COMPILE \
+          --tag "$ctag" 2>&1 | grep -v "^\s*$" | tail -6 | tee -a "$LOG"
+        pack
+      done
+    done
   done
 fi
 
