@@ -11,7 +11,15 @@ trained on the real training windows (every 14 bases), reports per label the fra
 the requested label against its accuracy on real held-out windows (the ceiling) and chance, and
 the label's GC, 4-mer JS and C2ST (the default judge) against overlapping windows of that label's
 held-out blocks (every --ref_stride bases), beside the label's real-vs-real floor (its training
-windows against the same held-out windows). The guided families (stacked, gumbel, seqgan, masked)
+windows against the same held-out windows). Every C2ST of one label, the floor's included, is
+judged with the same number of sequences a side (the smallest of the label's held-out windows,
+training windows and generated sequences), since a judge's AUC grows with its sample; and with
+grouped folds (--folds grouped, the default): the overlapping windows of one held-out block share a
+fold and the interval is a block bootstrap, so the judge cannot learn the held-out blocks' own
+bases from one window's neighbours (docs/benchmarks.md, "The judge's folds"). The floor's training
+windows are judged exactly as a generated set (random folds on their side); the floor with their
+blocks in folds too is reported beside it (floor_blocks_c2st). --folds random is the
+protocol of the rows before stop 37. The guided families (stacked, gumbel, seqgan, masked)
 are sampled at every classifier-free guidance weight of --guidance (default 1 and 2; the same
 checkpoint, the same seeds).
 
@@ -47,8 +55,8 @@ GUIDED = {"stacked", "gumbel", "seqgan", "masked"}
 GC_FAMILIES = ["stacked", "gumbel", "seqgan", "masked"]
 SLOW = {"masked": 0.5}  # share of --n for the slow sampler (one model pass per base)
 work = ROOT / "bench" / "results" / "work" / "conditional"
-COLS = ["family", "guidance", "label", "accuracy", "ceiling", "chance", "gc", "gc_ref", "js_4mer", "c2st_auc",
-        "c2st_lo", "c2st_hi", "floor_c2st", "c2st_gap"]
+COLS = ["family", "guidance", "label", "accuracy", "ceiling", "chance", "gc", "gc_ref", "js_4mer", "c2st_n",
+        "c2st_auc", "c2st_lo", "c2st_hi", "floor_c2st", "c2st_gap"]
 GC_COLS = ["family", "bin", "range", "asked_gc", "class_only_gc", "class_only_abs_diff", "class_only_js_4mer", "tilt",
            "obtained_gc", "abs_diff", "js_4mer", "obtained_std", "in_bin"]
 
@@ -56,6 +64,8 @@ GC_COLS = ["family", "bin", "range", "asked_gc", "class_only_gc", "class_only_ab
 def train(family: str, data: str, budget: float, where: Path, extra=(), reuse: bool = False) -> tuple[Path, float]:
     if reuse and (where / "ck" / f"{family}_best.pt").exists():
         return where / "ck" / f"{family}_best.pt", float("nan")  # an earlier run's checkpoint: no training time
+    if reuse:
+        print(f"--reuse: no checkpoint at {where / 'ck' / f'{family}_best.pt'}: training {family}", flush=True)
     shutil.rmtree(where, ignore_errors=True)
     where.mkdir(parents=True)
     args = ("--order", 5) if family == "markov" else ("--budget", budget)
@@ -64,7 +74,33 @@ def train(family: str, data: str, budget: float, where: Path, extra=(), reuse: b
     return where / "ck" / f"{family}_best.pt", secs
 
 
-def label_rows(family, ens, data, ref, floors, args, guidance=None) -> list[dict]:
+def judge(ref, name, x, args, x_groups=None) -> dict:
+    """C2ST of x against the label's held-out windows at the label's common sample size (the
+    smallest of its held-out windows, training windows and x); grouped folds unless --folds random."""
+    from analysis.judge import c2st
+
+    held, held_groups = ref["heldout"][name], ref["heldout_groups"][name]
+    n = min(held.shape[0], ref["floor"][name][0].shape[0], x.shape[0])
+    grouped = args.folds == "grouped"
+    r = c2st(held, x, seed=args.seed, max_n=n, real_groups=held_groups if grouped else None,
+             gen_groups=x_groups if grouped else None)
+    return {"c2st_n": r["n"], "c2st_auc": r["auc"], "c2st_lo": r["lo"], "c2st_hi": r["hi"], "c2st_sd": r["sd"]}
+
+
+def floor(ref, name, n, args, blocks: bool = False) -> dict:
+    """The label's real-vs-real floor at n a side, computed once per (label, n): its training windows
+    judged exactly as a generated set is (their side in random folds); blocks=True also puts the
+    training side's blocks in folds (a judge that learns one training block's composition then meets
+    other blocks when scored, and can fall below 0.5 when there are few: reported beside it)."""
+    key = (name, n, blocks)
+    if key not in ref["floors"]:
+        x, groups = ref["floor"][name]
+        pick = np.random.default_rng(args.seed).choice(x.shape[0], min(n, x.shape[0]), replace=False)
+        ref["floors"][key] = judge(ref, name, x[pick], args, groups[pick] if blocks else None)
+    return ref["floors"][key]
+
+
+def label_rows(family, ens, data, ref, args, guidance=None) -> list[dict]:
     n = int(args.n * SLOW.get(family, 1.0))
     names = list(data.label_names)
     gen = np.concatenate([ens.sample(n, seed=args.seed + 7919 * j, label=name, guidance=guidance).numpy()
@@ -76,14 +112,16 @@ def label_rows(family, ens, data, ref, floors, args, guidance=None) -> list[dict
              "ceiling": f["conditional_ceiling"], "chance": f["conditional_chance"], "n": n}]
     for j, name in enumerate(names):
         mine = gen[j * n : (j + 1) * n]
-        c = M.c2st_row(ref["heldout"][name], mine, seed=args.seed)
+        c = judge(ref, name, mine, args)
+        fl = floor(ref, name, c["c2st_n"], args)
+        fb = floor(ref, name, c["c2st_n"], args, blocks=True) if args.folds == "grouped" else {}
         rows.append({"family": family, "guidance": guidance or 1.0, "label": name, "n": n,
                      "accuracy": f[f"label_{name}_accuracy"], "ceiling": f[f"label_{name}_ceiling"],
                      "chance": f["conditional_chance"], "gc": f[f"label_{name}_gc"],
                      "gc_ref": float(M.gc_content(ref["heldout"][name]).mean()),
-                     "js_4mer": M.kmer_js(mine, ref["heldout"][name], 4), "c2st_auc": c["c2st_auc"],
-                     "c2st_lo": c["c2st_lo"], "c2st_hi": c["c2st_hi"], "floor_c2st": floors[name]["c2st_auc"],
-                     "c2st_gap": c["c2st_auc"] - floors[name]["c2st_auc"]})
+                     "js_4mer": M.kmer_js(mine, ref["heldout"][name], 4), **c, "floor_c2st": fl["c2st_auc"],
+                     "floor_lo": fl["c2st_lo"], "floor_hi": fl["c2st_hi"], "c2st_gap": c["c2st_auc"] - fl["c2st_auc"],
+                     "floor_blocks_c2st": fb.get("c2st_auc"), "folds": args.folds})
     return rows
 
 
@@ -119,6 +157,8 @@ def main():
     ap.add_argument("--n", type=int, default=2000, help="generated sequences per label")
     ap.add_argument("--n_gc", type=int, default=1000, help="generated sequences per GC bin")
     ap.add_argument("--ref_stride", type=int, default=10)
+    ap.add_argument("--folds", choices=["grouped", "random"], default="grouped",
+                    help="the judge's folds: grouped by block (default) or random (the protocol before stop 37)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip_gc", action="store_true")
     ap.add_argument("--skip_labels", action="store_true")
@@ -136,33 +176,37 @@ def main():
     from train.engine import load_ensemble
 
     out = {"seed": args.seed, "budget": args.budget, "gc_budget": args.gc_budget, "n": args.n, "n_gc": args.n_gc,
-           "ref_stride": args.ref_stride, "label_rows": [], "gc_rows": [], "train_s": {},
+           "ref_stride": args.ref_stride, "folds": args.folds, "label_rows": [], "gc_rows": [], "train_s": {},
            "data": args.data, "command": " ".join(["python bench/conditional.py", *sys.argv[1:]])}
     if not args.skip_labels:
         data = load_sequences(ROOT / args.data, 70, val_fraction=0.2, seed=42)  # the split training makes
         dense = load_sequences(ROOT / args.data, 70, val_fraction=0.2, seed=42, stride=14)
-        ref = {"train": dense.train, "train_labels": dense.train_labels, "heldout": {},
+        ref = {"train": dense.train, "train_labels": dense.train_labels, "heldout": {}, "heldout_groups": {},
+               "floor": {}, "floors": {},
                # one fidelity classifier for every row of the run: their accuracies and ceilings share it
                "classifier": LabelClassifier(dense.train, dense.train_labels, len(dense.label_names), seed=args.seed)}
-        floors = {}
-        rng = np.random.default_rng(args.seed)
-        for name in data.label_names:  # overlapping windows of the label's held-out blocks
-            segs = [s for s, lab in _segment_labels(data, name)]
-            ref["heldout"][name] = heldout_windows(segs, 70, args.ref_stride)
-            mine = data.train[data.train_labels == data.label_names.index(name)]
-            floors[name] = M.c2st_row(ref["heldout"][name], mine[rng.choice(len(mine), min(args.n, len(mine)),
-                                                                            replace=False)], seed=args.seed)
-        out["floors"] = {k: {"c2st_auc": v["c2st_auc"], "c2st_lo": v["c2st_lo"], "c2st_hi": v["c2st_hi"],
-                             "n_heldout": int(ref["heldout"][k].shape[0])} for k, v in floors.items()}
+        for name in data.label_names:  # overlapping windows of the label's held-out blocks, each window's block
+            ref["heldout"][name], ref["heldout_groups"][name] = heldout_windows(
+                _segments(data, name, "val"), 70, args.ref_stride, groups=True)
+            ref["floor"][name] = heldout_windows(_segments(data, name, "train"), 70, 70, groups=True)
+        out["floors"] = {}
+        for name in data.label_names:  # at the largest common size: what a family sampled at --n is judged at
+            n = min(args.n, ref["heldout"][name].shape[0], ref["floor"][name][0].shape[0])
+            f = floor(ref, name, n, args)
+            fb = floor(ref, name, n, args, blocks=True) if args.folds == "grouped" else {}
+            out["floors"][name] = {**f, "blocks_c2st_auc": fb.get("c2st_auc"), "n_heldout": int(ref["heldout"][name].shape[0]),
+                                   "n_train": int(ref["floor"][name][0].shape[0])}
         for family in args.families:
             ck, secs = train(family, args.data, args.budget, work / (family + (f"_{args.tag}" if args.tag else "")),
                              tuple(x for kv in args.set for x in ("--set", kv)), reuse=args.reuse)
             out["train_s"][family] = secs
             ens, _ = load_ensemble(ck, device="cpu")
             for guidance in args.guidance if family in GUIDED else (None,):  # Ensemble.sample: W = 1 is the plain conditional
-                rows = label_rows(family, ens, data, ref, floors, args, guidance)
+                rows = label_rows(family, ens, data, ref, args, guidance)
                 out["label_rows"] += rows
                 print(table(rows, COLS), flush=True)
+                out["floors_by_n"] = [{"label": k[0], "n": k[1], "training_blocks_in_folds": k[2], **v}
+                                      for k, v in ref["floors"].items()]
                 write_json("conditional" + (f"_{args.tag}" if args.tag else ""), dict(out))
     if not args.skip_gc:
         gc_data = load_sequences(ROOT / GC_DATA, 70, val_fraction=0.2, seed=42)
@@ -178,14 +222,16 @@ def main():
     print(table(out["gc_rows"], GC_COLS))
 
 
-def _segment_labels(data, name):
-    """(held-out segment, label) pairs of one label: each held-out segment's label is its windows'."""
+def _segments(data, name, which: str = "val") -> list:
+    """The held-out ("val") or training ("train") segments of one label: each segment's label is its
+    windows' (the windows are non-overlapping, seq_len apart, in segment order)."""
     k = data.label_names.index(name)
+    labels = data.val_labels if which == "val" else data.train_labels
     out, i = [], 0
-    for seg in data.val_segments:
-        n = len(seg) // 70  # the held-out windows are non-overlapping, seq_len apart
-        if n and data.val_labels[i] == k:
-            out.append((seg, name))
+    for seg in data.val_segments if which == "val" else data.train_segments:
+        n = len(seg) // 70
+        if n and labels[i] == k:
+            out.append(seg)
         i += n
     return out
 

@@ -531,3 +531,54 @@ def test_label_balance_is_logged_trains_and_is_refused_out_of_range(tmp_path, ca
     assert line.endswith("%)") and "phage 50%" in line
     assert main(args + ["--set", "train.label_balance=1.5", "--overwrite"]) == 2
     assert "train.label_balance must lie in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_conditional_bench_judges_a_label_and_its_floor_at_one_size_with_block_folds(tmp_path, monkeypatch):
+    """bench/conditional.py: a label's training windows are read back by block (the floor's side),
+    and every C2ST of a label, the floor's included, has the same number a side (the smallest of
+    held-out windows, training windows and the generated set) and, by default, the held-out
+    windows' blocks as folds."""
+    import sys
+    from types import SimpleNamespace
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import conditional as C
+    from analysis import judge as J
+
+    recs = [("a label=A", random_dna(30_000, 1, gc=0.3)), ("b label=B", random_dna(12_000, 2, gc=0.7))]
+    d = load_sequences(fasta(tmp_path / "lab.fasta", recs), 70, val_fraction=0.2)
+    ref = {"heldout": {}, "heldout_groups": {}, "floor": {}, "floors": {}}
+    for k, name in enumerate(d.label_names):
+        w, g = J.heldout_windows(C._segments(d, name, "train"), 70, 70, groups=True)
+        mine = d.train[d.train_labels == k]
+        assert w.shape == mine.shape and np.array_equal(w, mine)  # the same windows, in the same order
+        assert g.max() + 1 == len(C._segments(d, name, "train")) > 1
+        ref["floor"][name] = (w, g)
+        ref["heldout"][name], ref["heldout_groups"][name] = J.heldout_windows(C._segments(d, name, "val"), 70, 10,
+                                                                               groups=True)
+    calls = []
+
+    def fake_c2st(real, gen, *, seed, max_n, real_groups=None, gen_groups=None):
+        n = min(real.shape[0], gen.shape[0], max_n)
+        calls.append({"n": n, "real_groups": real_groups, "gen_groups": gen_groups})
+        return {"n": n, "auc": 0.5 + n / 1e5, "lo": 0.4, "hi": 0.6, "sd": 0.01}
+
+    monkeypatch.setattr(J, "c2st", fake_c2st)
+    args = SimpleNamespace(seed=0, folds="grouped")
+    nb_train, nb_held = ref["floor"]["B"][0].shape[0], ref["heldout"]["B"].shape[0]
+    gen = np.zeros((1000, 70), np.uint8)
+    c = C.judge(ref, "B", gen, args)
+    f = C.floor(ref, "B", c["c2st_n"], args)
+    assert c["c2st_n"] == min(nb_train, nb_held) and calls[-1]["n"] == c["c2st_n"]  # the floor's size
+    assert f["c2st_auc"] == c["c2st_auc"]  # same n, same figure from the fake judge
+    # held-out blocks in folds for both; the floor's training side is judged as a generated set is
+    assert calls[0]["real_groups"] is ref["heldout_groups"]["B"] and calls[0]["gen_groups"] is None
+    assert calls[1]["real_groups"] is ref["heldout_groups"]["B"] and calls[1]["gen_groups"] is None
+    C.floor(ref, "B", c["c2st_n"], args)
+    assert len(calls) == 2  # one floor per (label, n)
+    C.floor(ref, "B", c["c2st_n"], args, blocks=True)
+    assert len(set(calls[-1]["gen_groups"])) > 1  # the training blocks, beside it
+    C.judge(ref, "B", gen, SimpleNamespace(seed=0, folds="random"))
+    assert calls[-1]["real_groups"] is None and calls[-1]["gen_groups"] is None
