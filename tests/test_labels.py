@@ -568,6 +568,7 @@ def test_conditional_bench_judges_a_label_and_its_floor_at_one_size_with_block_f
     monkeypatch.setattr(J, "c2st", fake_c2st)
     args = SimpleNamespace(seed=0, folds="grouped")
     nb_train, nb_held = ref["floor"]["B"][0].shape[0], ref["heldout"]["B"].shape[0]
+    assert nb_train < nb_held < 1000  # so the size must come from the training windows, not the others
     gen = np.zeros((1000, 70), np.uint8)
     c = C.judge(ref, "B", gen, args)
     f = C.floor(ref, "B", c["c2st_n"], args)
