@@ -235,13 +235,14 @@ def roc_auc(scores, labels) -> float:
     return float((r[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def c2st_row(real, gen, *, seed: int = 0) -> dict:
+def c2st_row(real, gen, *, seed: int = 0, **judge_options) -> dict:
     """c2st_auc with its 95% interval (c2st_lo, c2st_hi), the spread of its repeated judges (c2st_sd,
     c2st_repeats), sequences per side and the judge's name: analysis.judge.c2st with the default
-    judge and repeats, as every report and benchmark row uses."""
+    judge and repeats, as every report and benchmark row uses; judge_options (max_n, real_groups,
+    gen_groups) go to it."""
     from analysis.judge import c2st
 
-    r = c2st(real, gen, seed=seed)
+    r = c2st(real, gen, seed=seed, **judge_options)
     return {"c2st_auc": r["auc"], "c2st_lo": r["lo"], "c2st_hi": r["hi"], "c2st_sd": r["sd"], "c2st_repeats": r["repeats"],
             "c2st_interval": r.get("interval"), "c2st_n": r["n"], "c2st_judge": r["judge"], "c2st_underpowered": bool(r["n"] < UNDERPOWERED_N)}
 

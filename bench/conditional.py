@@ -77,14 +77,12 @@ def train(family: str, data: str, budget: float, where: Path, extra=(), reuse: b
 def judge(ref, name, x, args, x_groups=None) -> dict:
     """C2ST of x against the label's held-out windows at the label's common sample size (the
     smallest of its held-out windows, training windows and x); grouped folds unless --folds random."""
-    from analysis.judge import c2st
-
     held, held_groups = ref["heldout"][name], ref["heldout_groups"][name]
     n = min(held.shape[0], ref["floor"][name][0].shape[0], x.shape[0])
     grouped = args.folds == "grouped"
-    r = c2st(held, x, seed=args.seed, max_n=n, real_groups=held_groups if grouped else None,
-             gen_groups=x_groups if grouped else None)
-    return {"c2st_n": r["n"], "c2st_auc": r["auc"], "c2st_lo": r["lo"], "c2st_hi": r["hi"], "c2st_sd": r["sd"]}
+    r = M.c2st_row(held, x, seed=args.seed, max_n=n, real_groups=held_groups if grouped else None,
+                   gen_groups=x_groups if grouped else None)
+    return {k: r[k] for k in ("c2st_n", "c2st_auc", "c2st_lo", "c2st_hi", "c2st_sd")}
 
 
 def floor(ref, name, n, args, blocks: bool = False) -> dict:
