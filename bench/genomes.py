@@ -38,6 +38,7 @@ GENOMES = {
     "s_suis": "data/genomes/s_suis_sc84.fasta.gz",
     "human_stretches": "data/genomes/human_grch37_stretches.fasta.gz",
     "lambda": "data/example_genome.fasta",
+    "t4": "data/genomes/t4_phage.fasta.gz",
 }
 FAMILIES = ["stacked", "gumbel", "seqgan", "masked", "markov"]
 # one model pass per base (~25 sequences/s on 2 cores): --slow_n N scores these on fewer sequences, quicker,
