@@ -1,4 +1,4 @@
-"""One table per budget of every family's current defaults on the four benchmark genomes (issue 14,
+"""One table per budget of every family's current defaults on the five benchmark genomes (issue 14,
 Must 2), assembled from the rows of bench/genomes.py runs that trained those defaults, with the
 three-judge re-scores of bench/c2st_same_n.py where the same generated set was re-scored.
 
@@ -23,7 +23,7 @@ from analysis.judge import interval  # noqa: E402
 
 OLD_Z = 1.96  # the normal quantile three-judge intervals used before stop 34
 
-GENOMES = ["s_suis", "m_tuberculosis", "human_stretches", "lambda"]
+GENOMES = ["s_suis", "m_tuberculosis", "human_stretches", "lambda", "t4"]
 FAMILIES = ["stacked", "gumbel", "seqgan", "masked"]
 # (budget, family) -> JSON names (bench/results/<name>.json) whose rows trained the family's current
 # defaults, newest first; the comment names the commit that made them the defaults.
@@ -34,18 +34,20 @@ SOURCES = {
     # genomes_300_solver_price: S. suis only, every family with the solver priced at 100 (5d986f3);
     # genomes_300_masked_center2: S. suis and M. tuberculosis, masked with model.context_center 2 (its
     # default since stop 33; run with that --set at caad24a)
-    (300, "stacked"): ["genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
-    (900, "stacked"): ["genomes_900_relpos"],
-    (300, "gumbel"): ["genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_gumbel_pair_mle", "genomes_300_gumbel_mle"],  # adv_weight 0, d18c0e0
-    (900, "gumbel"): ["genomes_900_gumbel_mle"],
-    (300, "seqgan"): ["genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_seqgan_decay"],  # lr_gamma 0.98, clip 1, df2acf8 (run with those --set)
-    (900, "seqgan"): ["genomes_900_seqgan_decay"],
-    (300, "masked"): ["genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
+    # genomes_<budget>_t4: phage T4 (stop 38), every family at the defaults of 6f520d1, --n 4000
+    (300, "stacked"): ["genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
+    (900, "stacked"): ["genomes_900_t4", "genomes_900_relpos"],
+    (300, "gumbel"): ["genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_gumbel_pair_mle", "genomes_300_gumbel_mle"],  # adv_weight 0, d18c0e0
+    (900, "gumbel"): ["genomes_900_t4", "genomes_900_gumbel_mle"],
+    (300, "seqgan"): ["genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_seqgan_decay"],  # lr_gamma 0.98, clip 1, df2acf8 (run with those --set)
+    (900, "seqgan"): ["genomes_900_t4", "genomes_900_seqgan_decay"],
+    (300, "masked"): ["genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
                       "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb
-    (900, "masked"): ["genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
+    (900, "masked"): ["genomes_900_t4", "genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
                       "genomes_900_masked_rope_20k_small"],
 }
 BASELINES = "genomes_300"  # floor, markov-3, markov-5: they do not train under a budget
+BASELINES_OF = {"t4": "genomes_300_t4"}  # genomes benchmarked in their own run (with their own --n)
 FLOOR, MARKOV3, MARKOV5 = "real train windows (floor)", "markov-3", "markov-5"
 # three-judge re-scores of a row's own generated set: (budget, genome, set) -> (JSON, its set name,
 # the JSON whose row's set it re-scored: a newer source's row of that cell is another set)
@@ -115,7 +117,7 @@ def baselines(genome: str) -> dict:
     """Floor, markov-3 and markov-5 rows of ``genome``, each with its one- and three-judge figures."""
     out = {}
     for s in (FLOOR, MARKOV3, MARKOV5):
-        row = find(BASELINES, genome, s)
+        row = find(BASELINES_OF.get(genome, BASELINES), genome, s)
         out[s] = {**row, **judged(row, BASELINE_RESCORES.get(genome, {}).get(s))}
     return out
 
@@ -155,7 +157,7 @@ def budget_table(budget: int) -> list[dict]:
     for g in GENOMES:
         base = baselines(g)
         for s, b in base.items():
-            rows.append({"genome": g, "set": s, "js4": b["js_4mer"], "source": BASELINES, "commit": b["commit"],
+            rows.append({"genome": g, "set": s, "js4": b["js_4mer"], "source": b["source"], "commit": b["commit"],
                          **{k: b[k] for k in ("c2st", "lo", "hi", "c2st_1", "judges", "rescored_in") if k in b}})
         rows.extend(family_row(budget, g, f, base) for f in FAMILIES)
     return rows
