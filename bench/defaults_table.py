@@ -59,6 +59,11 @@ RESCORES = {
     (900, "m_tuberculosis", "masked"): ("c2st_same_n_judge3_mtb_900", "masked_900", "genomes_900_masked_rope_20k_mtb"),
     (900, "human_stretches", "seqgan"): ("c2st_same_n_judge3_human_900", "seqgan_900", "genomes_900_seqgan_decay"),
     (900, "lambda", "seqgan"): ("c2st_same_n_judge3_lambda_900", "seqgan_900", "genomes_900_seqgan_decay"),
+    # phage T4 (stop 38): every set again at the floor's size, 1,928 a side (bench/genomes.py --judge_n even);
+    # stacked's, gumbel's and seqgan's 900-s sets are their 300-s sets (same 4- and 6-mer JS to the last digit)
+    **{(b, "t4", f): ("c2st_same_n_t4", f, f"genomes_{b}_t4") for b in (300, 900) for f in ("stacked", "gumbel", "seqgan")},
+    (300, "t4", "masked"): ("c2st_same_n_t4", "masked_300", "genomes_300_t4"),
+    (900, "t4", "masked"): ("c2st_same_n_t4", "masked_900", "genomes_900_t4"),
 }
 # three-judge baselines (the same held-out windows and n): genome -> {set: (JSON, set name)}
 BASELINE_RESCORES = {
@@ -66,6 +71,7 @@ BASELINE_RESCORES = {
     "m_tuberculosis": {FLOOR: ("c2st_same_n_judge3_mtb_900", FLOOR), MARKOV5: ("c2st_same_n_judge3_mtb_900", MARKOV5)},
     "human_stretches": {MARKOV5: ("c2st_same_n_judge3_human", MARKOV5)},
     "lambda": {MARKOV5: ("c2st_same_n_judge3_lambda_900", MARKOV5)},
+    "t4": {FLOOR: ("c2st_same_n_t4", FLOOR), MARKOV5: ("c2st_same_n_t4", MARKOV5)},
 }
 
 
