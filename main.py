@@ -250,16 +250,17 @@ def cmd_gen(args) -> int:
     wanted = [args.label]
     if args.label == "all" and ens.stats.label_names:
         wanted = list(ens.stats.label_names)
+    guidance = _guidance(args, ens)
     parts = []
     for j, label in enumerate(wanted):
-        tilt = _gc_tilt(args, ens, length, dict(temperature=temp, prompt=prompt, label=label, guidance=args.guidance),
+        tilt = _gc_tilt(args, ens, length, dict(temperature=temp, prompt=prompt, label=label, guidance=guidance),
                         seed + 7919 * j + 104729)
         codes = ens.sample(n, length, temperature=temp, seed=seed + 7919 * j, prompt=prompt, gc=args.gc, label=label,
-                           guidance=args.guidance, gc_tilt=tilt)
+                           guidance=guidance, gc_tilt=tilt)
         if args.max_identity is not None:
             codes = _limit_identity(args, ens, codes, lambda m, r, label=label, tilt=tilt: ens.sample(
                 m, length, temperature=temp, seed=seed + 7919 * j + 1 + r, prompt=prompt, gc=args.gc, label=label,
-                guidance=args.guidance, gc_tilt=tilt))
+                guidance=guidance, gc_tilt=tilt))
         parts.append(codes)
     codes = parts[0] if len(parts) == 1 else torch.cat([torch.as_tensor(p) for p in parts])  # --max_identity: numpy
     labels = [lab for lab, p in zip(wanted, parts) for _ in range(len(p))] if args.label is not None else None
@@ -286,6 +287,21 @@ def _versus_parts(data, codes, labels):
         mine = [i for i, lab in enumerate(labels or []) if lab == stem]
         out.append((path, codes[mine], f"label {stem} ") if mine else (path, codes, ""))
     return out
+
+
+def _guidance(args, ens) -> float | None:
+    """--guidance W; without it, for --label from a checkpoint trained on labels with a null class
+    (model.label_drop > 0), the W its family's config chose (gen.guidance: masked 1.1, measured by
+    bench/conditional.py), said in the log; None (the conditional model) otherwise."""
+    if args.guidance is not None:
+        return args.guidance
+    w = ens.cfg.gen.guidance
+    if (args.label is None or w == 1.0 or not ens.stats.label_names or not getattr(ens.family, "guided", False)
+            or getattr(ens.cfg.model, "label_drop", 0.0) <= 0):
+        return None
+    log.info("classifier-free guidance %g for --label (the checkpoint's gen.guidance; --guidance 1 for the "
+             "conditional model alone)", w)
+    return w
 
 
 def _gc_tilt(args, ens, length, kw, seed) -> float:
@@ -354,8 +370,9 @@ def _infill(args, ens) -> int:
         cond["label"] = ens.label_index(args.label)
     if args.gc is not None:
         cond["gc"] = args.gc
-    if args.guidance is not None:
-        cond["guidance"] = args.guidance
+    guidance = _guidance(args, ens)
+    if guidance is not None:
+        cond["guidance"] = guidance
     records = read_gapped(args.infill)
     temp = args.temperature if args.temperature is not None else ens.cfg.gen.temperature
     g = torch.Generator(device=ens.device).manual_seed(args.seed if args.seed is not None else ens.cfg.train.seed)

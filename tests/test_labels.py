@@ -335,6 +335,54 @@ def test_guidance_needs_a_family_and_a_model_that_have_it(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--mode", "gen", "--checkpoint", "checkpoints/masked_last.pt", "--label", "host", "--guidance", "2"]) == 2
     assert "trained with model.label_drop 0" in capsys.readouterr().err
+    # without --guidance, masked's own default W (gen.guidance 1.1) needs a null class: not applied here
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/masked_last.pt", "--label", "host", "--n", "4"]) == 0
+
+
+def test_a_familys_default_guidance_applies_to_label_and_says_so(tmp_path, capsys, caplog, monkeypatch):
+    """masked's config chooses W 1.1 for --label (what bench/conditional.py measured): generating
+    without --guidance draws what --guidance 1.1 draws, says so in the log, and --guidance 1 is the
+    conditional model alone; without --label nothing is guided. stacked and masked balance labels."""
+    import logging
+
+    import torch
+
+    from main import main
+    from utils.sequences import read_records
+
+    path = short_records(tmp_path)
+    assert main(["--mode", "train", "--model", "masked", "--data", str(path), "--seq_len", "30", "--epochs", "1",
+                 "--set", "train.steps_per_epoch=3", "--set", "train.eval_samples=10", *CONDITIONAL["masked"]]) == 0
+    ck = torch.load("checkpoints/masked_last.pt", weights_only=True)
+    assert ck["config"]["gen"]["guidance"] == 1.1 and ck["config"]["train"]["label_balance"] == 1.0
+
+    def gen(*extra):
+        out = f"g{len(list(tmp_path.glob('g*.fasta')))}.fasta"
+        assert main(["--mode", "gen", "--checkpoint", "checkpoints/masked_last.pt", "--n", "16", "--seed", "5",
+                     "--output", out, *extra]) == 0
+        return [s for _, s in read_records(out)]
+
+    from train.engine import Ensemble
+
+    seen, sample = [], Ensemble.sample
+
+    def spy(self, *a, **kw):
+        seen.append(kw.get("guidance"))
+        return sample(self, *a, **kw)
+
+    monkeypatch.setattr(Ensemble, "sample", spy)
+    caplog.set_level(logging.INFO)
+    default = gen("--label", "phage")
+    assert "classifier-free guidance 1.1 for --label" in caplog.text
+    assert default == gen("--label", "phage", "--guidance", "1.1")
+    gen("--label", "phage", "--guidance", "1")
+    caplog.clear()
+    gen()
+    assert "classifier-free guidance" not in caplog.text
+    assert seen == [1.1, 1.1, 1.0, None]
+    capsys.readouterr()
+    assert main(["--mode", "train", "--model", "stacked", "--show_config"]) == 0
+    assert "label_balance: 1.0" in capsys.readouterr().out
 
 
 def test_fidelity_of_real_windows_is_their_ceiling_and_of_random_dna_chance(tmp_path):

@@ -127,6 +127,9 @@ class GenConfig:
     temperature: float = 1.0
     seq_len: int = 0  # 0 = the trained length
     output: str = "outputs/generated.fasta"
+    # classifier-free guidance W of --label when --guidance is not given, for a checkpoint trained on labels
+    # with model.label_drop > 0 (1 = the conditional model); a family's YAML sets what its benchmark measured
+    guidance: float = 1.0
 
 
 @dataclass(frozen=True)
