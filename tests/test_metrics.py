@@ -149,3 +149,22 @@ def test_judge_receptive_fields():
 
     assert JUDGES["harness"].receptive_field == 11 and JUDGES["cnn17"].receptive_field == 17
     assert JUDGES["dilated"].receptive_field == 61
+
+
+def test_compare_judges_at_the_size_it_is_given(monkeypatch):
+    """bench/genomes.py judges every row of a genome at the floor's size: compare(c2st_n=) caps the
+    judge's sample a side; without it the judge takes the smaller of the two sets."""
+    import analysis.judge as J
+
+    seen = []
+
+    def fake(real, gen, *, seed=0, max_n=20000, **kw):
+        n = min(real.shape[0], gen.shape[0], max_n)
+        seen.append(n)
+        return {"auc": 0.5, "lo": 0.45, "hi": 0.55, "sd": 0.0, "repeats": 1, "n": n, "judge": "fake"}
+
+    monkeypatch.setattr(J, "c2st", fake)
+    ref, gen = rand(300, 40, 1), rand(120, 40, 2)
+    assert M.compare(gen, ref, ks=(4,), c2st_n=50)["c2st_n"] == 50
+    assert M.compare(gen, ref, ks=(4,))["c2st_n"] == 120
+    assert seen == [50, 120]
