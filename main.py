@@ -96,8 +96,8 @@ def _generation_and_analysis_flags(p) -> None:
                         "headers carry label=NAME")
     g.add_argument("--guidance", type=float, default=None, metavar="W",
                    help="classifier-free guidance (stacked, gumbel, seqgan, masked trained with classes: labels or GC bins): logits = "
-                        "null + W (conditional - null); 1 = the conditional model (default), 0 = unconditional, "
-                        ">1 sharper classes")
+                        "null + W (conditional - null); 1 = the conditional model, 0 = unconditional, >1 sharper classes; "
+                        "default: the checkpoint's gen.guidance for --label (masked 1.1), else 1")
     g.add_argument("--max_identity", type=D.PROBABILITY, default=None, metavar="X",
                    help="redraw every sequence more than X identical to a training window (any offset, either "
                         "strand; the training data is the checkpoint's, or --data)")
