@@ -290,17 +290,14 @@ def _versus_parts(data, codes, labels):
 
 
 def _guidance(args, ens) -> float | None:
-    """--guidance W; without it, for --label from a checkpoint trained on labels with a null class
-    (model.label_drop > 0), the W its family's config chose (gen.guidance: masked 1.1, measured by
-    bench/conditional.py), said in the log; None (the conditional model) otherwise."""
-    if args.guidance is not None:
+    """--guidance W; without it, for --label, the W the checkpoint's config chose
+    (Ensemble.label_guidance: masked 1.1, measured by bench/conditional.py), said in the log."""
+    if args.guidance is not None or args.label is None:
         return args.guidance
-    w = ens.cfg.gen.guidance
-    if (args.label is None or w == 1.0 or not ens.stats.label_names or not getattr(ens.family, "guided", False)
-            or getattr(ens.cfg.model, "label_drop", 0.0) <= 0):
-        return None
-    log.info("classifier-free guidance %g for --label (the checkpoint's gen.guidance; --guidance 1 for the "
-             "conditional model alone)", w)
+    w = ens.label_guidance()
+    if w is not None:
+        log.info("classifier-free guidance %g for --label (the checkpoint's gen.guidance; --guidance 1 for the "
+                 "conditional model alone)", w)
     return w
 
 

@@ -282,6 +282,16 @@ class Ensemble:
         return out
 
 
+    def label_guidance(self) -> float | None:
+        """The classifier-free guidance W its config chose for --label (gen.guidance) when the model
+        can be guided: trained on labels, with a null class (model.label_drop > 0); None (the
+        conditional model) when it cannot or the config says 1."""
+        w = self.cfg.gen.guidance
+        if (w == 1.0 or not self.stats.label_names or not getattr(self.family, "guided", False)
+                or "classes" not in self.members[0] or getattr(self.cfg.model, "label_drop", 0.0) <= 0):
+            return None
+        return w
+
     def label_index(self, label: str) -> int:
         """The index of a training label; a one-line error for a model without labels or an unknown one."""
         names = self.stats.label_names
