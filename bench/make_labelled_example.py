@@ -49,7 +49,7 @@ def main():
     for label, path, name, spread in sources:
         seq = max((s for _, s in read_records(ROOT / path)), key=len).upper()
         for a, b in stretches(seq, args.stretches if spread else None):
-            lines += [f">{name}:{a + 1}-{b} label={label}", *(seq[i : i + 70] for i in range(a, b, 70))]
+            lines += [f">{name}:{a + 1}-{b} label={label}", *(seq[i : min(i + 70, b)] for i in range(a, b, 70))]
     out = ROOT / args.out
     text = "\n".join(lines) + "\n"
     if out.suffix == ".gz":

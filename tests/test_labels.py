@@ -1,13 +1,15 @@
 """Labels from FASTA headers, a regex, a TSV table and several files; the stratified split."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from conftest import random_dna
 from utils.errors import InputError
 from utils.labels import MIN_LABEL_WINDOWS, LabelSource
-from utils.sequences import decode, load_sequences
+from utils.sequences import decode, load_sequences, read_records
 
 
 def fasta(path, records):
@@ -631,3 +633,30 @@ def test_conditional_bench_judges_a_label_and_its_floor_at_one_size_with_block_f
     assert len(set(calls[-1]["gen_groups"])) > 1  # the training blocks, beside it
     C.judge(ref, "B", gen, SimpleNamespace(seed=0, folds="random"))
     assert calls[-1]["real_groups"] is None and calls[-1]["gen_groups"] is None
+
+
+@pytest.mark.parametrize("args, shipped", [((), "data/labelled_example.fasta"),
+                                           (("--stretches", "40", "--phages", "lambda", "t4", "t7"),
+                                            "data/labelled_phages.fasta.gz")])
+def test_the_shipped_labelled_examples_are_what_the_script_writes(args, shipped, tmp_path):
+    """bench/make_labelled_example.py is deterministic and the shipped examples are its output; each
+    record holds exactly the span its header names (until stop 39 each ran 10 bases on into the
+    next); the three-phage example's phage label holds lambda, T4 and T7 whole."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    out = tmp_path / Path(shipped).name
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_labelled_example.py"), *args, "--out", str(out)],
+                   check=True, capture_output=True, cwd=ROOT)
+    assert out.read_bytes() == (ROOT / shipped).read_bytes()
+    labels, lengths = {}, {}
+    for name, header, seq in read_records(out, titles=True):
+        source, span = name.split(":")
+        start, end = map(int, span.split("-"))
+        assert len(seq) == end - start + 1, f"{name}: the header's span and the record's bases differ"
+        labels.setdefault(header.split("label=")[1], set()).add(source)
+        lengths[source] = lengths.get(source, 0) + len(seq)
+    if "--phages" in args:
+        assert labels == {"phage": {"lambda", "t4_phage", "t7_phage"}, "ecoli": {"ecoli_536"},
+                          "ssuis": {"s_suis_sc84"}}
+        assert (lengths["lambda"], lengths["t4_phage"], lengths["t7_phage"]) == (48_502, 168_903, 39_937)
