@@ -1,12 +1,14 @@
 """Labels from FASTA headers, a regex, a TSV table and several files; the stratified split."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import random_dna
+from conftest import ROOT, random_dna
 from utils.errors import InputError
 from utils.labels import MIN_LABEL_WINDOWS, LabelSource
 from utils.sequences import decode, load_sequences, read_records
@@ -588,10 +590,7 @@ def test_conditional_bench_judges_a_label_and_its_floor_at_one_size_with_block_f
     and every C2ST of a label, the floor's included, has the same number a side (the smallest of
     held-out windows, training windows and the generated set) and, by default, the held-out
     windows' blocks as folds."""
-    import sys
     from types import SimpleNamespace
-
-    from conftest import ROOT
 
     sys.path.insert(0, str(ROOT / "bench"))
     import conditional as C
@@ -642,9 +641,6 @@ def test_the_shipped_labelled_examples_are_what_the_script_writes(args, shipped,
     """bench/make_labelled_example.py is deterministic and the shipped examples are its output; each
     record holds exactly the span its header names (until stop 39 each ran 10 bases on into the
     next); the three-phage example's phage label holds lambda, T4 and T7 whole."""
-    import subprocess
-    import sys
-    from conftest import ROOT
     out = tmp_path / Path(shipped).name
     subprocess.run([sys.executable, str(ROOT / "bench" / "make_labelled_example.py"), *args, "--out", str(out)],
                    check=True, capture_output=True, cwd=ROOT)

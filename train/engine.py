@@ -281,7 +281,6 @@ class Ensemble:
             out[m::K] = x
         return out
 
-
     def label_guidance(self) -> float | None:
         """The classifier-free guidance W its config chose for --label (gen.guidance) when the model
         can be guided: trained on labels, with a null class (model.label_drop > 0); None (the
