@@ -37,8 +37,11 @@ SOURCES = {
     # genomes_<budget>_t4: phage T4 (stop 38), every family at the defaults of 6f520d1, --n 4000
     (300, "stacked"): ["genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
     (900, "stacked"): ["genomes_900_t4", "genomes_900_relpos"],
-    (300, "gumbel"): ["genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_gumbel_pair_mle", "genomes_300_gumbel_mle"],  # adv_weight 0, d18c0e0
-    (900, "gumbel"): ["genomes_900_t4", "genomes_900_gumbel_mle"],
+    # genomes_<budget>_gumbel_ema: every genome, gumbel with train.ema 0.999 (its default since stop 40; run
+    # with that --set at babad6a); before it, adv_weight 0 (d18c0e0): genomes_300_t4, genomes_300_priced_iters,
+    # genomes_300_solver_price, genomes_300_gumbel_pair_mle, genomes_300_gumbel_mle; genomes_900_t4, genomes_900_gumbel_mle
+    (300, "gumbel"): ["genomes_300_gumbel_ema"],
+    (900, "gumbel"): ["genomes_900_gumbel_ema"],
     (300, "seqgan"): ["genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_seqgan_decay"],  # lr_gamma 0.98, clip 1, df2acf8 (run with those --set)
     (900, "seqgan"): ["genomes_900_t4", "genomes_900_seqgan_decay"],
     (300, "masked"): ["genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",

@@ -80,3 +80,41 @@ def test_without_ema_the_checkpoint_is_as_before(genome, tmp_path):
     res = train(cfg_for(genome, tmp_path, "b", "train.epochs=1", "train.ema=0"))
     ck = ckpt_io.load(res.last_path)
     assert "train_members" not in ck and "ema_updates" not in ck
+
+
+GUMBEL_TINY = ["model.hidden=16", "model.noise_dim=4", "model.d_hidden=16", "model.d_filters=[4, 8]", "data.seq_len=16",
+               "train.batch=8", "train.steps_per_epoch=3", "train.sample_every=0", "train.save_every=0",
+               "train.eval_samples=10", "train.seed=3", "train.lr_g=0.01"]
+
+
+def _gumbel(genome, tmp_path, tag, *sets):
+    cfg = resolve("gumbel", get_family("gumbel").Config, {"data": {"path": str(genome)}},
+                  parse_set(GUMBEL_TINY + [f"train.checkpoint_dir={tmp_path}/ck_{tag}",
+                                           f"train.run_dir={tmp_path}/run_{tag}", *sets]))
+    return cfg, train(cfg)
+
+
+def test_gumbel_delivers_the_average_by_default_and_resumes_exactly(genome, tmp_path):
+    """configs/gumbel.yaml averages the LSTM's weights (stop 40): its checkpoints carry the average as
+    the members that generate and the training weights beside them, the held-out NLL that picked
+    gumbel_best.pt is the average's, and an interrupted run resumes to the same weights."""
+    cfg, full = _gumbel(genome, tmp_path, "full", "train.epochs=3")
+    assert 0 < cfg.train.ema < 1  # the family's config, not a --set
+    ck = ckpt_io.load(full.last_path)
+    assert ck["ema_updates"] == [9]
+    avg, raw = ck["members"][0], ck["train_members"][0]
+    assert any(not torch.equal(avg[k], raw[k]) for k in avg if k.startswith("G."))
+    best, _ = load_ensemble(full.best_path, "cpu")
+    data = load_sequences(genome, 16, val_fraction=0.2, seed=best.cfg.train.seed)
+    ctx = SimpleNamespace(val=torch.from_numpy(data.val), val_labels=None, device=torch.device("cpu"), cfg=best.cfg)
+    figures = get_family("gumbel").evaluate(best.members[0], ctx)
+    assert figures["val_nll"] == pytest.approx(min(r["val_nll"] for r in full.history), rel=1e-6)
+    _, part = _gumbel(genome, tmp_path, "part", "train.epochs=2")
+    cfg3 = resolve("gumbel", get_family("gumbel").Config, {"data": {"path": str(genome)}},
+                   parse_set(GUMBEL_TINY + [f"train.checkpoint_dir={tmp_path}/ck_part",
+                                            f"train.run_dir={tmp_path}/run_part", "train.epochs=3"]))
+    resumed = train(cfg3, resume=str(part.last_path))
+    b = ckpt_io.load(resumed.last_path)
+    for key in ("members", "train_members"):
+        for k, v in ck[key][0].items():
+            assert torch.equal(v, b[key][0][k]), (key, k)
