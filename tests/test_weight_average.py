@@ -87,11 +87,11 @@ GUMBEL_TINY = ["model.hidden=16", "model.noise_dim=4", "model.d_hidden=16", "mod
                "train.eval_samples=10", "train.seed=3", "train.lr_g=0.01"]
 
 
-def _gumbel(genome, tmp_path, tag, *sets):
+def _gumbel(genome, tmp_path, tag, *sets, resume=None):
     cfg = resolve("gumbel", get_family("gumbel").Config, {"data": {"path": str(genome)}},
                   parse_set(GUMBEL_TINY + [f"train.checkpoint_dir={tmp_path}/ck_{tag}",
                                            f"train.run_dir={tmp_path}/run_{tag}", *sets]))
-    return cfg, train(cfg)
+    return cfg, train(cfg, resume=resume)
 
 
 def test_gumbel_delivers_the_average_by_default_and_resumes_exactly(genome, tmp_path):
@@ -110,10 +110,7 @@ def test_gumbel_delivers_the_average_by_default_and_resumes_exactly(genome, tmp_
     figures = get_family("gumbel").evaluate(best.members[0], ctx)
     assert figures["val_nll"] == pytest.approx(min(r["val_nll"] for r in full.history), rel=1e-6)
     _, part = _gumbel(genome, tmp_path, "part", "train.epochs=2")
-    cfg3 = resolve("gumbel", get_family("gumbel").Config, {"data": {"path": str(genome)}},
-                   parse_set(GUMBEL_TINY + [f"train.checkpoint_dir={tmp_path}/ck_part",
-                                            f"train.run_dir={tmp_path}/run_part", "train.epochs=3"]))
-    resumed = train(cfg3, resume=str(part.last_path))
+    _, resumed = _gumbel(genome, tmp_path, "part", "train.epochs=3", resume=str(part.last_path))
     b = ckpt_io.load(resumed.last_path)
     for key in ("members", "train_members"):
         for k, v in ck[key][0].items():
