@@ -62,3 +62,23 @@ def build_for_steps(family: str, cfg, stats, lr: float, epoch: int = 0):
                       generator=torch.Generator().manual_seed(0), cfg=cfg, optimizers=opts,
                       phase=plan.phase(epoch).name, phase_start=plan.starts_phase(epoch))
     return fam, nets, ctx
+
+
+# a gumbel small enough to train a few epochs of 3 steps in seconds
+GUMBEL_TINY = ["model.hidden=16", "model.noise_dim=4", "model.d_hidden=16", "data.seq_len=16", "train.batch=8",
+               "train.steps_per_epoch=3", "train.sample_every=0", "train.eval_samples=10"]
+
+
+def train_tiny(family: str, genome, ck_dir: Path, sets, resume=None):
+    """Train ``family`` on ``genome`` with ``--set``-style ``sets`` through the engine, checkpoints in
+    ``ck_dir`` and the run folder beside it; returns (config, the engine's result)."""
+    from models.registry import get_family
+    from train.engine import train
+    from utils.config import parse_set, resolve
+
+    ck_dir = Path(ck_dir)
+    cfg = resolve(family, get_family(family).Config,
+                  {"data": {"path": str(genome)},
+                   "train": {"checkpoint_dir": str(ck_dir), "run_dir": str(ck_dir.parent / f"run_{ck_dir.name}")}},
+                  parse_set(list(sets)))
+    return cfg, train(cfg, resume=resume)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models.registry import get_family
+from conftest import GUMBEL_TINY, train_tiny
 from models.stacked import Stacked
 from train import checkpoint as ckpt_io
 from train.engine import load_ensemble, train
@@ -133,16 +134,8 @@ def test_small_data_leaves_the_ngram_table_out_and_the_checkpoint_says_so(genome
     assert ck2["config"]["model"]["ngram_order"] == 2 and "G.ngram.table.weight" in ck2["members"][0]
 
 
-GUMBEL_TINY = ["model.hidden=16", "model.noise_dim=4", "model.d_hidden=16", "data.seq_len=16", "train.batch=8",
-               "train.steps_per_epoch=3", "train.sample_every=0", "train.eval_samples=10", "train.seed=3"]
-
-
 def _gumbel(genome, tmp_path, name, sets):
-    cfg = resolve("gumbel", get_family("gumbel").Config,
-                  {"data": {"path": str(genome)},
-                   "train": {"checkpoint_dir": str(tmp_path / name), "run_dir": str(tmp_path / f"run_{name}")}},
-                  parse_set(GUMBEL_TINY + sets))
-    return train(cfg)
+    return train_tiny("gumbel", genome, tmp_path / name, GUMBEL_TINY + sets)[1]
 
 
 def test_the_state_before_the_first_adversarial_epoch_is_kept_as_the_mle_snapshot(genome, tmp_path):

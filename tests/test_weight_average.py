@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import GUMBEL_TINY, train_tiny
 from models.registry import get_family
 from train import checkpoint as ckpt_io
 from train.averaging import WeightAverage, ema_decay
@@ -82,16 +83,10 @@ def test_without_ema_the_checkpoint_is_as_before(genome, tmp_path):
     assert "train_members" not in ck and "ema_updates" not in ck
 
 
-GUMBEL_TINY = ["model.hidden=16", "model.noise_dim=4", "model.d_hidden=16", "model.d_filters=[4, 8]", "data.seq_len=16",
-               "train.batch=8", "train.steps_per_epoch=3", "train.sample_every=0", "train.save_every=0",
-               "train.eval_samples=10", "train.seed=3", "train.lr_g=0.01"]
-
-
 def _gumbel(genome, tmp_path, tag, *sets, resume=None):
-    cfg = resolve("gumbel", get_family("gumbel").Config, {"data": {"path": str(genome)}},
-                  parse_set(GUMBEL_TINY + [f"train.checkpoint_dir={tmp_path}/ck_{tag}",
-                                           f"train.run_dir={tmp_path}/run_{tag}", *sets]))
-    return cfg, train(cfg, resume=resume)
+    return train_tiny("gumbel", genome, tmp_path / f"ck_{tag}", GUMBEL_TINY + ["model.d_filters=[4, 8]", "train.save_every=0",
+                                                                            "train.seed=3", "train.lr_g=0.01", *sets],
+                      resume=resume)
 
 
 def test_gumbel_delivers_the_average_by_default_and_resumes_exactly(genome, tmp_path):
