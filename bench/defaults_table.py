@@ -42,8 +42,12 @@ SOURCES = {
     # genomes_300_solver_price, genomes_300_gumbel_pair_mle, genomes_300_gumbel_mle; genomes_900_t4, genomes_900_gumbel_mle
     (300, "gumbel"): ["genomes_300_gumbel_ema"],
     (900, "gumbel"): ["genomes_900_gumbel_ema"],
-    (300, "seqgan"): ["genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_seqgan_decay"],  # lr_gamma 0.98, clip 1, df2acf8 (run with those --set)
-    (900, "seqgan"): ["genomes_900_t4", "genomes_900_seqgan_decay"],
+    # genomes_<budget>_seqgan_ema: seqgan with train.ema 0.999 (its default since stop 41; run with that --set at
+    # cc7421a; at 900 s S. suis, M. tuberculosis and the human stretches only so far); before it, lr_gamma 0.98 and clip 1 (df2acf8):
+    # genomes_300_t4, genomes_300_priced_iters, genomes_300_solver_price, genomes_300_seqgan_decay; genomes_900_t4,
+    # genomes_900_seqgan_decay
+    (300, "seqgan"): ["genomes_300_seqgan_ema"],
+    (900, "seqgan"): ["genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
     (300, "masked"): ["genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
                       "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb
     (900, "masked"): ["genomes_900_t4", "genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
