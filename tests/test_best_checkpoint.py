@@ -3,8 +3,8 @@ and is picked by held-out NLL where the family has a likelihood."""
 import pytest
 import torch
 
-from models.registry import get_family
 from conftest import GUMBEL_TINY, train_tiny
+from models.registry import get_family
 from models.stacked import Stacked
 from train import checkpoint as ckpt_io
 from train.engine import load_ensemble, train

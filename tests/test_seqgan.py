@@ -227,7 +227,7 @@ def test_adversarial_weights_are_saved(genome, tmp_path):
                   "d_num_filters": [4, 4], "pre_epochs": 1, "dis_pre_epochs": 1, "total_batch": 2,
                   "rounds_per_epoch": 1},
         "train": {"steps_per_epoch": 3, "save_every": 1, "eval_samples": 20, "checkpoint_dir": str(tmp_path / "ck"),
-                  "run_dir": str(tmp_path / "run"), "lr_g": 0.05, "ema": 0.0}})
+                  "run_dir": str(tmp_path / "run"), "lr_g": 0.05}})
     res = train(cfg)
     assert res.epochs_done == 4 and "pg_loss" in res.history[-1]
     pre, _ = load_ensemble(tmp_path / "ck" / "seqgan_epoch2.pt", device="cpu")  # before adversarial rounds
