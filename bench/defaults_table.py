@@ -43,11 +43,11 @@ SOURCES = {
     (300, "gumbel"): ["genomes_300_gumbel_ema"],
     (900, "gumbel"): ["genomes_900_gumbel_ema"],
     # genomes_<budget>_seqgan_ema: seqgan with train.ema 0.999 (its default since stop 41; run with that --set at
-    # cc7421a; at 900 s S. suis, M. tuberculosis and the human stretches only so far); before it, lr_gamma 0.98 and clip 1 (df2acf8):
+    # cc7421a; at 900 s lambda and T4 in genomes_900_seqgan_ema_phages, stop 42, d46a089); before it, lr_gamma 0.98 and clip 1 (df2acf8):
     # genomes_300_t4, genomes_300_priced_iters, genomes_300_solver_price, genomes_300_seqgan_decay; genomes_900_t4,
     # genomes_900_seqgan_decay
     (300, "seqgan"): ["genomes_300_seqgan_ema"],
-    (900, "seqgan"): ["genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
+    (900, "seqgan"): ["genomes_900_seqgan_ema_phages", "genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
     (300, "masked"): ["genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
                       "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb
     (900, "masked"): ["genomes_900_t4", "genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
@@ -224,12 +224,14 @@ def markdown(rows: list[dict], budget: int) -> str:
     return table([cell(r) for r in rows], cols)
 
 
-def main():
+def main(argv: list[str] | None = None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--budgets", type=int, nargs="+", default=[300, 900], choices=[300, 900])
-    args = ap.parse_args()
-    out = {str(b): budget_table(b) for b in args.budgets}
-    same = mark_same_sets(out["300"], out["900"]) if len(out) == 2 else []
+    ap.add_argument("--budgets", type=int, nargs="+", default=[300, 900], choices=[300, 900],
+                    help="which tables to print; both are always built (a 300-s cell can take its 900-s "
+                         "row's three-judge figure) and written")
+    args = ap.parse_args(argv)
+    out = {"300": budget_table(300), "900": budget_table(900)}
+    same = mark_same_sets(out["300"], out["900"])
     for b in args.budgets:
         rows = out[str(b)]
         print(f"\n--budget {b}\n" + markdown(rows, b))

@@ -103,3 +103,22 @@ def test_a_900_s_row_with_the_300_s_set_is_flagged_and_both_take_the_three_judge
     assert "the 300-s set" in T.markdown(long, 900)
     m300 = next(r for r in short if r["set"] == "masked")
     assert m300["judges"] == 1 and "same_set_as_900" not in m300
+
+
+def test_printing_one_budget_gives_the_cells_of_the_full_run(results, monkeypatch, capsys):
+    """`--budgets 300` prints the 300-s table as the full run does: a 300-s cell whose set was judged
+    again at 900 s keeps that figure (stop 41 found masked's 300-s mean 0.610 printed alone, 0.614
+    in the full run)."""
+    monkeypatch.setattr(T, "RESCORES", {(900, "g", "seqgan"): ("judge3", "seqgan_900", "new")})
+    monkeypatch.setattr(T, "GENOMES", ["g"])
+    monkeypatch.setattr(T, "FAMILIES", ["seqgan"])
+    results["new"]["rows"] = [row("g", "seqgan", 0.555, js_6mer=0.002)]
+    written = []
+    monkeypatch.setattr(T, "write_json", lambda name, doc: written.append(doc))
+    T.main([])
+    full = capsys.readouterr().out
+    T.main(["--budgets", "300"])
+    alone = capsys.readouterr().out
+    assert "--budget 900" not in alone and alone.strip() in full
+    assert "seqgan: mean C2ST 0.575" in alone  # the three-judge figure of the same set
+    assert written[0] == written[1] and set(written[1]["tables"]) == {"300", "900"}
