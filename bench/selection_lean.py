@@ -1,0 +1,151 @@
+"""Does picking <model>_best.pt on the held-out blocks the judge scores flatter the judged rows?
+
+    python bench/selection_lean.py --genome lambda --family seqgan --budget 300 \
+        --train_args "--set train.ema=0" --tag noema_s88
+
+`<model>_best.pt` is the epoch of lowest NLL on the held-out windows, and bench/genomes.py judges
+the generated set against those same blocks: the pick has seen the answer. This measures how much
+that matters, on one training run, without retraining:
+
+1. `main.py --mode train` as bench/genomes.py does (its own process, the family's defaults plus
+   --train_args), with `--set train.save_every=1`: a checkpoint of every epoch.
+2. The held-out segments are dealt alternately into two halves: S (selection) and T (test).
+   Every epoch's checkpoint gets the family's own held-out NLL (models' evaluate, the figure the
+   engine picks by) on S's windows, on T's, and on all of them; the last must equal metrics.csv's
+   val_nll for that epoch (checked: the checkpoints are what the engine scored).
+3. Three picks: by all blocks (what the engine did: best.pt), by S only and by T only. Each
+   distinct pick's generated set (--n, one generation seed for all) is judged against overlapping
+   windows of S and of T (every --ref_stride bases), one judge seed per half, so picks differ only
+   by their epoch.
+
+The lean, against each half H: the all-blocks pick (which saw H) minus the pick by the other half
+(which did not), in H's NLL (free of the judge's noise), C2ST and 4-mer JS; then the mean of the
+two halves. Negative: picking on the judged blocks flatters the judged figure. Where the two picks
+are one epoch there is none. Epoch checkpoints carry no closing fit: a run whose family fitted at
+the end (an n-gram table refit, on large genomes) is refused here.
+Writes bench/results/selection_lean_<genome>_<family>_<tag>.json.
+"""
+import argparse
+import logging
+import shlex
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from common import ROOT, table, write_json
+from genomes import GENOMES, cli
+
+from analysis import metrics as M
+from analysis.judge import heldout_windows
+from train.engine import load_ensemble, read_metrics
+from utils.sequences import load_sequences
+
+work = ROOT / "bench" / "results" / "work" / "selection_lean"
+
+
+def windows(segments, seq_len: int) -> np.ndarray:
+    """Non-overlapping windows of held-out segments, as the data pipeline cuts them (data.val)."""
+    return heldout_windows(segments, seq_len, seq_len)
+
+
+def nll(ens, x: np.ndarray) -> float:
+    """The family's own held-out NLL (its evaluate, the engine's selection figure) on windows x."""
+    nets = ens.members[0]
+    ctx = SimpleNamespace(val=torch.from_numpy(np.ascontiguousarray(x)), val_labels=None, device=ens.device,
+                          cfg=ens.cfg)
+    out = ens.family.evaluate(nets, ctx)
+    if "val_nll" not in out:
+        raise SystemExit(f"{ens.family.name}: evaluate gives no val_nll; its best.pt is not picked by NLL")
+    return float(out["val_nll"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--genome", default="lambda", choices=list(GENOMES))
+    ap.add_argument("--family", default="seqgan")
+    ap.add_argument("--budget", type=float, default=300)
+    ap.add_argument("--train_args", default="")
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--n", type=int, default=5000, help="sequences generated per pick; the judge takes min(n, T windows)")
+    ap.add_argument("--ref_stride", type=int, default=1, help="T's judged windows every this many bases")
+    ap.add_argument("--seed", type=int, default=0, help="data split, generation and judge seed")
+    ap.add_argument("--reuse", action="store_true", help="score an earlier run's checkpoints, do not train")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.manual_seed(args.seed)
+    name = f"selection_lean_{args.genome}_{args.family}" + (f"_{args.tag}" if args.tag else "")
+    wd = work / args.genome / (args.family + (f"_{args.tag}" if args.tag else ""))
+    if not args.reuse:
+        shutil.rmtree(wd, ignore_errors=True)
+        wd.mkdir(parents=True)
+        secs = cli("--mode", "train", "--model", args.family, "--data", ROOT / GENOMES[args.genome], "--budget",
+                   args.budget, "--run_dir", "run", "--checkpoint_dir", "ck", "--overwrite",
+                   *shlex.split(args.train_args), "--set", "train.save_every=1", cwd=wd)
+    else:
+        secs = float("nan")
+    metrics = read_metrics(wd / "run" / "metrics.csv")
+    if any(r.get("refit_iters") not in (None, "") for r in metrics):
+        raise SystemExit(f"{wd}: this run has a closing fit; epoch checkpoints lack it (see the docstring)")
+    logged = {int(r["epoch"]): float(r["val_nll"]) for r in metrics if r.get("val_nll") not in (None, "")}
+    data = load_sequences(ROOT / GENOMES[args.genome], 70, val_fraction=0.2, seed=args.seed)
+    segs = {"S": data.val_segments[0::2], "T": data.val_segments[1::2]}
+    win = {"S": windows(segs["S"], 70), "T": windows(segs["T"], 70)}
+    win["all"] = windows(data.val_segments, 70)
+    if win["all"].shape[0] != data.val.shape[0]:
+        raise SystemExit(f"held-out windows {win['all'].shape[0]} != the pipeline's {data.val.shape[0]}")
+    rows = []
+    for ep in sorted(logged):
+        path = wd / "ck" / f"{args.family}_epoch{ep}.pt"
+        ens, _ = load_ensemble(path, "cpu")
+        row = {"epoch": ep, "logged_all": logged[ep], **{f"nll_{k}": nll(ens, w) for k, w in win.items()}}
+        if abs(row["nll_all"] - row["logged_all"]) > 1e-4:
+            raise SystemExit(f"epoch {ep}: NLL on all held-out windows {row['nll_all']:.5f} != metrics.csv's "
+                             f"{row['logged_all']:.5f}: the checkpoint is not what the engine scored")
+        rows.append(row)
+    picks = {k: min(rows, key=lambda r: r[f"nll_{k}"])["epoch"] for k in ("all", "S", "T")}
+    best_epoch = int(torch.load(wd / "ck" / f"{args.family}_best.pt", map_location="cpu", weights_only=True)["epoch"])
+    if best_epoch != picks["all"]:
+        raise SystemExit(f"best.pt is epoch {best_epoch}, the all-blocks pick {picks['all']}")
+    refs = {k: heldout_windows(segs[k], 70, args.ref_stride) for k in ("S", "T")}
+    judged = {}  # (epoch, half) -> the metric row of that epoch's set against that half
+    for ep in sorted(set(picks.values())):
+        ens, _ = load_ensemble(wd / "ck" / f"{args.family}_epoch{ep}.pt", "cpu")
+        gen = ens.sample(args.n, 70, seed=args.seed).numpy()  # one generation seed for every pick
+        for k, ref in refs.items():  # one judge seed and size for every set against a half
+            judged[ep, k] = M.compare(gen, ref, ks=(4,), seed=args.seed, c2st_n=min(args.n, ref.shape[0]))
+    by_epoch = {r["epoch"]: r for r in rows}
+    out = []
+    for k, label in (("all", "all blocks (best.pt)"), ("S", "S only"), ("T", "T only")):
+        ep = picks[k]
+        out.append({"pick": label, "epoch": ep, "nll_S": by_epoch[ep]["nll_S"], "nll_T": by_epoch[ep]["nll_T"],
+                    "gc": judged[ep, "S"]["gc_mean"],
+                    **{f"{m}_vs_{h}": judged[ep, h][m] for h in ("S", "T")
+                       for m in ("js_4mer", "c2st_auc", "c2st_lo", "c2st_hi")}})
+    # the lean: against each half, the all-blocks pick (which saw that half) minus the pick by the
+    # other half (which did not); negative = best.pt's protocol flatters the judged figure
+    lean = {}
+    for held, other in (("T", "S"), ("S", "T")):
+        a, b = picks["all"], picks[other]
+        lean[held] = {"nll": by_epoch[a][f"nll_{held}"] - by_epoch[b][f"nll_{held}"],
+                      "c2st": judged[a, held]["c2st_auc"] - judged[b, held]["c2st_auc"],
+                      "js_4mer": judged[a, held]["js_4mer"] - judged[b, held]["js_4mer"]}
+    lean["mean"] = {m: (lean["S"][m] + lean["T"][m]) / 2 for m in ("nll", "c2st", "js_4mer")}
+    print(f"{args.genome} {args.family} {args.train_args}: {len(rows)} epochs, windows S {win['S'].shape[0]} "
+          f"T {win['T'].shape[0]}, judged against {refs['S'].shape[0]} S / {refs['T'].shape[0]} T windows; "
+          f"GC of S {M.gc_content(refs['S']).mean():.3f}, T {M.gc_content(refs['T']).mean():.3f}")
+    print(table(out, ["pick", "epoch", "nll_S", "nll_T", "gc", "c2st_auc_vs_S", "c2st_auc_vs_T",
+                      "js_4mer_vs_S", "js_4mer_vs_T"]))
+    print(table([{"judged against": k, **v} for k, v in lean.items()], ["judged against", "nll", "c2st", "js_4mer"]))
+    write_json(name, {"seed": args.seed, "genome": args.genome, "family": args.family, "budget": args.budget,
+                      "train_args": args.train_args, "train_s": secs, "n": args.n, "ref_stride": args.ref_stride,
+                      "windows": {k: int(w.shape[0]) for k, w in win.items()},
+                      "n_ref": {k: int(r.shape[0]) for k, r in refs.items()},
+                      "gc_halves": {k: float(M.gc_content(r).mean()) for k, r in refs.items()},
+                      "picks": out, "lean": lean, "epochs": rows})
+
+
+if __name__ == "__main__":
+    main()
