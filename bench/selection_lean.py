@@ -24,8 +24,9 @@ that matters, on one training run, without retraining:
 The lean, against each half H: the all-blocks pick (which saw H) minus the pick by the other half
 (which did not), in H's NLL (free of the judge's noise), C2ST and 4-mer JS; then the mean of the
 two halves. Negative: picking on the judged blocks flatters the judged figure. Where the two picks
-are one epoch there is none. Epoch checkpoints carry no closing fit: a run whose family fitted at
-the end (an n-gram table refit, on large genomes) is refused here.
+are one epoch there is none. The engine picks on the networks before any closing fit (an n-gram
+table refit), and so do these picks; epoch checkpoints hold no fit, so where best.pt kept one
+(best_is_pick false in the JSON) the judged sets are the picks before their fit.
 Writes bench/results/selection_lean_<genome>_<family>_<tag>.json.
 """
 import argparse
@@ -91,8 +92,7 @@ def main():
     else:
         secs = float("nan")
     metrics = read_metrics(wd / "run" / "metrics.csv")
-    if any(r.get("refit_iters") not in (None, "") for r in metrics):
-        raise SystemExit(f"{wd}: this run has a closing fit; epoch checkpoints lack it (see the docstring)")
+    fitted = any(r.get("refit_iters") not in (None, "") for r in metrics)  # a closing fit ran at the end
     logged = {int(r["epoch"]): float(r["val_nll"]) for r in metrics if r.get("val_nll") not in (None, "")}
     data = load_sequences(ROOT / GENOMES[args.genome], 70, val_fraction=0.2, seed=args.seed)
     segs = {"S": data.val_segments[0::2], "T": data.val_segments[1::2]}
@@ -105,14 +105,22 @@ def main():
         path = wd / "ck" / f"{args.family}_epoch{ep}.pt"
         ens, _ = load_ensemble(path, "cpu")
         row = {"epoch": ep, "logged_all": logged[ep], **{f"nll_{k}": nll(ens, w) for k, w in win.items()}}
-        if abs(row["nll_all"] - row["logged_all"]) > 1e-4:
+        if abs(row["nll_all"] - row["logged_all"]) > 1e-4 and fitted and ep == max(logged):
+            row["refitted"] = True  # the last epoch's file was written again after a kept closing fit
+        elif abs(row["nll_all"] - row["logged_all"]) > 1e-4:
             raise SystemExit(f"epoch {ep}: NLL on all held-out windows {row['nll_all']:.5f} != metrics.csv's "
                              f"{row['logged_all']:.5f}: the checkpoint is not what the engine scored")
         rows.append(row)
-    picks = {k: min(rows, key=lambda r: r[f"nll_{k}"])["epoch"] for k in ("all", "S", "T")}
-    best_epoch = int(torch.load(wd / "ck" / f"{args.family}_best.pt", map_location="cpu", weights_only=True)["epoch"])
-    if best_epoch != picks["all"]:
-        raise SystemExit(f"best.pt is epoch {best_epoch}, the all-blocks pick {picks['all']}")
+    # the engine picked on the networks before any closing fit: so do the three picks (a last epoch
+    # whose file holds the fitted networks is left out of them)
+    cands = [r for r in rows if not r.get("refitted")]
+    picks = {k: min(cands, key=lambda r: r[f"nll_{k}"])["epoch"] for k in ("all", "S", "T")}
+    best = torch.load(wd / "ck" / f"{args.family}_best.pt", map_location="cpu", weights_only=True)
+    if int(best["epoch"]) != picks["all"]:
+        raise SystemExit(f"best.pt is epoch {best['epoch']}, the all-blocks pick {picks['all']}")
+    picked = torch.load(wd / "ck" / f"{args.family}_epoch{picks['all']}.pt", map_location="cpu", weights_only=True)
+    # False: best.pt kept a closing fit, so the sets judged here are the picks before their fit
+    best_is_pick = all(torch.equal(a[k], b[k]) for a, b in zip(best["members"], picked["members"]) for k in a)
     # k-mer spectra from every window of a half; the judge's real side every --ref_stride bases (at
     # stride 1 it learns the held-out bases themselves: AUC 0.98-1.00 on lambda's halves for any set)
     every = {k: heldout_windows(segs[k], 70, 1) for k in ("S", "T")}
@@ -141,6 +149,8 @@ def main():
                       "c2st": judged[a, held]["c2st_auc"] - judged[b, held]["c2st_auc"],
                       "js_4mer": judged[a, held]["js_4mer"] - judged[b, held]["js_4mer"]}
     lean["mean"] = {m: (lean["S"][m] + lean["T"][m]) / 2 for m in ("nll", "c2st", "js_4mer")}
+    if not best_is_pick:
+        print("note: best.pt kept a closing fit; the sets judged here are the picked epochs before their fit")
     print(f"{args.genome} {args.family} {args.train_args}: {len(rows)} epochs, windows S {win['S'].shape[0]} "
           f"T {win['T'].shape[0]}, judged against {refs['S'].shape[0]} S / {refs['T'].shape[0]} T windows; "
           f"GC of S {M.gc_content(refs['S']).mean():.3f}, T {M.gc_content(refs['T']).mean():.3f}")
@@ -152,7 +162,7 @@ def main():
                       "windows": {k: int(w.shape[0]) for k, w in win.items()},
                       "n_ref": {k: int(r.shape[0]) for k, r in refs.items()},
                       "gc_halves": {k: float(M.gc_content(r).mean()) for k, r in refs.items()},
-                      "picks": out, "lean": lean, "epochs": rows})
+                      "best_is_pick": best_is_pick, "picks": out, "lean": lean, "epochs": rows})
 
 
 if __name__ == "__main__":
