@@ -21,15 +21,19 @@ that matters, on one training run, without retraining:
    and, as docs/benchmarks.md "The judge's folds" shows, little power there; NLL and JS are the
    figures to read.
 
-The lean, against each half H: the all-blocks pick (which saw H) minus the pick by the other half
-(which did not), in H's NLL (free of the judge's noise), C2ST and 4-mer JS; then the mean of the
-two halves. Negative: picking on the judged blocks flatters the judged figure. Where the two picks
-are one epoch there is none. The engine picks on the networks before any closing fit (an n-gram
-table refit), and so do these picks; epoch checkpoints hold no fit, so where best.pt kept one
-(best_is_pick false in the JSON) the judged sets are the picks before their fit.
+Two differences, each the mean over the halves (leans() says how): the optimism, the pick by a
+half minus the pick by the other half, both judged on the first (the leak of picking on the judged
+blocks, alone); and best.pt's pick minus the pick by the other half (what a half-split protocol
+would change, the leak mixed with best.pt's pick having seen twice the windows). Each in the
+half's NLL (free of the judge's noise), C2ST and 4-mer JS; negative: the judged figure flattered.
+Where two picks are one epoch they differ by nothing. The engine picks on the networks before any
+closing fit (an n-gram table refit), and so do these picks; epoch checkpoints hold no fit, so where
+best.pt kept one (best_is_pick false in the JSON) the judged sets are the picks before their fit.
+`--summary` prints one line per JSON (no torch work).
 Writes bench/results/selection_lean_<genome>_<family>_<tag>.json.
 """
 import argparse
+import json
 import logging
 import shlex
 import shutil
@@ -66,6 +70,40 @@ def nll(ens, x: np.ndarray) -> float:
     return float(out["val_nll"])
 
 
+FIGURES = {"nll": "nll_{h}", "c2st": "c2st_auc_vs_{h}", "js_4mer": "js_4mer_vs_{h}"}
+
+
+def leans(picks: list[dict]) -> dict:
+    """Two differences from the three picks' rows (pick "all", "S", "T"), each the mean over the
+    two halves H (other half O); negative = the pick that saw H looks better on H:
+    - optimism: pick by H minus pick by O, both judged on H. The two picks saw the same number of
+      held-out windows, so this is the selection's leak alone (at half the windows best.pt saw).
+    - all_vs_other: pick by all blocks (best.pt) minus pick by O, judged on H: what an honest
+      half-split protocol would report differently, mixing the leak with best.pt's pick having
+      seen twice the windows (a less noisy pick, which helps without any leak)."""
+    row = {r["pick"].split()[0]: r for r in picks}
+    row = {"all": row["all"], "S": row["S"], "T": row["T"]}
+    out = {}
+    for name, mine in (("optimism", None), ("all_vs_other", "all")):
+        out[name] = {m: float(np.mean([row[mine or h][f.format(h=h)] - row[o][f.format(h=h)]
+                                       for h, o in (("S", "T"), ("T", "S"))])) for m, f in FIGURES.items()}
+    return out
+
+
+def summary() -> None:
+    """One line per selection_lean_*.json: the run, its picks' epochs and the two differences."""
+    rows = []
+    for path in sorted((ROOT / "bench" / "results").glob("selection_lean_*.json")):
+        d = json.loads(path.read_text())
+        ep = {r["pick"].split()[0]: r["epoch"] for r in d["picks"]}
+        lean = leans(d["picks"])
+        rows.append({"run": path.stem[len("selection_lean_"):], "epochs": len(d["epochs"]),
+                     "picks all/S/T": f"{ep['all']}/{ep['S']}/{ep['T']}",
+                     **{f"{k}_{m}": v for k in lean for m, v in lean[k].items()}})
+    print(table(rows, ["run", "epochs", "picks all/S/T", "optimism_nll", "optimism_c2st", "optimism_js_4mer",
+                       "all_vs_other_nll", "all_vs_other_c2st", "all_vs_other_js_4mer"]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--genome", default="lambda", choices=list(GENOMES))
@@ -78,7 +116,11 @@ def main():
                     "(as bench/genomes.py); k-mer spectra take every window")
     ap.add_argument("--seed", type=int, default=0, help="data split, generation and judge seed")
     ap.add_argument("--reuse", action="store_true", help="score an earlier run's checkpoints, do not train")
+    ap.add_argument("--summary", action="store_true", help="print every selection_lean_*.json's picks and "
+                    "differences, run nothing")
     args = ap.parse_args()
+    if args.summary:
+        return summary()
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(args.seed)
     name = f"selection_lean_{args.genome}_{args.family}" + (f"_{args.tag}" if args.tag else "")
@@ -140,15 +182,7 @@ def main():
                     "gc": judged[ep, "S"]["gc_mean"],
                     **{f"{m}_vs_{h}": judged[ep, h][m] for h in ("S", "T")
                        for m in ("js_4mer", "c2st_auc", "c2st_lo", "c2st_hi")}})
-    # the lean: against each half, the all-blocks pick (which saw that half) minus the pick by the
-    # other half (which did not); negative = best.pt's protocol flatters the judged figure
-    lean = {}
-    for held, other in (("T", "S"), ("S", "T")):
-        a, b = picks["all"], picks[other]
-        lean[held] = {"nll": by_epoch[a][f"nll_{held}"] - by_epoch[b][f"nll_{held}"],
-                      "c2st": judged[a, held]["c2st_auc"] - judged[b, held]["c2st_auc"],
-                      "js_4mer": judged[a, held]["js_4mer"] - judged[b, held]["js_4mer"]}
-    lean["mean"] = {m: (lean["S"][m] + lean["T"][m]) / 2 for m in ("nll", "c2st", "js_4mer")}
+    lean = leans(out)
     if not best_is_pick:
         print("note: best.pt kept a closing fit; the sets judged here are the picked epochs before their fit")
     print(f"{args.genome} {args.family} {args.train_args}: {len(rows)} epochs, windows S {win['S'].shape[0]} "
@@ -156,7 +190,7 @@ def main():
           f"GC of S {M.gc_content(refs['S']).mean():.3f}, T {M.gc_content(refs['T']).mean():.3f}")
     print(table(out, ["pick", "epoch", "nll_S", "nll_T", "gc", "c2st_auc_vs_S", "c2st_auc_vs_T",
                       "js_4mer_vs_S", "js_4mer_vs_T"]))
-    print(table([{"judged against": k, **v} for k, v in lean.items()], ["judged against", "nll", "c2st", "js_4mer"]))
+    print(table([{"measure": k, **v} for k, v in lean.items()], ["measure", "nll", "c2st", "js_4mer"]))
     write_json(name, {"seed": args.seed, "genome": args.genome, "family": args.family, "budget": args.budget,
                       "train_args": args.train_args, "train_s": secs, "n": args.n, "ref_stride": args.ref_stride,
                       "windows": {k: int(w.shape[0]) for k, w in win.items()},
