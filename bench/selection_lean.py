@@ -61,6 +61,8 @@ def windows(segments, seq_len: int) -> np.ndarray:
 
 def nll(ens, x: np.ndarray) -> float:
     """The family's own held-out NLL (its evaluate, the engine's selection figure) on windows x."""
+    if len(ens.members) != 1:
+        raise SystemExit(f"{ens.family.name}: {len(ens.members)} members; this bench scores one network")
     nets = ens.members[0]
     ctx = SimpleNamespace(val=torch.from_numpy(np.ascontiguousarray(x)), val_labels=None, device=ens.device,
                           cfg=ens.cfg)
