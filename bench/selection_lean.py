@@ -48,6 +48,7 @@ from genomes import GENOMES, cli
 
 from analysis import metrics as M
 from analysis.judge import heldout_windows
+from train.checkpoint import load as load_checkpoint
 from train.engine import load_ensemble, read_metrics
 from utils.sequences import load_sequences
 
@@ -83,8 +84,7 @@ def leans(picks: list[dict]) -> dict:
     - all_vs_other: pick by all blocks (best.pt) minus pick by O, judged on H: what an honest
       half-split protocol would report differently, mixing the leak with best.pt's pick having
       seen twice the windows (a less noisy pick, which helps without any leak)."""
-    row = {r["pick"].split()[0]: r for r in picks}
-    row = {"all": row["all"], "S": row["S"], "T": row["T"]}
+    row = {r["pick"].split()[0]: r for r in picks}  # "all", "S", "T"
     out = {}
     for name, mine in (("optimism", None), ("all_vs_other", "all")):
         out[name] = {m: float(np.mean([row[mine or h][f.format(h=h)] - row[o][f.format(h=h)]
@@ -135,6 +135,8 @@ def main():
                    *shlex.split(args.train_args), "--set", "train.save_every=1", cwd=wd)
     else:
         secs = float("nan")
+    if not (wd / "run" / "metrics.csv").exists():
+        raise SystemExit(f"{wd}: no training run to score (run without --reuse first)")
     metrics = read_metrics(wd / "run" / "metrics.csv")
     fitted = any(r.get("refit_iters") not in (None, "") for r in metrics)  # a closing fit ran at the end
     logged = {int(r["epoch"]): float(r["val_nll"]) for r in metrics if r.get("val_nll") not in (None, "")}
@@ -159,10 +161,10 @@ def main():
     # whose file holds the fitted networks is left out of them)
     cands = [r for r in rows if not r.get("refitted")]
     picks = {k: min(cands, key=lambda r: r[f"nll_{k}"])["epoch"] for k in ("all", "S", "T")}
-    best = torch.load(wd / "ck" / f"{args.family}_best.pt", map_location="cpu", weights_only=True)
+    best = load_checkpoint(wd / "ck" / f"{args.family}_best.pt")
     if int(best["epoch"]) != picks["all"]:
         raise SystemExit(f"best.pt is epoch {best['epoch']}, the all-blocks pick {picks['all']}")
-    picked = torch.load(wd / "ck" / f"{args.family}_epoch{picks['all']}.pt", map_location="cpu", weights_only=True)
+    picked = load_checkpoint(wd / "ck" / f"{args.family}_epoch{picks['all']}.pt")
     # False: best.pt kept a closing fit, so the sets judged here are the picks before their fit
     best_is_pick = all(torch.equal(a[k], b[k]) for a, b in zip(best["members"], picked["members"]) for k in a)
     # k-mer spectra from every window of a half; the judge's real side every --ref_stride bases (at
