@@ -28,6 +28,8 @@ def build_parser():
     p = _Parser(prog="compare_models.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=None, help="reference genome (its held-out blocks are the reference)")
     p.add_argument("--generated", nargs="+", default=[], help="generated FASTA/text files")
+    p.add_argument("--select_apart", action="store_true",
+                   help="the models trained with --select_apart: judge only the held-out blocks that did not pick them")
     p.add_argument("--labels", nargs="+", default=None, help="names for --generated, in order")
     p.add_argument("--checkpoints", nargs="+", default=[], help="checkpoints to generate --n from")
     p.add_argument("--reference", default="data/example_genome.fasta",
@@ -74,7 +76,7 @@ def run(args) -> int:
 
     sets, asked, L = _read_sets(args, labels, generated)
     source = LabelSource(pattern=args.label_pattern) if args.label_pattern else None
-    data = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source)
+    data = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, select_apart=args.select_apart)
     ref = data.val if data.val.shape[0] else data.train
     if not data.val.shape[0]:
         notes.append("the reference has no held-out windows; its training windows are the reference")
@@ -97,7 +99,8 @@ def run(args) -> int:
                       frechet=args.frechet, motifs=args.motifs)
     if data.label_names and asked:
         # the classifier trains on the training blocks' windows every L / 5 bases (as --mode analyze)
-        dense = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, stride=max(1, L // 5))
+        dense = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, stride=max(1, L // 5),
+                               select_apart=args.select_apart)
         _add_fidelity(rows, sets, asked, data, dense, args.seed)
     elif asked:
         notes.append("labelled sets, but the reference has no labels (label= headers or --label_pattern): "

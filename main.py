@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--stride", type=D.of("data", "stride"), default=None, help="window step; default seq_len")
     d.add_argument("--val_fraction", type=D.of("data", "val_fraction"), default=None)
     d.add_argument("--max_sequences", type=D.of("data", "max_sequences"), default=None)
+    d.add_argument("--select_apart", action="store_true", default=None,
+                   help="deal the held-out blocks into a half that picks best.pt and a half that is judged (train); "
+                        "judge only the judged half of --data's split (analyze)")
     d.add_argument("--label_pattern", default=None, metavar="REGEX",
                    help="each record's label: the first group of this regex over its header (default: label=NAME "
                         "in the headers when every record has one)")
@@ -139,6 +142,7 @@ def _overrides(args) -> dict:
     spec = {
         "data": {"path": args.data, "seq_len": args.seq_len, "stride": args.stride,
                  "val_fraction": args.val_fraction, "max_sequences": args.max_sequences,
+                 "select_apart": args.select_apart,
                  "synthetic": args.synthetic, "label_pattern": args.label_pattern, "labels": args.labels},
         "train": {"epochs": args.epochs, "batch": args.batch, "target_gc": args.target_gc,
                   "bagging": args.bagging, "n_models": args.n_models,
@@ -460,7 +464,7 @@ def _analyze_reference(args, data_path, length):
         d = DataConfig()
         opts = {"val_fraction": args.val_fraction if args.val_fraction is not None else d.val_fraction,
                 "block_size": d.block_size, "seed": args.seed if args.seed is not None else TrainConfig.seed,
-                "labels": source}
+                "labels": source, "select_apart": bool(args.select_apart)}
 
     def load(**changes):
         return load_sequences(data_path, length, **{**opts, **changes})
@@ -470,7 +474,7 @@ def _analyze_reference(args, data_path, length):
         return data, read_sequences(args.heldout, seq_len=length), f"{data_path} (reference: {args.heldout})", load
     if not data.val.shape[0]:
         return data, data.train, f"{data_path} (no held-out blocks: training windows)", load
-    return data, data.val, f"{data_path} held-out blocks", load
+    return data, data.val, f"{data_path} held-out blocks" + (" (their judged half)" if args.select_apart else ""), load
 
 
 def _run_inputs(run_dir, seq_len=None):
@@ -496,14 +500,16 @@ def _run_inputs(run_dir, seq_len=None):
     source = LabelSource(pattern=d.get("label_pattern") or None, table=d.get("labels") or None)
     opts = {"stride": d.get("stride", 0), "val_fraction": d.get("val_fraction", 0.2),
             "block_size": d.get("block_size", 10_000), "seed": t.get("seed", 42), "crop": d.get("crop_records", False),
-            "labels": source if (source.pattern or source.table) else None}
+            "labels": source if (source.pattern or source.table) else None,
+            "select_apart": bool(d.get("select_apart", False))}
 
     def load(**changes):
         return load_sequences(d["path"], seq_len or d["seq_len"], **{**opts, **changes})
 
     data = load()
     ref = data.val if data.val.shape[0] else data.train
-    return samples[-1], data, ref, f"{d['path']} held-out windows", load
+    half = " (their judged half: data.select_apart)" if opts["select_apart"] else ""
+    return samples[-1], data, ref, f"{d['path']} held-out windows{half}", load
 
 
 def dispatch(argv) -> int:

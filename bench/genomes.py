@@ -20,6 +20,14 @@ learns the overlapping held-out windows' own bases), so with --judge_n each (bef
 small genome's floor, judged at its training-window count, sat below families judged at the larger
 held-out count: on phage T4 the families read 0.63-0.66 at 3,350 a side and 0.58-0.59 at the
 floor's 1,928 (floor 0.56; docs/benchmarks.md, "Phage T4").
+
+--select_apart trains every set with `--select_apart` (half of the held-out blocks pick best.pt, the
+other half are judged) and scores every row, the floor and markov rows too, against the judged half
+only: rows in which the blocks that judge a model never chose it (docs/benchmarks.md, "Picking
+best.pt on the blocks the judge scores"). They compare with each other, not with the other files'
+rows, whose reference is all the held-out blocks. --judge_half alone judges against that half but
+trains as by default (best.pt picked on all the held-out blocks): the same run's control, paired
+with --select_apart's rows on one reference, so the difference is the selection's lean.
 """
 import argparse
 import json
@@ -94,8 +102,9 @@ def earlier_rows(name: str, args) -> list[dict]:
     if not path.exists():
         return []
     old = json.loads(path.read_text())
-    if ((old.get("n"), old.get("seed"), old.get("ref_stride", args.ref_stride), old.get("judge_n", "each"))
-            != (args.n, args.seed, args.ref_stride, args.judge_n)):
+    if ((old.get("n"), old.get("seed"), old.get("ref_stride", args.ref_stride), old.get("judge_n", "each"),
+         old.get("select_apart", False), old.get("judge_half", False))
+            != (args.n, args.seed, args.ref_stride, args.judge_n, args.select_apart, args.judge_half)):
         return []  # a different protocol: its rows are not comparable, start afresh
     return old["rows"]  # rows written before stop 24 carry no made_by: their run is not known from the file
 
@@ -118,24 +127,31 @@ def main():
     ap.add_argument("--train_args", default="", help="extra main.py flags for every trained family, e.g. "
                     "'--set model.ngram_order=5' (a candidate default, measured on every genome)")
     ap.add_argument("--no_baselines", action="store_true", help="skip the floor and markov rows (a candidate run)")
+    ap.add_argument("--select_apart", action="store_true",
+                    help="train with --select_apart and judge every row against the held-out blocks that did not pick it")
+    ap.add_argument("--judge_half", action="store_true",
+                    help="judge against --select_apart's judged half, training as by default (the paired control)")
     args = ap.parse_args()
+    args.judge_half = args.judge_half or args.select_apart
     logging.basicConfig(level=logging.WARNING)
     name = f"genomes_{args.budget:g}" + (f"_{args.tag}" if args.tag else "")
-    extra = tuple(shlex.split(args.train_args))
+    apart = ("--select_apart",) if args.select_apart else ()
+    extra = tuple(shlex.split(args.train_args)) + apart
     # rows of genomes not run this time are kept, so genomes can be benchmarked in separate sittings
     rows = [r for r in earlier_rows(name, args) if r["genome"] not in args.genomes]
     # the file's header is its last run's; each row keeps the run that made it (kept rows their own)
     made_by = {"date": time.strftime("%Y-%m-%d %H:%M"),
                **{k: v for k, v in provenance(args.seed).items() if k in ("argv", "git_commit", "git_dirty")}}
     for g in args.genomes:
-        data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=args.seed)
+        data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=args.seed, select_apart=args.judge_half)
         ref = heldout_windows(data.val_segments, 70, args.ref_stride)
         rng = np.random.default_rng(args.seed)
         floor = data.train[rng.choice(data.train.shape[0], min(args.n, data.train.shape[0]), replace=False)]
         sets = [] if args.no_baselines else [("real train windows (floor)", lambda: (floor, 0.0, {}))]
         for k in () if args.no_baselines else (3, 5):
             sets.append((f"markov-{k}", lambda k=k: trained_set("markov", GENOMES[g], 0, args.n,
-                                                                 Path(work) / g / f"markov{k}", ("--order", k))))
+                                                                 Path(work) / g / f"markov{k}",
+                                                                 ("--order", k, *apart))))
         n_of = {f: min(args.n, args.slow_n or args.n) if f in SLOW_SAMPLERS else args.n for f in args.families}
         sets += [(f, lambda f=f: trained_set(f, GENOMES[g], args.budget, n_of[f],
                                              Path(work) / f"budget{args.budget:g}" / g / (f + (f"_{args.tag}" if args.tag else "")), extra))
@@ -150,7 +166,8 @@ def main():
             rows.append(row)
             print(table([row], COLS), flush=True)
             write_json(name, {"seed": args.seed, "budget": args.budget, "n": args.n, "ref_stride": args.ref_stride,
-                              "judge_n": args.judge_n, "train_args": args.train_args, "rows": rows})
+                              "judge_n": args.judge_n, "select_apart": args.select_apart, "judge_half": args.judge_half,
+                              "train_args": args.train_args, "rows": rows})
     print(table(rows, COLS))
 
 

@@ -633,11 +633,15 @@ class Run:
             log.info("label balance %g: shares of every pass %s (of the windows: %s)", tc.label_balance,
                      ", ".join(f"{n} {s:.0%}" for n, s in zip(data.label_names, share)),
                      ", ".join(f"{c / counts.sum():.0%}" for c in counts))
-        self.val = data.val if data.val.shape[0] else data.train
+        # what scores each epoch (validation NLL, best.pt, early stopping): the held-out blocks, or under
+        # data.select_apart their selection half (the judged half is never read here)
+        if hasattr(data, "selection"):
+            self.val, vl = data.selection
+        else:  # real-valued sequences
+            self.val, vl = (data.val if data.val.shape[0] else data.train), None
         self.val_x = torch.from_numpy(np.ascontiguousarray(self.val))
         self.val_y = None  # their labels, for families that train on labels
-        if getattr(data, "val_labels", None) is not None:
-            vl = data.val_labels if data.val.shape[0] else data.train_labels
+        if vl is not None:
             self.val_y = torch.from_numpy(vl.astype(np.int64))
 
     def preflight(self, overwrite: bool) -> None:
@@ -672,8 +676,13 @@ class Run:
             raise ConfigError(f"--curriculum grows DNA windows; it does not apply to {kind.name} sequences")
         if not d.val.shape[0]:
             log.warning("validation set is empty; the validation score uses training windows")
-        log.info("%s: %d training and %d held-out %s sequences of length %d", d.source, d.train.shape[0],
-                 d.val.shape[0], kind.name, d.seq_len)
+        if getattr(d, "select", None) is not None:
+            log.info("%s: %d training %s sequences of length %d; held out, %d score each epoch and pick best.pt "
+                     "(data.select_apart) and %d are left to judge", d.source, d.train.shape[0], kind.name,
+                     d.seq_len, d.select.shape[0], d.val.shape[0])
+        else:
+            log.info("%s: %d training and %d held-out %s sequences of length %d", d.source, d.train.shape[0],
+                     d.val.shape[0], kind.name, d.seq_len)
         counts = d.label_counts() if hasattr(d, "label_counts") else {}
         # windows per label, in every metrics row
         self.label_row = {f"windows_{name}": tr for name, (tr, _) in counts.items()}

@@ -73,6 +73,8 @@ class DataConfig:
     synthetic: int = 0  # > 0: train on this many uniformly random windows instead of a file
     label_pattern: str = ""  # regex over each header whose first group is the record's label (utils/labels.py)
     labels: str = ""  # TSV of record id <TAB> label; default: label= in the headers, if every record has one
+    select_apart: bool = False  # deal the held-out blocks alternately into a half that picks best.pt (validation
+                                # NLL, early stopping) and a half that analysis judges; False: the blocks do both
 
 
 @dataclass(frozen=True)

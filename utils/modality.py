@@ -155,6 +155,9 @@ def of(kind: str):
 def load(d, seed: int):
     """(modality, data) for a DataConfig: the one place that decides DNA or real-valued (a text file
     whose lines are numbers)."""
+    if d.select_apart and (d.synthetic or (isinstance(d.path, str) and is_signal_file(d.path))):
+        raise ConfigError("data.select_apart deals held-out DNA blocks; it does not apply to "
+                          + ("synthetic windows" if d.synthetic else f"{d.path}'s real-valued sequences"))
     if d.synthetic:
         return MODALITIES["dna"], synthetic_data(d.synthetic, d.seq_len, d.val_fraction, seed)
     if isinstance(d.path, str) and is_signal_file(d.path):
@@ -164,7 +167,7 @@ def load(d, seed: int):
     source = LabelSource(pattern=d.label_pattern or None, table=d.labels or None)
     data = load_sequences(d.path, d.seq_len, stride=d.stride, val_fraction=d.val_fraction,
                           block_size=d.block_size, max_sequences=d.max_sequences, seed=seed, crop=d.crop_records,
-                          labels=source if (source.pattern or source.table) else None)
+                          labels=source if (source.pattern or source.table) else None, select_apart=d.select_apart)
     return MODALITIES["dna"], data
 
 

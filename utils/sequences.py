@@ -274,7 +274,22 @@ class SequenceData:
     train_labels: np.ndarray | None = None
     val_labels: np.ndarray | None = None
     label_names: tuple = ()
+    # data.select_apart: the held-out blocks that pick best.pt and stop early, dealt apart from the ones the
+    # analysis judges (val_*); None when the held-out blocks do both (the default)
+    select: np.ndarray | None = None
+    select_segments: list | None = None
+    select_labels: np.ndarray | None = None
     kind = "dna"
+
+    @property
+    def selection(self) -> tuple:
+        """(windows, labels) that score each epoch (validation NLL, best.pt, early stopping): the selection
+        blocks under data.select_apart, else the held-out blocks; the training windows when there are none."""
+        if self.select is not None:
+            return self.select, self.select_labels
+        if self.val.shape[0]:
+            return self.val, self.val_labels
+        return self.train, self.train_labels
 
     def label_counts(self) -> dict:
         """{label: (training windows, held-out windows)}; empty without labels."""
@@ -283,6 +298,13 @@ class SequenceData:
         tr = np.bincount(self.train_labels, minlength=len(self.label_names))
         va = np.bincount(self.val_labels, minlength=len(self.label_names))
         return {name: (int(a), int(b)) for name, a, b in zip(self.label_names, tr, va)}
+
+    def select_counts(self) -> dict:
+        """{label: selection windows} under data.select_apart; empty without labels or without it."""
+        if self.train_labels is None or self.select_labels is None:
+            return {}
+        se = np.bincount(self.select_labels, minlength=len(self.label_names))
+        return {name: int(c) for name, c in zip(self.label_names, se)}
 
     @property
     def seq_len(self) -> int:
@@ -420,13 +442,17 @@ def _save_cached(key: str, data: "SequenceData") -> None:
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".tmp-"))
         np.save(tmp / "train.npy", data.train)
         np.save(tmp / "val.npy", data.val)
-        for name in ("train_segments", "val_segments"):
+        if data.select is not None:
+            np.save(tmp / "select.npy", data.select)
+        for name in _segment_fields(data):
             segs = getattr(data, name)
             np.save(tmp / f"{name}.npy", np.concatenate(segs) if segs else np.zeros(0, np.uint8))
             np.save(tmp / f"{name}_len.npy", np.array([len(x) for x in segs], np.int64))
         if data.train_labels is not None:
             np.save(tmp / "train_labels.npy", data.train_labels)
             np.save(tmp / "val_labels.npy", data.val_labels)
+            if data.select_labels is not None:
+                np.save(tmp / "select_labels.npy", data.select_labels)
         (tmp / "meta.json").write_text(json.dumps({"n_records": data.n_records, "n_dropped": data.n_dropped,
                                                    "label_names": list(data.label_names),
                                                    "base_freq": data.base_freq().tolist(),
@@ -436,6 +462,10 @@ def _save_cached(key: str, data: "SequenceData") -> None:
         log.warning("warning: could not cache the encoded windows in %s (%s)", final, exc)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _segment_fields(data: "SequenceData") -> tuple:
+    return ("train_segments", "val_segments") + (("select_segments",) if data.select is not None else ())
 
 
 def _load_cached(key: str, path) -> "SequenceData | None":
@@ -448,11 +478,13 @@ def _load_cached(key: str, path) -> "SequenceData | None":
         arr = {f.stem: np.load(f, mmap_mode="c") for f in d.glob("*.npy")}  # copy-on-write maps: no read yet
         meta = json.loads((d / "meta.json").read_text())
         segs = {n: np.split(arr[n], np.cumsum(arr[f"{n}_len"])[:-1]) if arr[f"{n}_len"].size else []
-                for n in ("train_segments", "val_segments")}
+                for n in ("train_segments", "val_segments", "select_segments") if f"{n}_len" in arr}
         data = SequenceData(train=arr["train"], val=arr["val"], train_segments=segs["train_segments"],
                             val_segments=segs["val_segments"], n_records=meta["n_records"],
                             n_dropped=meta["n_dropped"], source=str(path), train_labels=arr.get("train_labels"),
-                            val_labels=arr.get("val_labels"), label_names=tuple(meta.get("label_names", ())))
+                            val_labels=arr.get("val_labels"), label_names=tuple(meta.get("label_names", ())),
+                            select=arr.get("select"), select_segments=segs.get("select_segments"),
+                            select_labels=arr.get("select_labels"))
         for name in ("base_freq", "gc_percentiles"):  # the statistics a run needs before its first step
             data.__dict__[f"_{name}"] = (data.train, np.array(meta[name], dtype=np.float64))
         return data
@@ -489,6 +521,7 @@ def load_sequences(
     seed: int = 0,
     crop: bool = False,
     labels=None,
+    select_apart: bool = False,
 ) -> SequenceData:
     """Read a sequence file (or a list of them) and return encoded train/validation windows.
 
@@ -499,6 +532,10 @@ def load_sequences(
 
     crop=True treats each record as one sequence (one window from its start, as the Gumbel report
     used a FASTA of separate sequences); otherwise records are cut into windows every ``stride``.
+    select_apart=True deals the held-out blocks (whole short records) alternately, per label, into two
+    halves: the judged half (``val``: what analysis, compare and the benchmarks score) and the selection
+    half (``select``: what scores each epoch, picks best.pt and stops early), so the blocks a model is
+    judged on never chose it (docs/benchmarks.md, "Picking best.pt on the blocks the judge scores").
     Files of CACHE_MIN_BYTES or more are cached: the windows and segments are saved as .npy under
     $DNAGAN_CACHE/data (default ~/.cache/dnagan/data), keyed by the file's sha256 and these options,
     and a later call maps them (copy-on-write) instead of reading the file again.
@@ -507,6 +544,9 @@ def load_sequences(
         raise InputError(f"seq_len must be positive, got {seq_len}")
     if not 0.0 <= val_fraction < 1.0:
         raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if select_apart and val_fraction <= 0:
+        raise InputError("data.select_apart deals the held-out blocks into a selection and a judged half: "
+                         "it needs val_fraction > 0")
     stride = stride or seq_len
     paths = list(path) if isinstance(path, (list, tuple)) else [path]
     if len(paths) == 1:
@@ -515,13 +555,16 @@ def load_sequences(
     options = (seq_len, stride, val_fraction, block_size, max_sequences, seed, crop)
     if labels is not None:
         options += labels.key()
+    if select_apart:  # appended only when on: the default's cache entries keep their keys
+        options += ("select_apart",)
     key = _cache_key(p, options) if len(paths) == 1 else None
     if key:
         cached = _load_cached(key, path)
         if cached is not None:
             log.info("%s: encoded windows from the cache (%s)", path, _data_cache_dir() / key)
             return cached
-    data = _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequences, seed, crop, labels)
+    data = _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequences, seed, crop, labels,
+                           select_apart)
     if key:
         _save_cached(key, data)
     return data
@@ -566,20 +609,24 @@ def _cap(train, val, tl, vl, max_sequences: int, val_fraction: float, rng):
 
 
 def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequences, seed, crop,
-                    label_source=None) -> SequenceData:
+                    label_source=None, select_apart: bool = False) -> SequenceData:
     path = ", ".join(str(p) for p in paths)
     records, names, rec_label = _read_labelled(paths, label_source)
     rng = np.random.default_rng(seed)
     codes_list = [c for _, c in records]
     long_rec = [is_long_record(c.size, seq_len) and not crop for c in codes_list]
     short_label = _split_short_records(long_rec, rec_label, len(names), val_fraction, rng)
-    parts, segs, window_labels = {0: [], 1: []}, {0: [], 1: []}, {0: [], 1: []}
+    # sides: 0 training, 1 held-out (judged), 2 selection (data.select_apart)
+    parts, segs, window_labels = {0: [], 1: [], 2: []}, {0: [], 1: [], 2: []}, {0: [], 1: [], 2: []}
+    half = _SelectionDealer(select_apart)
     dropped = 0
     for i, codes in enumerate(codes_list):
         if crop:
             codes = codes[:seq_len]
+        block = codes.size
         if long_rec[i] and val_fraction > 0:
-            labels = block_labels(codes.size, effective_block(codes.size, block_size), val_fraction)
+            block = effective_block(codes.size, block_size)
+            labels = block_labels(codes.size, block, val_fraction)
         else:
             labels = np.full(codes.size, short_label.get(i, 0), dtype=np.int8)
         key = np.where(codes < 4, labels, -1).astype(np.int8)
@@ -591,6 +638,8 @@ def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequen
                 dropped += 1
                 continue
             seg = codes[s:e]
+            if lab == 1:  # a held-out block (or short record): the judged or the selection half
+                lab = half.side(i, s // block, rec_label[i] if rec_label is not None else 0)
             segs[lab].append(seg)
             step = stride if lab == 0 else seq_len
             parts[lab].append(sliding_window_view(seg, seq_len)[::step])  # a view: copied once, below
@@ -599,6 +648,7 @@ def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequen
     empty = np.zeros((0, seq_len), dtype=np.uint8)
     train = np.concatenate(parts[0]) if parts[0] else empty
     val = np.concatenate(parts[1]) if parts[1] else empty
+    sel = np.concatenate(parts[2]) if parts[2] else empty
     if dropped:
         log.info("%s: dropped %d segment(s) shorter than seq_len=%d", path, dropped, seq_len)
     if train.shape[0] == 0:
@@ -606,30 +656,72 @@ def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequen
             f"{path}: no training window of length {seq_len} (records split at N/IUPAC bases; "
             f"{dropped} segment(s) were shorter than seq_len)"
         )
-    tl = vl = None
+    tl = vl = sl = None
     if rec_label is not None:
-        tl, vl = (np.concatenate(window_labels[k]) if window_labels[k] else np.zeros(0, np.int16) for k in (0, 1))
+        tl, vl, sl = (np.concatenate(window_labels[k]) if window_labels[k] else np.zeros(0, np.int16) for k in (0, 1, 2))
+    train_all = train
     train, val, tl, vl = _cap(train, val, tl, vl, max_sequences, val_fraction, rng)
+    if select_apart:  # the selection half capped as the judged half is
+        _, sel, _, sl = _cap(train_all, sel, None, sl, max_sequences, val_fraction, rng)
     data = SequenceData(train=np.ascontiguousarray(train), val=np.ascontiguousarray(val), train_segments=segs[0],
                         val_segments=segs[1], n_records=len(records), n_dropped=dropped, source=str(path),
                         train_labels=tl, val_labels=vl, label_names=names)
+    if select_apart:
+        data.select, data.select_segments, data.select_labels = np.ascontiguousarray(sel), segs[2], sl
+        half.check(data, path)
     if names:
         _check_labels(data, path, val_fraction)
     return data
+
+
+class _SelectionDealer:
+    """data.select_apart: held-out blocks dealt alternately, per label, to the judged half (1: the first,
+    third, ... block of each label, so an odd count leaves the judge the larger half) and the selection
+    half (2). A block is one unit, whatever N runs split it into; a short held-out record is one block."""
+
+    def __init__(self, on: bool):
+        self.on, self.side_of, self.dealt = on, {}, {}
+
+    def side(self, record: int, block: int, label: int) -> int:
+        if not self.on:
+            return 1
+        key = (record, block)
+        if key not in self.side_of:
+            k = self.dealt.get(label, 0)
+            self.dealt[label] = k + 1
+            self.side_of[key] = 1 if k % 2 == 0 else 2
+        return self.side_of[key]
+
+    def check(self, data: "SequenceData", path) -> None:
+        if not data.val.shape[0] or not data.select.shape[0]:
+            raise InputError(f"{path}: data.select_apart needs two held-out blocks (or records) with a whole window "
+                             f"each, one to judge and one to select; this split has {len(data.val_segments)} and "
+                             f"{len(data.select_segments)} (raise --val_fraction, or a shorter --seq_len)")
+        log.info("%s: held-out blocks dealt apart (data.select_apart): %d windows in %d segment(s) pick best.pt, "
+                 "%d in %d are judged", path, data.select.shape[0], len(data.select_segments), data.val.shape[0],
+                 len(data.val_segments))
 
 
 def _check_labels(data: SequenceData, path, val_fraction: float) -> None:
     """Every label has enough windows on both sides of the split; the counts go to the log."""
     from utils.labels import MIN_LABEL_WINDOWS
 
-    counts = data.label_counts()
+    counts, sel = data.label_counts(), data.select_counts()
     for name, (tr, va) in counts.items():
         if tr < MIN_LABEL_WINDOWS or (val_fraction > 0 and va < 1):
             raise InputError(f"{path}: label {name!r} has {tr} training and {va} held-out window(s); each label "
                              f"needs at least {MIN_LABEL_WINDOWS} training windows and one held-out window "
                              "(more records of that label, a shorter --seq_len, or leave it out)")
-    log.info("%s: windows per label (training / held-out): %s", path,
-             ", ".join(f"{k} {tr} / {va}" for k, (tr, va) in counts.items()))
+        if sel and sel[name] < 1:
+            raise InputError(f"{path}: label {name!r} has {va} judged and no selection window; data.select_apart "
+                             "needs two held-out blocks or records of every label (raise --val_fraction, or more "
+                             "records of that label)")
+    if sel:
+        log.info("%s: windows per label (training / judged / selection): %s", path,
+                 ", ".join(f"{k} {tr} / {va} / {sel[k]}" for k, (tr, va) in counts.items()))
+    else:
+        log.info("%s: windows per label (training / held-out): %s", path,
+                 ", ".join(f"{k} {tr} / {va}" for k, (tr, va) in counts.items()))
 
 
 def read_sequences(path, *, seq_len: int | None = None) -> np.ndarray:
