@@ -74,7 +74,10 @@ def run(args) -> int:
     labels = labels or [Path(g).stem for g in generated]
     from utils.labels import LabelSource
 
-    sets, asked, L = _read_sets(args, labels, generated)
+    sets, asked, L, apart = _read_sets(args, labels, generated)
+    if apart and not args.select_apart:
+        notes.append(f"{', '.join(apart)} trained with --select_apart, but every held-out block is the reference here "
+                     "(pass --select_apart to judge only the blocks that did not pick best.pt)")
     source = LabelSource(pattern=args.label_pattern) if args.label_pattern else None
     data = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, select_apart=args.select_apart)
     ref = data.val if data.val.shape[0] else data.train
@@ -113,7 +116,8 @@ def run(args) -> int:
     if args.frechet and rows and "fd_floor" in rows[0]:  # training windows vs held-out, as every row's fd_floor
         floor.update({k: rows[0][f"fd_floor{s}"] for k, s in (("fd", ""), ("fd_lo", "_lo"), ("fd_hi", "_hi"))})
     C.mark_floor(rows, floor)
-    C.write(rows, floor, sets, ref, args.output_dir, title=f"Model comparison on {ref_path} held-out windows ({L} bp)",
+    half = ", their judged half" if args.select_apart else ""
+    C.write(rows, floor, sets, ref, args.output_dir, title=f"Model comparison on {ref_path} held-out windows{half} ({L} bp)",
             notes=notes)
     for r in rows:
         fd = f"  FD {r['fd']:.3f}" if r.get("fd") is not None else ""
@@ -127,12 +131,13 @@ def run(args) -> int:
 
 
 def _read_sets(args, names, generated):
-    """(sets, asked, L): every --generated file and --checkpoints sample as codes of one length L,
-    and for labelled sets the label each row was generated for (headers; --n of each label)."""
+    """(sets, asked, L, apart): every --generated file and --checkpoints sample as codes of one length L,
+    for labelled sets the label each row was generated for (headers; --n of each label), and the
+    names of the checkpoints trained with data.select_apart."""
     from utils.labels import generated_labels
     from utils.sequences import read_sequences
 
-    sets, asked = {}, {}
+    sets, asked, apart = {}, {}, []
     L = args.seq_len
     for name, path in zip(names, generated):
         x = read_sequences(path, seq_len=L)
@@ -146,13 +151,15 @@ def _read_sets(args, names, generated):
         from train.engine import load_ensemble
 
         for ck in args.checkpoints:
-            ens, _ = load_ensemble(ck)
+            ens, meta = load_ensemble(ck)
             L = L or ens.stats.seq_len
             name = f"{ens.family.name} ({Path(ck).stem})"
+            if meta["config"].get("data", {}).get("select_apart"):
+                apart.append(name)
             sets[name], lab = _checkpoint_set(ens, args.n, L, args.seed)
             if lab is not None:
                 asked[name] = lab
-    return sets, asked, L
+    return sets, asked, L, apart
 
 
 def _checkpoint_set(ens, n: int, L: int, seed: int):

@@ -71,7 +71,7 @@ def test_the_engine_scores_epochs_on_the_selection_half_and_never_reads_the_judg
     assert abs(_markov(genome, d, tmp_path) - base) > 0.1
 
 
-def test_cli_trains_apart_and_analyze_judges_only_the_judged_half(genome, tmp_path, capsys):
+def test_cli_trains_apart_and_analyze_judges_only_the_judged_half(genome, tmp_path, capsys, monkeypatch):
     rc = main(["--mode", "train", "--model", "markov", "--data", str(genome), "--seq_len", "24", "--epochs", "1",
                "--order", "3", "--select_apart", "--run_dir", "runs/s", "--sample_every", "1",
                "--set", "train.eval_samples=50"])
@@ -83,11 +83,32 @@ def test_cli_trains_apart_and_analyze_judges_only_the_judged_half(genome, tmp_pa
     assert main(["--mode", "analyze", "--generated", "outputs/generated.fasta", "--data", str(genome),
                  "--select_apart", "--output-dir", "outputs/a2"]) == 0
     assert "judged half" in capsys.readouterr().out
+    whole, judged = (load_sequences(genome, 24, seed=42, select_apart=a).val.shape[0] for a in (False, True))
+    assert 0 < judged < whole
+    assert _compare_reference(genome, ["--select_apart"], monkeypatch) == judged
+    assert _compare_reference(genome, [], monkeypatch) == whole
+    from compare_models import main as compare_main  # a checkpoint trained apart, judged on every block: a note
+
+    assert compare_main(["--data", str(genome), "--checkpoints", "checkpoints/markov_best.pt", "--n", "20",
+                         "--no-baseline", "--no-c2st", "--no-frechet", "--output-dir", "outputs/cmp2"]) == 0
+    assert "trained with --select_apart" in (tmp_path / "outputs/cmp2/comparison.md").read_text()
     with pytest.raises(ConfigError, match="synthetic"):
         from utils import modality
         from utils.config import DataConfig
 
         modality.load(DataConfig(synthetic=100, select_apart=True), 0)
+
+
+def _compare_reference(genome, flags, monkeypatch) -> int:
+    """compare_models.py on the generated set: the number of reference windows its rows were scored against."""
+    from analysis import compare as C
+    from compare_models import main as compare_main
+
+    seen, real = [], C.rows_for
+    monkeypatch.setattr(C, "rows_for", lambda sets, ref, **kw: seen.append(ref.shape[0]) or real(sets, ref, **kw))
+    assert compare_main(["--data", str(genome), "--generated", "outputs/generated.fasta", "--no-baseline",
+                         "--no-c2st", "--no-frechet", *flags, "--output-dir", "outputs/cmp"]) == 0
+    return seen[-1]
 
 
 def test_the_cache_keeps_both_halves(tmp_path, monkeypatch):
