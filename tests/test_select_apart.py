@@ -32,6 +32,9 @@ def test_the_held_out_blocks_are_dealt_alternately_and_training_is_unchanged(tmp
     assert _rows(np.concatenate([apart.val, apart.select])) == _rows(whole.val)
     assert not set(decode(apart.val)) & set(decode(apart.select))
     assert apart.selection[0] is apart.select
+    capped = load_sequences(p, 50, val_fraction=0.2, block_size=3000, select_apart=True, max_sequences=100)
+    assert capped.train.shape[0] == 100 and capped.val.shape[0] == capped.select.shape[0] == 25  # 100 x 0.2 / 0.8
+    assert set(decode(capped.select)) <= set(decode(apart.select)) and set(decode(capped.val)) <= set(decode(apart.val))
 
 
 def test_labels_are_dealt_per_label_and_a_label_with_one_held_out_record_is_an_error(tmp_path):

@@ -635,10 +635,7 @@ class Run:
                      ", ".join(f"{c / counts.sum():.0%}" for c in counts))
         # what scores each epoch (validation NLL, best.pt, early stopping): the held-out blocks, or under
         # data.select_apart their selection half (the judged half is never read here)
-        if hasattr(data, "selection"):
-            self.val, vl = data.selection
-        else:  # real-valued sequences
-            self.val, vl = (data.val if data.val.shape[0] else data.train), None
+        self.val, vl = data.selection
         self.val_x = torch.from_numpy(np.ascontiguousarray(self.val))
         self.val_y = None  # their labels, for families that train on labels
         if vl is not None:

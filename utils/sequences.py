@@ -595,17 +595,21 @@ def _split_short_records(long_rec: list, rec_label, n_labels: int, val_fraction:
     return out
 
 
-def _cap(train, val, tl, vl, max_sequences: int, val_fraction: float, rng):
-    """--max_sequences: a seeded subset of the training windows, and of the held-out ones in proportion."""
+def _cap(train, tl, heldout: list, max_sequences: int, val_fraction: float, rng):
+    """--max_sequences: a seeded subset of the training windows, and of each held-out (windows, labels)
+    pair in proportion (the judged half and, under data.select_apart, the selection half)."""
     if not max_sequences or train.shape[0] <= max_sequences:
-        return train, val, tl, vl
+        return train, tl, heldout
     keep = np.sort(rng.choice(train.shape[0], size=max_sequences, replace=False))
     train, tl = train[keep], (tl[keep] if tl is not None else None)
     n_val_cap = max(1, int(round(max_sequences * val_fraction / max(1e-9, 1 - val_fraction))))
-    if val.shape[0] > n_val_cap:
-        keep = np.sort(rng.choice(val.shape[0], size=n_val_cap, replace=False))
-        val, vl = val[keep], (vl[keep] if vl is not None else None)
-    return train, val, tl, vl
+    capped = []
+    for val, vl in heldout:
+        if val.shape[0] > n_val_cap:
+            keep = np.sort(rng.choice(val.shape[0], size=n_val_cap, replace=False))
+            val, vl = val[keep], (vl[keep] if vl is not None else None)
+        capped.append((val, vl))
+    return train, tl, capped
 
 
 def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequences, seed, crop,
@@ -659,10 +663,9 @@ def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequen
     tl = vl = sl = None
     if rec_label is not None:
         tl, vl, sl = (np.concatenate(window_labels[k]) if window_labels[k] else np.zeros(0, np.int16) for k in (0, 1, 2))
-    train_all = train
-    train, val, tl, vl = _cap(train, val, tl, vl, max_sequences, val_fraction, rng)
-    if select_apart:  # the selection half capped as the judged half is
-        _, sel, _, sl = _cap(train_all, sel, None, sl, max_sequences, val_fraction, rng)
+    train, tl, held = _cap(train, tl, [(val, vl), (sel, sl)] if select_apart else [(val, vl)],
+                           max_sequences, val_fraction, rng)
+    (val, vl), (sel, sl) = held[0], held[-1]
     data = SequenceData(train=np.ascontiguousarray(train), val=np.ascontiguousarray(val), train_segments=segs[0],
                         val_segments=segs[1], n_records=len(records), n_dropped=dropped, source=str(path),
                         train_labels=tl, val_labels=vl, label_names=names)
@@ -786,6 +789,11 @@ class SignalData:
     @property
     def seq_len(self) -> int:
         return int(self.train.shape[1])
+
+    @property
+    def selection(self) -> tuple:
+        """(lines, None) that score each epoch: the validation lines, or the training ones when there are none."""
+        return (self.val if self.val.shape[0] else self.train), None
 
 
 def is_signal_file(path) -> bool:
