@@ -62,6 +62,11 @@ FAMILIES = ["stacked", "gumbel", "seqgan", "masked", "markov"]
 # docs/benchmarks.md, "Masked at 20,000 sequences"), so by default every row has --n
 SLOW_SAMPLERS = ("masked",)
 work = ROOT / "bench" / "results" / "work" / "genomes"
+# baseline rows: the row's name -> main.py flags of its markov run ("floor": the real training windows)
+PHASED = "markov-5 phased"
+BASELINES = {"floor": (), "markov-3": ("--order", 3), "markov-5": ("--order", 5),
+             PHASED: ("--order", 5, "--set", "model.period=3", "--set", "model.components=7")}
+DEFAULT_BASELINES = ("floor", "markov-3", "markov-5")
 COLS = ["genome", "set", "js_4mer", "gc_abs_diff", "unique_fraction", "c2st_auc", "c2st_lo", "c2st_hi", "train_s"]
 
 
@@ -113,7 +118,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget", type=float, default=300)
     ap.add_argument("--genomes", nargs="+", default=list(GENOMES))
-    ap.add_argument("--families", nargs="+", default=FAMILIES)
+    ap.add_argument("--families", nargs="*", default=FAMILIES, help="trained families (none: baseline rows only)")
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--ref_stride", type=int, default=10)
     ap.add_argument("--slow_n", type=int, default=0, help=f"sequences for the slow samplers {SLOW_SAMPLERS}, "
@@ -127,6 +132,9 @@ def main():
     ap.add_argument("--train_args", default="", help="extra main.py flags for every trained family, e.g. "
                     "'--set model.ngram_order=5' (a candidate default, measured on every genome)")
     ap.add_argument("--no_baselines", action="store_true", help="skip the floor and markov rows (a candidate run)")
+    ap.add_argument("--baselines", nargs="*", choices=list(BASELINES), default=list(DEFAULT_BASELINES),
+                    help=f"baseline rows (default {' '.join(DEFAULT_BASELINES)}); {PHASED} is the phased Markov "
+                         "mixture (models/markov.py: codon phase and several chains, fitted by EM)")
     ap.add_argument("--select_apart", action="store_true",
                     help="train with --select_apart and judge every row against the held-out blocks that did not pick it")
     ap.add_argument("--judge_half", action="store_true",
@@ -147,11 +155,13 @@ def main():
         ref = heldout_windows(data.val_segments, 70, args.ref_stride)
         rng = np.random.default_rng(args.seed)
         floor = data.train[rng.choice(data.train.shape[0], min(args.n, data.train.shape[0]), replace=False)]
-        sets = [] if args.no_baselines else [("real train windows (floor)", lambda: (floor, 0.0, {}))]
-        for k in () if args.no_baselines else (3, 5):
-            sets.append((f"markov-{k}", lambda k=k: trained_set("markov", GENOMES[g], 0, args.n,
-                                                                 Path(work) / g / f"markov{k}",
-                                                                 ("--order", k, *apart))))
+        sets = []
+        for b in () if args.no_baselines else args.baselines:
+            if b == "floor":
+                sets.append(("real train windows (floor)", lambda: (floor, 0.0, {})))
+            else:
+                sets.append((b, lambda b=b: trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / b,
+                                                        (*BASELINES[b], *apart))))
         n_of = {f: min(args.n, args.slow_n or args.n) if f in SLOW_SAMPLERS else args.n for f in args.families}
         sets += [(f, lambda f=f: trained_set(f, GENOMES[g], args.budget, n_of[f],
                                              Path(work) / f"budget{args.budget:g}" / g / (f + (f"_{args.tag}" if args.tag else "")), extra))

@@ -2,9 +2,18 @@
 
 P(x_t | x_{t-k..t-1}) from (k+1)-mer counts with add-`alpha` smoothing; the first k bases come from
 the k-mer marginal. Trained through the same engine: each epoch recounts from the (bootstrap) data.
+
+With ``model.period`` 3 and/or ``model.components`` > 1 the chain is a **phased mixture**, the
+model of GeneMark-style gene finders (Borodovsky & McIninch 1993): each window is drawn from one of
+``components`` chains, and each chain's transition depends on the position modulo ``period`` (the
+codon position in a gene); which chain and which phase a window starts in are hidden, and fitted by
+expectation-maximisation, one EM iteration an epoch (the E-step reads the last epoch's parameters,
+the M-step counts with the posterior weights). It writes the codon periodicity a plain chain cannot,
+in seconds, so it is the stronger baseline a learned model should also beat.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,10 +31,30 @@ class MarkovConfig:
     order: int = option(5, "markov: context length k", flag="--order",
                         domain=Domain("an integer from 0 to 10", int, lo=0, hi=10))
     alpha: float = 1.0  # add-alpha (Laplace) smoothing
+    # the phased mixture (module docstring): transitions that depend on the position mod `period`
+    # (3: codon position) and `components` chains, each window from one; EM, one iteration an epoch
+    period: int = option(1, "markov: transitions depend on the position modulo this (3: codon position; "
+                         "1: a plain chain)", domain=Domain("an integer from 1 to 12", int, lo=1, hi=12))
+    components: int = option(1, "markov: chains in the mixture, each window drawn from one (fitted by EM)",
+                             domain=Domain("an integer from 1 to 32", int, lo=1, hi=32))
+    em_iters: int = 40  # epochs (EM iterations) of the phased mixture when --epochs is not given
+    shrink: float = 32.0  # the phased mixture: pseudo-counts pulling each chain's transitions to the plain chain's
+
+    @property
+    def phased(self) -> bool:
+        return self.period > 1 or self.components > 1
 
     def validate(self):
         if self.alpha < 0:
             raise ConfigError(f"model.alpha must be >= 0, got {self.alpha}")
+        if self.phased and self.alpha <= 0:
+            raise ConfigError("model.alpha must be > 0 for the phased mixture (an unseen context would have no "
+                              "probability under any chain)")
+        if self.phased and self.shrink <= 0:
+            raise ConfigError(f"model.shrink must be > 0 for the phased mixture (a context a chain never saw has "
+                              f"no other estimate), got {self.shrink}")
+        if self.em_iters < 1:
+            raise ConfigError(f"model.em_iters must be >= 1, got {self.em_iters}")
 
 
 class MarkovChain(nn.Module):
@@ -60,6 +89,138 @@ class MarkovChain(nn.Module):
         return m / m.sum()
 
 
+class PhasedMixture(nn.Module):
+    """``components`` chains of order k whose transitions depend on the position modulo ``period``;
+    each window is drawn from one chain, starting in one phase (the hidden state z = (chain, phase)).
+
+    Buffers: ``counts`` (K, P, 4^(k+1)), ``starts`` (K, P, 4^k) and ``mix`` (K, P) are the posterior-
+    weighted counts of this epoch's M-step (summed over torchrun ranks), and after the epoch the
+    parameters; ``prev`` holds the last epoch's counts, which this epoch's E-step reads. A window's
+    phase at position t is (t + phase) mod P."""
+
+    def __init__(self, order: int, alpha: float, period: int, components: int, shrink: float):
+        super().__init__()
+        self.order, self.alpha, self.period, self.components = order, alpha, period, components
+        self.shrink = shrink
+        K, P, V = components, period, 4 ** (order + 1)
+        self.register_buffer("counts", torch.zeros(K, P, V, dtype=torch.float64))
+        self.register_buffer("starts", torch.zeros(K, P, V // 4, dtype=torch.float64))
+        self.register_buffer("mix", torch.zeros(K, P, dtype=torch.float64))
+        self.register_buffer("prev", torch.zeros(K, P, V, dtype=torch.float64))
+        self.register_buffer("prev_mix", torch.zeros(K, P, dtype=torch.float64))
+
+    kmer_index = MarkovChain.kmer_index
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.mix.sum() > 0)
+
+    def new_iteration(self) -> None:
+        """Start an EM iteration: the counts of the last one become the E-step's parameters."""
+        if self.fitted:
+            self.prev.copy_(self.counts)
+            self.prev_mix.copy_(self.mix)
+        for b in (self.counts, self.starts, self.mix):
+            b.zero_()
+
+    def log_transition(self, counts: torch.Tensor) -> torch.Tensor:
+        """(K, P, 4^(k+1)) log P(base | context, chain, phase): each chain's counts shrunk towards the
+        plain chain (all states' counts pooled, add-alpha smoothed) with ``shrink`` pseudo-counts, so
+        a context a chain rarely saw falls back on the plain chain's transition."""
+        c = counts.view(self.components, self.period, -1, 4)
+        pooled = c.sum((0, 1)) + self.alpha
+        prior = pooled / pooled.sum(-1, keepdim=True)
+        c = c + self.shrink * prior
+        return torch.log(c / c.sum(-1, keepdim=True)).view(self.components, self.period, -1)
+
+    def log_mix(self, mix: torch.Tensor) -> torch.Tensor:
+        m = mix + 1e-3 * float(mix.sum().clamp_min(1.0)) / mix.numel()  # no state's weight reaches 0
+        return torch.log(m / m.sum())
+
+    def _by_phase(self, x: torch.Tensor):
+        """Yields (indices of the (k+1)-mers ending at positions t = r mod P, r) for each residue r."""
+        k, P = self.order, self.period
+        f = self.kmer_index(x, k + 1)  # (B, L-k): the (k+1)-mer ending at t = k + i
+        r = (torch.arange(f.shape[1], device=x.device) + k) % P
+        for rr in range(P):
+            yield f[:, r == rr], rr
+
+    def state_loglik(self, x: torch.Tensor, counts: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        """(B, K, P): log prior(z) + log P(x_k..x_{L-1} | x_0..x_{k-1}, z) for every hidden state z."""
+        logT = self.log_transition(counts)
+        B, K, P = x.shape[0], self.components, self.period
+        ll = torch.zeros(B, K, P, dtype=torch.float64, device=x.device)
+        for cols, rr in self._by_phase(x):
+            for p in range(P):  # positions of residue rr are in phase p when the window's phase is p - rr
+                ll[:, :, (p - rr) % P] += logT[:, p][:, cols].sum(-1).T
+        return ll + self.log_mix(mix)
+
+    def add_counts(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One E-step and the M-step's counts for windows x; returns their log-likelihood per window
+        under the E-step's parameters (uniform in the first iteration, whose posteriors are random)."""
+        k, K, P, V = self.order, self.components, self.period, 4 ** (self.order + 1)
+        B = x.shape[0]
+        if x.shape[1] <= k or not B:
+            return x.new_zeros(B, dtype=torch.float64)
+        if self.prev_mix.sum() > 0:
+            ll = self.state_loglik(x, self.prev, self.prev_mix)
+            lse = torch.logsumexp(ll.view(B, -1), 1)
+            post = torch.exp(ll - lse[:, None, None])
+        else:  # the first iteration: each window in one random state breaks the symmetry between them
+            z = torch.randint(K * P, (B,), generator=generator, device=generator.device if generator else None)
+            post = torch.nn.functional.one_hot(z.to(x.device), K * P).to(torch.float64).view(B, K, P)
+            lse = x.new_full((B,), -(x.shape[1] - k) * math.log(4), dtype=torch.float64)
+        chains = torch.arange(K, device=x.device)[:, None, None]
+        for cols, rr in self._by_phase(x):
+            for p in range(P):
+                w = post[:, :, (p - rr) % P].T[:, :, None].expand(K, B, cols.shape[1])
+                idx = (chains * P + p) * V + cols[None]
+                self.counts.view(-1).index_add_(0, idx.reshape(-1), w.reshape(-1))
+        first = self.kmer_index(x[:, :k], k).squeeze(1) if k else x.new_zeros(B, dtype=torch.long)
+        sflat = self.starts.view(K * P, -1)
+        for z in range(K * P):
+            sflat[z].index_add_(0, first, post.view(B, -1)[:, z])
+        self.mix += post.sum(0)
+        return lse
+
+    def loglik(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,) log P(x_k.. | x_..k) of windows under the fitted mixture."""
+        return torch.logsumexp(self.state_loglik(x, self.counts, self.mix).view(x.shape[0], -1), 1)
+
+    def sample(self, n, length, *, temperature, generator, prompt) -> torch.Tensor:
+        k, K, P = self.order, self.components, self.period
+        dev = self.counts.device
+        out = torch.empty(n, length, dtype=torch.long, device=dev)
+        p_len = place_prompt(out, prompt)
+        # the hidden state: from the mixture weights, or, given a prompt, from its posterior
+        prior = self.log_mix(self.mix).view(-1)
+        if p_len > k:
+            prior = self.state_loglik(out[:1, :p_len], self.counts, self.mix).view(-1)
+        z = torch.multinomial(torch.softmax(prior, 0).float().expand(n, -1), 1, generator=generator).squeeze(1)
+        chain, phase = z // P, z % P
+        trans = _tempered(torch.exp(self.log_transition(self.counts)).view(K, P, -1, 4), temperature).float()
+        start = p_len
+        if p_len < k:  # the first k bases from the state's start k-mers that extend the prompt
+            marg = _tempered(self.starts + self.alpha / 4, temperature).float()[chain, phase]
+            if p_len:
+                pidx = 0
+                for b in prompt[:p_len].tolist():
+                    pidx = pidx * 4 + int(b)
+                span = 4 ** (k - p_len)
+                mask = torch.zeros(marg.shape[1], device=dev)
+                mask[pidx * span : (pidx + 1) * span] = 1
+                marg = marg * mask
+            first = torch.multinomial(marg, 1, generator=generator).squeeze(1)
+            digits = [(first // 4 ** (k - 1 - j)) % 4 for j in range(k)]
+            out[:, : min(k, length)] = torch.stack(digits, 1)[:, : min(k, length)]
+            start = k
+        for t in range(start, length):
+            ctx_idx = self.kmer_index(out[:, t - k : t], k).squeeze(1) if k else torch.zeros_like(chain)
+            probs = trans[chain, (t + phase) % P, ctx_idx]
+            out[:, t] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return out
+
+
 def _tempered(p: torch.Tensor, temperature: float) -> torch.Tensor:
     logp = torch.log(p.clamp_min(1e-300)) / max(temperature, 1e-6)
     return torch.softmax(logp, dim=-1)
@@ -69,22 +230,43 @@ def _tempered(p: torch.Tensor, temperature: float) -> torch.Tensor:
 class Markov(Family):
     Config = MarkovConfig
     select_by = "val_nll"
-    summed_buffers = ("counts",)  # under torchrun each rank counts its own shard
+    # under torchrun each rank counts its own shard (the phased mixture: its posterior-weighted counts)
+    summed_buffers = ("counts", "starts", "mix")
     labelled = True  # one chain per label beside the pooled one
     balances_labels = False  # counts are exact: each window once, whatever train.label_balance says
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c = cfg.model
-        nets = {"chain": MarkovChain(c.order, c.alpha)}
-        nets.update({f"label{i}": MarkovChain(c.order, c.alpha) for i in range(len(stats.label_names))})
+        make = ((lambda: PhasedMixture(c.order, c.alpha, c.period, c.components, c.shrink)) if c.phased
+                else (lambda: MarkovChain(c.order, c.alpha)))
+        nets = {"chain": make()}
+        nets.update({f"label{i}": make() for i in range(len(stats.label_names))})
         return nn.ModuleDict(nets)
+
+    def plan(self, cfg):
+        """One epoch counts the plain chain; the phased mixture takes model.em_iters EM iterations."""
+        from train.schedule import Plan
+
+        if cfg.model.phased:
+            return Plan.single(cfg.model.em_iters, "em")
+        return Plan.single(1)
 
     def on_epoch_start(self, nets, ctx) -> None:
         for chain in nets.values():
-            chain.counts.zero_()  # an epoch is one full count of the (bootstrap) data
+            if isinstance(chain, PhasedMixture):
+                chain.new_iteration()  # the last epoch's counts become the E-step's parameters
+            else:
+                chain.counts.zero_()  # an epoch is one full count of the (bootstrap) data
 
     def train_step(self, nets, batch, ctx) -> dict[str, float]:
         chain = nets["chain"]
+        if isinstance(chain, PhasedMixture):
+            lse = chain.add_counts(batch, ctx.generator)
+            if ctx.batch_labels is not None:
+                for i in range(len(nets) - 1):
+                    nets[f"label{i}"].add_counts(batch[ctx.batch_labels == i], ctx.generator)
+            # the batch's NLL per base under the E-step's parameters (EM's objective, falling)
+            return {"nll": -lse.sum() / max(lse.numel() * (batch.shape[1] - chain.order), 1)}
         chain.add_counts(batch)
         if ctx.batch_labels is not None:
             for i in range(len(nets) - 1):
@@ -105,12 +287,16 @@ class Markov(Family):
         if ctx.val is None or not ctx.val.shape[0] or ctx.val.shape[1] <= k:
             return {}
         x = ctx.val[:20000].to(chain.counts.device).long()
+        if isinstance(chain, PhasedMixture):  # the mixture's likelihood of each window's bases after the k-th
+            return {"val_nll": float(-chain.loglik(x).sum() / (x.shape[0] * (x.shape[1] - k)))}
         logp = torch.log(chain.transition().view(-1))[chain.kmer_index(x, k + 1)]
         return {"val_nll": float(-logp.mean())}
 
     @torch.no_grad()
     def sample(self, nets, n, length, *, temperature=1.0, generator=None, prompt=None, label=None):
         chain = nets["chain"] if label is None else nets[f"label{label}"]
+        if isinstance(chain, PhasedMixture):
+            return chain.sample(n, length, temperature=temperature, generator=generator, prompt=prompt)
         k = chain.order
         dev = chain.counts.device
         out = torch.empty(n, length, dtype=torch.long, device=dev)

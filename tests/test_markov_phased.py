@@ -1,0 +1,104 @@
+"""The phased Markov mixture (models/markov.py): codon-phase transitions and several chains, by EM."""
+import numpy as np
+import pytest
+import torch
+
+from main import main
+from train import checkpoint as ckpt_io
+from train.engine import load_ensemble, train
+from utils.config import parse_set, resolve
+from models.registry import get_family
+from utils.sequences import read_records
+
+# phase 0 writes mostly A, phase 1 mostly C, phase 2 mostly G: a period-3 source with no order-0 signal
+PATTERN = "ACG"
+
+
+def periodic_dna(n: int, seed: int, pattern: str = PATTERN, p: float = 0.8) -> str:
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(n):
+        want = "ACGT".index(pattern[t % 3])
+        probs = np.full(4, (1 - p) / 3)
+        probs[want] = p
+        out.append("ACGT"[rng.choice(4, p=probs)])
+    return "".join(out)
+
+
+def fasta(path, records):
+    path.write_text("".join(f">{name}\n{seq}\n" for name, seq in records))
+    return path
+
+
+@pytest.fixture
+def periodic(tmp_path):
+    return fasta(tmp_path / "periodic.fasta", [(f"r{i}", periodic_dna(3000, i)) for i in range(8)])
+
+
+def cfg_for(path, *sets):
+    return resolve("markov", get_family("markov").Config, {"data": {"path": str(path)}},
+                   parse_set(["data.seq_len=30", "train.batch=64", "train.eval_samples=50", *sets]))
+
+
+def in_phase(seqs: np.ndarray, pattern: str = PATTERN) -> float:
+    """Mean over sequences of the best fraction of bases that follow the pattern at one of its 3 phases."""
+    want = np.array(["ACGT".index(c) for c in pattern])
+    t = np.arange(seqs.shape[1])
+    return float(np.mean([max(np.mean(s == want[(t + f) % 3]) for f in range(3)) for s in seqs]))
+
+
+def test_the_phased_chain_learns_a_codon_phase_that_a_plain_chain_cannot(periodic, tmp_path):
+    plain = train(cfg_for(periodic, "model.order=0", f"train.checkpoint_dir={tmp_path}/a", f"train.run_dir={tmp_path}/ra"))
+    phased = train(cfg_for(periodic, "model.order=0", "model.period=3", "model.em_iters=8",
+                           f"train.checkpoint_dir={tmp_path}/b", f"train.run_dir={tmp_path}/rb"))
+    assert len(plain.history) == 1 and len(phased.history) == 8  # the plan: one count, or em_iters EM iterations
+    # held-out: the source's entropy is 0.8 nats/base with the phase known, log 4 = 1.386 without
+    assert phased.history[-1]["val_nll"] < plain.history[-1]["val_nll"] - 0.4
+    # EM's training objective falls from the first iteration (random posteriors) to the last
+    nll = [r["nll"] for r in phased.history]
+    assert nll[-1] < nll[1] - 0.1 and nll[1] <= nll[0] + 1e-9
+    a = plain.ensemble.sample(300, seed=1).numpy()
+    b = phased.ensemble.sample(300, seed=1).numpy()
+    assert in_phase(b) > 0.7 and in_phase(a) < 0.5  # the source writes 0.8 in phase; order 0 writes ~1/3 + luck
+
+
+def test_phased_checkpoint_reloads_to_identical_samples_and_resumes_exactly(periodic, tmp_path):
+    sets = ["model.order=2", "model.period=3", "model.components=3", "train.bagging=true", "train.n_models=2"]
+    full = train(cfg_for(periodic, *sets, "train.epochs=4", f"train.checkpoint_dir={tmp_path}/a",
+                         f"train.run_dir={tmp_path}/ra"))
+    ens, ck = load_ensemble(full.last_path)
+    assert torch.equal(full.ensemble.sample(50, seed=3), ens.sample(50, seed=3))
+    assert ck["config"]["model"]["period"] == 3 and ck["members"][0]["chain.counts"].shape == (3, 3, 4 ** 3)
+    part = train(cfg_for(periodic, *sets, "train.epochs=2", f"train.checkpoint_dir={tmp_path}/b",
+                         f"train.run_dir={tmp_path}/rb"))
+    resumed = train(cfg_for(periodic, *sets, "train.epochs=4"), resume=str(part.last_path))
+    a, b = ckpt_io.load(full.last_path), ckpt_io.load(resumed.last_path)
+    for ma, mb in zip(a["members"], b["members"]):
+        assert all(torch.allclose(ma[k], mb[k], rtol=1e-12, atol=0) for k in ma), [k for k in ma if not torch.equal(ma[k], mb[k])]
+    assert [r["val_nll"] for r in full.history] == pytest.approx([r["val_nll"] for r in resumed.history], rel=1e-12)
+    # a prompt fixes the first bases, and the hidden phase follows it
+    p = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    out = ens.sample(200, 30, seed=0, prompt=p)
+    want = torch.tensor([0, 1, 2])[torch.arange(7, 30) % 3]
+    assert (out[:, :7] == p).all() and (out[:, 7:] == want).float().mean() > 0.6
+
+
+def test_labelled_phased_mixture_writes_each_labels_phase_pattern(tmp_path, capsys):
+    a = fasta(tmp_path / "acg.fasta", [(f"a{i}", periodic_dna(1500, i, "ACG")) for i in range(6)])
+    b = fasta(tmp_path / "tta.fasta", [(f"b{i}", periodic_dna(1500, 50 + i, "TTG")) for i in range(6)])
+    assert main(["--mode", "train", "--model", "markov", "--data", str(a), str(b), "--seq_len", "30", "--order", "1",
+                 "--set", "model.period=3", "--set", "model.components=2", "--set", "model.em_iters=6",
+                 "--set", "train.eval_samples=20", "--run_dir", "runs/p"]) == 0
+    assert main(["--mode", "gen", "--checkpoint", "checkpoints/markov_best.pt", "--n", "100", "--label", "all",
+                 "--output", "all.fasta"]) == 0
+    recs = read_records("all.fasta", titles=True)
+    for lab, pattern in (("acg", "ACG"), ("tta", "TTG")):
+        seqs = np.array([["ACGT".index(c) for c in s] for _, title, s in recs if title.endswith(f"label={lab}")])
+        assert len(seqs) == 100 and in_phase(seqs, pattern) > 0.7, lab
+
+
+def test_the_phased_mixture_needs_a_prior_for_unseen_contexts(periodic, capsys):
+    assert main(["--mode", "train", "--model", "markov", "--data", str(periodic), "--set", "model.period=3",
+                 "--set", "model.shrink=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model.shrink must be > 0 for the phased mixture") and "\n" not in err
