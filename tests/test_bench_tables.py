@@ -122,3 +122,16 @@ def test_printing_one_budget_gives_the_cells_of_the_full_run(results, monkeypatc
     assert "--budget 900" not in alone and alone.strip() in full
     assert "seqgan: mean C2ST 0.575" in alone  # the three-judge figure of the same set
     assert written[0] == written[1] and set(written[1]["tables"]) == {"300", "900"}
+
+
+def test_the_phased_baseline_gives_each_family_its_difference_where_it_was_run(results, monkeypatch):
+    monkeypatch.setattr(T, "RESCORES", {})
+    assert T.PHASED not in T.baselines("g")  # not run: no row and no column
+    assert "vs_phased" not in T.family_row(300, "g", "seqgan", T.baselines("g"))
+    results[T.PHASED_SOURCE] = {"git_commit": "f" * 40,
+                                "rows": [row("g", T.PHASED, 0.60, c2st_repeats=3, c2st_sd=0.01, c2st_interval="t")]}
+    base = T.baselines("g")
+    assert base[T.PHASED]["judges"] == 3 and base[T.PHASED]["c2st"] == 0.60
+    r = T.family_row(300, "g", "seqgan", base)
+    assert r["vs_phased"] == pytest.approx(0.555 - 0.60) and r["target_met"]  # the target stays markov-5's
+    assert "-0.045" in T.markdown([r], 300)
