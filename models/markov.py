@@ -13,6 +13,7 @@ in seconds, so it is the stronger baseline a learned model should also beat.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -39,6 +40,25 @@ class MarkovConfig:
                              domain=Domain("an integer from 1 to 32", int, lo=1, hi=32))
     em_iters: int = 40  # epochs (EM iterations) of the phased mixture when --epochs is not given
     shrink: float = 32.0  # the phased mixture: pseudo-counts pulling each chain's transitions to the plain chain's
+    # the phased mixture's order is the largest <= model.order that leaves this many training bases per
+    # (state, (k+1)-mer) (0: model.order as given); chosen by held-out NLL on five genomes (docs/benchmarks.md)
+    min_cell_bases: float = 50.0
+
+    def for_data(self, n_bases: int):
+        """The phased mixture has period x components states, each with 4^(k+1) transition counts:
+        below min_cell_bases training bases per count its order comes down (a plain chain is left as
+        it is). Measured (held-out NLL, stop 45): order 5 is best on none of five genomes; S. suis
+        (1.7 Mb of training windows) is best at 4, phage T4 (135 kb) and the human stretches at 2-3."""
+        if not self.phased or self.min_cell_bases <= 0:
+            return self, None
+        states, k = self.period * self.components, self.order
+        while k > 0 and n_bases / (states * 4 ** (k + 1)) < self.min_cell_bases:
+            k -= 1
+        if k == self.order:
+            return self, None
+        return dataclasses.replace(self, order=k), (
+            f"model.order {self.order} -> {k}: {n_bases:,} training bases for {states} states x 4^{k + 1} "
+            f"transition counts, at least model.min_cell_bases ({self.min_cell_bases:g}) each")
 
     @property
     def phased(self) -> bool:
@@ -53,6 +73,8 @@ class MarkovConfig:
         if self.phased and self.shrink <= 0:
             raise ConfigError(f"model.shrink must be > 0 for the phased mixture (a context a chain never saw has "
                               f"no other estimate), got {self.shrink}")
+        if self.min_cell_bases < 0:
+            raise ConfigError(f"model.min_cell_bases must be >= 0, got {self.min_cell_bases}")
         if self.em_iters < 1:
             raise ConfigError(f"model.em_iters must be >= 1, got {self.em_iters}")
 

@@ -63,7 +63,8 @@ def test_the_phased_chain_learns_a_codon_phase_that_a_plain_chain_cannot(periodi
 
 
 def test_phased_checkpoint_reloads_to_identical_samples_and_resumes_exactly(periodic, tmp_path):
-    sets = ["model.order=2", "model.period=3", "model.components=3", "train.bagging=true", "train.n_models=2"]
+    sets = ["model.order=2", "model.period=3", "model.components=3", "model.min_cell_bases=0", "train.bagging=true",
+            "train.n_models=2"]
     full = train(cfg_for(periodic, *sets, "train.epochs=4", f"train.checkpoint_dir={tmp_path}/a",
                          f"train.run_dir={tmp_path}/ra"))
     ens, ck = load_ensemble(full.last_path)
@@ -102,3 +103,17 @@ def test_the_phased_mixture_needs_a_prior_for_unseen_contexts(periodic, capsys):
                  "--set", "model.shrink=0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: model.shrink must be > 0 for the phased mixture") and "\n" not in err
+
+
+def test_the_phased_mixtures_order_comes_down_to_its_data():
+    from models.markov import MarkovConfig
+
+    c = MarkovConfig(order=5, period=3, components=7)  # 21 states, at least 50 training bases a count
+    assert c.for_data(1_680_000)[0].order == 4  # S. suis: 78 bases a count at order 4, 19.5 at 5
+    new, note = c.for_data(135_000)  # phage T4
+    assert new.order == 2 and note.startswith("model.order 5 -> 2: 135,000 training bases")
+    assert c.for_data(10**9) == (c, None)
+    assert c.for_data(100)[0].order == 0
+    plain = MarkovConfig(order=5)
+    assert plain.for_data(1000) == (plain, None)  # the plain chain keeps its order
+    assert MarkovConfig(order=5, period=3, components=7, min_cell_bases=0).for_data(1000)[0].order == 5
