@@ -58,7 +58,7 @@ BASELINES_OF = {"t4": "genomes_300_t4"}  # genomes benchmarked in their own run 
 FLOOR, MARKOV3, MARKOV5 = "real train windows (floor)", "markov-3", "markov-5"
 # the phased Markov mixture (models/markov.py; stop 45), a stronger baseline beside markov-5: no target
 # is set against it, the tables say where each family stands to it ("vs phased")
-PHASED, PHASED_SOURCE = "markov-5 phased", "genomes_300_phased"
+PHASED, PHASED_SOURCE = "markov phased", "genomes_300_phased"
 # three-judge re-scores of a row's own generated set: (budget, genome, set) -> (JSON, its set name,
 # the JSON whose row's set it re-scored: a newer source's row of that cell is another set)
 RESCORES = {
