@@ -8,7 +8,9 @@
 
 Writes comparison.md, comparison.csv, comparison.html and figures to --output-dir, rows sorted by
 C2ST AUC, with the real-vs-real floor. With a reference genome, a markov-5 baseline trained on its
-training split is included unless --no-baseline. When the reference has labels (label= headers or
+training split is included unless --no-baseline, and with --phased_baseline the phased Markov
+mixture too (codon-phased chains fitted by EM, models/markov.py: the stronger baseline on bacterial
+DNA). When the reference has labels (label= headers or
 --label_pattern) the rows of labelled sets (generated files whose headers carry label=, checkpoints
 trained on labels: --n of each label) also get conditional_accuracy against its ceiling and chance
 (analysis.fidelity, one classifier for every row).
@@ -38,6 +40,9 @@ def build_parser():
     p.add_argument("--seq_len", type=D.POSITIVE_INT, default=None)
     p.add_argument("--seed", type=D.SEED, default=0)
     p.add_argument("--no-baseline", "--no_baseline", dest="baseline", action="store_false")
+    p.add_argument("--phased_baseline", "--phased-baseline", action="store_true",
+                   help="also the phased Markov mixture (--model markov --set model.period=3 --set model.components=7), "
+                        "trained on the reference's training split")
     p.add_argument("--no-c2st", dest="c2st", action="store_false", help="skip the classifier test (faster)")
     p.add_argument("--motifs", default=None, metavar="GROUP",
                    help="also compare JASPAR motif hit rates (pyjaspar CORE group: all, vertebrates, plants, ...)")
@@ -83,21 +88,25 @@ def run(args) -> int:
     ref = data.val if data.val.shape[0] else data.train
     if not data.val.shape[0]:
         notes.append("the reference has no held-out windows; its training windows are the reference")
-    if args.baseline:
+    baselines = {"markov-5 baseline": ["model.order=5"]} if args.baseline else {}
+    if args.phased_baseline:
+        baselines["markov phased baseline"] = ["model.order=5", "model.period=3", "model.components=7"]
+    if baselines:
         from models.registry import get_family
         from train.engine import train
         from utils.config import parse_set, resolve
 
         fam = get_family("markov")
-        cfg = resolve("markov", fam.Config, {"data": {"path": ref_path, "seq_len": L}},
-                      parse_set(["model.order=5", "train.eval_samples=100"]))
-        res = train(cfg, data=data, save=False)
         n_base = max(x.shape[0] for x in sets.values())
-        if data.label_names:  # per-label chains: as many of each label as a labelled set has
-            sets["markov-5 baseline"], asked["markov-5 baseline"] = _checkpoint_set(
-                res.ensemble, max(1, n_base // len(data.label_names)), L, args.seed)
-        else:
-            sets["markov-5 baseline"] = res.ensemble.sample(n_base, L, seed=args.seed).numpy()
+        for name, sets_ in baselines.items():
+            cfg = resolve("markov", fam.Config, {"data": {"path": ref_path, "seq_len": L}},
+                          parse_set(sets_ + ["train.eval_samples=100"]))
+            res = train(cfg, data=data, save=False)
+            if data.label_names:  # per-label chains: as many of each label as a labelled set has
+                sets[name], asked[name] = _checkpoint_set(res.ensemble, max(1, n_base // len(data.label_names)), L,
+                                                          args.seed)
+            else:
+                sets[name] = res.ensemble.sample(n_base, L, seed=args.seed).numpy()
     rows = C.rows_for(sets, ref, train=data.train, train_segments=data.train_segments, seed=args.seed, c2st=args.c2st,
                       frechet=args.frechet, motifs=args.motifs)
     if data.label_names and asked:

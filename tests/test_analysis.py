@@ -132,3 +132,22 @@ def test_compare_orders_rows_by_auc_and_writes_its_files(genome, tmp_path):
                          "--no-baseline", "--no-c2st", "--output-dir", "cmp2"]) == 0
     assert "unif" in (tmp_path / "cmp2/comparison.md").read_text()
     assert compare_main(["--data", str(genome), "--generated", "unif.fasta", "--labels", "x", "y"]) == 2
+
+
+def test_compare_adds_the_phased_markov_baseline_when_asked(genome, tmp_path):
+    from compare_models import main as compare_main
+
+    write_fasta(tmp_path / "unif.fasta", decode(rand(60, 24, 7)))
+    args = ["--data", str(genome), "--generated", "unif.fasta", "--labels", "uniform", "--no-c2st", "--no-frechet"]
+    assert compare_main(args + ["--output-dir", "plain"]) == 0
+    assert compare_main(args + ["--phased_baseline", "--output-dir", "phased"]) == 0
+    import csv
+
+    def rows(d):
+        return {r["model"]: r for r in csv.DictReader((tmp_path / d / "comparison.csv").read_text().splitlines())}
+
+    assert "markov phased baseline" not in rows("plain")
+    both = rows("phased")
+    assert {"markov-5 baseline", "markov phased baseline"} <= set(both)
+    # the two baselines are different sets of the same size (the phased chain samples its own states)
+    assert both["markov phased baseline"]["js_4mer"] != both["markov-5 baseline"]["js_4mer"]
