@@ -135,6 +135,8 @@ def main():
     ap.add_argument("--baselines", nargs="*", choices=list(BASELINES), default=list(DEFAULT_BASELINES),
                     help=f"baseline rows (default {' '.join(DEFAULT_BASELINES)}); {PHASED} is the phased Markov "
                          "mixture (models/markov.py: codon phase and several chains, fitted by EM)")
+    ap.add_argument("--baseline_args", default="", help="extra main.py flags for the markov baseline rows, e.g. "
+                    "'--set train.seed=1' (the phased mixture's EM starts from a seeded random assignment)")
     ap.add_argument("--select_apart", action="store_true",
                     help="train with --select_apart and judge every row against the held-out blocks that did not pick it")
     ap.add_argument("--judge_half", action="store_true",
@@ -161,7 +163,7 @@ def main():
                 sets.append(("real train windows (floor)", lambda: (floor, 0.0, {})))
             else:
                 sets.append((b, lambda b=b: trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / b,
-                                                        (*BASELINES[b], *apart))))
+                                                        (*BASELINES[b], *shlex.split(args.baseline_args), *apart))))
         n_of = {f: min(args.n, args.slow_n or args.n) if f in SLOW_SAMPLERS else args.n for f in args.families}
         sets += [(f, lambda f=f: trained_set(f, GENOMES[g], args.budget, n_of[f],
                                              Path(work) / f"budget{args.budget:g}" / g / (f + (f"_{args.tag}" if args.tag else "")), extra))
@@ -177,7 +179,7 @@ def main():
             print(table([row], COLS), flush=True)
             write_json(name, {"seed": args.seed, "budget": args.budget, "n": args.n, "ref_stride": args.ref_stride,
                               "judge_n": args.judge_n, "select_apart": args.select_apart, "judge_half": args.judge_half,
-                              "train_args": args.train_args, "rows": rows})
+                              "train_args": args.train_args, "baseline_args": args.baseline_args, "rows": rows})
     print(table(rows, COLS))
 
 
