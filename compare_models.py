@@ -88,25 +88,7 @@ def run(args) -> int:
     ref = data.val if data.val.shape[0] else data.train
     if not data.val.shape[0]:
         notes.append("the reference has no held-out windows; its training windows are the reference")
-    baselines = {"markov-5 baseline": ["model.order=5"]} if args.baseline else {}
-    if args.phased_baseline:
-        baselines["markov phased baseline"] = ["model.order=5", "model.period=3", "model.components=7"]
-    if baselines:
-        from models.registry import get_family
-        from train.engine import train
-        from utils.config import parse_set, resolve
-
-        fam = get_family("markov")
-        n_base = max(x.shape[0] for x in sets.values())
-        for name, sets_ in baselines.items():
-            cfg = resolve("markov", fam.Config, {"data": {"path": ref_path, "seq_len": L}},
-                          parse_set(sets_ + ["train.eval_samples=100"]))
-            res = train(cfg, data=data, save=False)
-            if data.label_names:  # per-label chains: as many of each label as a labelled set has
-                sets[name], asked[name] = _checkpoint_set(res.ensemble, max(1, n_base // len(data.label_names)), L,
-                                                          args.seed)
-            else:
-                sets[name] = res.ensemble.sample(n_base, L, seed=args.seed).numpy()
+    _add_baselines(args, data, ref_path, L, sets, asked)
     rows = C.rows_for(sets, ref, train=data.train, train_segments=data.train_segments, seed=args.seed, c2st=args.c2st,
                       frechet=args.frechet, motifs=args.motifs)
     if data.label_names and asked:
@@ -137,6 +119,32 @@ def run(args) -> int:
     print(f"{'real vs real (floor)':<32} C2ST {C.c2st_text(floor)}  4-mer JS {floor['js_4mer']:.4f}")
     print(f"wrote {args.output_dir}/comparison.md, comparison.csv, comparison.html")
     return 0
+
+
+def _add_baselines(args, data, ref_path: str, L: int, sets: dict, asked: dict) -> None:
+    """The markov-5 baseline (unless --no-baseline) and, with --phased_baseline, the phased Markov
+    mixture, each trained on the reference's training split and added to ``sets`` with as many
+    sequences as the largest set (labelled references: as many of each label, in ``asked``)."""
+    baselines = {"markov-5 baseline": ["model.order=5"]} if args.baseline else {}
+    if args.phased_baseline:
+        baselines["markov phased baseline"] = ["model.order=5", "model.period=3", "model.components=7"]
+    if not baselines:
+        return
+    from models.registry import get_family
+    from train.engine import train
+    from utils.config import parse_set, resolve
+
+    fam = get_family("markov")
+    n_base = max(x.shape[0] for x in sets.values())
+    for name, overrides in baselines.items():
+        cfg = resolve("markov", fam.Config, {"data": {"path": ref_path, "seq_len": L}},
+                      parse_set(overrides + ["train.eval_samples=100"]))
+        res = train(cfg, data=data, save=False)
+        if data.label_names:  # per-label chains: as many of each label as a labelled set has
+            sets[name], asked[name] = _checkpoint_set(res.ensemble, max(1, n_base // len(data.label_names)), L,
+                                                      args.seed)
+        else:
+            sets[name] = res.ensemble.sample(n_base, L, seed=args.seed).numpy()
 
 
 def _read_sets(args, names, generated):

@@ -199,9 +199,8 @@ class PhasedMixture(nn.Module):
                 idx = (chains * P + p) * V + cols[None]
                 self.counts.view(-1).index_add_(0, idx.reshape(-1), w.reshape(-1))
         first = self.kmer_index(x[:, :k], k).squeeze(1) if k else x.new_zeros(B, dtype=torch.long)
-        sflat = self.starts.view(K * P, -1)
-        for z in range(K * P):
-            sflat[z].index_add_(0, first, post.view(B, -1)[:, z])
+        states = torch.arange(K * P, device=x.device)[:, None] * (4 ** k)  # the (state, first k-mer) cells
+        self.starts.view(-1).index_add_(0, (states + first[None]).reshape(-1), post.view(B, -1).T.reshape(-1))
         self.mix += post.sum(0)
         return lse
 
@@ -224,14 +223,7 @@ class PhasedMixture(nn.Module):
         start = p_len
         if p_len < k:  # the first k bases from the state's start k-mers that extend the prompt
             marg = _tempered(self.starts + self.alpha / 4, temperature).float()[chain, phase]
-            if p_len:
-                pidx = 0
-                for b in prompt[:p_len].tolist():
-                    pidx = pidx * 4 + int(b)
-                span = 4 ** (k - p_len)
-                mask = torch.zeros(marg.shape[1], device=dev)
-                mask[pidx * span : (pidx + 1) * span] = 1
-                marg = marg * mask
+            marg = marg * _extending(prompt, p_len, k, dev)
             first = torch.multinomial(marg, 1, generator=generator).squeeze(1)
             digits = [(first // 4 ** (k - 1 - j)) % 4 for j in range(k)]
             out[:, : min(k, length)] = torch.stack(digits, 1)[:, : min(k, length)]
@@ -241,6 +233,19 @@ class PhasedMixture(nn.Module):
             probs = trans[chain, (t + phase) % P, ctx_idx]
             out[:, t] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return out
+
+
+def _extending(prompt, p_len: int, k: int, device) -> torch.Tensor:
+    """(4^k,) 1 for the k-mers that begin with the prompt's first p_len bases (all ones without one)."""
+    mask = torch.ones(4**k, device=device)
+    if p_len:
+        pidx = 0
+        for b in prompt[:p_len].tolist():
+            pidx = pidx * 4 + int(b)
+        span = 4 ** (k - p_len)
+        mask.zero_()
+        mask[pidx * span : (pidx + 1) * span] = 1
+    return mask
 
 
 def _tempered(p: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -332,15 +337,7 @@ class Markov(Family):
         start = p_len
         if p_len < k:
             # First k bases from the k-mer marginal, restricted to k-mers that extend the prompt.
-            marg = _tempered(chain.marginal(), temperature).float()
-            if p_len:
-                pidx = 0
-                for b in prompt[:p_len].tolist():
-                    pidx = pidx * 4 + int(b)
-                span = 4 ** (k - p_len)
-                mask = torch.zeros_like(marg)
-                mask[pidx * span : (pidx + 1) * span] = 1
-                marg = marg * mask
+            marg = _tempered(chain.marginal(), temperature).float() * _extending(prompt, p_len, k, dev)
             first = torch.multinomial(marg.expand(n, -1), 1, generator=generator).squeeze(1)
             digits = [(first // 4 ** (k - 1 - j)) % 4 for j in range(k)]
             kk = min(k, length)
