@@ -43,6 +43,11 @@ class MarkovConfig:
     # the phased mixture's order is the largest <= model.order that leaves this many training bases per
     # (state, (k+1)-mer) (0: model.order as given); chosen by held-out NLL on five genomes (docs/benchmarks.md)
     min_cell_bases: float = 50.0
+    # the phased HMM: the hidden (chain, phase) may change at any base, not once a window
+    hmm: bool = option(False, "markov: let the phased mixture's hidden (chain, phase) change at any base, a hidden "
+                       "Markov model with learned transitions (a gene may end inside a window; needs "
+                       "model.period > 1 or model.components > 1)")
+    segment: float = 300.0  # the phased HMM's prior: mean bases before a switch, one pseudo-switch per state
 
     def for_data(self, n_bases: int):
         """The phased mixture has period x components states, each with 4^(k+1) transition counts:
@@ -75,6 +80,11 @@ class MarkovConfig:
                               f"no other estimate), got {self.shrink}")
         if self.min_cell_bases < 0:
             raise ConfigError(f"model.min_cell_bases must be >= 0, got {self.min_cell_bases}")
+        if self.hmm and not self.phased:
+            raise ConfigError("model.hmm needs hidden states to switch between: set model.period > 1 (e.g. 3, the "
+                              "codon position) or model.components > 1")
+        if self.hmm and self.segment <= 1:
+            raise ConfigError(f"model.segment must be > 1 (bases), got {self.segment}")
         if self.em_iters < 1:
             raise ConfigError(f"model.em_iters must be >= 1, got {self.em_iters}")
 
@@ -235,6 +245,138 @@ class PhasedMixture(nn.Module):
         return out
 
 
+class PhasedHMM(PhasedMixture):
+    """The phased mixture with a hidden state at every base: z_t = (chain, codon position) advances one
+    phase a base inside its chain and may switch to any state, with learned probabilities (a hidden
+    Markov model: the structure of GeneMark.hmm-style gene finders, without their explicit lengths),
+    so a window may cross a gene's end. Emissions are the mixture's phased order-k transitions; EM is
+    Baum-Welch, one iteration an epoch. Beside the mixture's buffers: ``trans`` (S, S), the expected
+    transition counts (S = components x period states, s = chain x period + phase), and
+    ``prev_trans``; ``mix`` is the state distribution at a window's first base with a full context
+    (position k), ``starts`` the first k bases by that state."""
+
+    def __init__(self, order: int, alpha: float, period: int, components: int, shrink: float, segment: float):
+        super().__init__(order, alpha, period, components, shrink)
+        self.segment = segment
+        S = components * period
+        self.register_buffer("trans", torch.zeros(S, S, dtype=torch.float64))
+        self.register_buffer("prev_trans", torch.zeros(S, S, dtype=torch.float64))
+
+    @property
+    def n_states(self) -> int:
+        return self.components * self.period
+
+    def advance(self, device) -> torch.Tensor:
+        """(S,) each state's successor inside its chain: the next codon position."""
+        s = torch.arange(self.n_states, device=device)
+        return s - s % self.period + (s % self.period + 1) % self.period
+
+    def new_iteration(self) -> None:
+        if self.fitted:
+            self.prev_trans.copy_(self.trans)
+        super().new_iteration()
+        self.trans.zero_()
+
+    def log_trans(self, counts: torch.Tensor) -> torch.Tensor:
+        """(S, S) log P(z_t+1 | z_t) from expected counts, with a prior of ``segment`` bases on average
+        in a chain: segment - 1 pseudo-counts on the successor, one pseudo-switch spread over the rest."""
+        S, dev = self.n_states, counts.device
+        prior = torch.full((S, S), 1.0 / max(S - 1, 1), dtype=torch.float64, device=dev)
+        prior[torch.arange(S, device=dev), self.advance(dev)] = self.segment - 1
+        c = counts + prior
+        return torch.log(c / c.sum(1, keepdim=True))
+
+    def _forward(self, x: torch.Tensor, counts, mix, trans):
+        """The scaled forward pass over windows x (positions k..L-1): E (B, T, S) emission
+        probabilities over each position's largest, A (S, S), alpha (B, T, S) the filtered state
+        posteriors, c (B, T) the scales and the windows' log-likelihoods (B,)."""
+        logE = self.log_transition(counts).view(self.n_states, -1)[:, self.kmer_index(x, self.order + 1)]
+        logE = logE.permute(1, 2, 0)
+        shift = logE.max(2, keepdim=True).values
+        E, A = torch.exp(logE - shift), torch.exp(self.log_trans(trans))
+        alpha, c = torch.empty_like(E), torch.empty(E.shape[:2], dtype=E.dtype, device=E.device)
+        a = torch.exp(self.log_mix(mix)).view(1, -1) * E[:, 0]
+        for t in range(E.shape[1]):
+            if t:
+                a = (a @ A) * E[:, t]
+            c[:, t] = a.sum(1)
+            a = a / c[:, t : t + 1]
+            alpha[:, t] = a
+        return E, A, alpha, c, torch.log(c).sum(1) + shift.sum((1, 2))
+
+    @staticmethod
+    def _backward(E, A, alpha, c):
+        """Posteriors from the forward pass: gamma (B, T, S) per position, and the expected transition
+        counts (S, S) summed over windows and positions."""
+        gamma, beta = torch.empty_like(alpha), torch.ones_like(alpha[:, 0])
+        xi = torch.zeros_like(A)
+        gamma[:, -1] = alpha[:, -1]
+        for t in range(E.shape[1] - 2, -1, -1):
+            g = E[:, t + 1] * beta / c[:, t + 1 : t + 2]
+            xi += alpha[:, t].T @ g
+            beta = g @ A.T
+            gamma[:, t] = alpha[:, t] * beta
+        return gamma, xi * A
+
+    def add_counts(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One Baum-Welch E-step and the M-step's counts for windows x; returns their log-likelihood
+        under the E-step's parameters (the first iteration: each window in one random chain and phase)."""
+        k, S, P = self.order, self.n_states, self.period
+        B = x.shape[0]
+        if x.shape[1] <= k or not B:
+            return x.new_zeros(B, dtype=torch.float64)
+        T = x.shape[1] - k
+        if self.prev_mix.sum() > 0:
+            E, A, alpha, c, lse = self._forward(x, self.prev, self.prev_mix, self.prev_trans)
+            gamma, xi = self._backward(E, A, alpha, c)
+        else:  # as the mixture's first iteration: one random chain per window, its phase advancing
+            s0 = torch.randint(S, (B,), generator=generator, device=generator.device if generator else None)
+            s0 = s0.to(x.device)[:, None]
+            states = s0 - s0 % P + (s0 % P + torch.arange(T, device=x.device)) % P
+            gamma = torch.nn.functional.one_hot(states, S).to(torch.float64)
+            xi = gamma[:, :-1].reshape(-1, S).T @ gamma[:, 1:].reshape(-1, S)
+            lse = x.new_full((B,), -T * math.log(4), dtype=torch.float64)
+        cells = torch.arange(S, device=x.device)[:, None, None] * 4 ** (k + 1) + self.kmer_index(x, k + 1)[None]
+        self.counts.view(-1).index_add_(0, cells.reshape(-1), gamma.permute(2, 0, 1).reshape(-1))
+        first = self.kmer_index(x[:, :k], k).squeeze(1) if k else x.new_zeros(B, dtype=torch.long)
+        cells = torch.arange(S, device=x.device)[:, None] * 4**k + first[None]
+        self.starts.view(-1).index_add_(0, cells.reshape(-1), gamma[:, 0].T.reshape(-1))
+        self.mix.view(-1).add_(gamma[:, 0].sum(0))
+        self.trans += xi
+        return lse
+
+    def loglik(self, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """(B,) log P(x_k.. | x_..k) of windows under the fitted HMM (forward pass, in chunks)."""
+        return torch.cat([self._forward(x[i : i + chunk], self.counts, self.mix, self.trans)[-1]
+                          for i in range(0, x.shape[0], chunk)])
+
+    def sample(self, n, length, *, temperature, generator, prompt) -> torch.Tensor:
+        k, S = self.order, self.n_states
+        dev = self.counts.device
+        out = torch.empty(n, length, dtype=torch.long, device=dev)
+        p_len = place_prompt(out, prompt)
+        emit = _tempered(torch.exp(self.log_transition(self.counts)).view(S, -1, 4), temperature).float()
+        A = torch.exp(self.log_trans(self.trans))
+        if p_len > k:  # the state at the base after the prompt: the prompt's filtered posterior, one step on
+            dist = self._forward(out[:1, :p_len], self.counts, self.mix, self.trans)[2][0, -1] @ A
+        else:  # the state at position k
+            dist = torch.exp(self.log_mix(self.mix)).view(-1)
+        z = torch.multinomial(dist.float().expand(n, -1), 1, generator=generator).squeeze(1)
+        start, A = p_len, A.float()
+        if p_len < k:  # the first k bases from the state's start k-mers that extend the prompt
+            marg = _tempered(self.starts.view(S, -1) + self.alpha / 4, temperature).float()[z]
+            first = torch.multinomial(marg * _extending(prompt, p_len, k, dev), 1, generator=generator).squeeze(1)
+            digits = [(first // 4 ** (k - 1 - j)) % 4 for j in range(k)]
+            out[:, : min(k, length)] = torch.stack(digits, 1)[:, : min(k, length)]
+            start = k
+        for t in range(start, length):
+            if t > start:
+                z = torch.multinomial(A[z], 1, generator=generator).squeeze(1)
+            ctx_idx = self.kmer_index(out[:, t - k : t], k).squeeze(1) if k else torch.zeros_like(z)
+            out[:, t] = torch.multinomial(emit[z, ctx_idx], 1, generator=generator).squeeze(1)
+        return out
+
+
 def _extending(prompt, p_len: int, k: int, device) -> torch.Tensor:
     """(4^k,) 1 for the k-mers that begin with the prompt's first p_len bases (all ones without one)."""
     mask = torch.ones(4**k, device=device)
@@ -258,14 +400,18 @@ class Markov(Family):
     Config = MarkovConfig
     select_by = "val_nll"
     # under torchrun each rank counts its own shard (the phased mixture: its posterior-weighted counts)
-    summed_buffers = ("counts", "starts", "mix")
+    summed_buffers = ("counts", "starts", "mix", "trans")
     labelled = True  # one chain per label beside the pooled one
     balances_labels = False  # counts are exact: each window once, whatever train.label_balance says
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c = cfg.model
-        make = ((lambda: PhasedMixture(c.order, c.alpha, c.period, c.components, c.shrink)) if c.phased
-                else (lambda: MarkovChain(c.order, c.alpha)))
+        if c.hmm:
+            make = lambda: PhasedHMM(c.order, c.alpha, c.period, c.components, c.shrink, c.segment)  # noqa: E731
+        elif c.phased:
+            make = lambda: PhasedMixture(c.order, c.alpha, c.period, c.components, c.shrink)  # noqa: E731
+        else:
+            make = lambda: MarkovChain(c.order, c.alpha)  # noqa: E731
         nets = {"chain": make()}
         nets.update({f"label{i}": make() for i in range(len(stats.label_names))})
         return nn.ModuleDict(nets)
