@@ -64,8 +64,10 @@ SLOW_SAMPLERS = ("masked",)
 work = ROOT / "bench" / "results" / "work" / "genomes"
 # baseline rows: the row's name -> main.py flags of its markov run ("floor": the real training windows)
 PHASED = "markov phased"  # order at most 5, lower where the data are few (model.min_cell_bases)
+HMM = "markov phased hmm"  # the phased mixture whose hidden state may switch at any base (model.hmm)
 BASELINES = {"floor": (), "markov-3": ("--order", 3), "markov-5": ("--order", 5),
-             PHASED: ("--order", 5, "--set", "model.period=3", "--set", "model.components=7")}
+             PHASED: ("--order", 5, "--set", "model.period=3", "--set", "model.components=7"),
+             HMM: ("--order", 5, "--set", "model.period=3", "--set", "model.components=7", "--set", "model.hmm=true")}
 DEFAULT_BASELINES = ("floor", "markov-3", "markov-5")
 COLS = ["genome", "set", "js_4mer", "gc_abs_diff", "unique_fraction", "c2st_auc", "c2st_lo", "c2st_hi", "train_s"]
 
@@ -134,7 +136,8 @@ def main():
     ap.add_argument("--no_baselines", action="store_true", help="skip the floor and markov rows (a candidate run)")
     ap.add_argument("--baselines", nargs="*", choices=list(BASELINES), default=list(DEFAULT_BASELINES),
                     help=f"baseline rows (default {' '.join(DEFAULT_BASELINES)}); {PHASED} is the phased Markov "
-                         "mixture (models/markov.py: codon phase and several chains, fitted by EM)")
+                         f"mixture (models/markov.py: codon phase and several chains, fitted by EM), {HMM!r} the same "
+                         "with a hidden state that may switch at any base")
     ap.add_argument("--baseline_args", default="", help="extra main.py flags for the markov baseline rows, e.g. "
                     "'--set train.seed=1' (the phased mixture's EM starts from a seeded random assignment)")
     ap.add_argument("--select_apart", action="store_true",

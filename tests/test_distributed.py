@@ -150,10 +150,11 @@ def test_markov_counts_are_summed_over_ranks(genome, tmp_path):
     assert c1.sum() > 0 and torch.equal(c1, c2)
 
 
-def test_phased_markov_sums_its_em_counts_over_ranks(genome, tmp_path):
+@pytest.mark.parametrize("hmm", [False, True], ids=["mixture", "hmm"])
+def test_phased_markov_sums_its_em_counts_over_ranks(genome, tmp_path, hmm):
     base = ["--mode", "train", "--model", "markov", "--data", str(genome), "--seq_len", "24", "--epochs", "3",
             "--order", "1", "--batch", "5000", "--set", "model.period=3", "--set", "model.components=2",
-            "--set", "train.eval_samples=20"]
+            "--set", "train.eval_samples=20", "--set", f"model.hmm={str(hmm).lower()}"]
     two, _ = spawn(tmp_path, [base + ["--checkpoint_dir", "p2", "--run_dir", "runs/p2"]] * 2)
     assert main(base + ["--checkpoint_dir", "p1", "--run_dir", "runs/p1"]) == 0
     assert [r["code"] for r in two] == [0, 0]
@@ -165,6 +166,8 @@ def test_phased_markov_sums_its_em_counts_over_ranks(genome, tmp_path):
     assert windows > 100 and float(m2["chain.mix"].sum()) == pytest.approx(windows)
     assert float(m2["chain.counts"].sum()) == pytest.approx(float(m1["chain.counts"].sum()))
     assert float(m2["chain.prev_mix"].sum()) == pytest.approx(windows)  # the E-step read the summed counts
+    if hmm:  # the expected transitions too: 22 a window (24 bases, order 1: 23 positions with a context)
+        assert float(m2["chain.trans"].sum()) == pytest.approx(22 * windows)
 
 
 def test_bad_data_on_one_rank_ends_every_rank_with_its_message(genome, tmp_path):

@@ -1,4 +1,7 @@
-"""The phased Markov mixture (models/markov.py): codon-phase transitions and several chains, by EM."""
+"""The phased Markov mixture (models/markov.py): codon-phase transitions and several chains, by EM; and
+the phased HMM, whose hidden state may switch at any base."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -62,9 +65,10 @@ def test_the_phased_chain_learns_a_codon_phase_that_a_plain_chain_cannot(periodi
     assert in_phase(b) > 0.7 and in_phase(a) < 0.5  # the source writes 0.8 in phase; order 0 writes ~1/3 + luck
 
 
-def test_phased_checkpoint_reloads_to_identical_samples_and_resumes_exactly(periodic, tmp_path):
+@pytest.mark.parametrize("hmm", [False, True], ids=["mixture", "hmm"])
+def test_phased_checkpoint_reloads_to_identical_samples_and_resumes_exactly(periodic, tmp_path, hmm):
     sets = ["model.order=2", "model.period=3", "model.components=3", "model.min_cell_bases=0", "train.bagging=true",
-            "train.n_models=2"]
+            "train.n_models=2", f"model.hmm={str(hmm).lower()}"]
     full = train(cfg_for(periodic, *sets, "train.epochs=4", f"train.checkpoint_dir={tmp_path}/a",
                          f"train.run_dir={tmp_path}/ra"))
     ens, ck = load_ensemble(full.last_path)
@@ -117,3 +121,91 @@ def test_the_phased_mixtures_order_comes_down_to_its_data():
     plain = MarkovConfig(order=5)
     assert plain.for_data(1000) == (plain, None)  # the plain chain keeps its order
     assert MarkovConfig(order=5, period=3, components=7, min_cell_bases=0).for_data(1000)[0].order == 5
+
+
+# --- the phased HMM (model.hmm): the hidden (chain, phase) may switch at any base --------------------
+
+
+def segmented_dna(n: int, seed: int, mean: int = 60) -> str:
+    """Stretches of the ACG and the TTG period-3 sources in turn, of geometric lengths (mean `mean`): a
+    window may cross from one to the other, as a window of a genome crosses a gene's end."""
+    rng = np.random.default_rng(seed)
+    out, pat = [], 0
+    while sum(map(len, out)) < n:
+        out.append(periodic_dna(int(rng.geometric(1 / mean)), int(rng.integers(1 << 30)), ("ACG", "TTG")[pat]))
+        pat ^= 1
+    return "".join(out)[:n]
+
+
+def test_the_phased_hmm_follows_a_switch_inside_a_window_that_the_mixture_cannot(tmp_path):
+    path = fasta(tmp_path / "seg.fasta", [(f"r{i}", segmented_dna(3000, i)) for i in range(8)])
+    sets = ["model.order=0", "model.period=3", "model.components=2", "model.em_iters=10"]
+    mix = train(cfg_for(path, *sets, f"train.checkpoint_dir={tmp_path}/a", f"train.run_dir={tmp_path}/ra"))
+    hmm = train(cfg_for(path, *sets, "model.hmm=true", "model.segment=50", f"train.checkpoint_dir={tmp_path}/b",
+                        f"train.run_dir={tmp_path}/rb"))
+    assert hmm.history[-1]["val_nll"] < mix.history[-1]["val_nll"] - 0.04  # measured 0.838 against 0.923
+    nll = [r["nll"] for r in hmm.history]
+    assert nll[-1] < nll[1] - 0.1 and all(b <= a + 1e-9 for a, b in zip(nll[1:], nll[2:]))  # Baum-Welch: monotone
+
+    def switched(ens) -> float:  # samples whose first and last 30 bases follow different patterns
+        s = ens.sample(300, 120, seed=2).numpy()
+        first = [in_phase(s[i : i + 1, :30], "ACG") > in_phase(s[i : i + 1, :30], "TTG") for i in range(300)]
+        last = [in_phase(s[i : i + 1, -30:], "ACG") > in_phase(s[i : i + 1, -30:], "TTG") for i in range(300)]
+        return float(np.mean(np.array(first) != np.array(last)))
+
+    # the source switches between bases 30 and 90 in about 1 - exp(-60/60) of windows (an odd count of switches: ~0.43)
+    assert switched(hmm.ensemble) > 0.25 and switched(mix.ensemble) < 0.1
+
+
+def _hmm(order=1, period=2, components=2, seed=0):
+    from models.markov import PhasedHMM
+
+    torch.manual_seed(seed)
+    m = PhasedHMM(order, 1.0, period, components, 4.0, 5.0).double()
+    m.counts.copy_(torch.rand_like(m.counts) * 20)
+    m.mix.copy_(torch.rand_like(m.mix) + 0.1)
+    m.trans.copy_(torch.rand_like(m.trans) * 30)
+    return m
+
+
+def test_the_hmms_forward_backward_is_the_sum_over_every_state_path():
+    m = _hmm()
+    x = torch.randint(4, (3, 6))  # order 1: 5 positions with a context, 4 states: 4^5 paths
+    logT = m.log_transition(m.counts).view(4, -1)[:, m.kmer_index(x, 2)]  # (S, B, T)
+    logA, logpi = m.log_trans(m.trans), m.log_mix(m.mix).view(-1)
+    paths = torch.tensor(list(itertools.product(range(4), repeat=5)))
+    t = torch.arange(5)
+    lp = (logpi[paths[:, 0]][:, None] + logA[paths[:, :-1], paths[:, 1:]].sum(1)[:, None]
+          + logT[paths[:, None, :], torch.arange(3)[None, :, None], t].sum(-1))  # (paths, B)
+    assert torch.allclose(m.loglik(x), torch.logsumexp(lp, 0), atol=1e-10)
+    E, A, alpha, c, _ = m._forward(x, m.counts, m.mix, m.trans)
+    gamma, xi = m._backward(E, A, alpha, c)
+    post = torch.softmax(lp, 0)  # each path's posterior, per window
+    for pos in range(5):
+        want = torch.stack([post[paths[:, pos] == s].sum(0) for s in range(4)], 1)
+        assert torch.allclose(gamma[:, pos], want, atol=1e-10)
+    want = torch.zeros(4, 4, dtype=torch.float64)
+    for pos in range(4):
+        want.index_put_((paths[:, pos], paths[:, pos + 1]), post.sum(1), accumulate=True)
+    assert torch.allclose(xi, want, atol=1e-9)
+
+
+def test_the_hmm_that_never_switches_is_the_phased_mixture():
+    from models.markov import PhasedMixture
+
+    m = _hmm(order=2, period=3, components=2)
+    m.trans.zero_()
+    m.trans[torch.arange(6), m.advance("cpu")] = 1e15  # only the successor inside the chain
+    mix = PhasedMixture(2, 1.0, 3, 2, 4.0).double()
+    mix.counts.copy_(m.counts)
+    # the mixture's mix is by (chain, the window's phase at base 0); the HMM's by the state at base k = 2
+    for ch, ph in itertools.product(range(2), range(3)):
+        mix.mix[ch, ph] = m.mix[ch, (ph + 2) % 3]
+    x = torch.randint(4, (5, 40))
+    assert torch.allclose(m.loglik(x), mix.loglik(x), atol=1e-6)
+
+
+def test_the_hmm_needs_states_to_switch_between(periodic, capsys):
+    assert main(["--mode", "train", "--model", "markov", "--data", str(periodic), "--set", "model.hmm=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model.hmm needs hidden states to switch between") and "\n" not in err
