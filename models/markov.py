@@ -10,6 +10,9 @@ codon position in a gene); which chain and which phase a window starts in are hi
 expectation-maximisation, one EM iteration an epoch (the E-step reads the last epoch's parameters,
 the M-step counts with the posterior weights). It writes the codon periodicity a plain chain cannot,
 in seconds, so it is the stronger baseline a learned model should also beat.
+
+With ``model.hmm`` the mixture's hidden (chain, phase) may change at any base: a hidden Markov model
+(``PhasedHMM``, Baum-Welch), so a long window can cross from a gene into the DNA beside it.
 """
 from __future__ import annotations
 
