@@ -238,8 +238,7 @@ class PhasedMixture(nn.Module):
             marg = _tempered(self.starts + self.alpha / 4, temperature).float()[chain, phase]
             marg = marg * _extending(prompt, p_len, k, dev)
             first = torch.multinomial(marg, 1, generator=generator).squeeze(1)
-            digits = [(first // 4 ** (k - 1 - j)) % 4 for j in range(k)]
-            out[:, : min(k, length)] = torch.stack(digits, 1)[:, : min(k, length)]
+            _write_kmers(out, first, k)
             start = k
         for t in range(start, length):
             ctx_idx = self.kmer_index(out[:, t - k : t], k).squeeze(1) if k else torch.zeros_like(chain)
@@ -369,8 +368,7 @@ class PhasedHMM(PhasedMixture):
         if p_len < k:  # the first k bases from the state's start k-mers that extend the prompt
             marg = _tempered(self.starts.view(S, -1) + self.alpha / 4, temperature).float()[z]
             first = torch.multinomial(marg * _extending(prompt, p_len, k, dev), 1, generator=generator).squeeze(1)
-            digits = [(first // 4 ** (k - 1 - j)) % 4 for j in range(k)]
-            out[:, : min(k, length)] = torch.stack(digits, 1)[:, : min(k, length)]
+            _write_kmers(out, first, k)
             start = k
         for t in range(start, length):
             if t > start:
@@ -393,6 +391,13 @@ def _extending(prompt, p_len: int, k: int, device) -> torch.Tensor:
     return mask
 
 
+def _write_kmers(out: torch.Tensor, first: torch.Tensor, k: int) -> None:
+    """Writes k-mers (one index per row of out) as out's first k bases, cut at its length."""
+    digits = torch.stack([(first // 4 ** (k - 1 - j)) % 4 for j in range(k)], 1)
+    kk = min(k, out.shape[1])
+    out[:, :kk] = digits[:, :kk]
+
+
 def _tempered(p: torch.Tensor, temperature: float) -> torch.Tensor:
     logp = torch.log(p.clamp_min(1e-300)) / max(temperature, 1e-6)
     return torch.softmax(logp, dim=-1)
@@ -409,12 +414,14 @@ class Markov(Family):
 
     def build(self, cfg, stats: DataStats) -> nn.ModuleDict:
         c = cfg.model
-        if c.hmm:
-            make = lambda: PhasedHMM(c.order, c.alpha, c.period, c.components, c.shrink, c.segment)  # noqa: E731
-        elif c.phased:
-            make = lambda: PhasedMixture(c.order, c.alpha, c.period, c.components, c.shrink)  # noqa: E731
-        else:
-            make = lambda: MarkovChain(c.order, c.alpha)  # noqa: E731
+
+        def make() -> nn.Module:
+            if c.hmm:
+                return PhasedHMM(c.order, c.alpha, c.period, c.components, c.shrink, c.segment)
+            if c.phased:
+                return PhasedMixture(c.order, c.alpha, c.period, c.components, c.shrink)
+            return MarkovChain(c.order, c.alpha)
+
         nets = {"chain": make()}
         nets.update({f"label{i}": make() for i in range(len(stats.label_names))})
         return nn.ModuleDict(nets)
@@ -488,9 +495,7 @@ class Markov(Family):
             # First k bases from the k-mer marginal, restricted to k-mers that extend the prompt.
             marg = _tempered(chain.marginal(), temperature).float() * _extending(prompt, p_len, k, dev)
             first = torch.multinomial(marg.expand(n, -1), 1, generator=generator).squeeze(1)
-            digits = [(first // 4 ** (k - 1 - j)) % 4 for j in range(k)]
-            kk = min(k, length)
-            out[:, :kk] = torch.stack(digits, 1)[:, :kk]
+            _write_kmers(out, first, k)
             start = k
         for t in range(start, length):
             ctx_idx = chain.kmer_index(out[:, t - k : t], k).squeeze(1)
