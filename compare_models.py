@@ -125,9 +125,11 @@ def _add_baselines(args, data, ref_path: str, L: int, sets: dict, asked: dict) -
     """The markov-5 baseline (unless --no-baseline) and, with --phased_baseline, the phased Markov
     mixture, each trained on the reference's training split and added to ``sets`` with as many
     sequences as the largest set (labelled references: as many of each label, in ``asked``)."""
+    from models.markov import PHASED_SETS
+
     baselines = {"markov-5 baseline": ["model.order=5"]} if args.baseline else {}
     if args.phased_baseline:
-        baselines["markov phased baseline"] = ["model.order=5", "model.period=3", "model.components=7"]
+        baselines["markov phased baseline"] = ["model.order=5", *PHASED_SETS]
     if not baselines:
         return
     from models.registry import get_family

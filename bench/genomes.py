@@ -46,6 +46,7 @@ from common import ROOT, provenance, table, write_json
 
 from analysis import metrics as M
 from analysis.judge import heldout_windows
+from models.markov import PHASED_SETS
 from train.engine import read_metrics
 from utils.sequences import load_sequences, read_sequences
 
@@ -65,9 +66,9 @@ work = ROOT / "bench" / "results" / "work" / "genomes"
 # baseline rows: the row's name -> main.py flags of its markov run ("floor": the real training windows)
 PHASED = "markov phased"  # order at most 5, lower where the data are few (model.min_cell_bases)
 HMM = "markov phased hmm"  # the phased mixture whose hidden state may switch at any base (model.hmm)
+_PHASED_FLAGS = ("--order", 5, *(a for s in PHASED_SETS for a in ("--set", s)))
 BASELINES = {"floor": (), "markov-3": ("--order", 3), "markov-5": ("--order", 5),
-             PHASED: ("--order", 5, "--set", "model.period=3", "--set", "model.components=7"),
-             HMM: ("--order", 5, "--set", "model.period=3", "--set", "model.components=7", "--set", "model.hmm=true")}
+             PHASED: _PHASED_FLAGS, HMM: (*_PHASED_FLAGS, "--set", "model.hmm=true")}
 DEFAULT_BASELINES = ("floor", "markov-3", "markov-5")
 COLS = ["genome", "set", "js_4mer", "gc_abs_diff", "unique_fraction", "c2st_auc", "c2st_lo", "c2st_hi", "train_s"]
 
