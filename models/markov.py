@@ -267,6 +267,16 @@ class PhasedHMM(PhasedMixture):
         S = components * period
         self.register_buffer("trans", torch.zeros(S, S, dtype=torch.float64))
         self.register_buffer("prev_trans", torch.zeros(S, S, dtype=torch.float64))
+        self._scratch: dict[str, torch.Tensor] = {}  # forward-backward's (T, B, S) work space, reused
+
+    def scratch(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` in storage kept from the last batch: the pages of a
+        fresh 85 MB tensor cost more to touch than the work done in them. Views of it are valid until
+        the next forward pass."""
+        n, buf = math.prod(shape), self._scratch.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._scratch[name] = torch.empty(n, dtype=like.dtype, device=like.device)
+        return buf[:n].view(shape)
 
     @property
     def n_states(self) -> int:
@@ -292,37 +302,45 @@ class PhasedHMM(PhasedMixture):
         c = counts + prior
         return torch.log(c / c.sum(1, keepdim=True))
 
-    def _forward(self, x: torch.Tensor, counts, mix, trans):
-        """The scaled forward pass over windows x (positions k..L-1): E (B, T, S) emission
-        probabilities over each position's largest, A (S, S), alpha (B, T, S) the filtered state
-        posteriors, c (B, T) the scales and the windows' log-likelihoods (B,)."""
-        logE = self.log_transition(counts).view(self.n_states, -1)[:, self.kmer_index(x, self.order + 1)]
-        logE = logE.permute(1, 2, 0)
-        shift = logE.max(2, keepdim=True).values
-        E, A = torch.exp(logE - shift), torch.exp(self.log_trans(trans))
-        alpha, c = torch.empty_like(E), torch.empty(E.shape[:2], dtype=E.dtype, device=E.device)
-        a = torch.exp(self.log_mix(mix)).view(1, -1) * E[:, 0]
-        for t in range(E.shape[1]):
+    def _forward(self, x: torch.Tensor, counts, mix, trans, idx: torch.Tensor | None = None):
+        """The scaled forward pass over windows x (positions k..L-1), time-major so that each step
+        reads and writes contiguous (B, S) slices: E (T, B, S) emission probabilities over each
+        position's largest, A (S, S), alpha (T, B, S) the filtered state posteriors, c (T, B) the
+        scales, and the windows' log-likelihoods (B,). The (T, B, S) tensors are few and written in
+        place: at 500 bp each is 85 MB a batch of 1,024, and fresh pages cost as much as the loop.
+        idx: x's (T, B) (k+1)-mer indices, where the caller has them."""
+        S = self.n_states
+        idx = self.kmer_index(x, self.order + 1).T if idx is None else idx
+        logT = self.log_transition(counts).view(S, -1).T.contiguous()
+        E = self.scratch("E", (*idx.shape, S), logT)
+        torch.index_select(logT, 0, idx.reshape(-1), out=E.view(-1, S))
+        shift = E.max(2, keepdim=True).values
+        E.sub_(shift).exp_()
+        A = torch.exp(self.log_trans(trans))
+        alpha, c = self.scratch("alpha", E.shape, E), torch.empty(E.shape[:2], dtype=E.dtype, device=E.device)
+        torch.mul(torch.exp(self.log_mix(mix)).view(1, -1), E[0], out=alpha[0])
+        for t in range(E.shape[0]):
             if t:
-                a = (a @ A) * E[:, t]
-            c[:, t] = a.sum(1)
-            a = a / c[:, t : t + 1]
-            alpha[:, t] = a
-        return E, A, alpha, c, torch.log(c).sum(1) + shift.sum((1, 2))
+                torch.mul(alpha[t - 1] @ A, E[t], out=alpha[t])
+            torch.sum(alpha[t], 1, out=c[t])
+            alpha[t].div_(c[t].unsqueeze(1))
+        return E, A, alpha, c, torch.log(c).sum(0) + shift.sum((0, 2))
 
-    @staticmethod
-    def _backward(E, A, alpha, c):
-        """Posteriors from the forward pass: gamma (B, T, S) per position, and the expected transition
-        counts (S, S) summed over windows and positions."""
-        gamma, beta = torch.empty_like(alpha), torch.ones_like(alpha[:, 0])
-        xi = torch.zeros_like(A)
-        gamma[:, -1] = alpha[:, -1]
-        for t in range(E.shape[1] - 2, -1, -1):
-            g = E[:, t + 1] * beta / c[:, t + 1 : t + 2]
-            xi += alpha[:, t].T @ g
-            beta = g @ A.T
-            gamma[:, t] = alpha[:, t] * beta
-        return gamma, xi * A
+    def _backward(self, E, A, alpha, c):
+        """Posteriors from the forward pass: gamma (T, B, S) per position, and the expected transition
+        counts (S, S) summed over windows and positions. The loop carries only beta; the products
+        over positions are whole-tensor operations after it. E and alpha are overwritten (gamma is
+        alpha's storage)."""
+        G = E[1:].div_(c[1:].unsqueeze(2))  # (T-1, B, S): each step's emission over its scale
+        beta = self.scratch("beta", alpha.shape, alpha)
+        beta[-1] = 1.0
+        At = A.T.contiguous()
+        for t in range(E.shape[0] - 2, -1, -1):
+            G[t].mul_(beta[t + 1])  # now E_t+1 beta_t+1 / c_t+1
+            torch.mm(G[t], At, out=beta[t])
+        S = A.shape[0]
+        xi = alpha[:-1].reshape(-1, S).T @ G.reshape(-1, S)
+        return alpha.mul_(beta), xi * A
 
     def add_counts(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One Baum-Welch E-step and the M-step's counts for windows x; returns their log-likelihood
@@ -331,23 +349,24 @@ class PhasedHMM(PhasedMixture):
         B = x.shape[0]
         if x.shape[1] <= k or not B:
             return x.new_zeros(B, dtype=torch.float64)
-        T = x.shape[1] - k
+        T, idx = x.shape[1] - k, self.kmer_index(x, k + 1).T  # (T, B)
         if self.prev_mix.sum() > 0:
-            E, A, alpha, c, lse = self._forward(x, self.prev, self.prev_mix, self.prev_trans)
+            E, A, alpha, c, lse = self._forward(x, self.prev, self.prev_mix, self.prev_trans, idx)
             gamma, xi = self._backward(E, A, alpha, c)
         else:  # as the mixture's first iteration: one random chain per window, its phase advancing
             s0 = torch.randint(S, (B,), generator=generator, device=generator.device if generator else None)
             s0 = s0.to(x.device)[:, None]
             states = s0 - s0 % P + (s0 % P + torch.arange(T, device=x.device)) % P
-            gamma = torch.nn.functional.one_hot(states, S).to(torch.float64)
-            xi = gamma[:, :-1].reshape(-1, S).T @ gamma[:, 1:].reshape(-1, S)
+            gamma = torch.nn.functional.one_hot(states.T, S).to(torch.float64)  # (T, B, S)
+            xi = gamma[:-1].reshape(-1, S).T @ gamma[1:].reshape(-1, S)
             lse = x.new_full((B,), -T * math.log(4), dtype=torch.float64)
-        cells = torch.arange(S, device=x.device)[:, None, None] * 4 ** (k + 1) + self.kmer_index(x, k + 1)[None]
-        self.counts.view(-1).index_add_(0, cells.reshape(-1), gamma.permute(2, 0, 1).reshape(-1))
+        by_kmer = gamma.new_zeros(4 ** (k + 1), S)  # the posteriors summed per (k+1)-mer, S at a time
+        by_kmer.index_add_(0, idx.reshape(-1), gamma.reshape(-1, S))
+        self.counts.view(S, -1).add_(by_kmer.T)
         first = self.kmer_index(x[:, :k], k).squeeze(1) if k else x.new_zeros(B, dtype=torch.long)
         cells = torch.arange(S, device=x.device)[:, None] * 4**k + first[None]
-        self.starts.view(-1).index_add_(0, cells.reshape(-1), gamma[:, 0].T.reshape(-1))
-        self.mix.view(-1).add_(gamma[:, 0].sum(0))
+        self.starts.view(-1).index_add_(0, cells.reshape(-1), gamma[0].T.reshape(-1))
+        self.mix.view(-1).add_(gamma[0].sum(0))
         self.trans += xi
         return lse
 
@@ -364,7 +383,7 @@ class PhasedHMM(PhasedMixture):
         emit = _tempered(torch.exp(self.log_transition(self.counts)).view(S, -1, 4), temperature).float()
         A = torch.exp(self.log_trans(self.trans))
         if p_len > k:  # the state at the base after the prompt: the prompt's filtered posterior, one step on
-            dist = self._forward(out[:1, :p_len], self.counts, self.mix, self.trans)[2][0, -1] @ A
+            dist = self._forward(out[:1, :p_len], self.counts, self.mix, self.trans)[2][-1, 0] @ A
         else:  # the state at position k
             dist = torch.exp(self.log_mix(self.mix)).view(-1)
         z = torch.multinomial(dist.float().expand(n, -1), 1, generator=generator).squeeze(1)

@@ -183,7 +183,7 @@ def test_the_hmms_forward_backward_is_the_sum_over_every_state_path():
     post = torch.softmax(lp, 0)  # each path's posterior, per window
     for pos in range(5):
         want = torch.stack([post[paths[:, pos] == s].sum(0) for s in range(4)], 1)
-        assert torch.allclose(gamma[:, pos], want, atol=1e-10)
+        assert torch.allclose(gamma[pos], want, atol=1e-10)  # gamma is (T, B, S)
     want = torch.zeros(4, 4, dtype=torch.float64)
     for pos in range(4):
         want.index_put_((paths[:, pos], paths[:, pos + 1]), post.sum(1), accumulate=True)
