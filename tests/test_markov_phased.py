@@ -190,6 +190,22 @@ def test_the_hmms_forward_backward_is_the_sum_over_every_state_path():
     assert torch.allclose(xi, want, atol=1e-9)
 
 
+def test_the_hmms_reused_work_space_gives_each_batch_its_own_answer():
+    """The forward-backward's (T, B, S) work space is kept from one batch to the next: a batch after
+    a larger one, of another length, or in chunks reads as it does in a fresh model."""
+    m, fresh = _hmm(order=2, period=3, components=2), _hmm(order=2, period=3, components=2)
+    big, short = torch.randint(4, (9, 40)), torch.randint(4, (4, 12))
+    want_big, want_short = fresh.loglik(big), _hmm(order=2, period=3, components=2).loglik(short)
+    assert torch.allclose(m.loglik(big), want_big, atol=1e-12)
+    assert torch.allclose(m.loglik(short), want_short, atol=1e-12)
+    assert torch.allclose(m.loglik(big, chunk=2), want_big, atol=1e-12)
+    assert torch.allclose(torch.cat([m.loglik(big[i : i + 1]) for i in range(9)]), want_big, atol=1e-12)
+    m._backward(*m._forward(big, m.counts, m.mix, m.trans)[:4])  # leaves the big batch's beta behind
+    for model in (m, fresh):  # posteriors and expected transitions of the short batch
+        model.got = [t.clone() for t in model._backward(*model._forward(short, model.counts, model.mix, model.trans)[:4])]
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(m.got, fresh.got))
+
+
 def test_the_hmm_that_never_switches_is_the_phased_mixture():
     from models.markov import PhasedMixture
 
