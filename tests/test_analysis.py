@@ -141,6 +141,7 @@ def test_compare_adds_the_phased_markov_baseline_when_asked(genome, tmp_path):
     args = ["--data", str(genome), "--generated", "unif.fasta", "--labels", "uniform", "--no-c2st", "--no-frechet"]
     assert compare_main(args + ["--output-dir", "plain"]) == 0
     assert compare_main(args + ["--phased_baseline", "--output-dir", "phased"]) == 0
+    assert compare_main(args + ["--hmm_baseline", "--output-dir", "hmm"]) == 0
     import csv
 
     def rows(d):
@@ -151,3 +152,7 @@ def test_compare_adds_the_phased_markov_baseline_when_asked(genome, tmp_path):
     assert {"markov-5 baseline", "markov phased baseline"} <= set(both)
     # the two baselines are different sets of the same size (the phased chain samples its own states)
     assert both["markov phased baseline"]["js_4mer"] != both["markov-5 baseline"]["js_4mer"]
+    hmm = rows("hmm")
+    assert {"markov-5 baseline", "markov phased HMM baseline"} <= set(hmm) and "markov phased baseline" not in hmm
+    assert hmm["markov phased HMM baseline"]["js_4mer"] not in (both["markov phased baseline"]["js_4mer"],
+                                                               both["markov-5 baseline"]["js_4mer"])
