@@ -1,12 +1,16 @@
-"""Add JASPAR motif figures to a finished quality run, from the sequences it kept.
+"""Add JASPAR motif figures to a finished quality run, or judge its C2ST again, from the sequences it kept.
 
     python bench/quality_rescore.py quality_gumbel_L500 [--motifs all] [--max_n 2000]
+    python bench/quality_rescore.py quality_markov_L1000_hmm --motifs none --c2st --tag rejudged
 
 bench/quality.py keeps every row's sequences in bench/results/work/<name>_sets.npz; this scores
 them with analysis.motifs (the same code as --motifs) against the held-out windows of the same
 split (data, --seq_len, seed and --ref_stride from the JSON), adds the motif_ fields to each row
 of bench/results/<name>.json and prints the table. Motif scanning is slow (Biopython's PSSM scan of
-every matrix over both strands), so a long run scores its motifs afterwards, alone.
+every matrix over both strands), so a long run scores its motifs afterwards, alone. With --c2st each
+row's C2ST is judged again by the current judge (analysis.metrics.c2st_row, as bench/quality.py
+does), the earlier figures kept beside it as c2st_*_before; with --tag the result is written to
+<name>_<tag>.json and the run's own JSON is left as it was.
 """
 import argparse
 import json
@@ -18,6 +22,7 @@ import numpy as np
 from common import ROOT, argv_flag, table
 
 from analysis.judge import heldout_windows
+from analysis.metrics import c2st_row
 from analysis.motifs import MotifReference
 from utils.sequences import load_sequences
 
@@ -27,7 +32,11 @@ def main():
     ap.add_argument("name", help="JSON name under bench/results (without .json)")
     ap.add_argument("--motifs", default="all", metavar="GROUP", help="JASPAR group (analysis.motifs.GROUPS)")
     ap.add_argument("--max_n", type=int, default=2000, help="sequences scanned per side")
+    ap.add_argument("--c2st", action="store_true", help="judge every row's C2ST again with the current judge")
+    ap.add_argument("--tag", default="", help="write <name>_<tag>.json instead of rewriting <name>.json")
     args = ap.parse_args()
+    if args.motifs == "none" and not args.c2st:
+        ap.error("nothing to do: --motifs none without --c2st")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     path = ROOT / "bench" / "results" / f"{args.name}.json"
     res = json.loads(path.read_text())
@@ -41,19 +50,32 @@ def main():
     data_path = flag("--data", str(ROOT / "data/ecoli_536.fasta.gz"))
     data = load_sequences(data_path, L, val_fraction=0.2, seed=seed)
     val = heldout_windows(data.val_segments, L, stride)
-    t = time.perf_counter()
-    ref = MotifReference(val, group=args.motifs, max_n=args.max_n, seed=seed)
     names = [str(n) for n in sets["names"]]
-    for i, name in enumerate(names):
-        row = next(r for r in res["rows"] if r["set"] == name)
-        row.update(ref.row(sets[f"row{i}"])[0])
-    res["motif_command"] = f"python bench/quality_rescore.py {args.name} --motifs {args.motifs} --max_n {args.max_n}"
-    res["motif_seconds"] = time.perf_counter() - t
-    path.write_text(json.dumps(res, indent=2, default=float) + "\n")
-    print(table(res["rows"], ["set", "motif_pearson_r", "motif_mean_hit_rate", "motif_mean_hit_rate_ref"]))
-    for r in res["rows"]:
-        print(f"{r['set']}: over {r.get('motif_over')}; under {r.get('motif_under')}")
-    print(f"wrote {path} ({res['motif_seconds']:.0f} s of scanning)")
+    rows = [next(r for r in res["rows"] if r["set"] == name) for name in names]
+    if args.c2st:
+        t = time.perf_counter()
+        for i, row in enumerate(rows):
+            row.update({f"{k}_before": row.get(k) for k in C2ST_KEYS})
+            row.update(c2st_row(val, sets[f"row{i}"], seed=seed))
+        res["c2st_command"] = f"python bench/quality_rescore.py {args.name} --motifs {args.motifs} --c2st"
+        res["c2st_seconds"] = time.perf_counter() - t
+        print(table(rows, ["set", *C2ST_KEYS, "c2st_auc_before", "c2st_sd_before", "c2st_judge_before"]))
+    if args.motifs != "none":
+        t = time.perf_counter()
+        ref = MotifReference(val, group=args.motifs, max_n=args.max_n, seed=seed)
+        for i, row in enumerate(rows):
+            row.update(ref.row(sets[f"row{i}"])[0])
+        res["motif_command"] = f"python bench/quality_rescore.py {args.name} --motifs {args.motifs} --max_n {args.max_n}"
+        res["motif_seconds"] = time.perf_counter() - t
+        print(table(res["rows"], ["set", "motif_pearson_r", "motif_mean_hit_rate", "motif_mean_hit_rate_ref"]))
+        for r in res["rows"]:
+            print(f"{r['set']}: over {r.get('motif_over')}; under {r.get('motif_under')}")
+    out = path.with_name(f"{args.name}_{args.tag}.json") if args.tag else path
+    out.write_text(json.dumps(res, indent=2, default=float) + "\n")
+    print(f"wrote {out}")
+
+
+C2ST_KEYS = ["c2st_auc", "c2st_lo", "c2st_hi", "c2st_sd", "c2st_judge"]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Structure statistics (periodicity, ORFs), the Fréchet distance, and memorisation by the k-mer index."""
 import numpy as np
 import pytest
+import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from analysis import compare as C
@@ -272,3 +273,23 @@ def test_the_judge_grows_with_the_length():
         g = for_length(base, L)
         assert g.receptive_field >= L / 2 and g.name.startswith(base.name + "_rf")
         assert g.receptive_field > for_length(base, L // 2).receptive_field
+        assert g.residual and g.name.endswith("_res") and not base.residual
+
+
+def test_a_grown_judge_adds_each_later_layer_to_its_input():
+    """The deep judges (500 and 1,000 bp) are residual: h + relu(conv(h)) after the first layer;
+    the 70 bp judge stays a plain stack."""
+    from analysis.judge import DEFAULT, JUDGES, JudgeNet, for_length
+
+    torch.manual_seed(0)
+    x = torch.randint(4, (3, 300))
+    one_hot = torch.nn.functional.one_hot(x, 4).float().transpose(1, 2)
+    for spec in (for_length(JUDGES[DEFAULT], 300), JUDGES[DEFAULT]):
+        net = JudgeNet(spec)
+        convs = [m for m in net.conv if isinstance(m, torch.nn.Conv1d)]
+        h = torch.relu(convs[0](one_hot))
+        for conv in convs[1:]:
+            h = h + torch.relu(conv(h)) if spec.residual else torch.relu(conv(h))
+        assert torch.allclose(net.features(one_hot), h, atol=1e-6)
+        assert len(convs) == len(spec.kernels) and (len(convs) > 4) == spec.residual
+        assert net(x).shape == (3,)
