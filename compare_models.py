@@ -127,8 +127,9 @@ def run(args) -> int:
 
 def _add_baselines(args, data, ref_path: str, L: int, sets: dict, asked: dict) -> None:
     """The markov-5 baseline (unless --no-baseline) and, with --phased_baseline and --hmm_baseline, the
-    phased Markov mixture and the phased HMM, each trained on the reference's training split and added to ``sets`` with as many
-    sequences as the largest set (labelled references: as many of each label, in ``asked``)."""
+    phased Markov mixture and the phased HMM, each trained on the reference's training split and added
+    to ``sets`` with as many sequences as the largest set (labelled references: as many of each label,
+    in ``asked``)."""
     from models.markov import PHASED_SETS
 
     baselines = {"markov-5 baseline": ["model.order=5"]} if args.baseline else {}

@@ -294,5 +294,7 @@ def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool 
             row.update(frechet_row(gen, ref, train, seed=seed, progress=False))
     if c2st:
         opts = {"max_n": int(c2st_n)} if c2st_n else {}
-        row.update(c2st_row(ref, gen, seed=seed, **opts, **({"real_groups": ref_groups} if ref_groups is not None else {})))
+        if ref_groups is not None:
+            opts["real_groups"] = ref_groups
+        row.update(c2st_row(ref, gen, seed=seed, **opts))
     return row

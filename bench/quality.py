@@ -9,8 +9,8 @@ AUC (0.5 = indistinguishable), near copies (>= 90% identity to a training window
 periodicity gap and longest-ORF KS (analysis.structure), the Fréchet distance of learned embeddings
 (analysis.frechet; the floor row's is its real-vs-real floor), with --motifs GROUP the Pearson r of
 JASPAR motif hit rates, plus training time and generation throughput. Above 70 bp the judge's folds
-keep each held-out block's windows together (--grouped; "c2st_grouped" in each row). At --seq_len other than 70
-the JSON name carries the length (quality_<model>_L500.json). With --pair_mle a GAN family's run
+keep each held-out block's windows together (--grouped; "c2st_grouped" in each row). At --seq_len
+other than 70 the JSON name carries the length (quality_<model>_L500.json). With --pair_mle a GAN family's run
 also scores its own <model>_mle.pt (the engine's snapshot before the first adversarial epoch: the
 same pretraining, likelihood only) after the family's closing fit, as the final row had its own:
 the paired adversarial-vs-MLE comparison from one run. When the run's <model>_best.pt (what users

@@ -33,7 +33,8 @@ def main():
     ap.add_argument("--motifs", default="all", metavar="GROUP", help="JASPAR group (analysis.motifs.GROUPS)")
     ap.add_argument("--max_n", type=int, default=2000, help="sequences scanned per side")
     ap.add_argument("--c2st", action="store_true", help="judge every row's C2ST again with the current judge")
-    ap.add_argument("--grouped", action="store_true", help="with --c2st: the judge's folds keep each held-out block together")
+    ap.add_argument("--grouped", action="store_true",
+                    help="with --c2st: the judge's folds keep each held-out block together")
     ap.add_argument("--tag", default="", help="write <name>_<tag>.json instead of rewriting <name>.json")
     args = ap.parse_args()
     if args.motifs == "none" and not args.c2st:
@@ -57,7 +58,8 @@ def main():
         t = time.perf_counter()
         for i, row in enumerate(rows):
             row.update({f"{k}_before": row.get(k) for k in C2ST_KEYS})
-            row.update(c2st_row(val, sets[f"row{i}"], seed=seed, **({"real_groups": val_groups} if args.grouped else {})))
+            groups = {"real_groups": val_groups} if args.grouped else {}
+            row.update(c2st_row(val, sets[f"row{i}"], seed=seed, **groups))
             row["c2st_grouped"] = args.grouped
         res["c2st_command"] = (f"python bench/quality_rescore.py {args.name} --motifs {args.motifs} --c2st"
                                + " --grouped" * args.grouped + f" --tag {args.tag}" * bool(args.tag))
