@@ -33,8 +33,9 @@ def main():
     ap.add_argument("--motifs", default="all", metavar="GROUP", help="JASPAR group (analysis.motifs.GROUPS)")
     ap.add_argument("--max_n", type=int, default=2000, help="sequences scanned per side")
     ap.add_argument("--c2st", action="store_true", help="judge every row's C2ST again with the current judge")
-    ap.add_argument("--grouped", action="store_true",
-                    help="with --c2st: the judge's folds keep each held-out block together")
+    ap.add_argument("--grouped", action=argparse.BooleanOptionalAction, default=None,
+                    help="with --c2st: the judge's folds keep each held-out block together (default: above "
+                         "70 bp, as bench/quality.py)")
     ap.add_argument("--tag", default="", help="write <name>_<tag>.json instead of rewriting <name>.json")
     args = ap.parse_args()
     if args.motifs == "none" and not args.c2st:
@@ -55,14 +56,15 @@ def main():
     names = [str(n) for n in sets["names"]]
     rows = [next(r for r in res["rows"] if r["set"] == name) for name in names]
     if args.c2st:
+        grouped = L > 70 if args.grouped is None else args.grouped
+        groups = {"real_groups": val_groups} if grouped else {}
         t = time.perf_counter()
         for i, row in enumerate(rows):
             row.update({f"{k}_before": row.get(k) for k in C2ST_KEYS})
-            groups = {"real_groups": val_groups} if args.grouped else {}
             row.update(c2st_row(val, sets[f"row{i}"], seed=seed, **groups))
-            row["c2st_grouped"] = args.grouped
+            row["c2st_grouped"] = grouped
         res["c2st_command"] = (f"python bench/quality_rescore.py {args.name} --motifs {args.motifs} --c2st"
-                               + " --grouped" * args.grouped + f" --tag {args.tag}" * bool(args.tag))
+                               + (" --grouped" if grouped else " --no-grouped") + f" --tag {args.tag}" * bool(args.tag))
         res["c2st_seconds"] = time.perf_counter() - t
         print(table(rows, ["set", *C2ST_KEYS, "c2st_auc_before", "c2st_sd_before", "c2st_judge_before"]))
     if args.motifs != "none":
