@@ -44,42 +44,51 @@ def main():
     path = ROOT / "bench" / "results" / f"{args.name}.json"
     res = json.loads(path.read_text())
     sets = np.load(ROOT / "bench" / "results" / "work" / f"{args.name}_sets.npz")
+    rescore(res, sets, name=args.name, motifs=args.motifs, max_n=args.max_n, c2st=args.c2st, grouped=args.grouped,
+            tag=args.tag)
+    out = path.with_name(f"{args.name}_{args.tag}.json") if args.tag else path
+    out.write_text(json.dumps(res, indent=2, default=float) + "\n")
+    print(f"wrote {out}")
+
+
+def rescore(res: dict, sets, *, name: str, motifs: str = "all", max_n: int = 2000, c2st: bool = False,
+            grouped: bool | None = None, tag: str = "") -> dict:
+    """Score the kept sets again (see the module docstring) into res's rows, in place, and return res:
+    its run's data, length, seed and stride come from res["argv"]; grouped None means above 70 bp."""
     argv = res["argv"]
 
-    def flag(name, default):
-        return argv_flag(argv, name, default)
+    def flag(opt, default):
+        return argv_flag(argv, opt, default)
 
     L, seed, stride = flag("--seq_len", 70), flag("--seed", 0), flag("--ref_stride", 35)
     data_path = flag("--data", str(ROOT / "data/ecoli_536.fasta.gz"))
     data = load_sequences(data_path, L, val_fraction=0.2, seed=seed)
     val, val_groups = heldout_windows(data.val_segments, L, stride, groups=True)
     names = [str(n) for n in sets["names"]]
-    rows = [next(r for r in res["rows"] if r["set"] == name) for name in names]
-    if args.c2st:
-        grouped = L > 70 if args.grouped is None else args.grouped
+    rows = [next(r for r in res["rows"] if r["set"] == n) for n in names]
+    if c2st:
+        grouped = L > 70 if grouped is None else grouped
         groups = {"real_groups": val_groups} if grouped else {}
         t = time.perf_counter()
         for i, row in enumerate(rows):
             row.update({f"{k}_before": row.get(k) for k in C2ST_KEYS})
             row.update(c2st_row(val, sets[f"row{i}"], seed=seed, **groups))
             row["c2st_grouped"] = grouped
-        res["c2st_command"] = (f"python bench/quality_rescore.py {args.name} --motifs {args.motifs} --c2st"
-                               + (" --grouped" if grouped else " --no-grouped") + f" --tag {args.tag}" * bool(args.tag))
+        res["c2st_command"] = (f"python bench/quality_rescore.py {name} --motifs {motifs} --c2st"
+                               + (" --grouped" if grouped else " --no-grouped") + f" --tag {tag}" * bool(tag))
         res["c2st_seconds"] = time.perf_counter() - t
         print(table(rows, ["set", *C2ST_KEYS, "c2st_auc_before", "c2st_sd_before", "c2st_judge_before"]))
-    if args.motifs != "none":
+    if motifs != "none":
         t = time.perf_counter()
-        ref = MotifReference(val, group=args.motifs, max_n=args.max_n, seed=seed)
+        ref = MotifReference(val, group=motifs, max_n=max_n, seed=seed)
         for i, row in enumerate(rows):
             row.update(ref.row(sets[f"row{i}"])[0])
-        res["motif_command"] = f"python bench/quality_rescore.py {args.name} --motifs {args.motifs} --max_n {args.max_n}"
+        res["motif_command"] = f"python bench/quality_rescore.py {name} --motifs {motifs} --max_n {max_n}"
         res["motif_seconds"] = time.perf_counter() - t
         print(table(res["rows"], ["set", "motif_pearson_r", "motif_mean_hit_rate", "motif_mean_hit_rate_ref"]))
         for r in res["rows"]:
             print(f"{r['set']}: over {r.get('motif_over')}; under {r.get('motif_under')}")
-    out = path.with_name(f"{args.name}_{args.tag}.json") if args.tag else path
-    out.write_text(json.dumps(res, indent=2, default=float) + "\n")
-    print(f"wrote {out}")
+    return res
 
 
 C2ST_KEYS = ["c2st_auc", "c2st_lo", "c2st_hi", "c2st_sd", "c2st_judge"]
