@@ -49,6 +49,12 @@ def argv_flag(argv: list, name: str, default):
     return type(default)(argv[argv.index(name) + 1]) if name in argv else default
 
 
+def grouped_folds(seq_len: int, option: bool | None = None) -> bool:
+    """Whether the judge's folds keep each held-out block's windows together: ``option`` when given,
+    else above 70 bp (the length since whose judge the rows of bench/quality.py and its re-scores group)."""
+    return seq_len > 70 if option is None else option
+
+
 def write_json(name: str, payload: dict) -> Path:
     """bench/results/NAME.json: the payload plus provenance; payload["seed"] (required) is the
     bench's --seed or the constant it seeds with (None where nothing is random)."""

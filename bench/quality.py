@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from common import ROOT, argv_flag, table, write_json
+from common import ROOT, argv_flag, grouped_folds, table, write_json
 
 from analysis import metrics as M
 from analysis.judge import heldout_windows
@@ -148,8 +148,7 @@ def parse_args():
     ap.add_argument("--checkpoint", default=None,
                     help="score this trained checkpoint of --model (same data and seed) instead of training")
     args = ap.parse_args()
-    if args.grouped is None:
-        args.grouped = args.seq_len > 70
+    args.grouped = grouped_folds(args.seq_len, args.grouped)
     return args
 
 

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from common import ROOT, argv_flag, table
+from common import ROOT, argv_flag, grouped_folds, table
 
 from analysis.judge import heldout_windows
 from analysis.metrics import c2st_row
@@ -67,7 +67,7 @@ def rescore(res: dict, sets, *, name: str, motifs: str = "all", max_n: int = 200
     names = [str(n) for n in sets["names"]]
     rows = [next(r for r in res["rows"] if r["set"] == n) for n in names]
     if c2st:
-        grouped = L > 70 if grouped is None else grouped
+        grouped = grouped_folds(L, grouped)
         groups = {"real_groups": val_groups} if grouped else {}
         t = time.perf_counter()
         for i, row in enumerate(rows):
