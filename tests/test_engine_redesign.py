@@ -116,6 +116,37 @@ def test_slow_training_steps_do_not_inflate_the_time_kept_for_the_closing_fit(ge
     assert all("val_passes" not in row for row in res.history) and "val_nll" in res.history[-1]
 
 
+@pytest.mark.parametrize("per_epoch", [3, 5])
+def test_a_step_that_would_not_fit_in_the_budget_is_not_started(genome, monkeypatch, per_epoch):
+    """The budget looks one step ahead at the last measured step time (before: it was read only after
+    a step, and seqgan's --budget 900 run at 1,000 bp, whose adversarial rounds take ~27 s each,
+    trained 973 s). On the engine's clock each step takes 1 s and nothing else takes time: under a
+    3.5-s budget three steps fit and the fourth is not started, whether it would begin an epoch
+    (3 steps an epoch) or go on with one (5 steps an epoch)."""
+    import types
+
+    import train.engine as E
+    clock = [1000.0]
+    monkeypatch.setattr(E, "time", types.SimpleNamespace(time=lambda: clock[0], strftime=time.strftime))
+    fam = type(get_family("stacked"))
+    real_step = fam.train_step
+    ends = []
+
+    def step(self, nets, batch, ctx):
+        clock[0] += 1.0
+        ends.append(clock[0])
+        return real_step(self, nets, batch, ctx)
+
+    monkeypatch.setattr(fam, "train_step", step)
+    run = Run(cfg_for("stacked", genome, *STACKED, "model.adv_weight=0", "model.ngram_order=0",
+                      "train.epochs=100000", "train.time_budget=3.5", f"train.steps_per_epoch={per_epoch}"),
+              save=False)
+    res = run.run()
+    assert len(ends) == 3 and ends[-1] - run.t0 == pytest.approx(3.0)
+    assert run.reserve == 0.0 and run.step_s == pytest.approx(1.0)
+    assert res.epochs_done == 1
+
+
 @pytest.mark.parametrize("refit", [True, False])
 def test_the_time_an_epoch_spends_after_its_steps_is_kept_back_from_the_budget(genome, monkeypatch, refit):
     """The held-out pass and the monitoring sample run after an epoch's steps stop at budget - reserve;
