@@ -592,6 +592,14 @@ class Run:
         self.start_epoch, self.best, self.since_best = 0, math.inf, 0
         self.steps = [0] * k  # per member: bagged members keep their own warm-up and adv_every timing
         self.history: list[dict] = []
+        self._clock_state()
+        if dist.on:
+            log.info("torchrun: %d processes (%s); each rank takes --batch %d windows of every global batch of %d",
+                     dist.world, "gloo" if self.device.type == "cpu" else "nccl", tc.batch, tc.batch * dist.world)
+        self.data_sha256 = None if cfg.data.synthetic else ckpt_io.file_hash(cfg.data.path)
+
+    def _clock_state(self) -> None:
+        """The --budget clock's bookkeeping at the start of a run (a resumed run then reads its own)."""
         self.reserve = 0.0  # seconds kept back from the budget for the closing fit (and an epoch's tail)
         self.tail_s = 0.0  # seconds the last epoch spent after its steps: held-out passes and monitor
         self.epoch_start_used, self.epoch_share = None, 0.0  # the curriculum's projection of the last epoch
@@ -603,10 +611,6 @@ class Run:
         # the budget's look ahead: seconds per training step as last measured (under torchrun from rank
         # 0's shared clock, so every rank predicts the same), and the (clock, ticks) it is measured from
         self.step_s, self._ticks, self._step_ref = 0.0, 0, None
-        if dist.on:
-            log.info("torchrun: %d processes (%s); each rank takes --batch %d windows of every global batch of %d",
-                     dist.world, "gloo" if self.device.type == "cpu" else "nccl", tc.batch, tc.batch * dist.world)
-        self.data_sha256 = None if cfg.data.synthetic else ckpt_io.file_hash(cfg.data.path)
 
     def _tensors(self, data) -> None:
         """The windows (and labels) as tensors: training ones on the GPU when they fit a quarter of
@@ -848,27 +852,32 @@ class Run:
                 seen += batch.shape[0] * W
                 if self.tick(meter, epoch, last=b + 1 == n_batches):
                     break
-            if self._since_sync:  # steps since the last read (a budget break between reads): read them
-                self.check_finite(meter, epoch)
-                self._since_sync = 0
-            for name, buf in nets.named_buffers() if self.dist.on else ():
-                if name.rsplit(".", 1)[-1] in self.family.summed_buffers:
-                    self.dist.sum_(buf)
-            if self.averages:  # the buffers as they end the epoch (summed over ranks)
-                self.averages[m].copy_buffers(nets)
-            self.decay_lr(m)
-            if self.dist.main:  # held-out figures are for rank 0's log and checkpoint choice only
-                t = time.time()
-                held_out = self.family.evaluate(self.delivered[m], ctx)
-                # windows per second of a held-out pass at full length: what the closing fit costs
-                # (the count is the engine's, not a figure for the log or metrics.csv)
-                self.eval_rate = held_out.pop("val_passes", 0) / max(time.time() - t, 1e-9)
-                self.tail_s += time.time() - t
-                meter.add(held_out)
+            self.end_member(m, nets, ctx, meter, epoch)
             if self.out_of_time:
                 break
         self.cursor.end_epoch()
         return meter.means(), ctx, seen
+
+    def end_member(self, m: int, nets, ctx: StepContext, meter: Meter, epoch: int) -> None:
+        """After member m's steps of an epoch: the NaN check of steps not yet read, buffers summed
+        over ranks, the average's buffers, the lr decay, and (rank 0) the held-out pass."""
+        if self._since_sync:  # steps since the last read (a budget break between reads): read them
+            self.check_finite(meter, epoch)
+            self._since_sync = 0
+        for name, buf in nets.named_buffers() if self.dist.on else ():
+            if name.rsplit(".", 1)[-1] in self.family.summed_buffers:
+                self.dist.sum_(buf)
+        if self.averages:  # the buffers as they end the epoch (summed over ranks)
+            self.averages[m].copy_buffers(nets)
+        self.decay_lr(m)
+        if self.dist.main:  # held-out figures are for rank 0's log and checkpoint choice only
+            t = time.time()
+            held_out = self.family.evaluate(self.delivered[m], ctx)
+            # windows per second of a held-out pass at full length: what the closing fit costs
+            # (the count is the engine's, not a figure for the log or metrics.csv)
+            self.eval_rate = held_out.pop("val_passes", 0) / max(time.time() - t, 1e-9)
+            self.tail_s += time.time() - t
+            meter.add(held_out)
 
     def decay_lr(self, m: int) -> None:
         """After each epoch: ExponentialLR's step, or with train.lr_clock under --budget the rate the
