@@ -25,7 +25,7 @@ from common import ROOT, table, write_json
 from genomes import GENOMES, trained_set, work
 
 from analysis.judge import c2st, heldout_windows
-from utils.sequences import load_sequences
+from utils.sequences import load_sequences, read_sequences
 
 
 def main():
@@ -35,24 +35,39 @@ def main():
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--tag", default="", help="rows go to judge_folds_<tag>.json")
     ap.add_argument("--stride", type=int, default=10, help="step of the overlapping held-out windows (genomes.py's)")
+    ap.add_argument("--folds", nargs="+", default=["random", "grouped"],
+                    help="random; grouped (a held-out block a group); spanS (stretches of S bases a group, windows "
+                         "crossing a stretch's end left out: analysis.judge.heldout_windows span)")
+    ap.add_argument("--sets", nargs="+", default=["floor", "markov-3", "markov-5"],
+                    help="floor, markov-3, markov-5, or a FASTA path (a generated set, e.g. a stored genomes.py run's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     name = "judge_folds" + (f"_{args.tag}" if args.tag else "")
     rows = []
     for g in args.genomes:
         data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=0)
-        ref, ref_groups = heldout_windows(data.val_segments, 70, args.stride, groups=True)
-        floor, floor_groups = heldout_windows(data.train_segments, 70, 70, groups=True)  # = the training windows
-        sets = {"floor": (floor, floor_groups)}
-        for k in (3, 5):
-            gen, _, _ = trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / f"markov{k}", ("--order", k))
-            sets[f"markov-{k}"] = (gen, None)
-        for label, (x, x_groups) in sets.items():
-            for mode in ("random", "grouped"):
+        sets = {}
+        for label in args.sets:
+            if label == "floor":
+                sets[label] = "floor"
+            elif label.startswith("markov-"):
+                k = int(label.split("-")[1])
+                sets[label] = trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / f"markov{k}",
+                                          ("--order", k))[0]
+            else:
+                sets[Path(label).parent.name or label] = read_sequences(label.replace("{genome}", g))
+        for label, x in sets.items():
+            for mode in args.folds:
+                span = int(mode[4:]) if mode.startswith("span") else None
+                ref, ref_groups = heldout_windows(data.val_segments, 70, args.stride, groups=True, span=span)
+                if isinstance(x, str):  # the real training windows (the floor), grouped as the held-out ones
+                    gen, gen_groups = heldout_windows(data.train_segments, 70, 70, groups=True, span=span)
+                else:
+                    gen, gen_groups = x, None  # generated sequences are independent draws
                 t = time.perf_counter()
-                res = [c2st(ref, x, seed=s, max_n=args.n,
-                            real_groups=ref_groups if mode == "grouped" else None,
-                            gen_groups=x_groups if mode == "grouped" else None) for s in range(args.seeds)]
+                res = [c2st(ref, gen, seed=s, max_n=args.n,
+                            real_groups=ref_groups if mode != "random" else None,
+                            gen_groups=gen_groups if mode != "random" else None) for s in range(args.seeds)]
                 aucs = [r["auc"] for r in res]
                 rows.append({"genome": g, "set": label, "folds": mode, "n": res[0]["n"],
                              "held_out_blocks": len(data.val_segments), "auc_mean": float(np.mean(aucs)),
@@ -63,8 +78,10 @@ def main():
                       flush=True)
                 write_json(name, {"seed": 0, "stride": args.stride, "seeds": args.seeds, "rows": rows})
     for g in args.genomes:  # the judge's power: markov-5 minus the floor, each way
-        for mode in ("random", "grouped"):
+        for mode in args.folds:
             by = {r["set"]: r for r in rows if r["genome"] == g and r["folds"] == mode}
+            if not {"floor", "markov-5"} <= set(by):
+                continue
             rows.append({"genome": g, "set": "markov-5 - floor", "folds": mode,
                          "auc_mean": by["markov-5"]["auc_mean"] - by["floor"]["auc_mean"],
                          "auc_sd": float(np.hypot(by["markov-5"]["auc_sd"], by["floor"]["auc_sd"]))})

@@ -112,6 +112,25 @@ def test_heldout_windows_overlap_by_stride_within_segments():
     assert np.array_equal(w2, w) and ids.tolist() == [0, 0, 0, 2]
 
 
+def test_heldout_windows_by_stretch_share_no_base_across_groups():
+    from analysis.judge import heldout_windows
+
+    segs = [np.arange(100, dtype=np.uint8) % 4, np.zeros(30, np.uint8), np.arange(45, dtype=np.uint8) % 4]
+    w, ids = heldout_windows(segs, 10, 5, groups=True, span=25)
+    # segment 0, stretches [0, 25) [25, 50) [50, 75) [75, 100): starts 0 5 10 15 in each, 20 crosses the end
+    # segment 1 (30 bases): starts 0 5 10 15 in its first stretch, 20 crosses it; segment 2: 0 5 10 15, then 25 30 35
+    assert ids.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4 + [6] * 4 + [7] * 3
+    starts = np.r_[np.tile([0, 5, 10, 15], 4) + np.repeat([0, 25, 50, 75], 4), [0, 5, 10, 15], [0, 5, 10, 15, 25, 30, 35]]
+    seg_of = np.r_[np.zeros(16, int), np.ones(4, int), np.full(7, 2)]
+    for k in range(w.shape[0]):  # every window is its segment's bases at its start
+        assert w[k].tolist() == segs[seg_of[k]][starts[k]:starts[k] + 10].tolist()
+    span_of = [set(zip(seg_of[ids == g], starts[ids == g] // 25)) for g in np.unique(ids)]
+    assert all(len(s) == 1 for s in span_of)  # one stretch a group: groups' windows never share a base
+    assert np.array_equal(heldout_windows(segs, 10, 5, span=25), w)
+    with pytest.raises(ValueError, match="shorter than a window"):
+        heldout_windows(segs, 10, 5, groups=True, span=9)
+
+
 def test_grouped_folds_keep_blocks_together_and_balance():
     from analysis.judge import grouped_folds
 
