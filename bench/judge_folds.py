@@ -10,6 +10,11 @@ markov-3 and markov-5 through the CLI) are judged against the same held-out wind
 with several seeds (each seed a new subsample, fold split and judge initialisation):
 
     python bench/judge_folds.py [--genomes lambda human_stretches s_suis] [--seeds 3]
+    python bench/judge_folds.py --genomes lambda --folds random grouped span350 \
+        --sets floor markov-5 "bench/results/work/genomes/{genome}/markov-5 phased/gen.fasta"
+
+--folds spanS groups the windows by stretches of S bases, leaving out those that cross a stretch's
+end (analysis.judge.heldout_windows span): folds that share no base, with more groups than blocks.
 
 The judge's power is the gap from the floor to markov-5; it is only worth reading where it is
 larger than the spread over seeds.
@@ -41,6 +46,9 @@ def main():
     ap.add_argument("--sets", nargs="+", default=["floor", "markov-3", "markov-5"],
                     help="floor, markov-3, markov-5, or a FASTA path (a generated set, e.g. a stored genomes.py run's)")
     args = ap.parse_args()
+    for mode in args.folds:
+        if mode not in ("random", "grouped") and not (mode.startswith("span") and mode[4:].isdigit()):
+            ap.error(f"--folds {mode}: random, grouped or spanS (S bases, e.g. span350)")
     logging.basicConfig(level=logging.WARNING)
     name = "judge_folds" + (f"_{args.tag}" if args.tag else "")
     rows = []
@@ -49,7 +57,7 @@ def main():
         sets = {}
         for label in args.sets:
             if label == "floor":
-                sets[label] = "floor"
+                sets[label] = None  # the real training windows, grouped below as the held-out ones
             elif label.startswith("markov-"):
                 k = int(label.split("-")[1])
                 sets[label] = trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / f"markov{k}",
@@ -60,7 +68,7 @@ def main():
             for mode in args.folds:
                 span = int(mode[4:]) if mode.startswith("span") else None
                 ref, ref_groups = heldout_windows(data.val_segments, 70, args.stride, groups=True, span=span)
-                if isinstance(x, str):  # the real training windows (the floor), grouped as the held-out ones
+                if x is None:  # the floor
                     gen, gen_groups = heldout_windows(data.train_segments, 70, 70, groups=True, span=span)
                 else:
                     gen, gen_groups = x, None  # generated sequences are independent draws
