@@ -295,3 +295,42 @@ def test_closing_refit_is_dropped_when_it_fits_noise(genome):
     assert rise > out["refit_nll_before"] - out["refit_nll_after"] > 0
     assert rise > ctx.cfg.model.ngram_refit_tolerance and out["refit_kept"] == 0
     assert torch.equal(nets["G"].ngram.refit, torch.zeros(3125, 4))
+    # the allowance for a better held-out count match is bounded: masked's 0.005 does not keep a
+    # refit whose held-out NLL rose by nats
+    fam, nets, ctx = make(genome, "model.ngram_order=5", "model.ngram_refit=300", "model.ngram_refit_prior=0",
+                          "model.ngram_refit_counts_tolerance=0.005")
+    ctx.val = torch.from_numpy(data.val)
+    again = fam.closing_fit(ctx.cfg).fit(nets, torch.from_numpy(data.train), None, ctx)
+    assert again["refit_val_nll_after"] - again["refit_val_nll_before"] > 0.005 and again["refit_kept"] == 0
+
+
+def test_refit_keep_rule_allows_a_larger_nll_rise_only_where_held_out_counts_match_better():
+    from models.blocks import NgramOptions, keeps_refit
+    opts = NgramOptions(ngram_refit_tolerance=0.002, ngram_refit_counts_tolerance=0.005)
+    fig = {"refit_val_nll_before": 1.3484, "refit_val_nll_after": 1.3506}  # S. suis, masked, --budget 300
+    assert keeps_refit({**fig, "refit_val_counts_before": 0.02, "refit_val_counts_after": 0.01}, opts)
+    assert not keeps_refit({**fig, "refit_val_counts_before": 0.01, "refit_val_counts_after": 0.02}, opts)
+    assert not keeps_refit({**fig, "refit_val_counts_before": 0.02, "refit_val_counts_after": 0.01},
+                           NgramOptions(ngram_refit_tolerance=0.002))
+    far = {"refit_val_nll_before": 1.34, "refit_val_nll_after": 1.35, "refit_val_counts_before": 0.02,
+           "refit_val_counts_after": 0.01}
+    assert not keeps_refit(far, opts)  # better counts, but NLL rose past the larger allowance
+    assert keeps_refit({**far, "refit_val_nll_after": 1.341}, NgramOptions(ngram_refit_tolerance=0.002))
+
+
+def test_counts_gap_is_zero_where_the_unregularised_refit_matches_every_count():
+    """counts_gap reads the moment-matching property of the maximum-likelihood table: on the
+    rows it was fitted to, expected counts equal observed ones, and the gap is ~0; a biased network
+    without the refit leaves a gap."""
+    from models.blocks import _solve_table, counts_gap
+    g = torch.Generator().manual_seed(0)
+    n, rows = 20000, 30
+    idx = torch.randint(0, rows, (n, 2), generator=g)
+    truth = torch.randn(rows, 4, generator=g)
+    y = torch.multinomial(torch.softmax(truth[idx].sum(1), -1), 1, generator=g).squeeze(1)
+    base = torch.randn(n, 4, generator=g) + torch.tensor([2.0, 0.0, 0.0, -1.0])  # biased toward A
+    W = torch.zeros(rows, 4, requires_grad=True)
+    before = counts_gap(base, idx, y, W)
+    _solve_table(base, idx, y, W, prior=0.0, deadline=None)
+    after = counts_gap(base, idx, y, W)
+    assert before > 0.1 and after < 0.01 * before, (before, after)
