@@ -83,9 +83,7 @@ def cli(*argv, cwd: Path) -> float:
     return time.perf_counter() - t
 
 
-RUN_FIGURES = ("epoch", "elapsed_s", "val_nll", "refit_iters", "refit_cut", "refit_skipped", "refit_kept",
-               "refit_val_nll_before", "refit_val_nll_after", "refit_val_counts_before", "refit_val_counts_after",
-               "finish_s")
+RUN_FIGURES = ("epoch", "elapsed_s", "val_nll", "refit_iters", "refit_cut", "refit_skipped", "refit_kept", "finish_s")
 
 
 def run_summary(run_dir: Path) -> dict:

@@ -308,8 +308,6 @@ class NgramOptions:
     ngram_refit: int = option(0, "closing fit: refit the n-gram table on this many training windows (0 = off)")
     ngram_refit_prior: float = option(1.0, "Gaussian prior (precision, in tokens) keeping the refit near the trained table")
     ngram_refit_tolerance: float = option(0.001, "drop the refit if held-out NLL rises more (nats per base)")
-    ngram_refit_counts_tolerance: float = option(0.0, "the NLL rise allowed instead when the refit matches the "
-                                                      "held-out (context, base) counts better (0 = no such allowance)")
     ngram_min_bases: int = option(0, "no n-gram table when the training windows hold fewer bases (0 = always one)")
     ngram_refit_priced_iters: int = option(100, "L-BFGS iterations --budget keeps time for (at most 100, the "
                                                 "refit's cap; a fit that needs more is cut at its deadline)")
@@ -322,8 +320,6 @@ class NgramOptions:
             raise ConfigError("model.ngram_order must be between 0 and 8")
         if not 1 <= self.ngram_refit_priced_iters <= REFIT_ITERS:
             raise ConfigError(f"model.ngram_refit_priced_iters must be between 1 and {REFIT_ITERS}")
-        if self.ngram_refit_tolerance < 0 or self.ngram_refit_counts_tolerance < 0:
-            raise ConfigError("model.ngram_refit_tolerance and model.ngram_refit_counts_tolerance must be >= 0")
 
     def for_data(self, n_bases: int):
         """Below ngram_min_bases training bases the table is left out (ngram_order 0). Measured
@@ -346,9 +342,7 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
     ``ngram_refit`` training windows. At its optimum the expected counts of every (context, base)
     pair equal the observed ones, the property that makes a Markov chain match the k-mer spectrum;
     SGD leaves the sparse table short of it. The refit is dropped when held-out NLL rises by more
-    than ``ngram_refit_tolerance`` (too little data for the table), unless it matches the held-out
-    (context, base) counts better (``counts_gap`` falls: what the sampled k-mer spectrum rests on)
-    and NLL rises by no more than ``ngram_refit_counts_tolerance``. The change is kept in the
+    than ``ngram_refit_tolerance`` (too little data for the table). The change is kept in the
     table's ``refit`` buffer, apart from the trained weights.
 
     ``rows_of(x, noise_generator, labels)`` replaces the autoregressive reading of a batch where a
@@ -381,15 +375,13 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
         out["refit_nll_before"] = float(_table_nll(base, idx, y, W))
         if val_x.shape[0]:
             out["refit_val_nll_before"] = float(_table_nll(vb, vi, vy, W))
-            out["refit_val_counts_before"] = counts_gap(vb, vi, vy, W)
     out.update(_solve_table(base, idx, y, W, opts.ngram_refit_prior, deadline))
     with torch.no_grad():
         out["refit_nll_after"] = float(_table_nll(base, idx, y, W))
         kept = True
         if val_x.shape[0]:
             out["refit_val_nll_after"] = float(_table_nll(vb, vi, vy, W))
-            out["refit_val_counts_after"] = counts_gap(vb, vi, vy, W)
-            kept = keeps_refit(out, opts)
+            kept = out["refit_val_nll_after"] - out["refit_val_nll_before"] <= opts.ngram_refit_tolerance
         out["refit_kept"] = float(kept)
         if kept:
             table.refit.copy_(W.detach() - table.table.weight)
@@ -458,39 +450,6 @@ def _frozen_rows(rows_of, x, y, device, noise):
         idx.append(i)
         targets.append(t)
     return torch.cat(outs), torch.cat(idx), torch.cat(targets)
-
-
-def keeps_refit(out: dict, opts: NgramOptions) -> bool:
-    """The refit's keep rule on its held-out figures (refit_context_logits's out): held-out NLL rises
-    by at most ngram_refit_tolerance, or by at most ngram_refit_counts_tolerance where the held-out
-    counts gap falls."""
-    rise = out["refit_val_nll_after"] - out["refit_val_nll_before"]
-    better_counts = out["refit_val_counts_after"] < out["refit_val_counts_before"]
-    return rise <= max(opts.ngram_refit_tolerance, opts.ngram_refit_counts_tolerance if better_counts else 0.0)
-
-
-def counts_gap(base, idx, targets, w) -> float:
-    """How far the model's expected counts of every (table row, base) pair lie from the observed
-    ones, with table w's rows added: sum of (O - E)^2 / (O + E) over the cells of every table (idx's
-    columns), per prediction, on the rows with at least COUNTS_MIN_ROW predictions (a sparser row's
-    counts are mostly noise: there the NLL alone judges). The refit makes E equal O on its fit
-    windows; on held-out windows the gap falls where it removes a bias of the model and rises where
-    it fits the fit windows' noise, the two things a sampled k-mer spectrum shows."""
-    with torch.no_grad():
-        rows = idx if idx.dim() == 2 else idx[:, None]
-        p = torch.softmax(base + (w[idx] if idx.dim() == 1 else w[idx].sum(1)), -1)
-        o = F.one_hot(targets, 4).to(p.dtype)
-        gap = 0.0
-        for t in range(rows.shape[1]):
-            e_t = torch.zeros_like(w).index_add_(0, rows[:, t], p)
-            o_t = torch.zeros_like(w).index_add_(0, rows[:, t], o)
-            both = e_t + o_t
-            judged = (o_t.sum(1, keepdim=True) >= COUNTS_MIN_ROW) & (both > 0)
-            gap += float(((o_t - e_t).pow(2) / both.clamp_min(1e-12))[judged].sum())
-        return gap / max(targets.shape[0], 1)
-
-
-COUNTS_MIN_ROW = 20  # held-out predictions a table row needs before counts_gap reads its counts
 
 
 def _table_nll(base, idx, targets, w):

@@ -69,7 +69,6 @@ class MaskedConfig(PositionOptions, GuidanceOptions, ConditionOptions):
     context_refit: int = 0  # closing fit: refit the tables on this many training windows, network frozen (0 = off)
     context_refit_prior: float = 1.0  # Gaussian prior (precision, in tokens) keeping the refit near the trained tables
     context_refit_tolerance: float = 0.001  # drop the refit if held-out NLL rises more (nats per base)
-    context_refit_counts_tolerance: float = 0.0  # ... or more than this where it matches held-out counts better (NgramOptions)
     context_min_bases: int = 0  # no tables below this many training bases (0 = always)
     context_center: int = 0  # with the tables, a third one indexed by the h tokens on both sides together (0 = none)
     context_refit_priced_iters: int = 100  # L-BFGS iterations --budget keeps time for (NgramOptions.ngram_refit_priced_iters)
@@ -92,8 +91,6 @@ class MaskedConfig(PositionOptions, GuidanceOptions, ConditionOptions):
             raise ConfigError("model.context_center must be between 0 and 3, and at most model.context_order")
         if not 1 <= self.context_refit_priced_iters <= REFIT_ITERS:
             raise ConfigError(f"model.context_refit_priced_iters must be between 1 and {REFIT_ITERS}")
-        if self.context_refit_tolerance < 0 or self.context_refit_counts_tolerance < 0:
-            raise ConfigError("model.context_refit_tolerance and model.context_refit_counts_tolerance must be >= 0")
 
     def for_data(self, n_bases: int):
         """Below context_min_bases training bases the context tables are left out (as the n-gram
@@ -343,7 +340,6 @@ class Masked(Family):
             return None
         opts = NgramOptions(ngram_order=c.context_order, ngram_refit=c.context_refit,
                             ngram_refit_prior=c.context_refit_prior, ngram_refit_tolerance=c.context_refit_tolerance,
-                            ngram_refit_counts_tolerance=c.context_refit_counts_tolerance,
                             ngram_refit_priced_iters=c.context_refit_priced_iters)
 
         def rows_of(nets):
