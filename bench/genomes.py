@@ -83,7 +83,8 @@ def cli(*argv, cwd: Path) -> float:
     return time.perf_counter() - t
 
 
-RUN_FIGURES = ("epoch", "elapsed_s", "val_nll", "refit_iters", "refit_cut", "refit_skipped", "refit_kept", "finish_s")
+RUN_FIGURES = ("epoch", "elapsed_s", "val_nll", "refit_iters", "refit_cut", "refit_skipped", "refit_kept",
+               "refit_val_nll_before", "refit_val_nll_after", "finish_s")
 
 
 def run_summary(run_dir: Path) -> dict:
