@@ -48,7 +48,9 @@ SOURCES = {
     # genomes_900_seqgan_decay
     (300, "seqgan"): ["genomes_300_seqgan_ema"],
     (900, "seqgan"): ["genomes_900_seqgan_ema_phages", "genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
-    (300, "masked"): ["genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
+    # genomes_300_tol5: S. suis and M. tuberculosis, masked with model.context_refit_tolerance 0.005 (its default
+    # since stop 52, 654a93f); the genomes without context tables (below 1 Mb) have no refit to keep
+    (300, "masked"): ["genomes_300_tol5", "genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
                       "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb
     (900, "masked"): ["genomes_900_t4", "genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
                       "genomes_900_masked_rope_20k_small"],
