@@ -26,7 +26,7 @@ def _save(fig, path) -> Path:
 
 def training_curves(history: list[dict], path, title: str = "training") -> Path:
     """One panel per logged quantity (losses, learning rates, GC, uniqueness, validation JS)."""
-    skip = {"epoch", "phase", "elapsed_s", "seqs_per_s", "val_gc"}
+    skip = {"epoch", "phase", "elapsed_s", "seqs_per_s", "val_gc", "reserve_s", "fit_priced_s"}
     keys = [k for k in history[0] if k not in skip and isinstance(history[0][k], (int, float))]
     keys += [k for r in history for k in r if k not in keys and k not in skip]
     keys = list(dict.fromkeys(keys))

@@ -84,7 +84,8 @@ def cli(*argv, cwd: Path) -> float:
 
 
 RUN_FIGURES = ("epoch", "elapsed_s", "val_nll", "refit_iters", "refit_cut", "refit_skipped", "refit_kept",
-               "refit_val_nll_before", "refit_val_nll_after", "finish_s")
+               "refit_val_nll_before", "refit_val_nll_after", "finish_s", "reserve_s", "fit_priced_s",
+               "refit_frozen_s", "refit_solve_s")
 
 
 def run_summary(run_dir: Path) -> dict:

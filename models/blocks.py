@@ -366,6 +366,7 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
     val_y = None if val_y is None or not has_val else val_y[:4096]
 
     rows_of = _rows_reader(table, network_logits, rows_of)
+    t0 = time.time()
     base, idx, y = _frozen_rows(rows_of, fit_x, fit_y, device, noise)
     W = (table.table.weight + table.refit).detach().clone().requires_grad_(True)
     out = {"refit_windows": float(fit_x.shape[0])}
@@ -375,7 +376,10 @@ def refit_context_logits(table: ContextLogits, network_logits, opts: NgramOption
         out["refit_nll_before"] = float(_table_nll(base, idx, y, W))
         if val_x.shape[0]:
             out["refit_val_nll_before"] = float(_table_nll(vb, vi, vy, W))
+    t1 = time.time()
+    out["refit_frozen_s"] = t1 - t0  # the frozen network's passes over the fit's and the held-out windows
     out.update(_solve_table(base, idx, y, W, opts.ngram_refit_prior, deadline))
+    out["refit_solve_s"] = time.time() - t1
     with torch.no_grad():
         out["refit_nll_after"] = float(_table_nll(base, idx, y, W))
         kept = True
@@ -403,17 +407,25 @@ EVALS_PER_ITER = 1.25  # loss-and-gradient evaluations per L-BFGS iteration (its
 
 
 def price_refit(table: ContextLogits, network_logits, opts: NgramOptions, x, device, y=None, rows_of=None,
-                repeats: int = 3) -> tuple[float, float]:
-    """What refit_context_logits costs beyond the network's passes, measured here: (frozen rows per
-    window, seconds per row of the solver's opts.ngram_refit_priced_iters iterations: the count the
-    family's fits usually take, at most REFIT_ITERS; the deadline guards the rest). The rows of the windows x
-    (labels y) are read as the fit reads them and repeated to PRICE_ROWS, and the loss-and-gradient
+                repeats: int = 5) -> tuple[float, float, float]:
+    """What refit_context_logits costs, measured here: (frozen rows per window, seconds per row of
+    the solver's opts.ngram_refit_priced_iters iterations: the count the family's fits usually take,
+    at most REFIT_ITERS; the deadline guards the rest; seconds per window of the frozen pass), each
+    the median of timed repeats. The frozen pass is timed as the fit reads it: masked's (a masking,
+    the network and its table apart) ran 1.5x slower per window than its held-out pass, which had
+    priced it, and its refit on S. suis at --budget 300 got 27.7 s of passes where 18 s were kept.
+    The rows of the windows x (labels y) are read as the fit reads them and repeated to PRICE_ROWS, and the loss-and-gradient
     of the table is timed on them. The solver's time is proportional to the rows (every window's
     every prediction), not to the network's speed: pricing the fit from forward passes alone kept
     48 s back for masked's refit on S. suis that took 64 s, and gumbel's (a fast LSTM, 1.7 M rows)
     was cut after 10 of its iterations. Uses its own random streams."""
     reader = _rows_reader(table, network_logits, rows_of)
-    base, idx, t = _frozen_rows(reader, x.long(), y, device, torch.Generator(device=device).manual_seed(0))
+    frozen = []
+
+    def read():
+        frozen[:] = [_frozen_rows(reader, x.long(), y, device, torch.Generator(device=device).manual_seed(0))]
+    frozen_s = _median_seconds(read, 3, device) / max(x.shape[0], 1)
+    base, idx, t = frozen[-1]
     per_window = t.shape[0] / max(x.shape[0], 1)
     reps = max(1, -(-PRICE_ROWS // max(t.shape[0], 1)))
     base, t = base.repeat(reps, 1), t.repeat(reps)
@@ -426,23 +438,33 @@ def price_refit(table: ContextLogits, network_logits, opts: NgramOptions, x, dev
         loss = _table_nll(base, idx, t, W) + 0.5 * opts.ngram_refit_prior * (W - W0).pow(2).sum() / t.numel()
         loss.backward()
 
-    once()  # the first pays one-off set-up costs
-    if W.is_cuda:
-        torch.cuda.synchronize(W.device)
-    start = time.time()
+    per_row = _median_seconds(once, repeats, device) / max(t.shape[0], 1)
+    return per_window, per_row * opts.ngram_refit_priced_iters * EVALS_PER_ITER, frozen_s
+
+
+def _median_seconds(fn, repeats: int, device) -> float:
+    """The median seconds of ``repeats`` timed calls of fn, after one untimed call that pays one-off
+    set-up costs. (One timing of three calls together priced masked's solver at 0.94 ms a window
+    in one run of four; it took 0.63.)"""
+    cuda = torch.device(device).type == "cuda"
+    fn()
+    times = []
     for _ in range(repeats):
-        once()
-    if W.is_cuda:
-        torch.cuda.synchronize(W.device)
-    per_row = (time.time() - start) / repeats / max(t.shape[0], 1)
-    return per_window, per_row * opts.ngram_refit_priced_iters * EVALS_PER_ITER
+        if cuda:
+            torch.cuda.synchronize(device)
+        start = time.time()
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append(time.time() - start)
+    return sorted(times)[len(times) // 2]
 
 
 @torch.no_grad()
 def _frozen_rows(rows_of, x, y, device, noise):
     """The frozen network's (logits, table rows, targets) of windows x (labels y), in batches."""
     outs, idx, targets = [], [], []
-    rows = rows_per_pass(x.shape[1], 2048)
+    rows = rows_per_pass(x.shape[1], 2048, device)
     for s in range(0, x.shape[0], rows):
         yb = None if y is None else y[s : s + rows].to(device)
         o, i, t = rows_of(x[s : s + rows].to(device), noise, yb)
@@ -527,7 +549,7 @@ def ngram_closing_fit(opts: NgramOptions, table_of, network_logits_of, rows_of_o
 
     def price(nets, x, y, ctx):
         if x.shape[0] == 0 or table_of(nets) is None:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         was = nets.training
         nets.eval()
         try:

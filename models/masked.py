@@ -266,7 +266,7 @@ def masked_accuracy(model: MaskedLM, x: torch.Tensor, prob: float, seed: int = 0
     """(accuracy, loss) on the masked positions of windows x (B, L) (of classes y, for a conditional
     model), with a fixed masking seed."""
     g = torch.Generator(device=x.device).manual_seed(seed)
-    batch = rows_per_pass(x.shape[1], batch)
+    batch = rows_per_pass(x.shape[1], batch, x.device)
     hit = tot = 0
     loss = 0.0
     for i in range(0, x.shape[0], batch):
@@ -288,7 +288,7 @@ def any_order_nll(model: MaskedLM, x: torch.Tensor, seed: int = 0, batch: int = 
     n = x.shape[0]
     rates = (torch.arange(n, device=x.device, dtype=torch.float32) + 0.5) / n
     rates = rates[torch.randperm(n, generator=g, device=x.device)]  # not tied to the windows' order
-    batch = rows_per_pass(x.shape[1], batch)
+    batch = rows_per_pass(x.shape[1], batch, x.device)
     total = 0.0
     for i in range(0, n, batch):
         inp, lab = mask_tokens(x[i : i + batch], rates[i : i + batch], g)
@@ -389,7 +389,7 @@ class Masked(Family):
         if length > M.max_len:
             raise ConfigError(f"the masked model was trained on {M.max_len} bp; it cannot generate {length} bp")
         dev = next(M.parameters()).device
-        out, rows = [], rows_per_pass(length, 1024)
+        out, rows = [], rows_per_pass(length, 1024, dev)
         for s in range(0, n, rows):
             m = min(rows, n - s)
             tok = torch.full((m, length), MASK, dtype=torch.long, device=dev)

@@ -68,8 +68,8 @@ class ClosingFit:
     windows: int
     fit: Callable
     undo: Callable
-    # price(nets, x, labels, ctx) -> (rows per window, solver seconds per row): what the fit costs
-    # beyond its forward passes over the windows, measured on the few windows x (None: nothing)
+    # price(nets, x, labels, ctx) -> (rows per window, solver seconds per row, seconds per window of
+    # the fit's own frozen pass): what the fit costs, measured on the few windows x (None: nothing)
     price: Callable | None = None
 
 

@@ -564,7 +564,7 @@ class SeqGAN(Family):
         was = G.training
         G.eval()
         val, labels = spread_windows(ctx.val, ctx.val_labels, 2000)
-        total, batch = 0.0, rows_per_pass(val.shape[1], 512)
+        total, batch = 0.0, rows_per_pass(val.shape[1], 512, ctx.device)
         for s in range(0, val.shape[0], batch):
             x = val[s : s + batch].to(ctx.device)
             lab = None if labels is None else labels[s : s + batch].to(ctx.device)

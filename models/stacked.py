@@ -264,7 +264,7 @@ class Stacked(Family):
         if length > G.max_len:
             raise ConfigError(f"the stacked model was trained on {G.max_len} bp; it cannot generate {length} bp")
         dev = next(G.parameters()).device
-        out, rows = [], rows_per_pass(length, 2048)
+        out, rows = [], rows_per_pass(length, 2048)  # wide on a CPU too: token by token (1.27 ms a sequence; 1.45 in CPU-sized passes)
         for s in range(0, n, rows):
             m = min(rows, n - s)
             y = requested(nets, m, dev, generator, label=label, gc=gc)

@@ -401,12 +401,12 @@ def test_the_closing_fit_is_priced_with_its_solver(genome, monkeypatch, family, 
 
     def spy(*a, **k):
         measured.append(real(*a, **k))
-        return measured[-1][0], 0.05  # a slow solver: 0.05 s per row
+        return measured[-1][0], 0.05, measured[-1][2]  # a slow solver: 0.05 s per row
     monkeypatch.setattr(blocks, "price_refit", spy)
     run = Run(cfg_for(family, genome, *sets, "train.epochs=1", "train.time_budget=600"), save=False)
     run.run()
-    (per_window, per_row), = measured
-    assert rows[0] <= per_window <= rows[1] and per_row > 0
+    (per_window, per_row, frozen_s), = measured
+    assert rows[0] <= per_window <= rows[1] and per_row > 0 and run.frozen_s == frozen_s > 0
     fit, val, m = run.fit_windows()
     assert run.solver_s == pytest.approx(per_window * 0.05)
     assert run.reserve >= engine.FIT_MARGIN * run.solver_s * fit * m  # kept back for the solver

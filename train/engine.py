@@ -605,6 +605,7 @@ class Run:
         self.epoch_start_used, self.epoch_share = None, 0.0  # the curriculum's projection of the last epoch
         self.eval_rate = 0.0  # held-out windows per second of the last epoch's evaluation (0: none yet)
         self.solver_s = 0.0  # the closing fit's solver seconds per training window it fits (measured)
+        self.frozen_s = 0.0  # seconds per window of the closing fit's own frozen pass (measured; 0: not)
         self.out_of_time = False
         self.clock = 0.0  # under torchrun: rank 0's seconds since the start, as last shared
         self._since_sync = 0
@@ -1032,22 +1033,29 @@ class Run:
         if self.closing:
             seconds = self.fit_seconds(max(self.eval_rate, row["seqs_per_s"]))
         self.reserve = self.tail_s + seconds * (2 if self.since_best else 1)
+        if self.cfg.train.time_budget:  # what the next epoch (or the finish) is planned around, for the log
+            row.update(reserve_s=self.reserve, fit_priced_s=seconds)
 
     def fit_windows(self) -> tuple[int, int, int]:
         """(training windows the closing fit passes, held-out windows it scores, members)."""
         return min(self.closing.windows, self.train_x.shape[0]), min(4096, self.val.shape[0]), len(self.members)
 
     def fit_seconds(self, rate: float) -> float:
-        """The closing fits' seconds: one forward pass over their windows and the held-out ones at
-        ``rate`` windows per second, plus the solver's measured seconds per window (solver_s), times
-        FIT_MARGIN. (Before, 1.5 times the passes alone: the solver's time follows the rows it fits,
-        not the network's speed, and masked's refit on S. suis took 64 s of the 48 s kept for it.)"""
+        """The closing fits' seconds: one forward pass over their windows and the held-out ones, at
+        the slower of ``rate`` windows per second (a held-out pass's) and the fit's own frozen pass
+        as its price measured it (frozen_s), plus the solver's measured seconds per window
+        (solver_s), times FIT_MARGIN. (Before, 1.5 times the passes alone: the solver's time follows
+        the rows it fits, not the network's speed, and masked's refit on S. suis took 64 s of the
+        48 s kept for it. Then at the held-out rate alone: masked's frozen pass, 1.5x slower per
+        window, took 27.7 s of the 18 s priced, and a last epoch ending 6 s late left its refit
+        10 of its 100 iterations.)"""
         fit, val, m = self.fit_windows()
-        return FIT_MARGIN * ((fit + val) / max(rate, 1e-9) + self.solver_s * fit) * m
+        per_window = max(1.0 / max(rate, 1e-9), self.frozen_s)
+        return FIT_MARGIN * ((fit + val) * per_window + self.solver_s * fit) * m
 
     def price_closing_fit(self) -> None:
         """Under --budget, before the first epoch (of a fresh or a resumed run): the closing fit's
-        solver, timed by the family's ClosingFit.price on PRICE_WINDOWS training windows, and on a
+        solver and its own frozen pass, timed by the family's ClosingFit.price on PRICE_WINDOWS training windows, and on a
         fresh run the fit's reserve, with a held-out pass over PRICE_WINDOWS windows giving the
         rate of its forward passes (the first epoch's own pass re-prices it). Before, nothing was
         kept back until an epoch had ended, so a budget shorter than one epoch plus the fit
@@ -1055,7 +1063,7 @@ class Run:
         if not (self.cfg.train.time_budget and self.closing):
             return
         fresh = not (self.history or self.start_epoch)
-        out = {"reserve": self.reserve, "solver_s": 0.0}
+        out = {"reserve": self.reserve, "solver_s": 0.0, "frozen_s": 0.0}
         if self.dist.main:
             nets, n = self.delivered[0], min(PRICE_WINDOWS, self.val_x.shape[0])
             ctx, was, state = self.context(0, 0, True), nets.training, self.fam_gen.get_state()
@@ -1063,7 +1071,7 @@ class Run:
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
                 if self.closing.price is not None:
                     k = min(PRICE_WINDOWS, self.train_x.shape[0])
-                    per_window, per_row = self.closing.price(
+                    per_window, per_row, out["frozen_s"] = self.closing.price(
                         nets, self.train_x[:k], None if self.train_y is None else self.train_y[:k], ctx)
                     out["solver_s"] = per_window * per_row
                 for k in (min(8, n), n) if fresh else ():  # the first, short pass pays one-off set-up costs
@@ -1073,15 +1081,15 @@ class Run:
                     seconds = time.time() - t
             self.fam_gen.set_state(state)
             nets.train(was)
-            self.solver_s = out["solver_s"]
+            self.solver_s, self.frozen_s = out["solver_s"], out["frozen_s"]
             if passes:
                 out["reserve"] = self.fit_seconds(passes / max(seconds, 1e-9))
         shared = self.dist.share(out)
-        self.reserve, self.solver_s = shared["reserve"], shared["solver_s"]
+        self.reserve, self.solver_s, self.frozen_s = shared["reserve"], shared["solver_s"], shared["frozen_s"]
         if fresh and self.reserve:
-            log.info("kept %.1f s of the %.0f s budget back for the closing fit (priced from a held-out pass "
-                     "and its solver's %.2f ms per window)", self.reserve, self.cfg.train.time_budget,
-                     1e3 * self.solver_s)
+            log.info("kept %.1f s of the %.0f s budget back for the closing fit (priced from a held-out pass, "
+                     "its frozen pass's %.2f ms and its solver's %.2f ms per window)", self.reserve,
+                     self.cfg.train.time_budget, 1e3 * self.frozen_s, 1e3 * self.solver_s)
 
     def save(self, epoch: int, row: dict, sample) -> bool:
         """Track the best score; write metrics, checkpoints and samples. Returns whether it improved."""
