@@ -28,6 +28,9 @@ FAMILIES = ["stacked", "gumbel", "seqgan", "masked"]
 # (budget, family) -> JSON names (bench/results/<name>.json) whose rows trained the family's current
 # defaults, newest first; the comment names the commit that made them the defaults.
 SOURCES = {
+    # genomes_300_cpupass: S. suis and M. tuberculosis, every family at 80c553f (stop 53): the closing fit
+    # priced from its own frozen pass and CPU-sized no-grad passes change every family's plan on a CPU
+    # (the engine users now run; no config default changed); first at 300 s for every family
     # genomes_300_priced_iters: S. suis (stop 33) and M. tuberculosis (stop 34), stacked, gumbel and
     # seqgan with the solver priced at 50 iterations (model.ngram_refit_priced_iters, c78f9f6), the
     # engine users now run (the two genomes with an n-gram table: the price changes nothing below 1 Mb);
@@ -35,22 +38,22 @@ SOURCES = {
     # genomes_300_masked_center2: S. suis and M. tuberculosis, masked with model.context_center 2 (its
     # default since stop 33; run with that --set at caad24a)
     # genomes_<budget>_t4: phage T4 (stop 38), every family at the defaults of 6f520d1, --n 4000
-    (300, "stacked"): ["genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
+    (300, "stacked"): ["genomes_300_cpupass", "genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
     (900, "stacked"): ["genomes_900_t4", "genomes_900_relpos"],
     # genomes_<budget>_gumbel_ema: every genome, gumbel with train.ema 0.999 (its default since stop 40; run
     # with that --set at babad6a); before it, adv_weight 0 (d18c0e0): genomes_300_t4, genomes_300_priced_iters,
     # genomes_300_solver_price, genomes_300_gumbel_pair_mle, genomes_300_gumbel_mle; genomes_900_t4, genomes_900_gumbel_mle
-    (300, "gumbel"): ["genomes_300_gumbel_ema"],
+    (300, "gumbel"): ["genomes_300_cpupass", "genomes_300_gumbel_ema"],
     (900, "gumbel"): ["genomes_900_gumbel_ema"],
     # genomes_<budget>_seqgan_ema: seqgan with train.ema 0.999 (its default since stop 41; run with that --set at
     # cc7421a; at 900 s lambda and T4 in genomes_900_seqgan_ema_phages, stop 42, d46a089); before it, lr_gamma 0.98 and clip 1 (df2acf8):
     # genomes_300_t4, genomes_300_priced_iters, genomes_300_solver_price, genomes_300_seqgan_decay; genomes_900_t4,
     # genomes_900_seqgan_decay
-    (300, "seqgan"): ["genomes_300_seqgan_ema"],
+    (300, "seqgan"): ["genomes_300_cpupass", "genomes_300_seqgan_ema"],
     (900, "seqgan"): ["genomes_900_seqgan_ema_phages", "genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
     # genomes_300_tol5: S. suis and M. tuberculosis, masked with model.context_refit_tolerance 0.005 (its default
     # since stop 52, 654a93f); the genomes without context tables (below 1 Mb) have no refit to keep
-    (300, "masked"): ["genomes_300_tol5", "genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
+    (300, "masked"): ["genomes_300_cpupass", "genomes_300_tol5", "genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
                       "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb
     (900, "masked"): ["genomes_900_t4", "genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
                       "genomes_900_masked_rope_20k_small"],
