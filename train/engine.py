@@ -1055,9 +1055,10 @@ class Run:
 
     def price_closing_fit(self) -> None:
         """Under --budget, before the first epoch (of a fresh or a resumed run): the closing fit's
-        solver and its own frozen pass, timed by the family's ClosingFit.price on PRICE_WINDOWS training windows, and on a
-        fresh run the fit's reserve, with a held-out pass over PRICE_WINDOWS windows giving the
-        rate of its forward passes (the first epoch's own pass re-prices it). Before, nothing was
+        solver and its own frozen pass, timed by the family's ClosingFit.price on PRICE_WINDOWS
+        training windows, and on a fresh run the fit's reserve, with a held-out pass over
+        PRICE_WINDOWS windows giving another rate of its forward passes (the first epoch's own pass
+        re-prices it; the slower of the two is taken). Before, nothing was
         kept back until an epoch had ended, so a budget shorter than one epoch plus the fit
         overran by the whole fit. The random streams are left as they were."""
         if not (self.cfg.train.time_budget and self.closing):
