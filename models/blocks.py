@@ -420,12 +420,9 @@ def price_refit(table: ContextLogits, network_logits, opts: NgramOptions, x, dev
     48 s back for masked's refit on S. suis that took 64 s, and gumbel's (a fast LSTM, 1.7 M rows)
     was cut after 10 of its iterations. Uses its own random streams."""
     reader = _rows_reader(table, network_logits, rows_of)
-    frozen = []
-
-    def read():
-        frozen[:] = [_frozen_rows(reader, x.long(), y, device, torch.Generator(device=device).manual_seed(0))]
-    frozen_s = _median_seconds(read, 3, device) / max(x.shape[0], 1)
-    base, idx, t = frozen[-1]
+    seconds, (base, idx, t) = _median_seconds(
+        lambda: _frozen_rows(reader, x.long(), y, device, torch.Generator(device=device).manual_seed(0)), 3, device)
+    frozen_s = seconds / max(x.shape[0], 1)
     per_window = t.shape[0] / max(x.shape[0], 1)
     reps = max(1, -(-PRICE_ROWS // max(t.shape[0], 1)))
     base, t = base.repeat(reps, 1), t.repeat(reps)
@@ -438,26 +435,26 @@ def price_refit(table: ContextLogits, network_logits, opts: NgramOptions, x, dev
         loss = _table_nll(base, idx, t, W) + 0.5 * opts.ngram_refit_prior * (W - W0).pow(2).sum() / t.numel()
         loss.backward()
 
-    per_row = _median_seconds(once, repeats, device) / max(t.shape[0], 1)
+    per_row = _median_seconds(once, repeats, device)[0] / max(t.shape[0], 1)
     return per_window, per_row * opts.ngram_refit_priced_iters * EVALS_PER_ITER, frozen_s
 
 
-def _median_seconds(fn, repeats: int, device) -> float:
-    """The median seconds of ``repeats`` timed calls of fn, after one untimed call that pays one-off
-    set-up costs. (One timing of three calls together priced masked's solver at 0.94 ms a window
-    in one run of four; it took 0.63.)"""
+def _median_seconds(fn, repeats: int, device) -> tuple[float, object]:
+    """(the median seconds of ``repeats`` timed calls of fn, the last call's result), after one
+    untimed call that pays one-off set-up costs. (One timing of three calls together priced
+    masked's solver at 0.94 ms a window in one run of four; it took 0.63.)"""
     cuda = torch.device(device).type == "cuda"
-    fn()
+    out = fn()
     times = []
     for _ in range(repeats):
         if cuda:
             torch.cuda.synchronize(device)
         start = time.time()
-        fn()
+        out = fn()
         if cuda:
             torch.cuda.synchronize(device)
         times.append(time.time() - start)
-    return sorted(times)[len(times) // 2]
+    return sorted(times)[len(times) // 2], out
 
 
 @torch.no_grad()

@@ -433,8 +433,6 @@ def test_rotary_scores_depend_on_the_lag_only_and_can_read_the_codon_phase(genom
         make(genome, "model.rope=true", "model.rel_pos=true")
 
 
-
-
 def test_cpu_passes_hold_cpu_pass_tokens_in_sampling_and_the_closing_fit(genome, monkeypatch):
     """On a CPU, no-grad passes hold CPU_PASS_TOKENS bases: transformer passes of 1,872 rows at
     70 bp ran at half the speed per window of passes of 64-128 (masked sampled 20,000 x 70 bp in
@@ -453,10 +451,10 @@ def test_cpu_passes_hold_cpu_pass_tokens_in_sampling_and_the_closing_fit(genome,
     monkeypatch.setattr(M, "base_logits", lambda inp, *a, **k: rows.append(inp.shape[0]) or real(inp, *a, **k))
     out = fam.sample(nets, 50, 24, generator=torch.Generator().manual_seed(0))
     assert out.shape == (50, 24) and set(rows) == {20, 10}
-    real_frozen, reads = blocks._frozen_rows, []
+    reads = []
 
     def rows_of(x, g, y):
         reads.append(x.shape[0])
         return torch.zeros(x.numel(), 4), torch.zeros(x.numel(), dtype=torch.long), x.reshape(-1)
-    base, _, _ = real_frozen(rows_of, torch.zeros(50, 24, dtype=torch.long), None, torch.device("cpu"), None)
+    base, _, _ = blocks._frozen_rows(rows_of, torch.zeros(50, 24, dtype=torch.long), None, torch.device("cpu"), None)
     assert reads == [20, 20, 10] and base.shape == (50 * 24, 4)
