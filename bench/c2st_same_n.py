@@ -14,11 +14,11 @@ import argparse
 
 import numpy as np
 
-from common import ROOT, table, write_json
+from common import ROOT, judged_split, table, write_json
 from genomes import GENOMES, trained_set, work
 
-from analysis.judge import c2st, heldout_windows
-from utils.sequences import load_sequences, read_sequences
+from analysis.judge import c2st
+from utils.sequences import read_sequences
 
 
 def main():
@@ -34,8 +34,7 @@ def main():
     name = "c2st_same_n" + (f"_{args.tag}" if args.tag else "")
     rows = []
     for i, g in enumerate(args.genomes):
-        data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=args.seed)
-        ref = heldout_windows(data.val_segments, 70, 10)
+        data, ref, _ = judged_split(ROOT / GENOMES[g], 70, args.seed, 10)
         sets = {}
         if not args.no_baselines:
             m5, _, _ = trained_set("markov", GENOMES[g], 0, max(args.n), work / "c2st_same_n" / g, ("--order", 5))

@@ -55,6 +55,20 @@ def grouped_folds(seq_len: int, option: bool | None = None) -> bool:
     return seq_len > 70 if option is None else option
 
 
+def judged_split(data_path, seq_len: int, seed: int, stride: int, **load_kw):
+    """The split every quality benchmark trains on and judges against, built in one place: the
+    sequences of ``data_path`` in windows of ``seq_len`` with a fifth of the blocks held out (training's
+    default ``data.val_fraction``), and the judge's real side, overlapping windows every ``stride``
+    bases of the held-out blocks. Returns (data, held-out windows, each window's block); load_kw goes
+    to load_sequences (select_apart, stride)."""
+    from analysis.judge import heldout_windows
+    from utils.sequences import load_sequences
+
+    data = load_sequences(data_path, seq_len, val_fraction=0.2, seed=seed, **load_kw)
+    ref, ref_groups = heldout_windows(data.val_segments, seq_len, stride, groups=True)
+    return data, ref, ref_groups
+
+
 def write_json(name: str, payload: dict) -> Path:
     """bench/results/NAME.json: the payload plus provenance; payload["seed"] (required) is the
     bench's --seed or the constant it seeds with (None where nothing is random)."""

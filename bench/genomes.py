@@ -42,13 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, provenance, table, write_json
+from common import ROOT, judged_split, provenance, table, write_json
 
 from analysis import metrics as M
-from analysis.judge import heldout_windows
 from models.markov import PHASED_SETS
 from train.engine import read_metrics
-from utils.sequences import load_sequences, read_sequences
+from utils.sequences import read_sequences
 
 GENOMES = {
     "m_tuberculosis": "data/genomes/m_tuberculosis_h37rv.fasta.gz",
@@ -159,8 +158,7 @@ def main():
     made_by = {"date": time.strftime("%Y-%m-%d %H:%M"),
                **{k: v for k, v in provenance(args.seed).items() if k in ("argv", "git_commit", "git_dirty")}}
     for g in args.genomes:
-        data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=args.seed, select_apart=args.judge_half)
-        ref = heldout_windows(data.val_segments, 70, args.ref_stride)
+        data, ref, _ = judged_split(ROOT / GENOMES[g], 70, args.seed, args.ref_stride, select_apart=args.judge_half)
         rng = np.random.default_rng(args.seed)
         floor = data.train[rng.choice(data.train.shape[0], min(args.n, data.train.shape[0]), replace=False)]
         sets = []

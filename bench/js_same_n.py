@@ -16,12 +16,11 @@ import sys
 
 import numpy as np
 
-from common import ROOT, table, write_json
+from common import ROOT, judged_split, table, write_json
 from genomes import GENOMES, work
 
 from analysis import metrics as M
-from analysis.judge import heldout_windows
-from utils.sequences import load_sequences, read_sequences
+from utils.sequences import read_sequences
 
 
 def main():
@@ -33,8 +32,7 @@ def main():
     args = ap.parse_args()
     rows = []
     for g in args.genomes:
-        data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=args.seed)
-        ref = heldout_windows(data.val_segments, 70, 10)
+        data, ref, _ = judged_split(ROOT / GENOMES[g], 70, args.seed, 10)
         w = work / "js_same_n" / g
         shutil.rmtree(w, ignore_errors=True)
         w.mkdir(parents=True)

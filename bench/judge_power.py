@@ -13,13 +13,12 @@ import time
 
 import numpy as np
 
-from common import ROOT, table, write_json
+from common import ROOT, judged_split, table, write_json
 
-from analysis.judge import JUDGES, c2st, heldout_windows
+from analysis.judge import JUDGES, c2st
 from models.registry import get_family
 from train.engine import train
 from utils.config import parse_set, resolve
-from utils.sequences import load_sequences
 
 
 def markov_sample(data, order: int, n: int, seed: int) -> np.ndarray:
@@ -37,8 +36,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    data = load_sequences(args.data, 70, val_fraction=0.2, seed=args.seed)
-    ref = heldout_windows(data.val_segments, 70, args.stride)
+    data, ref, _ = judged_split(args.data, 70, args.seed, args.stride)
     rng = np.random.default_rng(args.seed)
     sets = {"real train windows (floor)": data.train[rng.choice(data.train.shape[0], args.n, replace=False)],
             "markov-5": markov_sample(data, 5, args.n, args.seed), "markov-3": markov_sample(data, 3, args.n, args.seed)}

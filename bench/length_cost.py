@@ -18,12 +18,11 @@ import time
 
 import numpy as np
 
-from common import ROOT, table, write_json
+from common import ROOT, judged_split, table, write_json
 from genomes import cli
 
 from analysis import metrics as M
-from analysis.judge import heldout_windows
-from utils.sequences import load_sequences, read_sequences
+from utils.sequences import read_sequences
 
 COLS = ["family", "epochs", "lengths", "train_s", "train_seq_per_s_full_length", "peak_memory_mb", "gen_n",
         "gen_s", "gen_seq_per_s", "gc", "js_4mer"]
@@ -39,8 +38,7 @@ def main():
     ap.add_argument("--tag", default="", help="suffix of the JSON's name (a run of some families beside an earlier one)")
     args = ap.parse_args()
     data_path = ROOT / "data/ecoli_536.fasta.gz"
-    data = load_sequences(data_path, args.seq_len, val_fraction=0.2, seed=args.seed)
-    val = heldout_windows(data.val_segments, args.seq_len, 35)
+    data, val, _ = judged_split(data_path, args.seq_len, args.seed, 35)
     out = {"seed": args.seed, "seq_len": args.seq_len, "budget": args.budget, "n": args.n, "rows": [],
            "command": f"python bench/length_cost.py --seq_len {args.seq_len} --budget {args.budget:g} --n {args.n} "
                       f"--families {' '.join(args.families)}"}

@@ -29,14 +29,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from common import ROOT, argv_flag, grouped_folds, table, write_json
+from common import ROOT, argv_flag, grouped_folds, judged_split, table, write_json
 
 from analysis import metrics as M
-from analysis.judge import heldout_windows
 from models.registry import get_family
 from train.engine import train
 from utils.config import parse_set, resolve
-from utils.sequences import load_sequences
 
 COLS = ["set", "js_4mer", "js_6mer", "gc_mean", "gc_abs_diff", "unique_fraction", "exact_copies", "near_copies",
         "period3_gap", "orf_ks", "motif_pearson_r", "fd", "c2st_auc", "c2st_lo", "c2st_hi", "train_s",
@@ -155,8 +153,7 @@ def parse_args():
 def main():
     args = parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    data = load_sequences(args.data, args.seq_len, val_fraction=0.2, seed=args.seed)
-    val, val_groups = heldout_windows(data.val_segments, args.seq_len, args.ref_stride, groups=True)
+    data, val, val_groups = judged_split(args.data, args.seq_len, args.seed, args.ref_stride)
     print(f"{args.data}: {data.train.shape[0]} training windows, {val.shape[0]} held-out windows of "
           f"{args.seq_len} bp (every {args.ref_stride} bases); held-out GC {M.gc_content(val).mean():.4f}")
     tmp = str(ROOT / "bench" / "results" / "work")

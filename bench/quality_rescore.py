@@ -19,12 +19,10 @@ import time
 
 import numpy as np
 
-from common import ROOT, argv_flag, grouped_folds, table
+from common import ROOT, argv_flag, grouped_folds, judged_split, table
 
-from analysis.judge import heldout_windows
 from analysis.metrics import c2st_row
 from analysis.motifs import MotifReference
-from utils.sequences import load_sequences
 
 
 def main():
@@ -62,8 +60,7 @@ def rescore(res: dict, sets, *, name: str, motifs: str = "all", max_n: int = 200
 
     L, seed, stride = flag("--seq_len", 70), flag("--seed", 0), flag("--ref_stride", 35)
     data_path = flag("--data", str(ROOT / "data/ecoli_536.fasta.gz"))
-    data = load_sequences(data_path, L, val_fraction=0.2, seed=seed)
-    val, val_groups = heldout_windows(data.val_segments, L, stride, groups=True)
+    _, val, val_groups = judged_split(data_path, L, seed, stride)
     names = [str(n) for n in sets["names"]]
     rows = [next(r for r in res["rows"] if r["set"] == n) for n in names]
     if c2st:

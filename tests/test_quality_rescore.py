@@ -33,3 +33,24 @@ def test_rescore_judges_the_kept_sets_again_and_keeps_the_earlier_figures(tmp_pa
     assert all(r["c2st_grouped"] is grouped and r["c2st_n"] == 40 for r in res["rows"])
     assert all(r["c2st_lo"] <= r["c2st_auc"] <= r["c2st_hi"] and 0.0 <= r["c2st_auc"] <= 1.0 for r in res["rows"])
     assert res["c2st_command"].endswith(("--grouped" if grouped else "--no-grouped") + " --tag t")
+
+
+def test_the_benchmarks_judge_against_the_blocks_training_held_out(tmp_path):
+    """bench/common.judged_split is the split of every quality benchmark: its training windows are
+    those `--mode train` reads (seed 42) though the benchmarks seed 0, and no held-out window is one of
+    them; each held-out window is a window of its block, every `stride` bases."""
+    from common import judged_split
+    from utils.config import DataConfig
+    from utils.modality import load
+
+    genome = tmp_path / "long.fasta"
+    genome.write_text(f">rec1\n{random_dna(40000, seed=5)}\n")
+    data, ref, groups = judged_split(str(genome), 50, 0, 7)
+    _, trained = load(DataConfig(path=str(genome), seq_len=50), seed=42)
+    np.testing.assert_array_equal(data.train, trained.train)
+    assert not {w.tobytes() for w in ref} & {w.tobytes() for w in trained.train}
+    assert len(ref) == len(groups) and len(np.unique(groups)) == len(data.val_segments) >= 4
+    for g, seg in enumerate(data.val_segments):
+        mine = ref[groups == g]
+        assert len(mine) == (len(seg) - 50) // 7 + 1
+        np.testing.assert_array_equal(mine[1], np.asarray(seg)[7:57])
