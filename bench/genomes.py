@@ -89,12 +89,13 @@ RUN_FIGURES = ("epoch", "elapsed_s", "val_nll", "refit_iters", "refit_cut", "ref
 
 def run_summary(run_dir: Path) -> dict:
     """The training run's last metrics.csv row, the figures that say how it spent its budget: epochs,
-    the clock when its last epoch ended, the closing fit's iterations (cut or skipped) and seconds."""
+    the clock when its last epoch ended, the closing fit's iterations (cut or skipped) and seconds,
+    and (best_*) the delivered best checkpoint's epoch and fit where it is an earlier epoch's."""
     path = run_dir / "metrics.csv"
     if not path.exists():
         return {}
     last = read_metrics(path)[-1]
-    return {k: last[k] for k in RUN_FIGURES if k in last}
+    return {k: v for k, v in last.items() if (k in RUN_FIGURES or k.startswith("best_")) and v != ""}
 
 
 def trained_set(family: str, data: str, budget: float, n: int, work: Path, extra=()) -> tuple[np.ndarray, float, dict]:

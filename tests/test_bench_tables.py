@@ -135,3 +135,19 @@ def test_the_phased_baseline_gives_each_family_its_difference_where_it_was_run(r
     r = T.family_row(300, "g", "seqgan", base)
     assert r["vs_phased"] == pytest.approx(0.555 - 0.60) and r["target_met"]  # the target stays markov-5's
     assert "-0.045" in T.markdown([r], 300)
+
+
+def test_a_genomes_row_keeps_the_delivered_checkpoints_fit_beside_the_last_epochs(tmp_path):
+    """bench/genomes.py's run summary: the last metrics row's budget figures, and the best_* figures
+    of best.pt's own fit where best.pt is an earlier epoch's; blank cells are left out."""
+    import genomes
+    from train.engine import write_metrics
+
+    write_metrics(tmp_path / "metrics.csv", [
+        {"epoch": 1, "val_nll": 1.30, "lr_g": 1e-3},
+        {"epoch": 2, "val_nll": 1.31, "lr_g": 9e-4, "refit_skipped": 1.0, "best_epoch": 1.0,
+         "best_refit_iters": 40.0, "best_refit_kept": 1.0}])
+    assert genomes.run_summary(tmp_path) == {"epoch": 2, "val_nll": 1.31, "refit_skipped": 1.0, "best_epoch": 1.0,
+                                             "best_refit_iters": 40.0, "best_refit_kept": 1.0}
+    write_metrics(tmp_path / "metrics.csv", [{"epoch": 1, "val_nll": 1.30, "refit_iters": 12.0}, {"epoch": 2, "val_nll": 1.29}])
+    assert genomes.run_summary(tmp_path) == {"epoch": 2, "val_nll": 1.29}

@@ -36,6 +36,12 @@ def test_best_from_an_earlier_epoch_carries_the_closing_fit(genome, tmp_path, mo
     assert not torch.equal(best["members"][0]["G.head2.weight"], last["members"][0]["G.head2.weight"])
     ens, _ = load_ensemble(res.best_path)
     assert ens.sample(5, seed=0).shape == (5, 20)
+    # metrics.csv says which epoch was delivered and what its fit did, beside the last epoch's fit
+    import csv
+
+    row = list(csv.DictReader(open(res.run_dir / "metrics.csv")))[-1]
+    assert float(row["best_epoch"]) == 1 and float(row["best_refit_iters"]) >= 1 and float(row["best_refit_kept"]) == 1
+    assert float(row["refit_iters"]) >= 1  # the last checkpoint's own fit
 
 
 def test_best_is_picked_by_held_out_nll(genome, tmp_path):

@@ -1208,7 +1208,8 @@ class Run:
 
     def fit_best(self, ctx: StepContext, fits: int) -> None:
         """The best epoch's checkpoint (an earlier one than the last) gets the closing fit too: it
-        is the file users generate from. ``fits``: the closing fits left, these members' first."""
+        is the file users generate from; its epoch and the fit's figures (best_*) join the last
+        metrics row. ``fits``: the closing fits left, these members' first."""
         ck = ckpt_io.load(self.best_path, map_location=self.device)
         figures, members = Meter(), []
         for m, sd in enumerate(ck["members"]):
@@ -1222,6 +1223,8 @@ class Run:
             ckpt_io.save(self.best_path, {**ck, "members": members})
         log.info("closing fit of the best checkpoint (epoch %d): %s", ck["epoch"],
                  " ".join(f"{k}={v:.5g}" for k, v in figures.means().items()))
+        # the delivered file's fit joins the last metrics row beside the last checkpoint's (best_*)
+        self.history[-1].update(best_epoch=float(ck["epoch"]), **{f"best_{k}": v for k, v in figures.means().items()})
 
     def write_figures(self) -> None:
         if not (self.saving and self.history):
