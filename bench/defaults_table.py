@@ -39,23 +39,26 @@ SOURCES = {
     # default since stop 33; run with that --set at caad24a)
     # genomes_<budget>_t4: phage T4 (stop 38), every family at the defaults of 6f520d1, --n 4000
     (300, "stacked"): ["genomes_300_cpupass", "genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
-    (900, "stacked"): ["genomes_900_t4", "genomes_900_relpos"],
+    # genomes_900_head900: S. suis, every family at d7657c5 (stop 54; the engine of stop 53, no default
+    # changed since the older rows); genomes_900_head900_mtb (stacked) and genomes_900_head900_mtb_masked:
+    # M. tuberculosis at the same commit; first at 900 s
+    (900, "stacked"): ["genomes_900_head900", "genomes_900_head900_mtb", "genomes_900_t4", "genomes_900_relpos"],
     # genomes_<budget>_gumbel_ema: every genome, gumbel with train.ema 0.999 (its default since stop 40; run
     # with that --set at babad6a); before it, adv_weight 0 (d18c0e0): genomes_300_t4, genomes_300_priced_iters,
     # genomes_300_solver_price, genomes_300_gumbel_pair_mle, genomes_300_gumbel_mle; genomes_900_t4, genomes_900_gumbel_mle
     (300, "gumbel"): ["genomes_300_cpupass", "genomes_300_gumbel_ema"],
-    (900, "gumbel"): ["genomes_900_gumbel_ema"],
+    (900, "gumbel"): ["genomes_900_head900", "genomes_900_gumbel_ema"],
     # genomes_<budget>_seqgan_ema: seqgan with train.ema 0.999 (its default since stop 41; run with that --set at
     # cc7421a; at 900 s lambda and T4 in genomes_900_seqgan_ema_phages, stop 42, d46a089); before it, lr_gamma 0.98 and clip 1 (df2acf8):
     # genomes_300_t4, genomes_300_priced_iters, genomes_300_solver_price, genomes_300_seqgan_decay; genomes_900_t4,
     # genomes_900_seqgan_decay
     (300, "seqgan"): ["genomes_300_cpupass", "genomes_300_seqgan_ema"],
-    (900, "seqgan"): ["genomes_900_seqgan_ema_phages", "genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
+    (900, "seqgan"): ["genomes_900_head900", "genomes_900_seqgan_ema_phages", "genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
     # genomes_300_tol5: S. suis and M. tuberculosis, masked with model.context_refit_tolerance 0.005 (its default
     # since stop 52, 654a93f); the genomes without context tables (below 1 Mb) have no refit to keep
     (300, "masked"): ["genomes_300_cpupass", "genomes_300_tol5", "genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
                       "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb
-    (900, "masked"): ["genomes_900_t4", "genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
+    (900, "masked"): ["genomes_900_head900", "genomes_900_head900_mtb_masked", "genomes_900_t4", "genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
                       "genomes_900_masked_rope_20k_small"],
 }
 BASELINES = "genomes_300"  # floor, markov-3, markov-5: they do not train under a budget
