@@ -60,7 +60,7 @@ def judged_split(data_path, seq_len: int, seed: int, stride: int, **load_kw):
     sequences of ``data_path`` in windows of ``seq_len`` with a fifth of the blocks held out (training's
     default ``data.val_fraction``), and the judge's real side, overlapping windows every ``stride``
     bases of the held-out blocks. Returns (data, held-out windows, each window's block); load_kw goes
-    to load_sequences (select_apart, stride)."""
+    to load_sequences (genomes.py's select_apart)."""
     from analysis.judge import heldout_windows
     from utils.sequences import load_sequences
 

@@ -7,7 +7,7 @@ from conftest import GUMBEL_TINY, train_tiny
 from models.registry import get_family
 from models.stacked import Stacked
 from train import checkpoint as ckpt_io
-from train.engine import load_ensemble, train
+from train.engine import load_ensemble, read_metrics, train
 from utils.config import parse_set, resolve
 
 SMALL = ["model.d_model=16", "model.g_layers=1", "model.n_heads=2", "model.noise_dim=4", "model.ngram_order=2",
@@ -37,11 +37,9 @@ def test_best_from_an_earlier_epoch_carries_the_closing_fit(genome, tmp_path, mo
     ens, _ = load_ensemble(res.best_path)
     assert ens.sample(5, seed=0).shape == (5, 20)
     # metrics.csv says which epoch was delivered and what its fit did, beside the last epoch's fit
-    import csv
-
-    row = list(csv.DictReader(open(res.run_dir / "metrics.csv")))[-1]
-    assert float(row["best_epoch"]) == 1 and float(row["best_refit_iters"]) >= 1 and float(row["best_refit_kept"]) == 1
-    assert float(row["refit_iters"]) >= 1  # the last checkpoint's own fit
+    row = read_metrics(res.run_dir / "metrics.csv")[-1]
+    assert row["best_epoch"] == 1 and row["best_refit_iters"] >= 1 and row["best_refit_kept"] == 1
+    assert row["refit_iters"] >= 1  # the last checkpoint's own fit
 
 
 def test_best_is_picked_by_held_out_nll(genome, tmp_path):
