@@ -41,13 +41,14 @@ SOURCES = {
     (300, "stacked"): ["genomes_300_cpupass", "genomes_300_t4", "genomes_300_priced_iters", "genomes_300_solver_price", "genomes_300_relpos"],  # model.rel_pos, 8485a89 (run with --set model.rel_pos=true)
     # genomes_900_head900: S. suis, every family at d7657c5 (stop 54; the engine of stop 53, no default
     # changed since the older rows); genomes_900_head900_mtb (stacked) and genomes_900_head900_mtb_masked:
-    # M. tuberculosis at the same commit; first at 900 s
+    # M. tuberculosis at the same commit; genomes_900_head900_mtb_gumbel: gumbel at 3d458e9 (the same
+    # training code; the engine also records best.pt's fit); first at 900 s
     (900, "stacked"): ["genomes_900_head900", "genomes_900_head900_mtb", "genomes_900_t4", "genomes_900_relpos"],
     # genomes_<budget>_gumbel_ema: every genome, gumbel with train.ema 0.999 (its default since stop 40; run
     # with that --set at babad6a); before it, adv_weight 0 (d18c0e0): genomes_300_t4, genomes_300_priced_iters,
     # genomes_300_solver_price, genomes_300_gumbel_pair_mle, genomes_300_gumbel_mle; genomes_900_t4, genomes_900_gumbel_mle
     (300, "gumbel"): ["genomes_300_cpupass", "genomes_300_gumbel_ema"],
-    (900, "gumbel"): ["genomes_900_head900", "genomes_900_gumbel_ema"],
+    (900, "gumbel"): ["genomes_900_head900", "genomes_900_head900_mtb_gumbel", "genomes_900_gumbel_ema"],
     # genomes_<budget>_seqgan_ema: seqgan with train.ema 0.999 (its default since stop 41; run with that --set at
     # cc7421a; at 900 s lambda and T4 in genomes_900_seqgan_ema_phages, stop 42, d46a089); before it, lr_gamma 0.98 and clip 1 (df2acf8):
     # genomes_300_t4, genomes_300_priced_iters, genomes_300_solver_price, genomes_300_seqgan_decay; genomes_900_t4,
