@@ -415,10 +415,11 @@ def price_refit(table: ContextLogits, network_logits, opts: NgramOptions, x, dev
     the network and its table apart) ran 1.5x slower per window than its held-out pass, which had
     priced it, and its refit on S. suis at --budget 300 got 27.7 s of passes where 18 s were kept.
     The rows of the windows x (labels y) are read as the fit reads them and repeated to
-    PRICE_ROWS, and the loss-and-gradient of the table is timed on them. The solver's time is proportional to the rows (every window's
-    every prediction), not to the network's speed: pricing the fit from forward passes alone kept
-    48 s back for masked's refit on S. suis that took 64 s, and gumbel's (a fast LSTM, 1.7 M rows)
-    was cut after 10 of its iterations. Uses its own random streams."""
+    PRICE_ROWS, and the loss-and-gradient of the table is timed on them. The solver's time is
+    proportional to the rows (every window's every prediction), not to the network's speed: pricing the
+    fit from forward passes alone kept 48 s back for masked's refit on S. suis that took 64 s, and
+    gumbel's (a fast LSTM, 1.7 M rows) was cut after 10 of its iterations. Uses its own random
+    streams."""
     reader = _rows_reader(table, network_logits, rows_of)
     seconds, (base, idx, t) = _median_seconds(
         lambda: _frozen_rows(reader, x.long(), y, device, torch.Generator(device=device).manual_seed(0)), 3, device)

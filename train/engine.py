@@ -1221,10 +1221,11 @@ class Run:
             members.append(nets.state_dict())
         with cli.critical():
             ckpt_io.save(self.best_path, {**ck, "members": members})
+        done = figures.means()
         log.info("closing fit of the best checkpoint (epoch %d): %s", ck["epoch"],
-                 " ".join(f"{k}={v:.5g}" for k, v in figures.means().items()))
+                 " ".join(f"{k}={v:.5g}" for k, v in done.items()))
         # the delivered file's fit joins the last metrics row beside the last checkpoint's (best_*)
-        self.history[-1].update(best_epoch=float(ck["epoch"]), **{f"best_{k}": v for k, v in figures.means().items()})
+        self.history[-1].update(best_epoch=float(ck["epoch"]), **{f"best_{k}": v for k, v in done.items()})
 
     def write_figures(self) -> None:
         if not (self.saving and self.history):
