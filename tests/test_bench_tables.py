@@ -28,7 +28,7 @@ def results(monkeypatch):
     }
     monkeypatch.setattr(T, "load", lambda name: docs[name])
     monkeypatch.setattr(T, "BASELINES", "base")
-    monkeypatch.setattr(T, "BASELINE_RESCORES", {"g": {T.FLOOR: ("judge3", T.FLOOR)}})
+    monkeypatch.setattr(T, "BASELINE_RESCORES", {"g": {T.FLOOR: ("judge3", T.FLOOR, "base")}})
     monkeypatch.setattr(T, "SOURCES", {(b, f): ["new", "old"] for b in (300, 900) for f in ("seqgan", "masked", "gumbel")})
     return docs
 
@@ -47,6 +47,29 @@ def test_a_three_judge_rescore_replaces_the_figure_and_meets_the_three_judge_flo
     r = T.family_row(900, "g", "seqgan", T.baselines("g"))
     assert r["judges"] == 3 and r["c2st"] == 0.575 and r["c2st_1"] == 0.555
     assert r["gap_to_floor"] == pytest.approx(0.055) and not r["target_met"]
+
+
+def test_a_newer_baseline_run_wins_and_an_older_runs_rescore_is_not_given_to_it(results, monkeypatch):
+    monkeypatch.setattr(T, "RESCORES", {})
+    results["rerun"] = {"git_commit": "9" * 40, "rows": [
+        row("g", T.FLOOR, 0.53, c2st_repeats=3, c2st_sd=0.01, c2st_interval="t"),
+        row("g", T.MARKOV5, 0.70, js=0.0002, c2st_repeats=3, c2st_sd=0.01, c2st_interval="t")]}
+    monkeypatch.setattr(T, "BASELINES_OF", {"g": ["missing", "rerun", "base"]})
+    base = T.baselines("g")
+    assert base[T.FLOOR]["source"] == "rerun" and base[T.FLOOR]["c2st"] == 0.53  # not judge3's re-score of base's set
+    assert base[T.MARKOV5]["c2st"] == 0.70 and base[T.MARKOV3]["source"] == "base"  # a set the rerun lacks
+    r = T.family_row(300, "g", "seqgan", base)  # one judge against markov-5's three: its one-judge figure is none
+    assert r["vs_markov5"] == pytest.approx(0.555 - 0.70) and r["target_met"]
+    assert not T.family_row(300, "g", "masked", base)["target_met"]  # 4-mer JS 0.0007 > 2 x the rerun's 0.0002
+
+
+def test_a_300_s_target_below_the_real_floor_is_named(results, monkeypatch):
+    monkeypatch.setattr(T, "RESCORES", {})
+    monkeypatch.setattr(T, "GENOMES", ["g"])
+    monkeypatch.setattr(T, "FAMILIES", ["seqgan"])
+    assert T.targets_below_floor(T.budget_table(300)) == []  # 0.78 - 0.03 lies above the floor's 0.52
+    results["base"]["rows"][2] = row("g", T.MARKOV5, 0.54)
+    assert T.targets_below_floor(T.budget_table(300)) == ["g (target 0.510, floor 0.520, markov-5 0.540)"]
 
 
 def test_three_judge_intervals_written_with_1_96_are_remade_with_students_t():
@@ -128,7 +151,7 @@ def test_the_phased_baseline_gives_each_family_its_difference_where_it_was_run(r
     monkeypatch.setattr(T, "RESCORES", {})
     assert T.PHASED not in T.baselines("g")  # not run: no row and no column
     assert "vs_phased" not in T.family_row(300, "g", "seqgan", T.baselines("g"))
-    results[T.PHASED_SOURCE] = {"git_commit": "f" * 40,
+    results[T.PHASED_SOURCES[-1]] = {"git_commit": "f" * 40,
                                 "rows": [row("g", T.PHASED, 0.60, c2st_repeats=3, c2st_sd=0.01, c2st_interval="t")]}
     base = T.baselines("g")
     assert base[T.PHASED]["judges"] == 3 and base[T.PHASED]["c2st"] == 0.60
