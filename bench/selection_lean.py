@@ -106,6 +106,42 @@ def summary() -> None:
                        "all_vs_other_nll", "all_vs_other_c2st", "all_vs_other_js_4mer"]))
 
 
+def score_epochs(wd: Path, family: str, win: dict) -> list[dict]:
+    """Every epoch checkpoint's held-out NLL on each set of windows in ``win`` ("S", "T", "all"),
+    checked against metrics.csv's val_nll on all of them: the checkpoints are what the engine
+    scored (the last epoch's file, written again after a kept closing fit, is marked "refitted")."""
+    metrics = read_metrics(wd / "run" / "metrics.csv")
+    fitted = any(r.get("refit_iters") not in (None, "") for r in metrics)  # a closing fit ran at the end
+    logged = {int(r["epoch"]): float(r["val_nll"]) for r in metrics if r.get("val_nll") not in (None, "")}
+    rows = []
+    for ep in sorted(logged):
+        ens, _ = load_ensemble(wd / "ck" / f"{family}_epoch{ep}.pt", "cpu")
+        row = {"epoch": ep, "logged_all": logged[ep], **{f"nll_{k}": nll(ens, w) for k, w in win.items()}}
+        if abs(row["nll_all"] - row["logged_all"]) > 1e-4 and fitted and ep == max(logged):
+            row["refitted"] = True  # the last epoch's file was written again after a kept closing fit
+        elif abs(row["nll_all"] - row["logged_all"]) > 1e-4:
+            raise SystemExit(f"epoch {ep}: NLL on all held-out windows {row['nll_all']:.5f} != metrics.csv's "
+                             f"{row['logged_all']:.5f}: the checkpoint is not what the engine scored")
+        rows.append(row)
+    return rows
+
+
+def judge_picks(wd: Path, args, epochs: list[int], segs: dict, refs: dict) -> dict:
+    """(epoch, half) -> the metric row of that epoch's generated set against that half: 4-mer JS and
+    GC against every window of the half, the judge against ``refs`` (every --ref_stride bases: at
+    stride 1 it learns the held-out bases themselves, AUC 0.98-1.00 on lambda's halves for any set).
+    One generation seed for every pick, one judge seed and size for every set against a half."""
+    every = {k: heldout_windows(segs[k], 70, 1) for k in refs}
+    judged = {}
+    for ep in epochs:
+        ens, _ = load_ensemble(wd / "ck" / f"{args.family}_epoch{ep}.pt", "cpu")
+        gen = ens.sample(args.n, 70, seed=args.seed).numpy()
+        for k, ref in refs.items():
+            judged[ep, k] = {**M.compare(gen, every[k], ks=(4,), seed=args.seed, c2st=False),
+                             **M.c2st_row(ref, gen, seed=args.seed, max_n=min(args.n, ref.shape[0]))}
+    return judged
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--genome", default="lambda", choices=list(GENOMES))
@@ -137,26 +173,13 @@ def main():
         secs = float("nan")
     if not (wd / "run" / "metrics.csv").exists():
         raise SystemExit(f"{wd}: no training run to score (run without --reuse first)")
-    metrics = read_metrics(wd / "run" / "metrics.csv")
-    fitted = any(r.get("refit_iters") not in (None, "") for r in metrics)  # a closing fit ran at the end
-    logged = {int(r["epoch"]): float(r["val_nll"]) for r in metrics if r.get("val_nll") not in (None, "")}
     data = load_sequences(ROOT / GENOMES[args.genome], 70, val_fraction=0.2, seed=args.seed)
     segs = {"S": data.val_segments[0::2], "T": data.val_segments[1::2]}
     win = {"S": windows(segs["S"], 70), "T": windows(segs["T"], 70)}
     win["all"] = windows(data.val_segments, 70)
     if win["all"].shape[0] != data.val.shape[0]:
         raise SystemExit(f"held-out windows {win['all'].shape[0]} != the pipeline's {data.val.shape[0]}")
-    rows = []
-    for ep in sorted(logged):
-        path = wd / "ck" / f"{args.family}_epoch{ep}.pt"
-        ens, _ = load_ensemble(path, "cpu")
-        row = {"epoch": ep, "logged_all": logged[ep], **{f"nll_{k}": nll(ens, w) for k, w in win.items()}}
-        if abs(row["nll_all"] - row["logged_all"]) > 1e-4 and fitted and ep == max(logged):
-            row["refitted"] = True  # the last epoch's file was written again after a kept closing fit
-        elif abs(row["nll_all"] - row["logged_all"]) > 1e-4:
-            raise SystemExit(f"epoch {ep}: NLL on all held-out windows {row['nll_all']:.5f} != metrics.csv's "
-                             f"{row['logged_all']:.5f}: the checkpoint is not what the engine scored")
-        rows.append(row)
+    rows = score_epochs(wd, args.family, win)
     # the engine picked on the networks before any closing fit: so do the three picks (a last epoch
     # whose file holds the fitted networks is left out of them)
     cands = [r for r in rows if not r.get("refitted")]
@@ -167,17 +190,8 @@ def main():
     picked = load_checkpoint(wd / "ck" / f"{args.family}_epoch{picks['all']}.pt")
     # False: best.pt kept a closing fit, so the sets judged here are the picks before their fit
     best_is_pick = all(torch.equal(a[k], b[k]) for a, b in zip(best["members"], picked["members"]) for k in a)
-    # k-mer spectra from every window of a half; the judge's real side every --ref_stride bases (at
-    # stride 1 it learns the held-out bases themselves: AUC 0.98-1.00 on lambda's halves for any set)
-    every = {k: heldout_windows(segs[k], 70, 1) for k in ("S", "T")}
     refs = {k: heldout_windows(segs[k], 70, args.ref_stride) for k in ("S", "T")}
-    judged = {}  # (epoch, half) -> the metric row of that epoch's set against that half
-    for ep in sorted(set(picks.values())):
-        ens, _ = load_ensemble(wd / "ck" / f"{args.family}_epoch{ep}.pt", "cpu")
-        gen = ens.sample(args.n, 70, seed=args.seed).numpy()  # one generation seed for every pick
-        for k, ref in refs.items():  # one judge seed and size for every set against a half
-            judged[ep, k] = {**M.compare(gen, every[k], ks=(4,), seed=args.seed, c2st=False),
-                             **M.c2st_row(ref, gen, seed=args.seed, max_n=min(args.n, ref.shape[0]))}
+    judged = judge_picks(wd, args, sorted(set(picks.values())), segs, refs)
     by_epoch = {r["epoch"]: r for r in rows}
     out = []
     for k, label in (("all", "all blocks (best.pt)"), ("S", "S only"), ("T", "T only")):
