@@ -46,13 +46,13 @@ SOURCES = {
     # M. tuberculosis at the same commit; genomes_900_head900_mtb_gumbel: gumbel at 3d458e9 (the same
     # training code; the engine also records best.pt's fit); genomes_900_head900_mtb_seqgan: seqgan on M.
     # tuberculosis at 0eb35f5 (stop 55); genomes_900_head900_phages: lambda and T4, every family at 0eb35f5
-    # (stop 55); first at 900 s
-    (900, "stacked"): ["genomes_900_head900_phages", "genomes_900_head900", "genomes_900_head900_mtb", "genomes_900_t4", "genomes_900_relpos"],
+    # (stop 55); genomes_900_head900_human: stacked and gumbel on the human stretches at 0eb35f5; first at 900 s
+    (900, "stacked"): ["genomes_900_head900_phages", "genomes_900_head900_human", "genomes_900_head900", "genomes_900_head900_mtb", "genomes_900_t4", "genomes_900_relpos"],
     # genomes_<budget>_gumbel_ema: every genome, gumbel with train.ema 0.999 (its default since stop 40; run
     # with that --set at babad6a); before it, adv_weight 0 (d18c0e0): genomes_300_t4, genomes_300_priced_iters,
     # genomes_300_solver_price, genomes_300_gumbel_pair_mle, genomes_300_gumbel_mle; genomes_900_t4, genomes_900_gumbel_mle
     (300, "gumbel"): ["genomes_300_head300", "genomes_300_cpupass", "genomes_300_gumbel_ema"],
-    (900, "gumbel"): ["genomes_900_head900_phages", "genomes_900_head900", "genomes_900_head900_mtb_gumbel", "genomes_900_gumbel_ema"],
+    (900, "gumbel"): ["genomes_900_head900_phages", "genomes_900_head900_human", "genomes_900_head900", "genomes_900_head900_mtb_gumbel", "genomes_900_gumbel_ema"],
     # genomes_<budget>_seqgan_ema: seqgan with train.ema 0.999 (its default since stop 41; run with that --set at
     # cc7421a; at 900 s lambda and T4 in genomes_900_seqgan_ema_phages, stop 42, d46a089); before it, lr_gamma 0.98 and clip 1 (df2acf8):
     # genomes_300_t4, genomes_300_priced_iters, genomes_300_solver_price, genomes_300_seqgan_decay; genomes_900_t4,

@@ -58,7 +58,7 @@ def test_a_newer_baseline_run_wins_and_an_older_runs_rescore_is_not_given_to_it(
     base = T.baselines("g")
     assert base[T.FLOOR]["source"] == "rerun" and base[T.FLOOR]["c2st"] == 0.53  # not judge3's re-score of base's set
     assert base[T.MARKOV5]["c2st"] == 0.70 and base[T.MARKOV3]["source"] == "base"  # a set the rerun lacks
-    r = T.family_row(300, "g", "seqgan", base)  # one judge against markov-5's three: its one-judge figure is none
+    r = T.family_row(300, "g", "seqgan", base)  # a one-judge row; the rerun's markov-5 has only its three-judge figure
     assert r["vs_markov5"] == pytest.approx(0.555 - 0.70) and r["target_met"]
     assert not T.family_row(300, "g", "masked", base)["target_met"]  # 4-mer JS 0.0007 > 2 x the rerun's 0.0002
 
