@@ -43,14 +43,13 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from common import ROOT, table, write_json
+from common import ROOT, judged_split, table, write_json
 from genomes import GENOMES, cli
 
 from analysis import metrics as M
 from analysis.judge import heldout_windows
 from train.checkpoint import load as load_checkpoint
 from train.engine import load_ensemble, read_metrics
-from utils.sequences import load_sequences
 
 work = ROOT / "bench" / "results" / "work" / "selection_lean"
 
@@ -173,7 +172,7 @@ def main():
         secs = float("nan")
     if not (wd / "run" / "metrics.csv").exists():
         raise SystemExit(f"{wd}: no training run to score (run without --reuse first)")
-    data = load_sequences(ROOT / GENOMES[args.genome], 70, val_fraction=0.2, seed=args.seed)
+    data, _, _ = judged_split(ROOT / GENOMES[args.genome], 70, args.seed, args.ref_stride)  # the benchmarks' one split
     segs = {"S": data.val_segments[0::2], "T": data.val_segments[1::2]}
     win = {"S": windows(segs["S"], 70), "T": windows(segs["T"], 70)}
     win["all"] = windows(data.val_segments, 70)
