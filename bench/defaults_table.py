@@ -46,7 +46,9 @@ SOURCES = {
     # M. tuberculosis at the same commit; genomes_900_head900_mtb_gumbel: gumbel at 3d458e9 (the same
     # training code; the engine also records best.pt's fit); genomes_900_head900_mtb_seqgan: seqgan on M.
     # tuberculosis at 0eb35f5 (stop 55); genomes_900_head900_phages: lambda and T4, every family at 0eb35f5
-    # (stop 55); genomes_900_head900_human: stacked and gumbel on the human stretches at 0eb35f5; first at 900 s
+    # (stop 55); genomes_900_head900_human: stacked and gumbel on the human stretches at 0eb35f5;
+    # genomes_900_head900_human_sm: seqgan and masked on the human stretches at b5c7c76 (stop 56: the code
+    # of 0eb35f5 on every path these rows run); first at 900 s
     (900, "stacked"): ["genomes_900_head900_phages", "genomes_900_head900_human", "genomes_900_head900", "genomes_900_head900_mtb", "genomes_900_t4", "genomes_900_relpos"],
     # genomes_<budget>_gumbel_ema: every genome, gumbel with train.ema 0.999 (its default since stop 40; run
     # with that --set at babad6a); before it, adv_weight 0 (d18c0e0): genomes_300_t4, genomes_300_priced_iters,
@@ -58,12 +60,12 @@ SOURCES = {
     # genomes_300_t4, genomes_300_priced_iters, genomes_300_solver_price, genomes_300_seqgan_decay; genomes_900_t4,
     # genomes_900_seqgan_decay
     (300, "seqgan"): ["genomes_300_head300", "genomes_300_cpupass", "genomes_300_seqgan_ema"],
-    (900, "seqgan"): ["genomes_900_head900_phages", "genomes_900_head900", "genomes_900_head900_mtb_seqgan", "genomes_900_seqgan_ema_phages", "genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
+    (900, "seqgan"): ["genomes_900_head900_human_sm", "genomes_900_head900_phages", "genomes_900_head900", "genomes_900_head900_mtb_seqgan", "genomes_900_seqgan_ema_phages", "genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
     # genomes_300_tol5: S. suis and M. tuberculosis, masked with model.context_refit_tolerance 0.005 (its default
     # since stop 52, 654a93f); the genomes without context tables (below 1 Mb) have no refit to keep
     (300, "masked"): ["genomes_300_head300", "genomes_300_cpupass", "genomes_300_tol5", "genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
                       "genomes_300_masked_rope_20k_small"],  # rotary positions, f4275fb
-    (900, "masked"): ["genomes_900_head900_phages", "genomes_900_head900", "genomes_900_head900_mtb_masked", "genomes_900_t4", "genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
+    (900, "masked"): ["genomes_900_head900_human_sm", "genomes_900_head900_phages", "genomes_900_head900", "genomes_900_head900_mtb_masked", "genomes_900_t4", "genomes_900_masked_rope_20k", "genomes_900_masked_rope_20k_mtb",
                       "genomes_900_masked_rope_20k_small"],
 }
 BASELINES = "genomes_300"  # floor, markov-3, markov-5: they do not train under a budget
