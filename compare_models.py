@@ -40,6 +40,9 @@ def build_parser():
     p.add_argument("--n", type=D.POSITIVE_INT, default=1000)
     p.add_argument("--seq_len", type=D.POSITIVE_INT, default=None)
     p.add_argument("--seed", type=D.SEED, default=0)
+    p.add_argument("--ref_stride", type=D.COUNT, default=None, metavar="N",
+                   help="the reference: --data's held-out windows every N bases (default 10, as the benchmark "
+                        "tables; 0 = the non-overlapping windows)")
     p.add_argument("--no-baseline", "--no_baseline", dest="baseline", action="store_false")
     p.add_argument("--phased_baseline", "--phased-baseline", action="store_true",
                    help="also the phased Markov mixture (--model markov --set model.period=3 --set model.components=7), "
@@ -63,6 +66,7 @@ def run(args) -> int:
 
     from analysis import compare as C
     from analysis import metrics as M
+    from analysis.judge import REF_STRIDE, reference_windows
     from utils.sequences import load_sequences
 
     from utils.outputs import writable_dir
@@ -89,7 +93,7 @@ def run(args) -> int:
                      "(pass --select_apart to judge only the blocks that did not pick best.pt)")
     source = LabelSource(pattern=args.label_pattern) if args.label_pattern else None
     data = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, select_apart=args.select_apart)
-    ref = data.val if data.val.shape[0] else data.train
+    ref, what = reference_windows(data, REF_STRIDE if args.ref_stride is None else args.ref_stride)
     if not data.val.shape[0]:
         notes.append("the reference has no held-out windows; its training windows are the reference")
     _add_baselines(args, data, ref_path, L, sets, asked)
@@ -111,8 +115,10 @@ def run(args) -> int:
     if args.frechet and rows and "fd_floor" in rows[0]:  # training windows vs held-out, as every row's fd_floor
         floor.update({k: rows[0][f"fd_floor{s}"] for k, s in (("fd", ""), ("fd_lo", "_lo"), ("fd_hi", "_hi"))})
     C.mark_floor(rows, floor)
+    if power := C.judge_power_note(rows, floor):
+        notes.append(power)
     half = ", their judged half" if args.select_apart else ""
-    C.write(rows, floor, sets, ref, args.output_dir, title=f"Model comparison on {ref_path} held-out windows{half} ({L} bp)",
+    C.write(rows, floor, sets, ref, args.output_dir, title=f"Model comparison on {ref_path} ({what}{half}; {L} bp)",
             notes=notes)
     for r in rows:
         fd = f"  FD {r['fd']:.3f}" if r.get("fd") is not None else ""
@@ -121,6 +127,8 @@ def run(args) -> int:
               f"{r['vs_floor']}" + (f"  conditional {r['conditional_accuracy']:.3f} (ceiling "
                                     f"{r['conditional_ceiling']:.3f})" if "conditional_accuracy" in r else ""))
     print(f"{'real vs real (floor)':<32} C2ST {C.c2st_text(floor)}  4-mer JS {floor['js_4mer']:.4f}")
+    for n in notes:
+        print(f"note: {n}")
     print(f"wrote {args.output_dir}/comparison.md, comparison.csv, comparison.html")
     return 0
 

@@ -110,6 +110,9 @@ def _generation_and_analysis_flags(p) -> None:
     a.add_argument("--heldout", default=None, help="reference sequences instead of --data's windows")
     a.add_argument("--run", default=None, metavar="RUN_DIR",
                    help="analyze a run directory: its final sample against its own held-out split")
+    a.add_argument("--ref_stride", type=D.COUNT, default=None, metavar="N",
+                   help="the reference: --data's held-out windows every N bases (default 10, as the benchmark "
+                        "tables; 0 = the non-overlapping windows)")
     a.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
     a.add_argument("--motifs", default=None, metavar="GROUP",
                    help="also scan JASPAR CORE profiles (pyjaspar): all, vertebrates, plants, insects, fungi, "
@@ -400,7 +403,7 @@ def cmd_analyze(args) -> int:
     from utils.sequences import load_sequences, read_sequences
 
     if args.run:
-        gen_path, data, ref, where, load = _run_inputs(args.run, args.seq_len)
+        gen_path, data, ref, where, load = _run_inputs(args.run, args.seq_len, args.ref_stride)
         gen = read_sequences(gen_path, seq_len=data.seq_len)
     else:
         gen_path = args.generated or "outputs/generated.fasta"
@@ -448,9 +451,11 @@ def _labelled_reference(gen_path, data, load) -> dict | None:
 
 def _analyze_reference(args, data_path, length):
     """(data, reference, description, load). The reference is --heldout's sequences, or else the
-    held-out blocks of --data split as training splits it (train.seed, data.val_fraction): real
-    windows the nearest-identity and copy checks are not run against, as everywhere else.
+    held-out blocks of --data split as training splits it (train.seed, data.val_fraction), in windows
+    every --ref_stride bases (analysis.judge.reference_windows): real windows the nearest-identity and
+    copy checks are not run against, as everywhere else.
     load(**changes) reads the data again with other options (e.g. a denser stride)."""
+    from analysis.judge import REF_STRIDE, reference_windows
     from utils.config import DataConfig, TrainConfig
     from utils.sequences import load_sequences, read_sequences
 
@@ -472,18 +477,20 @@ def _analyze_reference(args, data_path, length):
     data = load()
     if args.heldout:
         return data, read_sequences(args.heldout, seq_len=length), f"{data_path} (reference: {args.heldout})", load
-    if not data.val.shape[0]:
-        return data, data.train, f"{data_path} (no held-out blocks: training windows)", load
-    return data, data.val, f"{data_path} held-out blocks" + (" (their judged half)" if args.select_apart else ""), load
+    ref, what = reference_windows(data, REF_STRIDE if args.ref_stride is None else args.ref_stride)
+    half = ", their judged half" if args.select_apart and data.val.shape[0] else ""
+    return data, ref, f"{data_path} ({what}{half})", load
 
 
-def _run_inputs(run_dir, seq_len=None):
-    """A run directory's final sample, its data split (as trained), its held-out windows, their
-    description and load(**changes) (the data read again with other options)."""
+def _run_inputs(run_dir, seq_len=None, ref_stride=None):
+    """A run directory's final sample, its data split (as trained), its held-out windows (every
+    ref_stride bases: analysis.judge.reference_windows), their description and load(**changes) (the
+    data read again with other options)."""
     import re
 
     import yaml
 
+    from analysis.judge import REF_STRIDE, reference_windows
     from utils.sequences import load_sequences
 
     run = Path(run_dir)
@@ -507,9 +514,9 @@ def _run_inputs(run_dir, seq_len=None):
         return load_sequences(d["path"], seq_len or d["seq_len"], **{**opts, **changes})
 
     data = load()
-    ref = data.val if data.val.shape[0] else data.train
-    half = " (their judged half: data.select_apart)" if opts["select_apart"] else ""
-    return samples[-1], data, ref, f"{d['path']} held-out windows{half}", load
+    ref, what = reference_windows(data, REF_STRIDE if ref_stride is None else ref_stride)
+    half = ", their judged half: data.select_apart" if opts["select_apart"] and data.val.shape[0] else ""
+    return samples[-1], data, ref, f"{d['path']} ({what}{half})", load
 
 
 def dispatch(argv) -> int:

@@ -93,6 +93,29 @@ def test_analyze_errors_are_one_line(genome, tmp_path, capsys):
     assert main(["--mode", "analyze", "--generated", "mixed.fasta", "--data", str(genome), "--seq_len", "6"]) == 0
 
 
+def test_the_reference_is_the_held_out_blocks_in_windows_every_ref_stride_bases(genome, tmp_path):
+    from analysis.judge import REF_STRIDE, reference_windows
+    from utils.config import DataConfig, TrainConfig
+    from utils.sequences import load_sequences
+
+    data = load_sequences(genome, 24, val_fraction=0.2, seed=TrainConfig.seed, block_size=DataConfig().block_size)
+    ref, what = reference_windows(data, REF_STRIDE)
+    segs = ["".join(decode(s[None])) for s in data.val_segments]
+    assert ref.shape[0] == sum((len(s) - 24) // REF_STRIDE + 1 for s in segs if len(s) >= 24) > 2 * data.val.shape[0]
+    assert all(any(w in seg for seg in segs) for w in decode(ref)) and "every 10 bases" in what  # held-out DNA
+    assert "".join(decode(ref[:2])) == segs[0][:24] + segs[0][10:34]
+    for stride in (0, 24):  # the non-overlapping windows, as before --ref_stride
+        assert np.array_equal(reference_windows(data, stride)[0], data.val)
+    nothing_held = load_sequences(genome, 24, val_fraction=0.0)
+    assert reference_windows(nothing_held)[0] is nothing_held.train
+    # analyze scores against them: n_real is their count, and --ref_stride 0 gives the old reference
+    write_fasta(tmp_path / "g.fasta", decode(rand(40, 24, 5)))
+    for extra, n in (([], ref.shape[0]), (["--ref_stride", "0"], data.val.shape[0])):
+        assert main(["--mode", "analyze", "--generated", "g.fasta", "--data", str(genome), "--output-dir", "a",
+                     *extra]) == 0
+        assert json.loads((tmp_path / "a/metrics.json").read_text())["n_real"] == n
+
+
 def test_analyze_a_run_directory(genome, tmp_path):
     assert main(["--mode", "train", "--model", "markov", "--data", str(genome), "--seq_len", "24", "--epochs", "2",
                  "--sample_every", "1", "--run_dir", "runs/r", "--set", "train.eval_samples=60"]) == 0

@@ -86,7 +86,10 @@ def test_cli_trains_apart_and_analyze_judges_only_the_judged_half(genome, tmp_pa
     assert main(["--mode", "analyze", "--generated", "outputs/generated.fasta", "--data", str(genome),
                  "--select_apart", "--output-dir", "outputs/a2"]) == 0
     assert "judged half" in capsys.readouterr().out
-    whole, judged = (load_sequences(genome, 24, seed=42, select_apart=a).val.shape[0] for a in (False, True))
+    from analysis.judge import reference_windows  # the held-out windows every 10 bases, of every block or the judged half
+
+    whole, judged = (reference_windows(load_sequences(genome, 24, seed=42, select_apart=a))[0].shape[0]
+                     for a in (False, True))
     assert 0 < judged < whole
     assert _compare_reference(genome, ["--select_apart"], monkeypatch) == judged
     assert _compare_reference(genome, [], monkeypatch) == whole

@@ -181,6 +181,22 @@ def test_mark_floor_names_the_overlapping_intervals():
     assert [r["vs_floor"] for r in rows] == ["c2st overlaps floor", "fd overlaps floor; underpowered", "-"]
 
 
+def test_the_judge_is_said_to_have_no_power_where_markov_5_overlaps_the_floor():
+    floor = {"c2st_auc": 0.680, "c2st_lo": 0.645, "c2st_hi": 0.715}
+    lambda_like = [{"model": "seqgan", "c2st_auc": 0.66, "c2st_lo": 0.63, "c2st_hi": 0.69},
+                   {"model": "markov-5 baseline", "c2st_auc": 0.686, "c2st_lo": 0.651, "c2st_hi": 0.721}]
+    note = C.judge_power_note(lambda_like, floor)
+    assert note and "no power" in note and "0.6860 [0.6510, 0.7210]" in note and "0.6800 [0.6450, 0.7150]" in note
+    t4_like = [{"model": "markov-5 baseline", "c2st_auc": 0.747, "c2st_lo": 0.730, "c2st_hi": 0.764}]
+    assert C.judge_power_note(t4_like, {"c2st_auc": 0.557, "c2st_lo": 0.540, "c2st_hi": 0.574}) is None
+    # a chain read below the floor is no power either (the judge learns regions, not bases: stop 51);
+    # no baseline row, no floor or no interval: nothing is claimed
+    below = [{"model": "markov-5 baseline", "c2st_lo": 0.58, "c2st_hi": 0.62}]
+    assert C.judge_power_note(below, floor) is not None
+    assert C.judge_power_note(lambda_like[:1], floor) is None and C.judge_power_note(lambda_like, None) is None
+    assert C.judge_power_note([{"model": "markov-5 baseline", "c2st_auc": 0.69}], floor) is None
+
+
 def test_gen_max_identity_redraws_copies_of_the_training_data(tmp_path, capsys):
     # a periodic genome: an order-5 chain reproduces its training windows almost verbatim
     rng = np.random.default_rng(3)
