@@ -97,8 +97,12 @@ def run(args) -> int:
     if not data.val.shape[0]:
         notes.append("the reference has no held-out windows; its training windows are the reference")
     _add_baselines(args, data, ref_path, L, sets, asked)
+    # the floor: as many training windows as the largest set; every row and the floor judged at one size
+    # (the judge's power grows with its sample: docs/benchmarks.md, "Phage T4"), as bench/genomes.py
+    n_floor = min(data.train.shape[0], max(x.shape[0] for x in sets.values()))
+    judge_n = min(n_floor, ref.shape[0], *(x.shape[0] for x in sets.values()))
     rows = C.rows_for(sets, ref, train=data.train, train_segments=data.train_segments, seed=args.seed, c2st=args.c2st,
-                      frechet=args.frechet, motifs=args.motifs)
+                      frechet=args.frechet, motifs=args.motifs, c2st_n=judge_n)
     if data.label_names and asked:
         # the classifier trains on the training blocks' windows every L / 5 bases (as --mode analyze)
         dense = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, stride=max(1, L // 5),
@@ -108,9 +112,8 @@ def run(args) -> int:
         notes.append("labelled sets, but the reference has no labels (label= headers or --label_pattern): "
                      "no conditional accuracy")
     rng = np.random.default_rng(args.seed)
-    n_floor = min(data.train.shape[0], max(x.shape[0] for x in sets.values()))
     floor_set = data.train[rng.choice(data.train.shape[0], n_floor, replace=False)]
-    floor = M.compare(floor_set, ref, ks=(2, 4, 6), c2st=args.c2st, seed=args.seed)
+    floor = M.compare(floor_set, ref, ks=(2, 4, 6), c2st=args.c2st, seed=args.seed, c2st_n=judge_n)
     floor["diversity"] = M.mean_pairwise_hamming(floor_set, seed=args.seed)
     if args.frechet and rows and "fd_floor" in rows[0]:  # training windows vs held-out, as every row's fd_floor
         floor.update({k: rows[0][f"fd_floor{s}"] for k, s in (("fd", ""), ("fd_lo", "_lo"), ("fd_hi", "_hi"))})

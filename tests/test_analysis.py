@@ -157,6 +157,20 @@ def test_compare_orders_rows_by_auc_and_writes_its_files(genome, tmp_path):
     assert compare_main(["--data", str(genome), "--generated", "unif.fasta", "--labels", "x", "y"]) == 2
 
 
+def test_compare_judges_every_row_and_the_floor_at_one_size(genome, tmp_path, monkeypatch):
+    from compare_models import main as compare_main
+
+    write_fasta(tmp_path / "big.fasta", decode(rand(120, 30, 7)))
+    write_fasta(tmp_path / "small.fasta", decode(rand(60, 30, 8)))
+    seen, real = {}, C.write
+    monkeypatch.setattr(C, "write", lambda rows, floor, *a, **k: seen.update(rows=rows, floor=floor) or real(rows, floor, *a, **k))
+    assert compare_main(["--data", str(genome), "--generated", "big.fasta", "small.fasta", "--no-frechet",
+                         "--output-dir", "c"]) == 0
+    sizes = {r["model"]: r["c2st_n"] for r in seen["rows"]}
+    # the baseline has as many as the largest set (120), the floor too: all are judged at the smallest, 60
+    assert len(sizes) == 3 and set(sizes.values()) == {60} and seen["floor"]["c2st_n"] == 60
+
+
 def test_compare_adds_the_phased_markov_baseline_when_asked(genome, tmp_path):
     from compare_models import main as compare_main
 
