@@ -66,7 +66,7 @@ def run(args) -> int:
 
     from analysis import compare as C
     from analysis import metrics as M
-    from analysis.judge import REF_STRIDE, reference_windows
+    from analysis.judge import reference_windows
     from utils.sequences import load_sequences
 
     from utils.outputs import writable_dir
@@ -93,7 +93,7 @@ def run(args) -> int:
                      "(pass --select_apart to judge only the blocks that did not pick best.pt)")
     source = LabelSource(pattern=args.label_pattern) if args.label_pattern else None
     data = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, select_apart=args.select_apart)
-    ref, what = reference_windows(data, REF_STRIDE if args.ref_stride is None else args.ref_stride)
+    ref, ref_groups, what = reference_windows(data, args.ref_stride)
     if not data.val.shape[0]:
         notes.append("the reference has no held-out windows; its training windows are the reference")
     _add_baselines(args, data, ref_path, L, sets, asked)
@@ -102,7 +102,7 @@ def run(args) -> int:
     n_floor = min(data.train.shape[0], max(x.shape[0] for x in sets.values()))
     judge_n = min(n_floor, ref.shape[0], *(x.shape[0] for x in sets.values()))
     rows = C.rows_for(sets, ref, train=data.train, train_segments=data.train_segments, seed=args.seed, c2st=args.c2st,
-                      frechet=args.frechet, motifs=args.motifs, c2st_n=judge_n)
+                      frechet=args.frechet, motifs=args.motifs, c2st_n=judge_n, ref_groups=ref_groups)
     if data.label_names and asked:
         # the classifier trains on the training blocks' windows every L / 5 bases (as --mode analyze)
         dense = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, stride=max(1, L // 5),
@@ -113,7 +113,8 @@ def run(args) -> int:
                      "no conditional accuracy")
     rng = np.random.default_rng(args.seed)
     floor_set = data.train[rng.choice(data.train.shape[0], n_floor, replace=False)]
-    floor = M.compare(floor_set, ref, ks=(2, 4, 6), c2st=args.c2st, seed=args.seed, c2st_n=judge_n)
+    floor = M.compare(floor_set, ref, ks=(2, 4, 6), c2st=args.c2st, seed=args.seed, c2st_n=judge_n,
+                      ref_groups=ref_groups)
     floor["diversity"] = M.mean_pairwise_hamming(floor_set, seed=args.seed)
     if args.frechet and rows and "fd_floor" in rows[0]:  # training windows vs held-out, as every row's fd_floor
         floor.update({k: rows[0][f"fd_floor{s}"] for k, s in (("fd", ""), ("fd_lo", "_lo"), ("fd_hi", "_hi"))})

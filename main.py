@@ -403,13 +403,13 @@ def cmd_analyze(args) -> int:
     from utils.sequences import load_sequences, read_sequences
 
     if args.run:
-        gen_path, data, ref, where, load = _run_inputs(args.run, args.seq_len, args.ref_stride)
+        gen_path, data, (ref, ref_groups), where, load = _run_inputs(args.run, args.seq_len, args.ref_stride)
         gen = read_sequences(gen_path, seq_len=data.seq_len)
     else:
         gen_path = args.generated or "outputs/generated.fasta"
         data_path = args.data or "data/example_genome.fasta"
         gen = read_sequences(gen_path, seq_len=args.seq_len)
-        data, ref, where, load = _analyze_reference(args, data_path, gen.shape[1])
+        data, (ref, ref_groups), where, load = _analyze_reference(args, data_path, gen.shape[1])
     out = args.output_dir or (str(Path(args.run) / "analysis") if args.run else "outputs/analysis")
     if args.motifs:
         from analysis.motifs import GROUPS
@@ -417,7 +417,7 @@ def cmd_analyze(args) -> int:
         if args.motifs not in GROUPS:
             raise ConfigError(f"--motifs {args.motifs}: choose one of {', '.join(GROUPS)}")
     labelled = _labelled_reference(gen_path, data, load)
-    row = analyze(gen, ref, out, train_segments=data.train_segments, train=data.train,
+    row = analyze(gen, ref, out, train_segments=data.train_segments, train=data.train, ref_groups=ref_groups,
                   seed=args.seed or 0, motifs=args.motifs, title=f"{Path(gen_path).name} vs {where}",
                   labelled=labelled)
     print(f"analyzed {row['n']} sequences against {where}: GC {row['gc_mean']:.3f} "
@@ -450,12 +450,12 @@ def _labelled_reference(gen_path, data, load) -> dict | None:
 
 
 def _analyze_reference(args, data_path, length):
-    """(data, reference, description, load). The reference is --heldout's sequences, or else the
+    """(data, (reference, its windows' blocks or None), description, load). The reference is --heldout's sequences, or else the
     held-out blocks of --data split as training splits it (train.seed, data.val_fraction), in windows
     every --ref_stride bases (analysis.judge.reference_windows): real windows the nearest-identity and
     copy checks are not run against, as everywhere else.
     load(**changes) reads the data again with other options (e.g. a denser stride)."""
-    from analysis.judge import REF_STRIDE, reference_windows
+    from analysis.judge import reference_windows
     from utils.config import DataConfig, TrainConfig
     from utils.sequences import load_sequences, read_sequences
 
@@ -476,21 +476,21 @@ def _analyze_reference(args, data_path, length):
 
     data = load()
     if args.heldout:
-        return data, read_sequences(args.heldout, seq_len=length), f"{data_path} (reference: {args.heldout})", load
-    ref, what = reference_windows(data, REF_STRIDE if args.ref_stride is None else args.ref_stride)
+        return data, (read_sequences(args.heldout, seq_len=length), None), f"{data_path} (reference: {args.heldout})", load
+    ref, groups, what = reference_windows(data, args.ref_stride)
     half = ", their judged half" if args.select_apart and data.val.shape[0] else ""
-    return data, ref, f"{data_path} ({what}{half})", load
+    return data, (ref, groups), f"{data_path} ({what}{half})", load
 
 
 def _run_inputs(run_dir, seq_len=None, ref_stride=None):
-    """A run directory's final sample, its data split (as trained), its held-out windows (every
-    ref_stride bases: analysis.judge.reference_windows), their description and load(**changes) (the
-    data read again with other options)."""
+    """A run directory's final sample, its data split (as trained), (its held-out windows every
+    ref_stride bases, their blocks or None: analysis.judge.reference_windows), their description and
+    load(**changes) (the data read again with other options)."""
     import re
 
     import yaml
 
-    from analysis.judge import REF_STRIDE, reference_windows
+    from analysis.judge import reference_windows
     from utils.sequences import load_sequences
 
     run = Path(run_dir)
@@ -514,9 +514,9 @@ def _run_inputs(run_dir, seq_len=None, ref_stride=None):
         return load_sequences(d["path"], seq_len or d["seq_len"], **{**opts, **changes})
 
     data = load()
-    ref, what = reference_windows(data, REF_STRIDE if ref_stride is None else ref_stride)
+    ref, groups, what = reference_windows(data, ref_stride)
     half = ", their judged half: data.select_apart" if opts["select_apart"] and data.val.shape[0] else ""
-    return samples[-1], data, ref, f"{d['path']} ({what}{half})", load
+    return samples[-1], data, (ref, groups), f"{d['path']} ({what}{half})", load
 
 
 def dispatch(argv) -> int:

@@ -239,23 +239,33 @@ def _cross_fit(spec: JudgeSpec, a, b, L: int, n: int, seed: int, folds: int, n_b
     return auc, boot
 
 
-# the reference of analyze and compare_models, as bench/genomes.py's: the held-out blocks' windows every
-# 10 bases (a 70 bp window shares 60 bases with its neighbour), 7x the non-overlapping windows
-REF_STRIDE = 10
+# the reference of analyze and compare_models, as the benchmarks': the held-out blocks' windows every 10
+# bases at 70 bp (bench/genomes.py; a window shares 60 bases with its neighbour, 7x the non-overlapping
+# windows), every 35 above 70 bp with the judge's folds keeping each block's windows together (the
+# 500 and 1,000 bp harness, bench/quality.py: stop 47 found random folds let a judge learn the
+# held-out bases that long overlapping windows share)
+REF_STRIDE, REF_STRIDE_LONG, GROUPED_ABOVE = 10, 35, 70
 
 
-def reference_windows(data, stride: int = REF_STRIDE):
-    """(windows, description): the real sequences a metric row of analyze or compare_models is scored
-    against, for a split ``data`` (utils.sequences.SequenceData). Windows every ``stride`` bases of the
-    held-out segments, as many as the held-out DNA allows (issue 14's judge), the judge's real side in
-    every benchmark table; with stride 0 (or as long as a window) the non-overlapping held-out windows;
-    the training windows where nothing is held out."""
+def reference_windows(data, stride: int | None = None):
+    """(windows, groups, description): the real sequences a metric row of analyze or compare_models is
+    scored against, for a split ``data`` (utils.sequences.SequenceData). Windows every ``stride`` bases
+    of the held-out segments (None: REF_STRIDE, or REF_STRIDE_LONG above GROUPED_ABOVE bp), as many as
+    the held-out DNA allows (issue 14's judge); groups is each window's block above GROUPED_ABOVE bp
+    (c2st's real_groups), else None. With stride 0 (or as long as a window) the non-overlapping
+    held-out windows and random folds, the reference before stop 56; the training windows where
+    nothing is held out."""
     L = data.seq_len
     if not data.val.shape[0]:
-        return data.train, "no held-out blocks: training windows"
+        return data.train, None, "no held-out blocks: training windows"
+    if stride is None:
+        stride = REF_STRIDE if L <= GROUPED_ABOVE else REF_STRIDE_LONG
     if not stride or stride >= L:
-        return data.val, "held-out blocks"
-    return heldout_windows(data.val_segments, L, stride), f"held-out blocks, windows every {stride} bases"
+        return data.val, None, "held-out blocks"
+    windows, groups = heldout_windows(data.val_segments, L, stride, groups=True)
+    if L <= GROUPED_ABOVE:
+        return windows, None, f"held-out blocks, windows every {stride} bases"
+    return windows, groups, f"held-out blocks, windows every {stride} bases, judged with folds by block"
 
 
 def heldout_windows(segments, seq_len: int, stride: int, *, groups: bool = False, span: int | None = None):

@@ -122,8 +122,10 @@ def _nanmean(x) -> float:
 
 
 def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True,
-                   frechet: bool = True, motifs: str | None = None, progress: bool = True) -> tuple[dict, dict]:
-    """(metrics, arrays): every report figure's number, and the per-sequence arrays the figures use."""
+                   frechet: bool = True, motifs: str | None = None, progress: bool = True,
+                   ref_groups=None) -> tuple[dict, dict]:
+    """(metrics, arrays): every report figure's number, and the per-sequence arrays the figures use.
+    ref_groups: each reference window's block, kept in one fold by the judge (analysis.judge.c2st)."""
     from analysis.frechet import frechet_row
     from analysis.neighbours import near_copies_row
 
@@ -173,7 +175,7 @@ def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, 
         row.update(m_row)
         arrays.update(m_arrays)
     if c2st:
-        row.update(M.c2st_row(ref, gen, seed=seed))
+        row.update(M.c2st_row(ref, gen, seed=seed, **({"real_groups": ref_groups} if ref_groups is not None else {})))
     bar.close()
     return row, arrays
 
@@ -229,13 +231,13 @@ img{{max-width:100%}}.note{{background:#fff3cd;padding:4px 8px}}</style></head><
 
 def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, train=None,
             seed: int = 0, c2st: bool = True, motifs: str | None = None, title: str = "Generated vs real sequences",
-            notes=(), progress: bool = True, labelled: dict | None = None) -> dict:
+            notes=(), progress: bool = True, labelled: dict | None = None, ref_groups=None) -> dict:
     """labelled: {"gen_labels", "train", "train_labels", "val", "val_labels", "label_names"} when the
     reference has labels and the generated headers say which label each sequence was asked for:
     the conditional fidelity (analysis.fidelity) joins the figures."""
     writable_dir(Path(out_dir))  # a folder that cannot be written fails before the metrics are computed
     row, arrays = report_metrics(gen, ref, train=train, train_segments=train_segments, seed=seed,
-                                 c2st=c2st, motifs=motifs, progress=progress)
+                                 c2st=c2st, motifs=motifs, progress=progress, ref_groups=ref_groups)
     if labelled is not None:
         from analysis.fidelity import fidelity_row
 

@@ -51,8 +51,11 @@ def argv_flag(argv: list, name: str, default):
 
 def grouped_folds(seq_len: int, option: bool | None = None) -> bool:
     """Whether the judge's folds keep each held-out block's windows together: ``option`` when given,
-    else above 70 bp (the length since whose judge the rows of bench/quality.py and its re-scores group)."""
-    return seq_len > 70 if option is None else option
+    else above 70 bp (the length since whose judge the rows of bench/quality.py and its re-scores group;
+    analyze and compare_models follow the same rule: analysis.judge.reference_windows)."""
+    from analysis.judge import GROUPED_ABOVE
+
+    return seq_len > GROUPED_ABOVE if option is None else option
 
 
 def judged_split(data_path, seq_len: int, seed: int, stride: int, **load_kw):

@@ -99,10 +99,11 @@ def test_the_reference_is_the_held_out_blocks_in_windows_every_ref_stride_bases(
     from utils.sequences import load_sequences
 
     data = load_sequences(genome, 24, val_fraction=0.2, seed=TrainConfig.seed, block_size=DataConfig().block_size)
-    ref, what = reference_windows(data, REF_STRIDE)
+    ref, groups, what = reference_windows(data, REF_STRIDE)
     segs = ["".join(decode(s[None])) for s in data.val_segments]
     assert ref.shape[0] == sum((len(s) - 24) // REF_STRIDE + 1 for s in segs if len(s) >= 24) > 2 * data.val.shape[0]
     assert all(any(w in seg for seg in segs) for w in decode(ref)) and "every 10 bases" in what  # held-out DNA
+    assert groups is None and np.array_equal(reference_windows(data)[0], ref)  # 24 bp: random folds, stride 10
     assert "".join(decode(ref[:2])) == segs[0][:24] + segs[0][10:34]
     for stride in (0, 24):  # the non-overlapping windows, as before --ref_stride
         assert np.array_equal(reference_windows(data, stride)[0], data.val)
@@ -114,6 +115,30 @@ def test_the_reference_is_the_held_out_blocks_in_windows_every_ref_stride_bases(
         assert main(["--mode", "analyze", "--generated", "g.fasta", "--data", str(genome), "--output-dir", "a",
                      *extra]) == 0
         assert json.loads((tmp_path / "a/metrics.json").read_text())["n_real"] == n
+
+
+def test_above_70_bp_the_reference_is_every_35_bases_and_the_judge_keeps_blocks_in_one_fold(tmp_path, monkeypatch):
+    from analysis.judge import REF_STRIDE_LONG, heldout_windows, reference_windows
+    from conftest import random_dna
+    from utils.sequences import load_sequences
+
+    (tmp_path / "long.fasta").write_text(">r\n" + random_dna(60_000, seed=4) + "\n")
+    data = load_sequences(tmp_path / "long.fasta", 100, val_fraction=0.2, seed=42)
+    ref, groups, what = reference_windows(data)
+    want, blocks = heldout_windows(data.val_segments, 100, REF_STRIDE_LONG, groups=True)
+    assert np.array_equal(ref, want) and np.array_equal(groups, blocks) and "folds by block" in what
+    assert len(set(groups.tolist())) == len(data.val_segments) >= 1 and ref.shape[0] > 2 * data.val.shape[0]
+    assert reference_windows(data, 0)[1] is None  # the old reference: non-overlapping, random folds
+    seen, real = [], M.c2st_row
+    monkeypatch.setattr(M, "c2st_row", lambda r, g, **kw: seen.append(kw.get("real_groups")) or real(r, g, **kw))
+    write_fasta(tmp_path / "g.fasta", decode(rand(30, 100, 6)))
+    assert main(["--mode", "analyze", "--generated", "g.fasta", "--data", "long.fasta", "--output-dir", "a"]) == 0
+    assert seen and np.array_equal(seen[-1], blocks)  # analyze's judge was given each window's block
+    from compare_models import main as compare_main
+
+    seen.clear()  # compare_models: every row's judge and the floor's (the set, the markov-5 baseline, the floor)
+    assert compare_main(["--data", "long.fasta", "--generated", "g.fasta", "--no-frechet", "--output-dir", "c"]) == 0
+    assert len(seen) == 3 and all(np.array_equal(g, blocks) for g in seen)
 
 
 def test_analyze_a_run_directory(genome, tmp_path):
