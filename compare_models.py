@@ -62,10 +62,7 @@ def build_parser():
 
 
 def run(args) -> int:
-    import numpy as np
-
     from analysis import compare as C
-    from analysis import metrics as M
     from analysis.judge import reference_windows
     from utils.sequences import load_sequences
 
@@ -111,13 +108,7 @@ def run(args) -> int:
     elif asked:
         notes.append("labelled sets, but the reference has no labels (label= headers or --label_pattern): "
                      "no conditional accuracy")
-    rng = np.random.default_rng(args.seed)
-    floor_set = data.train[rng.choice(data.train.shape[0], n_floor, replace=False)]
-    floor = M.compare(floor_set, ref, ks=(2, 4, 6), c2st=args.c2st, seed=args.seed, c2st_n=judge_n,
-                      ref_groups=ref_groups)
-    floor["diversity"] = M.mean_pairwise_hamming(floor_set, seed=args.seed)
-    if args.frechet and rows and "fd_floor" in rows[0]:  # training windows vs held-out, as every row's fd_floor
-        floor.update({k: rows[0][f"fd_floor{s}"] for k, s in (("fd", ""), ("fd_lo", "_lo"), ("fd_hi", "_hi"))})
+    floor = _floor(args, data.train, ref, ref_groups, rows, n_floor, judge_n)
     C.mark_floor(rows, floor)
     if power := C.judge_power_note(rows, floor):
         notes.append(power)
@@ -135,6 +126,23 @@ def run(args) -> int:
         print(f"note: {n}")
     print(f"wrote {args.output_dir}/comparison.md, comparison.csv, comparison.html")
     return 0
+
+
+def _floor(args, train, ref, ref_groups, rows: list, n: int, judge_n: int) -> dict:
+    """The real-vs-real floor's row: n training windows against the reference, judged at judge_n a
+    side as every row; its Fréchet distance is the rows' fd_floor (training windows vs held-out)."""
+    import numpy as np
+
+    from analysis import metrics as M
+
+    rng = np.random.default_rng(args.seed)
+    floor_set = train[rng.choice(train.shape[0], n, replace=False)]
+    floor = M.compare(floor_set, ref, ks=(2, 4, 6), c2st=args.c2st, seed=args.seed, c2st_n=judge_n,
+                      ref_groups=ref_groups)
+    floor["diversity"] = M.mean_pairwise_hamming(floor_set, seed=args.seed)
+    if args.frechet and rows and "fd_floor" in rows[0]:
+        floor.update({k: rows[0][f"fd_floor{s}"] for k, s in (("fd", ""), ("fd_lo", "_lo"), ("fd_hi", "_hi"))})
+    return floor
 
 
 def _add_baselines(args, data, ref_path: str, L: int, sets: dict, asked: dict) -> None:
