@@ -111,8 +111,8 @@ def _generation_and_analysis_flags(p) -> None:
     a.add_argument("--run", default=None, metavar="RUN_DIR",
                    help="analyze a run directory: its final sample against its own held-out split")
     a.add_argument("--ref_stride", type=D.COUNT, default=None, metavar="N",
-                   help="the reference: --data's held-out windows every N bases (default 10, as the benchmark "
-                        "tables; 0 = the non-overlapping windows)")
+                   help="the reference: --data's held-out windows every N bases (default 10; above 70 bp 35, the "
+                        "judge's folds by block; as the benchmarks; 0 = the non-overlapping windows, random folds)")
     a.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
     a.add_argument("--motifs", default=None, metavar="GROUP",
                    help="also scan JASPAR CORE profiles (pyjaspar): all, vertebrates, plants, insects, fungi, "
@@ -450,10 +450,10 @@ def _labelled_reference(gen_path, data, load) -> dict | None:
 
 
 def _analyze_reference(args, data_path, length):
-    """(data, (reference, its windows' blocks or None), description, load). The reference is --heldout's sequences, or else the
-    held-out blocks of --data split as training splits it (train.seed, data.val_fraction), in windows
-    every --ref_stride bases (analysis.judge.reference_windows): real windows the nearest-identity and
-    copy checks are not run against, as everywhere else.
+    """(data, (reference, its windows' blocks or None), description, load). The reference is
+    --heldout's sequences, or else the held-out blocks of --data split as training splits it
+    (train.seed, data.val_fraction), in windows every --ref_stride bases (analysis.judge.reference_windows):
+    real windows the nearest-identity and copy checks are not run against, as everywhere else.
     load(**changes) reads the data again with other options (e.g. a denser stride)."""
     from analysis.judge import reference_windows
     from utils.config import DataConfig, TrainConfig
@@ -476,7 +476,8 @@ def _analyze_reference(args, data_path, length):
 
     data = load()
     if args.heldout:
-        return data, (read_sequences(args.heldout, seq_len=length), None), f"{data_path} (reference: {args.heldout})", load
+        heldout = read_sequences(args.heldout, seq_len=length)
+        return data, (heldout, None), f"{data_path} (reference: {args.heldout})", load
     ref, groups, what = reference_windows(data, args.ref_stride)
     half = ", their judged half" if args.select_apart and data.val.shape[0] else ""
     return data, (ref, groups), f"{data_path} ({what}{half})", load

@@ -115,6 +115,10 @@ def test_the_reference_is_the_held_out_blocks_in_windows_every_ref_stride_bases(
         assert main(["--mode", "analyze", "--generated", "g.fasta", "--data", str(genome), "--output-dir", "a",
                      *extra]) == 0
         assert json.loads((tmp_path / "a/metrics.json").read_text())["n_real"] == n
+    write_fasta(tmp_path / "h.fasta", decode(rand(25, 24, 9)))  # --heldout: its sequences are the reference
+    assert main(["--mode", "analyze", "--generated", "g.fasta", "--data", str(genome), "--heldout", "h.fasta",
+                 "--output-dir", "h"]) == 0
+    assert json.loads((tmp_path / "h/metrics.json").read_text())["n_real"] == 25
 
 
 def test_above_70_bp_the_reference_is_every_35_bases_and_the_judge_keeps_blocks_in_one_fold(tmp_path, monkeypatch):
