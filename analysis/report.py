@@ -175,7 +175,7 @@ def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, 
         row.update(m_row)
         arrays.update(m_arrays)
     if c2st:
-        row.update(M.c2st_row(ref, gen, seed=seed, **({"real_groups": ref_groups} if ref_groups is not None else {})))
+        row.update(M.c2st_row(ref, gen, seed=seed, real_groups=ref_groups))  # None: random folds
     bar.close()
     return row, arrays
 
