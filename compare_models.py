@@ -93,7 +93,7 @@ def run(args) -> int:
     ref, ref_groups, what = reference_windows(data, args.ref_stride)
     if not data.val.shape[0]:
         notes.append("the reference has no held-out windows; its training windows are the reference")
-    _add_baselines(args, data, ref_path, L, sets, asked)
+    _add_baselines(args, data, L, sets, asked)
     # the floor: as many training windows as the largest set; every row and the floor judged at one size
     # (the judge's power grows with its sample: docs/benchmarks.md, "Phage T4"), as bench/genomes.py
     n_floor = min(data.train.shape[0], max(x.shape[0] for x in sets.values()))
@@ -145,35 +145,22 @@ def _floor(args, train, ref, ref_groups, rows: list, n: int, judge_n: int) -> di
     return floor
 
 
-def _add_baselines(args, data, ref_path: str, L: int, sets: dict, asked: dict) -> None:
+def _add_baselines(args, data, L: int, sets: dict, asked: dict) -> None:
     """The markov-5 baseline (unless --no-baseline) and, with --phased_baseline and --hmm_baseline, the
     phased Markov mixture and the phased HMM, each trained on the reference's training split and added
     to ``sets`` with as many sequences as the largest set (labelled references: as many of each label,
     in ``asked``)."""
-    from models.markov import PHASED_SETS
+    from train.baselines import fit_baseline
 
-    baselines = {"markov-5 baseline": ["model.order=5"]} if args.baseline else {}
-    if args.phased_baseline:
-        baselines["markov phased baseline"] = ["model.order=5", *PHASED_SETS]
-    if args.hmm_baseline:
-        baselines["markov phased HMM baseline"] = ["model.order=5", *PHASED_SETS, "model.hmm=true"]
-    if not baselines:
-        return
-    from models.registry import get_family
-    from train.engine import train
-    from utils.config import parse_set, resolve
-
-    fam = get_family("markov")
+    wanted = {"markov-5 baseline": args.baseline, "markov phased baseline": args.phased_baseline,
+              "markov phased HMM baseline": args.hmm_baseline}
     n_base = max(x.shape[0] for x in sets.values())
-    for name, overrides in baselines.items():
-        cfg = resolve("markov", fam.Config, {"data": {"path": ref_path, "seq_len": L}},
-                      parse_set(overrides + ["train.eval_samples=100"]))
-        res = train(cfg, data=data, save=False)
+    for name in (name for name, on in wanted.items() if on):
+        ens = fit_baseline(data, name)
         if data.label_names:  # per-label chains: as many of each label as a labelled set has
-            sets[name], asked[name] = _checkpoint_set(res.ensemble, max(1, n_base // len(data.label_names)), L,
-                                                      args.seed)
+            sets[name], asked[name] = _checkpoint_set(ens, max(1, n_base // len(data.label_names)), L, args.seed)
         else:
-            sets[name] = res.ensemble.sample(n_base, L, seed=args.seed).numpy()
+            sets[name] = ens.sample(n_base, L, seed=args.seed).numpy()
 
 
 def _read_sets(args, names, generated):

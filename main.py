@@ -113,6 +113,9 @@ def _generation_and_analysis_flags(p) -> None:
     a.add_argument("--ref_stride", type=D.COUNT, default=None, metavar="N",
                    help="the reference: --data's held-out windows every N bases (default 10; above 70 bp 35, the "
                         "judge's folds by block; as the benchmarks; 0 = the non-overlapping windows, random folds)")
+    a.add_argument("--no-baseline", "--no_baseline", dest="baseline", action="store_false",
+                   help="skip the judge's power check: an order-5 Markov chain trained on --data's training windows, "
+                        "judged beside the generated set and the real-vs-real floor (seconds at 70 bp on a bacterium)")
     a.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
     a.add_argument("--motifs", default=None, metavar="GROUP",
                    help="also scan JASPAR CORE profiles (pyjaspar): all, vertebrates, plants, insects, fungi, "
@@ -399,7 +402,8 @@ def _infill(args, ens) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from analysis.report import analyze
+    from analysis.compare import c2st_text
+    from analysis.report import analyze, reading_notes
     from utils.sequences import load_sequences, read_sequences
 
     if args.run:
@@ -417,17 +421,33 @@ def cmd_analyze(args) -> int:
         if args.motifs not in GROUPS:
             raise ConfigError(f"--motifs {args.motifs}: choose one of {', '.join(GROUPS)}")
     labelled = _labelled_reference(gen_path, data, load)
+    # the floor and the judge's power need a reference apart from the training windows
+    apart = bool(data.val.shape[0]) or bool(args.heldout and not args.run)
+    baseline = _power_baseline(data, min(gen.shape[0], ref.shape[0], data.train.shape[0]), args.seed or 0) \
+        if apart and args.baseline else None
     row = analyze(gen, ref, out, train_segments=data.train_segments, train=data.train, ref_groups=ref_groups,
                   seed=args.seed or 0, motifs=args.motifs, title=f"{Path(gen_path).name} vs {where}",
-                  labelled=labelled)
+                  labelled=labelled, floor=apart, baseline=baseline)
     print(f"analyzed {row['n']} sequences against {where}: GC {row['gc_mean']:.3f} "
           f"(real {row['gc_ref']:.3f}), 4-mer JS {row['js_4mer']:.4f}, unique {row['unique_fraction']:.3f}, "
-          f"exact copies {row.get('exact_copies')}, C2ST AUC {row.get('c2st_auc')}; report in {out}/")
+          f"exact copies {row.get('exact_copies')}, C2ST AUC {c2st_text(row)}; report in {out}/")
+    for note in reading_notes(row):
+        print(f"note: {note}")
     if labelled is not None:
         print(f"conditional accuracy {row['conditional_accuracy']:.3f} (real held-out ceiling "
               f"{row['conditional_ceiling']:.3f}, chance {row['conditional_chance']:.3f}) over "
               f"{row['conditional_labels']} labels")
     return 0
+
+
+def _power_baseline(data, n: int, seed: int):
+    """n sequences (at most the judge's MAX_N) of an order-5 Markov chain trained on data's training
+    windows (train.baselines): analyze judges them to say whether its C2ST can tell anything here."""
+    from analysis.judge import MAX_N
+    from train.baselines import fit_baseline
+
+    log.info("the judge's power: an order-5 Markov chain on the training windows (--no-baseline skips it)")
+    return fit_baseline(data).sample(min(n, MAX_N), data.seq_len, seed=seed).numpy()
 
 
 def _labelled_reference(gen_path, data, load) -> dict | None:

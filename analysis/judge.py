@@ -135,9 +135,10 @@ def grouped_folds(groups: np.ndarray, folds: int, rng) -> np.ndarray:
 # over seeds 0-3, each interval +-0.005), so a figure is the mean of REPEATS judges and its interval
 # carries their spread (docs/benchmarks.md, "The judge's seed")
 REPEATS = 3
+MAX_N = 20000  # sequences a side, at most, that a judge reads (issue 14: at least 20,000 where they exist)
 
 
-def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: int = 20000, folds: int = 2,
+def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: int = MAX_N, folds: int = 2,
          n_boot: int = 400, real_groups=None, gen_groups=None, repeats: int = REPEATS) -> dict:
     """{"auc", "lo", "hi", "n", "judge", "grouped", "repeats", "sd", "interval"}: cross-fitted C2ST AUC of gen
     against real with a 95% interval. Both sets are subsampled to the same size n (at most max_n

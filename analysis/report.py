@@ -55,6 +55,18 @@ READINGS = {
     "c2st_n": "sequences per side the judge saw",
     "c2st_judge": "which classifier judged (analysis/judge.py)",
     "c2st_underpowered": "true = fewer than 500 sequences a side: the C2ST cannot separate close models",
+    "c2st_floor": "C2ST AUC of real training windows against the same reference, as many a side, one judge: "
+                  "the lowest c2st_auc to expect here (real DNA's own spread and the judge's noise)",
+    "c2st_floor_lo": "lower end of the 95% interval of c2st_floor",
+    "c2st_floor_hi": "upper end of the 95% interval of c2st_floor",
+    "c2st_vs_floor": "'above the floor' = told from real DNA more often than real DNA is; 'overlaps the floor' "
+                     "= not told from real DNA at this sample size (read beside c2st_markov5)",
+    "c2st_markov5": "C2ST AUC of an order-5 Markov chain trained on the same training windows: the judge's power. "
+                    "Near c2st_floor, the judge cannot tell a Markov chain from real DNA here",
+    "c2st_markov5_lo": "lower end of the 95% interval of c2st_markov5",
+    "c2st_markov5_hi": "upper end of the 95% interval of c2st_markov5",
+    "c2st_power": "true = the order-5 Markov chain reads above the floor: the judge tells models from real DNA here; "
+                  "false = it cannot, and no C2ST on this reference ranks models (read the k-mer spectra)",
     "period3": "period-3 Fourier power (codon structure; ~0.75 = none), generated",
     "period3_ref": "the same for real held-out sequences",
     "period3_gap": "|period3 - period3_ref|: 0 = same codon periodicity",
@@ -123,9 +135,10 @@ def _nanmean(x) -> float:
 
 def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True,
                    frechet: bool = True, motifs: str | None = None, progress: bool = True,
-                   ref_groups=None) -> tuple[dict, dict]:
+                   ref_groups=None, c2st_n: int | None = None) -> tuple[dict, dict]:
     """(metrics, arrays): every report figure's number, and the per-sequence arrays the figures use.
-    ref_groups: each reference window's block, kept in one fold by the judge (analysis.judge.c2st)."""
+    ref_groups: each reference window's block, kept in one fold by the judge (analysis.judge.c2st);
+    c2st_n: the judge reads at most that many sequences a side."""
     from analysis.frechet import frechet_row
     from analysis.neighbours import near_copies_row
 
@@ -175,7 +188,8 @@ def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, 
         row.update(m_row)
         arrays.update(m_arrays)
     if c2st:
-        row.update(M.c2st_row(ref, gen, seed=seed, real_groups=ref_groups))  # None: random folds
+        row.update(M.c2st_row(ref, gen, seed=seed, real_groups=ref_groups,  # None: random folds
+                              **({"max_n": int(c2st_n)} if c2st_n else {})))
     bar.close()
     return row, arrays
 
@@ -231,13 +245,22 @@ img{{max-width:100%}}.note{{background:#fff3cd;padding:4px 8px}}</style></head><
 
 def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, train=None,
             seed: int = 0, c2st: bool = True, motifs: str | None = None, title: str = "Generated vs real sequences",
-            notes=(), progress: bool = True, labelled: dict | None = None, ref_groups=None) -> dict:
+            notes=(), progress: bool = True, labelled: dict | None = None, ref_groups=None, floor: bool = True,
+            baseline=None) -> dict:
     """labelled: {"gen_labels", "train", "train_labels", "val", "val_labels", "label_names"} when the
     reference has labels and the generated headers say which label each sequence was asked for:
-    the conditional fidelity (analysis.fidelity) joins the figures."""
+    the conditional fidelity (analysis.fidelity) joins the figures. floor (with train) and baseline
+    (an order-5 Markov chain's sequences): the C2ST's reading (judge_reading)."""
     writable_dir(Path(out_dir))  # a folder that cannot be written fails before the metrics are computed
+    floor = floor and train is not None
+    # with the floor, the set is judged at the floor's size (its training windows can be fewer): one size
+    # for every C2ST of the report, as compare_models.py and the benchmarks judge
     row, arrays = report_metrics(gen, ref, train=train, train_segments=train_segments, seed=seed,
-                                 c2st=c2st, motifs=motifs, progress=progress, ref_groups=ref_groups)
+                                 c2st=c2st, motifs=motifs, progress=progress, ref_groups=ref_groups,
+                                 c2st_n=train.shape[0] if floor else None)
+    if c2st and floor:
+        row.update(judge_reading(row, ref, train, seed=seed, ref_groups=ref_groups, baseline=baseline))
+        notes = (*notes, *reading_notes(row))
     if labelled is not None:
         from analysis.fidelity import fidelity_row
 
@@ -251,6 +274,61 @@ def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, t
     with staged_dir(out_dir) as out:  # the report lands whole, or the earlier one stays
         _write_analysis(gen, ref, clean, arrays, out, title=title, notes=notes)
     return clean
+
+
+def judge_reading(row: dict, ref, train, *, seed: int = 0, ref_groups=None, baseline=None) -> dict:
+    """Figures that say what ``row``'s C2ST means on this reference, as compare_models.py reads its
+    rows: the real-vs-real floor (training windows against ``ref``, as many a side as the row's judge
+    saw, which must not be more than ``train`` has: the same judge, size and folds) and where the row
+    lies against it; with ``baseline`` (an order-5 Markov chain trained on the same training windows)
+    the chain's C2ST and c2st_power, whether it reads above the floor
+    (analysis.compare.judge_power_note). reading_notes words them."""
+    n = int(row.get("c2st_n") or 0)
+    if n > train.shape[0]:
+        raise ValueError(f"the row was judged at {n} a side, more than the {train.shape[0]} training windows")
+    if n < 10:
+        return {}
+    rng = np.random.default_rng(seed)
+    judged = {"seed": seed, "real_groups": ref_groups, "max_n": n}
+    floor = M.c2st_row(ref, train[rng.choice(train.shape[0], n, replace=False)], **judged)
+    out = {"c2st_floor": floor["c2st_auc"], "c2st_floor_lo": floor["c2st_lo"], "c2st_floor_hi": floor["c2st_hi"],
+           "c2st_vs_floor": versus_floor(row, floor)}
+    if baseline is not None:
+        b = M.c2st_row(ref, baseline, **judged)
+        out.update(c2st_markov5=b["c2st_auc"], c2st_markov5_lo=b["c2st_lo"], c2st_markov5_hi=b["c2st_hi"],
+                   c2st_power=versus_floor(b, floor) == "above the floor")
+    return out
+
+
+def reading_notes(row: dict) -> list[str]:
+    """The report's and the terminal's words for judge_reading's figures in ``row``."""
+    from analysis.compare import c2st_text, judge_power_note
+
+    if "c2st_floor" not in row:
+        return []
+    floor = {k.replace("_floor", ""): row[k] for k in ("c2st_floor", "c2st_floor_lo", "c2st_floor_hi")}
+    floor["c2st_auc"] = floor.pop("c2st")
+    notes = [f"the C2ST reads {c2st_text(row)}, {row['c2st_vs_floor']}: real training windows read "
+             f"{c2st_text(floor)} against the same reference at the same size"]
+    if "c2st_markov5" in row:
+        chain = {"model": "markov-5 baseline", "c2st_auc": row["c2st_markov5"], "c2st_lo": row["c2st_markov5_lo"],
+                 "c2st_hi": row["c2st_markov5_hi"]}
+        if row.get("c2st_power"):
+            notes.append(f"the judge has power here: an order-5 Markov chain trained on the same windows reads "
+                         f"{c2st_text(chain)}, above the floor")
+        elif power := judge_power_note([chain], floor):
+            notes.append(power)
+    return notes
+
+
+def versus_floor(row: dict, floor: dict) -> str:
+    """Where a C2ST's 95% interval lies against the floor's: 'above the floor', 'overlaps the floor',
+    'below the floor'; 'n/a' without intervals."""
+    ends = (row.get("c2st_lo"), row.get("c2st_hi"), floor.get("c2st_lo"), floor.get("c2st_hi"))
+    if any(v is None or v != v for v in ends):
+        return "n/a"
+    lo, hi, f_lo, f_hi = ends
+    return "above the floor" if lo > f_hi else "below the floor" if hi < f_lo else "overlaps the floor"
 
 
 def _write_analysis(gen, ref, clean: dict, arrays: dict, out: Path, *, title: str, notes) -> None:

@@ -145,6 +145,53 @@ def test_above_70_bp_the_reference_is_every_35_bases_and_the_judge_keeps_blocks_
     assert len(seen) == 3 and all(np.array_equal(g, blocks) for g in seen)
 
 
+def test_the_c2st_is_read_against_the_real_floor_and_the_judges_power_at_one_size():
+    from analysis.report import judge_reading, reading_notes, versus_floor
+
+    skew = [0.35, 0.15, 0.15, 0.35]
+    ref, train = rand(700, 30, 1, p=skew), rand(600, 30, 2, p=skew)  # two samples of one "genome"
+    far, close = rand(900, 30, 3), rand(900, 30, 4, p=skew)  # uniform DNA, and more of the genome
+    judged = []
+    for gen in (far, close):
+        row, _ = report_metrics(gen, ref, c2st_n=train.shape[0], progress=False)
+        assert row["c2st_n"] == train.shape[0]  # the set judged at the training windows' size
+        for base in (far, close):
+            judged.append({**row, **judge_reading(row, ref, train, seed=0, baseline=base)})
+    far_far, _, _, close_close = judged
+    assert far_far["c2st_floor_lo"] <= far_far["c2st_floor"] <= far_far["c2st_floor_hi"] < 0.6  # real vs real
+    assert far_far["c2st_vs_floor"] == "above the floor" and close_close["c2st_vs_floor"] == "overlaps the floor"
+    assert far_far["c2st_power"] is True and close_close["c2st_power"] is False
+    assert far_far["c2st_markov5"] > 0.8 and far_far["c2st_floor"] == close_close["c2st_floor"]  # one floor
+    assert any("has power" in n for n in reading_notes(far_far))
+    assert any("no power" in n for n in reading_notes(close_close))
+    assert "c2st_markov5" not in judge_reading(row, ref, train) and reading_notes({"c2st_auc": 0.6}) == []
+    with pytest.raises(ValueError, match="training windows"):  # a floor at another size than the row's
+        judge_reading({"c2st_n": 601}, ref, train)
+    floor = {"c2st_lo": 0.5, "c2st_hi": 0.6}
+    assert versus_floor({"c2st_lo": 0.3, "c2st_hi": 0.45}, floor) == "below the floor"
+    assert versus_floor({"c2st_lo": None, "c2st_hi": 0.45}, floor) == "n/a"
+
+
+def test_analyze_prints_the_floor_and_trains_a_markov_5_chain_to_measure_the_judges_power(genome, tmp_path, capsys):
+    write_fasta(tmp_path / "g.fasta", decode(rand(400, 24, 5)))
+    argv = ["--mode", "analyze", "--generated", "g.fasta", "--data", str(genome)]
+    assert main([*argv, "--output-dir", "a"]) == 0
+    out = capsys.readouterr().out
+    m = json.loads((tmp_path / "a/metrics.json").read_text())
+    assert "real training windows read" in out and ("no power" in out or "has power" in out)
+    assert m["c2st_floor_lo"] <= m["c2st_floor"] <= m["c2st_floor_hi"] and isinstance(m["c2st_power"], bool)
+    assert m["c2st_markov5_lo"] <= m["c2st_markov5"] <= m["c2st_markov5_hi"]
+    assert m["c2st_vs_floor"] in ("above the floor", "overlaps the floor", "below the floor")
+    assert "real training windows read" in (tmp_path / "a/report.md").read_text()
+    assert main([*argv, "--output-dir", "b", "--no-baseline"]) == 0  # the floor stays, the chain goes
+    b = json.loads((tmp_path / "b/metrics.json").read_text())
+    assert "c2st_markov5" not in b and b["c2st_floor"] == m["c2st_floor"] and b["c2st_auc"] == m["c2st_auc"]
+    assert not list(tmp_path.glob("checkpoints/markov*"))  # the chain is trained in memory, never written
+    # no held-out blocks: the reference is the training windows, so there is no floor to read
+    assert main([*argv, "--output-dir", "c", "--val_fraction", "0"]) == 0
+    assert "c2st_floor" not in json.loads((tmp_path / "c/metrics.json").read_text())
+
+
 def test_analyze_a_run_directory(genome, tmp_path):
     assert main(["--mode", "train", "--model", "markov", "--data", str(genome), "--seq_len", "24", "--epochs", "2",
                  "--sample_every", "1", "--run_dir", "runs/r", "--set", "train.eval_samples=60"]) == 0
