@@ -63,7 +63,7 @@ def build_parser():
 
 def run(args) -> int:
     from analysis import compare as C
-    from analysis.judge import reference_windows
+    from analysis.judge import reference_labels, reference_windows
     from utils.sequences import load_sequences
 
     from utils.outputs import writable_dir
@@ -104,7 +104,7 @@ def run(args) -> int:
         # the classifier trains on the training blocks' windows every L / 5 bases (as --mode analyze)
         dense = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, stride=max(1, L // 5),
                                select_apart=args.select_apart)
-        _add_fidelity(rows, sets, asked, data, dense, args.seed)
+        _add_fidelity(rows, sets, asked, data, dense, args.seed, (ref, reference_labels(data, args.ref_stride)))
     elif asked:
         notes.append("labelled sets, but the reference has no labels (label= headers or --label_pattern): "
                      "no conditional accuracy")
@@ -206,13 +206,13 @@ def _checkpoint_set(ens, n: int, L: int, seed: int):
     return codes, [lab for lab in names for _ in range(n)]
 
 
-def _add_fidelity(rows, sets, asked, data, dense, seed: int) -> None:
+def _add_fidelity(rows, sets, asked, data, dense, seed: int, reference) -> None:
     """conditional_accuracy, its ceiling and chance on the rows of labelled sets (one classifier,
-    trained on the dense training windows)."""
+    trained on the dense training windows; the ceiling read on the reference: (windows, labels))."""
     from analysis.fidelity import LabelClassifier, fidelity_row
 
     clf = LabelClassifier(dense.train, dense.train_labels, len(data.label_names), seed=seed)
-    val, val_labels = (data.val, data.val_labels) if data.val.shape[0] else (data.train, data.train_labels)
+    val, val_labels = reference
     for r in rows:
         if r["model"] in asked:
             f, _ = fidelity_row(sets[r["model"]], asked[r["model"]], data.train, data.train_labels, val, val_labels,

@@ -420,7 +420,7 @@ def cmd_analyze(args) -> int:
 
         if args.motifs not in GROUPS:
             raise ConfigError(f"--motifs {args.motifs}: choose one of {', '.join(GROUPS)}")
-    labelled = _labelled_reference(gen_path, data, load)
+    labelled = _labelled_reference(gen_path, data, load, (ref, ref_groups), args.ref_stride)
     # the floor and the judge's power need a reference apart from the training windows
     apart = bool(data.val.shape[0]) or bool(args.heldout and not args.run)
     baseline = _power_baseline(data, min(gen.shape[0], ref.shape[0], data.train.shape[0]), args.seed or 0) \
@@ -450,11 +450,13 @@ def _power_baseline(data, n: int, seed: int):
     return fit_baseline(data).sample(min(n, MAX_N), data.seq_len, seed=seed).numpy()
 
 
-def _labelled_reference(gen_path, data, load) -> dict | None:
+def _labelled_reference(gen_path, data, load, reference, stride) -> dict | None:
     """The inputs of the conditional fidelity when the reference has labels and the generated headers
     carry label=NAME (analysis.fidelity); None otherwise (a note says why when only one side has them).
     The label classifier trains on the training blocks' windows every seq_len / 5 bases (the same
-    split, 5x the windows of the non-overlapping ones)."""
+    split, 5x the windows of the non-overlapping ones); its ceiling and each label's figures are read
+    on the reference (windows, blocks) every ``stride`` bases, as the set's own figures."""
+    from analysis.judge import reference_labels
     from utils.labels import generated_labels
 
     gen_labels = generated_labels(gen_path)
@@ -463,10 +465,13 @@ def _labelled_reference(gen_path, data, load) -> dict | None:
             log.warning("note: %s asks for labels but the reference has none (give --data several files, label= "
                         "headers, --label_pattern or --labels): no conditional fidelity", gen_path)
         return None
-    val, val_labels = (data.val, data.val_labels) if data.val.shape[0] else (data.train, data.train_labels)
+    if data.val.shape[0]:  # --data's held-out blocks are the reference
+        (val, val_groups), val_labels = reference, reference_labels(data, stride)
+    else:  # --heldout has no labels: the training windows, as before
+        val, val_groups, val_labels = data.train, None, data.train_labels
     dense = load(stride=max(1, data.seq_len // 5))
     return {"gen_labels": gen_labels, "train": dense.train, "train_labels": dense.train_labels, "val": val,
-            "val_labels": val_labels, "label_names": data.label_names}
+            "val_labels": val_labels, "val_groups": val_groups, "label_names": data.label_names}
 
 
 def _analyze_reference(args, data_path, length):

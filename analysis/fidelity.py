@@ -62,12 +62,15 @@ class LabelClassifier:
 
 
 def fidelity_row(gen, gen_labels, train, train_labels, val, val_labels, label_names, *, seed: int = 0,
-                 c2st: bool = True, classifier: LabelClassifier | None = None) -> tuple[dict, dict]:
+                 c2st: bool = True, classifier: LabelClassifier | None = None, val_groups=None) -> tuple[dict, dict]:
     """(figures, arrays) of the conditional fidelity of ``gen`` (codes) whose rows were asked for
     ``gen_labels`` (names); the reference is real labelled windows: the classifier trains on
     (train, train_labels), its ceiling is read on (val, val_labels) (label indices into
-    label_names); ``classifier``: one already trained on them (several sets share it). Per-label figures are keys label_<name>_<figure>. arrays: {"confusion": (K, K)
-    row-normalised, "label_names": [...], "per_label": {name: figures}}."""
+    label_names: analyze's and compare_models' reference windows, analysis.judge.reference_labels);
+    val_groups: each val window's block, kept in one fold by each label's C2ST judge;
+    ``classifier``: one already trained on them (several sets share it). Per-label figures are keys
+    label_<name>_<figure>. arrays: {"confusion": (K, K) row-normalised, "label_names": [...],
+    "per_label": {name: figures}}."""
     names = list(label_names)
     unknown = sorted({lab for lab in gen_labels if lab not in names})
     if unknown:
@@ -100,8 +103,10 @@ def fidelity_row(gen, gen_labels, train, train_labels, val, val_labels, label_na
                "gc_ref": float(M.gc_content(real).mean()) if real.shape[0] else float("nan"),
                "js_4mer": M.kmer_js(mine, real, 4) if real.shape[0] else float("nan")}
         if c2st:
-            c = M.c2st_row(real, mine, seed=seed)
-            lab.update(c2st_auc=c.get("c2st_auc"), c2st_lo=c.get("c2st_lo"), c2st_hi=c.get("c2st_hi"))
+            c = M.c2st_row(real, mine, seed=seed,
+                           real_groups=None if val_groups is None else np.asarray(val_groups)[val_labels == k])
+            lab.update(c2st_auc=c.get("c2st_auc"), c2st_lo=c.get("c2st_lo"), c2st_hi=c.get("c2st_hi"),
+                       c2st_n=c.get("c2st_n"))
         per_label[name] = lab
     for name, lab in per_label.items():  # flat keys: report tables and CSV columns
         row.update({f"label_{name}_{k}": v for k, v in lab.items()})

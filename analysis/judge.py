@@ -259,14 +259,34 @@ def reference_windows(data, stride: int | None = None):
     L = data.seq_len
     if not data.val.shape[0]:
         return data.train, None, "no held-out blocks: training windows"
-    if stride is None:
-        stride = REF_STRIDE if L <= GROUPED_ABOVE else REF_STRIDE_LONG
-    if not stride or stride >= L:
+    stride = _ref_stride(L, stride)
+    if not stride:
         return data.val, None, "held-out blocks"
     windows, groups = heldout_windows(data.val_segments, L, stride, groups=True)
     if L <= GROUPED_ABOVE:
         return windows, None, f"held-out blocks, windows every {stride} bases"
     return windows, groups, f"held-out blocks, windows every {stride} bases, judged with folds by block"
+
+
+def reference_labels(data, stride: int | None = None):
+    """Each window of reference_windows(data, stride): its label's index (data.label_names), for the
+    conditional fidelity and per-label C2ST of analyze and compare_models; None without labels."""
+    if data.train_labels is None:
+        return None
+    if not data.val.shape[0]:
+        return data.train_labels
+    stride = _ref_stride(data.seq_len, stride)
+    if not stride:
+        return data.val_labels
+    _, segment = heldout_windows(data.val_segments, data.seq_len, stride, groups=True)
+    return np.asarray(data.val_segment_labels)[segment]
+
+
+def _ref_stride(L: int, stride: int | None) -> int:
+    """The reference's stride at L bp: the default for None, 0 for the non-overlapping windows."""
+    if stride is None:
+        stride = REF_STRIDE if L <= GROUPED_ABOVE else REF_STRIDE_LONG
+    return 0 if stride >= L else stride
 
 
 def heldout_windows(segments, seq_len: int, stride: int, *, groups: bool = False, span: int | None = None):

@@ -117,7 +117,29 @@ def test_cached_labels_round_trip(tmp_path, monkeypatch):
     second = load_sequences(path, 50, val_fraction=0.25, seed=3)
     assert second.label_names == first.label_names
     assert np.array_equal(second.train_labels, first.train_labels) and np.array_equal(second.val, first.val)
+    assert np.array_equal(second.val_segment_labels, first.val_segment_labels)
     assert list((tmp_path / "cache" / "data").iterdir())
+
+
+def test_the_labelled_reference_is_the_dense_held_out_windows_each_with_its_records_label(tmp_path):
+    from analysis.judge import REF_STRIDE, reference_labels, reference_windows
+
+    recs = [("a label=A", random_dna(20_000, 1, gc=0.3)), ("b label=B", random_dna(20_000, 2, gc=0.7)),
+            ("c label=A", random_dna(20_000, 3, gc=0.3))]
+    d = load_sequences(fasta(tmp_path / "long.fasta", recs), 30, val_fraction=0.2)
+    ref, _, _ = reference_windows(d)
+    labels = reference_labels(d)
+    assert labels.shape[0] == ref.shape[0] > 2 * d.val.shape[0] and len(d.val_segment_labels) == len(d.val_segments)
+    by_label = {0: recs[0][1] + "|" + recs[2][1], 1: recs[1][1]}  # label indices follow first appearance: A, B
+    assert d.label_names == ("A", "B")
+    for i in np.linspace(0, ref.shape[0] - 1, 60).astype(int):  # each window lies in a record of its label
+        w = "".join(decode(ref[i][None]))
+        assert w in by_label[int(labels[i])] and w not in by_label[1 - int(labels[i])]
+    assert set(labels.tolist()) == {0, 1} and REF_STRIDE < 30
+    assert np.array_equal(reference_labels(d, 0), d.val_labels)  # the non-overlapping windows, as before
+    nothing_held = load_sequences(tmp_path / "long.fasta", 30, val_fraction=0.0)
+    assert reference_labels(nothing_held) is nothing_held.train_labels
+    assert reference_labels(load_sequences(tmp_path / "long.fasta", 30, val_fraction=0.2, labels=None)) is not None
 
 
 def test_training_reports_windows_per_label_and_the_checkpoint_keeps_the_names(tmp_path, capsys):
@@ -416,9 +438,11 @@ def test_analyze_reports_conditional_fidelity_for_labelled_generated_sets(tmp_pa
 
     from main import main
 
+    from analysis.judge import reference_labels
+
     path = short_records(tmp_path)
     d = load_sequences(path, 30, val_fraction=0.2, seed=42)
-    heads = [("host", x) for x in decode(d.val[d.val_labels == 0])] + \
+    heads = [("host", x) for x in decode(d.val[d.val_labels == 0])] * 4 + \
             [("phage", x) for x in decode(d.val[d.val_labels == 1])]
     fasta(tmp_path / "gen.fasta", [(f"gen_{i} label={lab}", s) for i, (lab, s) in enumerate(heads)])
     assert main(["--mode", "analyze", "--generated", str(tmp_path / "gen.fasta"), "--data", str(path),
@@ -427,6 +451,9 @@ def test_analyze_reports_conditional_fidelity_for_labelled_generated_sets(tmp_pa
     m = json.loads((tmp_path / "an/metrics.json").read_text())
     assert m["conditional_labels"] == 2 and m["conditional_accuracy"] > 0.9
     assert {"label_host_c2st_auc", "label_phage_gc", "label_phage_ceiling"} <= set(m)
+    # each label's judge reads the held-out windows every 10 bases (as the set's own judge), not the 30-bp tiles
+    dense_host = int((reference_labels(d) == 0).sum())
+    assert m["label_host_c2st_n"] == dense_host > 2 * int((d.val_labels == 0).sum())
     assert (tmp_path / "an/conditional_confusion.png").stat().st_size > 5000
     assert "conditional_accuracy" in (tmp_path / "an/report.md").read_text()
 
@@ -436,9 +463,12 @@ def test_compare_models_adds_conditional_accuracy_for_labelled_sets(tmp_path, ca
     conditional columns; an unlabelled one does not."""
     from compare_models import main as compare_main
 
+    from analysis.judge import reference_labels, reference_windows
+
     path = short_records(tmp_path)
     d = load_sequences(path, 30, val_fraction=0.2, seed=42)
-    labelled = [(f"g{i} label={d.label_names[lab]}", s) for i, (lab, s) in enumerate(zip(d.val_labels, decode(d.val)))]
+    ref, labels = reference_windows(d)[0], reference_labels(d)  # the reference: its ceiling is read on them
+    labelled = [(f"g{i} label={d.label_names[lab]}", s) for i, (lab, s) in enumerate(zip(labels, decode(ref)))]
     fasta(tmp_path / "lab.fasta", labelled)
     fasta(tmp_path / "plain.fasta", [(f"g{i}", s) for i, (_, s) in enumerate(labelled)])
     assert compare_main(["--data", str(path), "--generated", str(tmp_path / "lab.fasta"), str(tmp_path / "plain.fasta"),
