@@ -437,7 +437,23 @@ def cmd_analyze(args) -> int:
         print(f"conditional accuracy {row['conditional_accuracy']:.3f} (real held-out ceiling "
               f"{row['conditional_ceiling']:.3f}, chance {row['conditional_chance']:.3f}) over "
               f"{row['conditional_labels']} labels")
+        _print_label_c2st(row, data.label_names)
     return 0
+
+
+def _print_label_c2st(row: dict, names) -> None:
+    """One line a label: its C2ST against its own held-out windows, beside its real-vs-real floor."""
+    from analysis.compare import c2st_text
+
+    for name in names:
+        lab = {k.removeprefix(f"label_{name}_"): v for k, v in row.items() if k.startswith(f"label_{name}_c2st")}
+        if "c2st_auc" not in lab:
+            continue
+        floor = ""
+        if "c2st_floor" in lab:
+            f = {"c2st_auc": lab["c2st_floor"], "c2st_lo": lab["c2st_floor_lo"], "c2st_hi": lab["c2st_floor_hi"]}
+            floor = f"; real training windows {c2st_text(f)}: {lab['c2st_vs_floor']}"
+        print(f"label {name}: C2ST {c2st_text(lab)} at {lab['c2st_n']} a side{floor}")
 
 
 def _power_baseline(data, n: int, seed: int):
@@ -465,13 +481,14 @@ def _labelled_reference(gen_path, data, load, reference, stride) -> dict | None:
             log.warning("note: %s asks for labels but the reference has none (give --data several files, label= "
                         "headers, --label_pattern or --labels): no conditional fidelity", gen_path)
         return None
-    if data.val.shape[0]:  # --data's held-out blocks are the reference
+    if data.val.shape[0]:  # --data's held-out blocks are the reference; each label's floor its training windows
         (val, val_groups), val_labels = reference, reference_labels(data, stride)
-    else:  # --heldout has no labels: the training windows, as before
-        val, val_groups, val_labels = data.train, None, data.train_labels
+        floor = (data.train, data.train_labels)
+    else:  # --heldout has no labels: the training windows, as before, and no floor apart from them
+        val, val_groups, val_labels, floor = data.train, None, data.train_labels, None
     dense = load(stride=max(1, data.seq_len // 5))
     return {"gen_labels": gen_labels, "train": dense.train, "train_labels": dense.train_labels, "val": val,
-            "val_labels": val_labels, "val_groups": val_groups, "label_names": data.label_names}
+            "val_labels": val_labels, "val_groups": val_groups, "floor": floor, "label_names": data.label_names}
 
 
 def _analyze_reference(args, data_path, length):

@@ -62,12 +62,15 @@ class LabelClassifier:
 
 
 def fidelity_row(gen, gen_labels, train, train_labels, val, val_labels, label_names, *, seed: int = 0,
-                 c2st: bool = True, classifier: LabelClassifier | None = None, val_groups=None) -> tuple[dict, dict]:
+                 c2st: bool = True, classifier: LabelClassifier | None = None, val_groups=None,
+                 floor=None) -> tuple[dict, dict]:
     """(figures, arrays) of the conditional fidelity of ``gen`` (codes) whose rows were asked for
     ``gen_labels`` (names); the reference is real labelled windows: the classifier trains on
     (train, train_labels), its ceiling is read on (val, val_labels) (label indices into
     label_names: analyze's and compare_models' reference windows, analysis.judge.reference_labels);
-    val_groups: each val window's block, kept in one fold by each label's C2ST judge;
+    val_groups: each val window's block, kept in one fold by each label's C2ST judge; floor:
+    (windows, labels) of real training windows apart from val: each label's C2ST then reads beside
+    its real-vs-real floor, both judged at one size (label_<name>_c2st_floor, _vs_floor);
     ``classifier``: one already trained on them (several sets share it). Per-label figures are keys
     label_<name>_<figure>. arrays: {"confusion": (K, K) row-normalised, "label_names": [...],
     "per_label": {name: figures}}."""
@@ -103,11 +106,28 @@ def fidelity_row(gen, gen_labels, train, train_labels, val, val_labels, label_na
                "gc_ref": float(M.gc_content(real).mean()) if real.shape[0] else float("nan"),
                "js_4mer": M.kmer_js(mine, real, 4) if real.shape[0] else float("nan")}
         if c2st:
-            c = M.c2st_row(real, mine, seed=seed,
-                           real_groups=None if val_groups is None else np.asarray(val_groups)[val_labels == k])
-            lab.update(c2st_auc=c.get("c2st_auc"), c2st_lo=c.get("c2st_lo"), c2st_hi=c.get("c2st_hi"),
-                       c2st_n=c.get("c2st_n"))
+            groups = None if val_groups is None else np.asarray(val_groups)[val_labels == k]
+            lab.update(_label_c2st(mine, real, groups, None if floor is None else floor[0][floor[1] == k], seed))
         per_label[name] = lab
     for name, lab in per_label.items():  # flat keys: report tables and CSV columns
         row.update({f"label_{name}_{k}": v for k, v in lab.items()})
     return row, {"confusion": confusion, "label_names": names, "per_label": per_label}
+
+
+def _label_c2st(mine, real, groups, floor_set, seed: int) -> dict:
+    """One label's C2ST of its generated rows against its reference windows; with floor_set (that
+    label's training windows) beside the real-vs-real floor, both at one size (analysis.report's
+    judge_reading for the whole set)."""
+    from analysis.report import versus_floor
+
+    opts = {"seed": seed, "real_groups": groups}
+    if floor_set is not None and floor_set.shape[0]:
+        opts["max_n"] = min(mine.shape[0], floor_set.shape[0])
+    c = M.c2st_row(real, mine, **opts)
+    out = {"c2st_auc": c["c2st_auc"], "c2st_lo": c["c2st_lo"], "c2st_hi": c["c2st_hi"], "c2st_n": c["c2st_n"]}
+    if "max_n" in opts and c["c2st_n"] >= 10:
+        rng = np.random.default_rng(seed)
+        f = M.c2st_row(real, floor_set[rng.choice(floor_set.shape[0], c["c2st_n"], replace=False)], **opts)
+        out.update(c2st_floor=f["c2st_auc"], c2st_floor_lo=f["c2st_lo"], c2st_floor_hi=f["c2st_hi"],
+                   c2st_vs_floor=versus_floor(c, f))
+    return out

@@ -247,10 +247,11 @@ def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, t
             seed: int = 0, c2st: bool = True, motifs: str | None = None, title: str = "Generated vs real sequences",
             notes=(), progress: bool = True, labelled: dict | None = None, ref_groups=None, floor: bool = True,
             baseline=None) -> dict:
-    """labelled: {"gen_labels", "train", "train_labels", "val", "val_labels", "label_names"} when the
-    reference has labels and the generated headers say which label each sequence was asked for:
-    the conditional fidelity (analysis.fidelity) joins the figures. floor (with train) and baseline
-    (an order-5 Markov chain's sequences): the C2ST's reading (judge_reading)."""
+    """labelled: fidelity_row's inputs ({"gen_labels", "train", "train_labels", "val", "val_labels",
+    "label_names"}, optionally "val_groups" and "floor") when the reference has labels and the
+    generated headers say which label each sequence was asked for: the conditional fidelity
+    (analysis.fidelity) joins the figures. floor (with train) and baseline (an order-5 Markov
+    chain's sequences): the C2ST's reading (judge_reading)."""
     writable_dir(Path(out_dir))  # a folder that cannot be written fails before the metrics are computed
     floor = floor and train is not None
     # with the floor, the set is judged at the floor's size (its training windows can be fewer): one size

@@ -431,6 +431,19 @@ def test_fidelity_of_real_windows_is_their_ceiling_and_of_random_dna_chance(tmp_
         fidelity_row(noise[:2], ["host", "virus"], c2st=False, **ref)
 
 
+def test_a_labels_c2st_and_its_floor_are_judged_at_one_size():
+    from analysis.fidelity import _label_c2st
+
+    rng = np.random.default_rng(0)
+    real, floor = rng.integers(0, 4, (400, 30)).astype(np.uint8), rng.integers(0, 4, (120, 30)).astype(np.uint8)
+    mine = np.zeros((300, 30), np.uint8)  # all A: told apart from random DNA at once
+    got = _label_c2st(mine, real, None, floor, seed=0)
+    assert got["c2st_n"] == 120 and got["c2st_auc"] > 0.95 and got["c2st_floor"] < 0.7
+    assert got["c2st_vs_floor"] == "above the floor"
+    alone = _label_c2st(mine, real, None, None, seed=0)
+    assert alone["c2st_n"] == 300 and "c2st_floor" not in alone
+
+
 def test_analyze_reports_conditional_fidelity_for_labelled_generated_sets(tmp_path, capsys):
     """--mode analyze on a labelled reference and a generated file whose headers carry label=:
     the figures, the confusion matrix figure and the per-label rows."""
@@ -447,13 +460,18 @@ def test_analyze_reports_conditional_fidelity_for_labelled_generated_sets(tmp_pa
     fasta(tmp_path / "gen.fasta", [(f"gen_{i} label={lab}", s) for i, (lab, s) in enumerate(heads)])
     assert main(["--mode", "analyze", "--generated", str(tmp_path / "gen.fasta"), "--data", str(path),
                  "--output-dir", str(tmp_path / "an")]) == 0
-    assert "conditional accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "conditional accuracy" in out
     m = json.loads((tmp_path / "an/metrics.json").read_text())
     assert m["conditional_labels"] == 2 and m["conditional_accuracy"] > 0.9
     assert {"label_host_c2st_auc", "label_phage_gc", "label_phage_ceiling"} <= set(m)
-    # each label's judge reads the held-out windows every 10 bases (as the set's own judge), not the 30-bp tiles
-    dense_host = int((reference_labels(d) == 0).sum())
-    assert m["label_host_c2st_n"] == dense_host > 2 * int((d.val_labels == 0).sum())
+    # each label's judge reads the held-out windows every 10 bases (as the set's own judge), not the 30-bp
+    # tiles, at most at as many a side as the label has training windows: its floor's size
+    dense_host, train_host = int((reference_labels(d) == 0).sum()), int((d.train_labels == 0).sum())
+    assert m["label_host_c2st_n"] == min(dense_host, train_host) > 2 * int((d.val_labels == 0).sum())
+    assert m["label_host_c2st_floor_lo"] <= m["label_host_c2st_floor"] <= m["label_host_c2st_floor_hi"]
+    assert m["label_phage_c2st_vs_floor"] in ("above the floor", "overlaps the floor", "below the floor")
+    assert "label host: C2ST" in out and "real training windows" in out.split("label host:")[1]
     assert (tmp_path / "an/conditional_confusion.png").stat().st_size > 5000
     assert "conditional_accuracy" in (tmp_path / "an/report.md").read_text()
 
