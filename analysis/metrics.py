@@ -247,6 +247,15 @@ def c2st_row(real, gen, *, seed: int = 0, **judge_options) -> dict:
             "c2st_interval": r.get("interval"), "c2st_n": r["n"], "c2st_judge": r["judge"], "c2st_underpowered": bool(r["n"] < UNDERPOWERED_N)}
 
 
+def judge_size(n: int) -> int:
+    """A requested judge size ("at most n a side", so that sets compared are judged at one size),
+    never above the judge's own cap (analysis.judge.MAX_N): a bigger set would cost the judge time
+    in proportion and add no row's comparability."""
+    from analysis.judge import MAX_N
+
+    return min(int(n), MAX_N)
+
+
 # fewer sequences a side than this and a two-sample figure cannot separate models a few hundredths
 # apart (bench/judge_power.py: the interval is ~+-0.03 at 500 a side): reports flag it
 UNDERPOWERED_N = 500
@@ -293,7 +302,7 @@ def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool 
 
             row.update(frechet_row(gen, ref, train, seed=seed, progress=False))
     if c2st:
-        opts = {"max_n": int(c2st_n)} if c2st_n else {}
+        opts = {"max_n": judge_size(c2st_n)} if c2st_n else {}
         if ref_groups is not None:
             opts["real_groups"] = ref_groups
         row.update(c2st_row(ref, gen, seed=seed, **opts))

@@ -189,7 +189,7 @@ def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, 
         arrays.update(m_arrays)
     if c2st:
         row.update(M.c2st_row(ref, gen, seed=seed, real_groups=ref_groups,  # None: random folds
-                              **({"max_n": int(c2st_n)} if c2st_n else {})))
+                              **({"max_n": M.judge_size(c2st_n)} if c2st_n else {})))
     bar.close()
     return row, arrays
 

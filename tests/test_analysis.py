@@ -172,6 +172,15 @@ def test_the_c2st_is_read_against_the_real_floor_and_the_judges_power_at_one_siz
     assert versus_floor({"c2st_lo": None, "c2st_hi": 0.45}, floor) == "n/a"
 
 
+def test_a_requested_judge_size_never_passes_the_judges_own_cap(monkeypatch):
+    import analysis.judge as J
+
+    monkeypatch.setattr(J, "MAX_N", 40)  # 20,000 in use: analyze once judged 100,000 a side, 5x the time
+    gen, ref = rand(100, 30, 1), rand(100, 30, 2)
+    assert report_metrics(gen, ref, c2st_n=90, progress=False)[0]["c2st_n"] == 40
+    assert M.compare(gen, ref, c2st_n=90)["c2st_n"] == 40 and M.compare(gen, ref, c2st_n=30)["c2st_n"] == 30
+
+
 def test_analyze_prints_the_floor_and_trains_a_markov_5_chain_to_measure_the_judges_power(genome, tmp_path, capsys):
     write_fasta(tmp_path / "g.fasta", decode(rand(400, 24, 5)))
     argv = ["--mode", "analyze", "--generated", "g.fasta", "--data", str(genome)]
