@@ -122,7 +122,7 @@ def _label_c2st(mine, real, groups, floor_set, seed: int) -> dict:
 
     opts = {"seed": seed, "real_groups": groups}
     if floor_set is not None and floor_set.shape[0]:
-        opts["max_n"] = min(mine.shape[0], floor_set.shape[0])
+        opts["max_n"] = M.judge_size(min(mine.shape[0], floor_set.shape[0]))
     c = M.c2st_row(real, mine, **opts)
     out = {"c2st_auc": c["c2st_auc"], "c2st_lo": c["c2st_lo"], "c2st_hi": c["c2st_hi"], "c2st_n": c["c2st_n"]}
     if "max_n" in opts and c["c2st_n"] >= 10:

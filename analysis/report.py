@@ -307,8 +307,7 @@ def reading_notes(row: dict) -> list[str]:
 
     if "c2st_floor" not in row:
         return []
-    floor = {k.replace("_floor", ""): row[k] for k in ("c2st_floor", "c2st_floor_lo", "c2st_floor_hi")}
-    floor["c2st_auc"] = floor.pop("c2st")
+    floor = {"c2st_auc": row["c2st_floor"], "c2st_lo": row["c2st_floor_lo"], "c2st_hi": row["c2st_floor_hi"]}
     notes = [f"the C2ST reads {c2st_text(row)}, {row['c2st_vs_floor']}: real training windows read "
              f"{c2st_text(floor)} against the same reference at the same size"]
     if "c2st_markov5" in row:

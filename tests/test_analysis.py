@@ -179,6 +179,10 @@ def test_a_requested_judge_size_never_passes_the_judges_own_cap(monkeypatch):
     gen, ref = rand(100, 30, 1), rand(100, 30, 2)
     assert report_metrics(gen, ref, c2st_n=90, progress=False)[0]["c2st_n"] == 40
     assert M.compare(gen, ref, c2st_n=90)["c2st_n"] == 40 and M.compare(gen, ref, c2st_n=30)["c2st_n"] == 30
+    from analysis.fidelity import _label_c2st
+
+    one_label = _label_c2st(gen, ref, None, rand(90, 30, 3), seed=0)  # a label's set and its floor, one size
+    assert one_label["c2st_n"] == 40 and "c2st_floor" in one_label
 
 
 def test_analyze_prints_the_floor_and_trains_a_markov_5_chain_to_measure_the_judges_power(genome, tmp_path, capsys):
