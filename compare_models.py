@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from main import _Parser
+from main import _Parser, add_ref_stride
 from utils import domains as D
 from utils.errors import ConfigError
 
@@ -40,9 +40,7 @@ def build_parser():
     p.add_argument("--n", type=D.POSITIVE_INT, default=1000)
     p.add_argument("--seq_len", type=D.POSITIVE_INT, default=None)
     p.add_argument("--seed", type=D.SEED, default=0)
-    p.add_argument("--ref_stride", type=D.COUNT, default=None, metavar="N",
-                   help="the reference: --data's held-out windows every N bases (default 10; above 70 bp 35, the "
-                        "judge's folds by block; as the benchmarks; 0 = the non-overlapping windows, random folds)")
+    add_ref_stride(p)
     p.add_argument("--no-baseline", "--no_baseline", dest="baseline", action="store_false")
     p.add_argument("--phased_baseline", "--phased-baseline", action="store_true",
                    help="also the phased Markov mixture (--model markov --set model.period=3 --set model.components=7), "

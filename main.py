@@ -110,9 +110,7 @@ def _generation_and_analysis_flags(p) -> None:
     a.add_argument("--heldout", default=None, help="reference sequences instead of --data's windows")
     a.add_argument("--run", default=None, metavar="RUN_DIR",
                    help="analyze a run directory: its final sample against its own held-out split")
-    a.add_argument("--ref_stride", type=D.COUNT, default=None, metavar="N",
-                   help="the reference: --data's held-out windows every N bases (default 10; above 70 bp 35, the "
-                        "judge's folds by block; as the benchmarks; 0 = the non-overlapping windows, random folds)")
+    add_ref_stride(a)
     a.add_argument("--no-baseline", "--no_baseline", dest="baseline", action="store_false",
                    help="skip the judge's power check: an order-5 Markov chain trained on --data's training windows, "
                         "judged beside the generated set and the real-vs-real floor (seconds at 70 bp on a bacterium)")
@@ -121,6 +119,14 @@ def _generation_and_analysis_flags(p) -> None:
                    help="also scan JASPAR CORE profiles (pyjaspar): all, vertebrates, plants, insects, fungi, "
                         "nematodes or urochordates; the first use of a group reads the database for minutes, then it "
                         "is cached")
+
+
+def add_ref_stride(group) -> None:
+    """--ref_stride, the reference of analyze and compare_models (analysis.judge.reference_windows)."""
+    group.add_argument("--ref_stride", type=D.COUNT, default=None, metavar="N",
+                       help="the reference: --data's held-out windows every N bases (default 10; above 70 bp 35, "
+                            "the judge's folds by block; as the benchmarks; 0 = the non-overlapping windows, random "
+                            "folds)")
 
 
 def family_flags() -> dict:
@@ -444,6 +450,7 @@ def cmd_analyze(args) -> int:
 def _print_label_c2st(row: dict, names) -> None:
     """One line a label: its C2ST against its own held-out windows, beside its real-vs-real floor."""
     from analysis.compare import c2st_text
+    from analysis.report import interval_of
 
     for name in names:
         lab = {k.removeprefix(f"label_{name}_"): v for k, v in row.items() if k.startswith(f"label_{name}_c2st")}
@@ -451,8 +458,7 @@ def _print_label_c2st(row: dict, names) -> None:
             continue
         floor = ""
         if "c2st_floor" in lab:
-            f = {"c2st_auc": lab["c2st_floor"], "c2st_lo": lab["c2st_floor_lo"], "c2st_hi": lab["c2st_floor_hi"]}
-            floor = f"; real training windows {c2st_text(f)}: {lab['c2st_vs_floor']}"
+            floor = f"; real training windows {c2st_text(interval_of(lab, 'c2st_floor'))}: {lab['c2st_vs_floor']}"
         print(f"label {name}: C2ST {c2st_text(lab)} at {lab['c2st_n']} a side{floor}")
 
 

@@ -69,9 +69,10 @@ def judge_power_note(rows: list[dict], floor: dict | None, baseline: str = "mark
     above the real-vs-real floor's, the judge cannot tell an order-5 chain from real DNA here, so no
     row's C2ST can rank the sets (lambda's 9.7 kb of held-out DNA is such a reference: docs/benchmarks.md,
     stops 22 and 51). None when the baseline reads above the floor, or when it or an interval is missing."""
+    from analysis.report import versus_floor
+
     b = next((r for r in rows if r.get("model") == baseline), None)
-    ends = (b.get("c2st_lo"), b.get("c2st_hi"), floor.get("c2st_lo"), floor.get("c2st_hi")) if floor and b else (None,)
-    if None in ends or b["c2st_lo"] > floor["c2st_hi"]:
+    if not floor or not b or versus_floor(b, floor) in ("above the floor", "n/a"):
         return None
     return (f"the judge has no power on this reference at this sample size: the {baseline}'s C2ST {c2st_text(b)} "
             f"does not read above the real-vs-real floor's {c2st_text(floor)}, so these C2ST figures cannot rank "

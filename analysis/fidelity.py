@@ -118,16 +118,12 @@ def _label_c2st(mine, real, groups, floor_set, seed: int) -> dict:
     """One label's C2ST of its generated rows against its reference windows; with floor_set (that
     label's training windows) beside the real-vs-real floor, both at one size (analysis.report's
     judge_reading for the whole set)."""
-    from analysis.report import versus_floor
+    from analysis.report import judge_reading
 
-    opts = {"seed": seed, "real_groups": groups}
-    if floor_set is not None and floor_set.shape[0]:
-        opts["max_n"] = M.judge_size(min(mine.shape[0], floor_set.shape[0]))
-    c = M.c2st_row(real, mine, **opts)
-    out = {"c2st_auc": c["c2st_auc"], "c2st_lo": c["c2st_lo"], "c2st_hi": c["c2st_hi"], "c2st_n": c["c2st_n"]}
-    if "max_n" in opts and c["c2st_n"] >= 10:
-        rng = np.random.default_rng(seed)
-        f = M.c2st_row(real, floor_set[rng.choice(floor_set.shape[0], c["c2st_n"], replace=False)], **opts)
-        out.update(c2st_floor=f["c2st_auc"], c2st_floor_lo=f["c2st_lo"], c2st_floor_hi=f["c2st_hi"],
-                   c2st_vs_floor=versus_floor(c, f))
+    apart = floor_set is not None and floor_set.shape[0] > 0
+    size = {"max_n": M.judge_size(min(mine.shape[0], floor_set.shape[0]))} if apart else {}
+    c = M.c2st_row(real, mine, seed=seed, real_groups=groups, **size)
+    out = {k: c[k] for k in ("c2st_auc", "c2st_lo", "c2st_hi", "c2st_n")}
+    if apart:
+        out.update(judge_reading(c, real, floor_set, seed=seed, ref_groups=groups))
     return out

@@ -307,18 +307,23 @@ def reading_notes(row: dict) -> list[str]:
 
     if "c2st_floor" not in row:
         return []
-    floor = {"c2st_auc": row["c2st_floor"], "c2st_lo": row["c2st_floor_lo"], "c2st_hi": row["c2st_floor_hi"]}
+    floor = interval_of(row, "c2st_floor")
     notes = [f"the C2ST reads {c2st_text(row)}, {row['c2st_vs_floor']}: real training windows read "
              f"{c2st_text(floor)} against the same reference at the same size"]
     if "c2st_markov5" in row:
-        chain = {"model": "markov-5 baseline", "c2st_auc": row["c2st_markov5"], "c2st_lo": row["c2st_markov5_lo"],
-                 "c2st_hi": row["c2st_markov5_hi"]}
+        chain = {"model": "markov-5 baseline", **interval_of(row, "c2st_markov5")}
         if row.get("c2st_power"):
             notes.append(f"the judge has power here: an order-5 Markov chain trained on the same windows reads "
                          f"{c2st_text(chain)}, above the floor")
         elif power := judge_power_note([chain], floor):
             notes.append(power)
     return notes
+
+
+def interval_of(row: dict, key: str) -> dict:
+    """row[key] and its interval (key_lo, key_hi) as a C2ST row ({"c2st_auc", "c2st_lo", "c2st_hi"}), the
+    form analysis.compare.c2st_text and versus_floor read: the floor's or the chain's figures of a report."""
+    return {"c2st_auc": row.get(key), "c2st_lo": row.get(f"{key}_lo"), "c2st_hi": row.get(f"{key}_hi")}
 
 
 def versus_floor(row: dict, floor: dict) -> str:
