@@ -268,6 +268,21 @@ def reference_windows(data, stride: int | None = None):
     return windows, groups, f"held-out blocks, windows every {stride} bases, judged with folds by block"
 
 
+def selection_reference(data, stride: int | None = None):
+    """(windows, groups, description) for the per-epoch monitor's judge (train/judging.py): as
+    reference_windows, of the held-out blocks that score each epoch (data.selection's: the selection
+    half under data.select_apart, whose judged half training never reads); (None, None, ...) when
+    nothing is held out."""
+    L = data.seq_len
+    segments = data.select_segments if getattr(data, "select", None) is not None else data.val_segments
+    if not data.val.shape[0] or not segments:
+        return None, None, "no held-out blocks"
+    stride = _ref_stride(L, stride) or L
+    windows, groups = heldout_windows(segments, L, stride, groups=True)
+    half = "selection " if segments is not data.val_segments else ""
+    return windows, (groups if L > GROUPED_ABOVE else None), f"{half}held-out windows every {stride} bases"
+
+
 def reference_labels(data, stride: int | None = None):
     """Each window of reference_windows(data, stride): its label's index (data.label_names), for the
     conditional fidelity and per-label C2ST of analyze and compare_models; None without labels."""

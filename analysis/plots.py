@@ -26,20 +26,25 @@ def _save(fig, path) -> Path:
 
 def training_curves(history: list[dict], path, title: str = "training") -> Path:
     """One panel per logged quantity (losses, learning rates, GC, uniqueness, validation JS)."""
-    skip = {"epoch", "phase", "elapsed_s", "seqs_per_s", "val_gc", "reserve_s", "fit_priced_s"}
+    # the per-epoch judge (train/judging.py) is one panel: its AUC, interval and floor in the epochs it judged
+    skip = {"epoch", "phase", "elapsed_s", "seqs_per_s", "val_gc", "reserve_s", "fit_priced_s", "judge_s",
+            "val_c2st_lo", "val_c2st_hi", "val_c2st_n", "c2st_floor", "c2st_floor_lo", "c2st_floor_hi"}
     keys = [k for k in history[0] if k not in skip and isinstance(history[0][k], (int, float))]
     keys += [k for r in history for k in r if k not in keys and k not in skip]
     keys = list(dict.fromkeys(keys))
     # constant series (a fixed length, weight or temperature without --curriculum) say nothing
     keys = [k for k in keys if len({r.get(k) for r in history if r.get(k) not in (None, "")}) > 1
-            or k in ("sample_gc", "val_js_4mer", "ks", "val_score")]
+            or k in ("sample_gc", "val_js_4mer", "ks", "val_score", "val_c2st")]
     n = len(keys)
     cols = min(4, n)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
     ep = [r["epoch"] for r in history]
     for ax, k in zip(axes.ravel(), keys):
-        ax.plot(ep, [r.get(k, np.nan) for r in history], marker="." if len(ep) < 40 else None)
+        if k == "val_c2st":
+            _c2st_panel(ax, history)
+            continue
+        ax.plot(ep, _series(history, k), marker="." if len(ep) < 40 else None)
         if k == "sample_gc":
             ax.axhline(history[0]["val_gc"], color="k", ls="--", lw=0.8, label="validation GC")
             ax.legend(fontsize=7)
@@ -51,13 +56,37 @@ def training_curves(history: list[dict], path, title: str = "training") -> Path:
     return _save(fig, path)
 
 
+def _series(history: list[dict], k: str) -> np.ndarray:
+    """A metrics column as floats, NaN where an epoch has none (a row read back from metrics.csv has '')."""
+    def num(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return np.nan
+
+    return np.array([num(r.get(k)) for r in history], float)
+
+
+def _c2st_panel(ax, history: list[dict]) -> None:
+    """The per-epoch C2ST where it was judged, its 95% interval, and the real floor beside it."""
+    ep = np.array([r["epoch"] for r in history], float)
+    auc, lo, hi = (_series(history, k) for k in ("val_c2st", "val_c2st_lo", "val_c2st_hi"))
+    floor = _series(history, "c2st_floor")
+    ok = np.isfinite(auc)
+    ax.errorbar(ep[ok], auc[ok], yerr=[auc[ok] - lo[ok], hi[ok] - auc[ok]], fmt="o", ms=3, lw=0.8,
+                label="sample vs held-out")
+    if np.isfinite(floor).any():
+        ax.plot(ep[ok], floor[ok], "k--", lw=0.8, label="floor (real training windows)")
+    ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+    ax.set_title("val_c2st (per-epoch judge)", fontsize=9)
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.legend(fontsize=7)
+
+
 def training_dynamics(history: list[dict], path, title: str = "training dynamics") -> Path:
     """The Gumbel report's figure: generator and discriminator loss, discriminator accuracy (real,
     fake, mean), GC against the validation GC, Moran's I and diversity, per epoch."""
     ep = [r["epoch"] for r in history]
-
-    def series(k):
-        return np.array([r.get(k, np.nan) if r.get(k) not in ("", None) else np.nan for r in history], float)
 
     panels = [
         ("generator loss", [("g_loss", "total"), ("g_adv", "adversarial"), ("mle", "MLE")], None),
@@ -71,7 +100,7 @@ def training_dynamics(history: list[dict], path, title: str = "training dynamics
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.4))
     for ax, (name, keys, ylim) in zip(axes.ravel(), panels):
         for k, label in keys:
-            y = series(k)
+            y = _series(history, k)
             if np.isfinite(y).any():
                 ax.plot(ep, y, label=label, ls="--" if k == "val_gc" else "-", lw=1.2)
         if name == "discriminator accuracy":

@@ -31,6 +31,7 @@ from train.distributed import describe as describe_error
 from train.distributed import setup as dist_setup
 from train.averaging import WeightAverage
 from train.gan import adversarial_now
+from train.judging import EpochJudge, describe as describe_judge
 from train.schedule import Cursor
 from utils import config as C
 from utils import modality as modalities
@@ -592,6 +593,8 @@ class Run:
         self.start_epoch, self.best, self.since_best = 0, math.inf, 0
         self.steps = [0] * k  # per member: bagged members keep their own warm-up and adv_every timing
         self.history: list[dict] = []
+        # the judge of analyze in the per-epoch monitor, where affordable (rank 0 monitors)
+        self.judge = EpochJudge.build(tc.monitor_c2st, data, self.modality.kind, tc.seed) if dist.main else None
         self._clock_state()
         if dist.on:
             log.info("torchrun: %d processes (%s); each rank takes --batch %d windows of every global batch of %d",
@@ -973,13 +976,17 @@ class Run:
                "temperature": ctx.temperature, **figures}
         row.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.opts[0].items()})
         row.update(self.modality.monitor(sample, self.val, epoch))
+        if self.judge is not None:
+            left = tc.time_budget - self.reserve - self.elapsed() if tc.time_budget else math.inf
+            row.update(self.judge.row(sample, ctx.length, epoch, self.elapsed(), left))
         row.update({"seqs_per_s": seen / max(seconds, 1e-9), "elapsed_s": time.time() - self.t0,
                     "peak_memory_mb": peak_memory_mb(self.device), **self.label_row})
         self.history.append(row)
         lrs = " ".join(f"{k}={row[k]:.2e}" for k in row if k.startswith("lr_"))
         losses = " ".join(f"{k}={v:.4f}" for k, v in figures.items())
-        log.info("epoch %d/%d %s len=%d %s %s %s score=%.4f %s=%.4f", epoch + 1, self.n_epochs, ctx.phase, ctx.length,
-                 losses, lrs, self.modality.watch(row), row["val_score"], self.family.select_by, self.selection_score(row))
+        log.info("epoch %d/%d %s len=%d %s %s %s%s score=%.4f %s=%.4f", epoch + 1, self.n_epochs, ctx.phase,
+                 ctx.length, losses, lrs, self.modality.watch(row), describe_judge(row), row["val_score"],
+                 self.family.select_by, self.selection_score(row))
         return row, sample
 
     def payload(self) -> dict:
@@ -1118,7 +1125,8 @@ class Run:
             try:
                 t = time.time()
                 row, sample = self.monitor(epoch, figures, ctx, seen, seconds)
-                self.tail_s += time.time() - t
+                # the judge's seconds are the run's, not the tail kept back for the last epoch (it may skip it)
+                self.tail_s += time.time() - t - row.get("judge_s", 0.0)
                 for nets in self.members:
                     nets.train()
                 self.save(epoch, row, sample)

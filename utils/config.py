@@ -102,6 +102,9 @@ class TrainConfig:
     sample_every: int = 5  # sample FASTA into the run's sequences/ every N epochs; 0 = off
     eval_samples: int = 500  # sequences generated per epoch for monitoring and validation
     eval_bases: int = 35000  # ... at most this many bases (500 x 70 bp): fewer sequences at length
+    # the per-epoch C2ST of the monitoring sample (train/judging.py): epochs are judged while the judging
+    # takes at most this share of the run's time; 0 = off
+    monitor_c2st: float = 0.05
     early_stopping: bool = False
     patience: int = 10  # epochs without validation improvement before stopping
     bagging: bool = False  # bootstrap-resampled ensemble members
