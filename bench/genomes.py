@@ -94,8 +94,21 @@ def run_summary(run_dir: Path) -> dict:
     path = run_dir / "metrics.csv"
     if not path.exists():
         return {}
-    last = read_metrics(path)[-1]
-    return {k: v for k, v in last.items() if (k in RUN_FIGURES or k.startswith("best_")) and v != ""}
+    rows = read_metrics(path)
+    last = rows[-1]
+    out = {k: v for k, v in last.items() if (k in RUN_FIGURES or k.startswith("best_")) and v != ""}
+    return {**out, **monitor_judge(rows)}
+
+
+def monitor_judge(rows: list[dict]) -> dict:
+    """The per-epoch judge's figures of a run (train/judging.py): epochs judged, their seconds, and each
+    judged epoch's (epoch, C2ST, lo, hi, floor); empty for a run that judged none."""
+    judged = [r for r in rows if r.get("val_c2st") not in (None, "")]
+    if not judged:
+        return {}
+    return {"judged_epochs": len(judged), "judge_s": float(sum(r["judge_s"] for r in judged)),
+            "judged": [[r["epoch"], r["val_c2st"], r["val_c2st_lo"], r["val_c2st_hi"], r["c2st_floor"]]
+                       for r in judged]}
 
 
 def trained_set(family: str, data: str, budget: float, n: int, work: Path, extra=()) -> tuple[np.ndarray, float, dict]:

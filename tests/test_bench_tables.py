@@ -174,3 +174,21 @@ def test_a_genomes_row_keeps_the_delivered_checkpoints_fit_beside_the_last_epoch
                                              "best_refit_iters": 40.0, "best_refit_kept": 1.0}
     write_metrics(tmp_path / "metrics.csv", [{"epoch": 1, "val_nll": 1.30, "refit_iters": 12.0}, {"epoch": 2, "val_nll": 1.29}])
     assert genomes.run_summary(tmp_path) == {"epoch": 2, "val_nll": 1.29}
+
+
+def test_a_genomes_row_lists_the_epochs_the_monitor_judged(tmp_path):
+    """run_summary carries the per-epoch judge's figures (train/judging.py) read back from metrics.csv,
+    where the epochs it did not judge have blank cells."""
+    import genomes
+    from train.engine import write_metrics
+
+    write_metrics(tmp_path / "metrics.csv", [
+        {"epoch": 1, "val_nll": 1.30},
+        {"epoch": 2, "val_nll": 1.29, "val_c2st": 0.71, "val_c2st_lo": 0.68, "val_c2st_hi": 0.74, "val_c2st_n": 500,
+         "c2st_floor": 0.55, "judge_s": 1.5},
+        {"epoch": 3, "val_nll": 1.28},
+        {"epoch": 4, "val_nll": 1.27, "val_c2st": 0.64, "val_c2st_lo": 0.61, "val_c2st_hi": 0.67, "val_c2st_n": 500,
+         "c2st_floor": 0.55, "judge_s": 0.75}])
+    s = genomes.run_summary(tmp_path)
+    assert s["judged_epochs"] == 2 and s["judge_s"] == 2.25
+    assert s["judged"] == [[2, 0.71, 0.68, 0.74, 0.55], [4, 0.64, 0.61, 0.67, 0.55]]
