@@ -84,7 +84,11 @@ def test_the_monitor_judges_the_selection_half_never_the_judged_one(tmp_path):
     assert selection_reference(none)[0] is None
 
 
-def test_a_run_with_the_judge_trains_what_it_trains_without_and_writes_its_figures(genome20k, tmp_path):
+def test_a_run_with_the_judge_trains_what_it_trains_without_and_writes_its_figures(genome20k, tmp_path, monkeypatch):
+    from train import judging
+
+    # the first judge is priced as free, so a run of a fraction of a second judges its first epoch on any machine
+    monkeypatch.setattr(judging, "PRIOR_S_PER_BASE", 0.0)
     sets = ["data.seq_len=16", "train.epochs=3", "train.batch=32", "train.steps_per_epoch=4", "train.eval_samples=150",
             "train.sample_every=0", "model.d_model=16", "model.g_layers=1", "model.d_layers=1", "model.n_heads=2", "model.adv_weight=0"]
     _, on = train_tiny("stacked", genome20k, tmp_path / "on", [*sets, "train.monitor_c2st=0.99"])
