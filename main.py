@@ -208,6 +208,7 @@ def resolve_config(args, family_name: str | None = None):
 
 
 def cmd_train(args) -> int:
+    from train import judging
     from train.engine import train
     from utils import modality
 
@@ -232,11 +233,7 @@ def cmd_train(args) -> int:
         return 0
     last = res.history[-1] if res.history else {}
     watch = modality.of(res.ensemble.stats.kind).summary(last) if last else "no epoch ran"
-    judged = [r for r in res.history if r.get("val_c2st") not in (None, "")]
-    if judged:  # the per-epoch judge's last figure (train/judging.py)
-        r = judged[-1]
-        watch += (f", C2ST {r['val_c2st']:.3f} [{r['val_c2st_lo']:.3f}, {r['val_c2st_hi']:.3f}] at epoch {r['epoch']}"
-                  f" (floor {r['c2st_floor']:.3f})")
+    watch += judging.summary(res.history)  # the per-epoch judge's last figure
     print(f"trained {cfg.family} for {res.epochs_done} epoch(s) in {res.seconds:.1f} s; "
           f"run: {res.run_dir}; checkpoints: {res.best_path}, {res.last_path}; {watch}")
     return 0

@@ -47,6 +47,7 @@ from common import ROOT, judged_split, provenance, table, write_json
 from analysis import metrics as M
 from models.markov import PHASED_SETS
 from train.engine import read_metrics
+from train.judging import judged_rows
 from utils.sequences import read_sequences
 
 GENOMES = {
@@ -103,7 +104,7 @@ def run_summary(run_dir: Path) -> dict:
 def monitor_judge(rows: list[dict]) -> dict:
     """The per-epoch judge's figures of a run (train/judging.py): epochs judged, their seconds, and each
     judged epoch's (epoch, C2ST, lo, hi, floor); empty for a run that judged none."""
-    judged = [r for r in rows if r.get("val_c2st") not in (None, "")]
+    judged = judged_rows(rows)
     if not judged:
         return {}
     return {"judged_epochs": len(judged), "judge_s": float(sum(r["judge_s"] for r in judged)),

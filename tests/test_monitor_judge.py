@@ -102,3 +102,23 @@ def test_a_run_with_the_judge_trains_what_it_trains_without_and_writes_its_figur
         assert r["val_c2st_n"] == 150 and 0.0 <= r["c2st_floor"] <= 1.0
     assert not any("val_c2st" in r for r in off.history)
     assert (on.run_dir / "training_curves.png").stat().st_size > 0
+
+
+def test_train_says_the_last_judged_figure_and_the_log_the_judged_epochs(genome20k, monkeypatch, capsys, caplog):
+    import logging
+
+    from main import main
+    from train import judging
+
+    monkeypatch.setattr(judging, "PRIOR_S_PER_BASE", 0.0)
+    caplog.set_level(logging.INFO)  # main sets the dnagan logger to NOTSET: the root's level decides
+    argv = ["--mode", "train", "--model", "markov", "--data", str(genome20k), "--seq_len", "16", "--epochs", "1",
+            "--set", "train.eval_samples=120", "--set", "train.monitor_c2st=0.9"]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    last = out.out.strip().splitlines()[-1]
+    assert ", C2ST 0." in last and "at epoch 1 (floor 0." in last
+    assert "per-epoch C2ST: the monitoring sample against" in caplog.text
+    assert "(floor 0." in caplog.text and "120 a side)" in caplog.text
+    assert main([*argv, "--set", "train.monitor_c2st=0", "--overwrite"]) == 0
+    assert "C2ST" not in capsys.readouterr().out

@@ -98,3 +98,18 @@ def describe(row: dict) -> str:
         return ""
     return (f" C2ST={row['val_c2st']:.3f} [{row['val_c2st_lo']:.3f}, {row['val_c2st_hi']:.3f}]"
             f" (floor {row['c2st_floor']:.3f}, {row['val_c2st_n']} a side)")
+
+
+def judged_rows(history: list[dict]) -> list[dict]:
+    """The metrics rows of the epochs the judge judged (a row read back from metrics.csv has '' where not)."""
+    return [r for r in history if r.get("val_c2st") not in (None, "")]
+
+
+def summary(history: list[dict]) -> str:
+    """The last judged figure for --mode train's last line ('' when no epoch was judged)."""
+    judged = judged_rows(history)
+    if not judged:
+        return ""
+    r = judged[-1]
+    return (f", C2ST {r['val_c2st']:.3f} [{r['val_c2st_lo']:.3f}, {r['val_c2st_hi']:.3f}] at epoch {r['epoch']}"
+            f" (floor {r['c2st_floor']:.3f})")
