@@ -28,7 +28,8 @@ def training_curves(history: list[dict], path, title: str = "training") -> Path:
     """One panel per logged quantity (losses, learning rates, GC, uniqueness, validation JS)."""
     # the per-epoch judge (train/judging.py) is one panel: its AUC, interval and floor in the epochs it judged
     skip = {"epoch", "phase", "elapsed_s", "seqs_per_s", "val_gc", "reserve_s", "fit_priced_s", "judge_s",
-            "val_c2st_lo", "val_c2st_hi", "val_c2st_n", "c2st_floor", "c2st_floor_lo", "c2st_floor_hi"}
+            "val_c2st_lo", "val_c2st_hi", "val_c2st_n", "c2st_floor", "c2st_floor_lo", "c2st_floor_hi",
+            "c2st_vs_floor"}
     keys = [k for k in history[0] if k not in skip and isinstance(history[0][k], (int, float))]
     keys += [k for r in history for k in r if k not in keys and k not in skip]
     keys = list(dict.fromkeys(keys))

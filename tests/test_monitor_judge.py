@@ -56,6 +56,7 @@ def test_a_collapsed_sample_reads_far_above_the_real_floor():
     assert row["val_c2st"] > 0.95
     assert row["c2st_floor"] < 0.65  # real training windows of the same source
     assert row["val_c2st_lo"] <= row["val_c2st"] <= row["val_c2st_hi"]
+    assert row["c2st_vs_floor"] == "above the floor"
 
 
 def test_the_share_must_lie_in_0_1():
@@ -117,8 +118,8 @@ def test_train_says_the_last_judged_figure_and_the_log_the_judged_epochs(genome2
     assert main(argv) == 0
     out = capsys.readouterr()
     last = out.out.strip().splitlines()[-1]
-    assert ", C2ST 0." in last and "at epoch 1 (floor 0." in last
+    assert ", C2ST 0." in last and "at epoch 1, " in last and "the floor (0." in last
     assert "per-epoch C2ST: the monitoring sample against" in caplog.text
-    assert "(floor 0." in caplog.text and "120 a side)" in caplog.text
+    assert "the floor (0." in caplog.text and "120 a side)" in caplog.text
     assert main([*argv, "--set", "train.monitor_c2st=0", "--overwrite"]) == 0
     assert "C2ST" not in capsys.readouterr().out

@@ -86,18 +86,21 @@ class EpochJudge:
         seconds = time.time() - t
         self.spent += seconds
         self.rate = seconds / (judged * n * length)
+        from analysis.report import versus_floor  # scipy and matplotlib: imported once a judge has run
+
         floor = self.floors[key]
+        reading = versus_floor({"c2st_lo": r["lo"], "c2st_hi": r["hi"]}, {"c2st_lo": floor["lo"], "c2st_hi": floor["hi"]})
         return {"val_c2st": r["auc"], "val_c2st_lo": r["lo"], "val_c2st_hi": r["hi"], "val_c2st_n": r["n"],
                 "c2st_floor": floor["auc"], "c2st_floor_lo": floor["lo"], "c2st_floor_hi": floor["hi"],
-                "judge_s": seconds}
+                "c2st_vs_floor": reading, "judge_s": seconds}
 
 
 def describe(row: dict) -> str:
     """The log's words for an epoch's judge ('' when it was not judged)."""
     if "val_c2st" not in row:
         return ""
-    return (f" C2ST={row['val_c2st']:.3f} [{row['val_c2st_lo']:.3f}, {row['val_c2st_hi']:.3f}]"
-            f" (floor {row['c2st_floor']:.3f}, {row['val_c2st_n']} a side)")
+    return (f" C2ST={row['val_c2st']:.3f} [{row['val_c2st_lo']:.3f}, {row['val_c2st_hi']:.3f}] {row['c2st_vs_floor']}"
+            f" ({row['c2st_floor']:.3f} [{row['c2st_floor_lo']:.3f}, {row['c2st_floor_hi']:.3f}], {row['val_c2st_n']} a side)")
 
 
 def judged_rows(history: list[dict]) -> list[dict]:
@@ -111,5 +114,5 @@ def summary(history: list[dict]) -> str:
     if not judged:
         return ""
     r = judged[-1]
-    return (f", C2ST {r['val_c2st']:.3f} [{r['val_c2st_lo']:.3f}, {r['val_c2st_hi']:.3f}] at epoch {r['epoch']}"
-            f" (floor {r['c2st_floor']:.3f})")
+    return (f", C2ST {r['val_c2st']:.3f} [{r['val_c2st_lo']:.3f}, {r['val_c2st_hi']:.3f}] at epoch {r['epoch']},"
+            f" {r['c2st_vs_floor']} ({r['c2st_floor']:.3f})")
