@@ -115,4 +115,4 @@ def summary(history: list[dict]) -> str:
         return ""
     r = judged[-1]
     return (f", C2ST {r['val_c2st']:.3f} [{r['val_c2st_lo']:.3f}, {r['val_c2st_hi']:.3f}] at epoch {r['epoch']},"
-            f" {r['c2st_vs_floor']} ({r['c2st_floor']:.3f})")
+            f" {r['c2st_vs_floor']} ({r['c2st_floor']:.3f} [{r['c2st_floor_lo']:.3f}, {r['c2st_floor_hi']:.3f}])")
