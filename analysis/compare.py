@@ -69,7 +69,7 @@ def judge_power_note(rows: list[dict], floor: dict | None, baseline: str = "mark
     above the real-vs-real floor's, the judge cannot tell an order-5 chain from real DNA here, so no
     row's C2ST can rank the sets (lambda's 9.7 kb of held-out DNA is such a reference: docs/benchmarks.md,
     stops 22 and 51). None when the baseline reads above the floor, or when it or an interval is missing."""
-    from analysis.report import versus_floor
+    from analysis.judge import versus_floor
 
     b = next((r for r in rows if r.get("model") == baseline), None)
     if not floor or not b or versus_floor(b, floor) in ("above the floor", "n/a"):

@@ -180,6 +180,16 @@ def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: i
     return {"auc": auc, "lo": auc - half, "hi": min(auc + half, 1.0), "sd": sd, "interval": "t", **out}
 
 
+def versus_floor(row: dict, floor: dict) -> str:
+    """Where a C2ST's 95% interval lies against the floor's: 'above the floor', 'overlaps the floor',
+    'below the floor'; 'n/a' without intervals."""
+    ends = (row.get("c2st_lo"), row.get("c2st_hi"), floor.get("c2st_lo"), floor.get("c2st_hi"))
+    if any(v is None or v != v for v in ends):
+        return "n/a"
+    lo, hi, f_lo, f_hi = ends
+    return "above the floor" if lo > f_hi else "below the floor" if hi < f_lo else "overlaps the floor"
+
+
 def interval(boot_var: float, sd: float, repeats: int, level: float = 0.95) -> float:
     """Half-width of the interval of a mean of ``repeats`` judges: t sqrt(boot_var + sd^2 / repeats).
     The bootstrap variance (thousands of resamples) is taken as known; the judges' spread sd^2 is
@@ -262,10 +272,9 @@ def reference_windows(data, stride: int | None = None):
     stride = _ref_stride(L, stride)
     if not stride:
         return data.val, None, "held-out blocks"
-    windows, groups = heldout_windows(data.val_segments, L, stride, groups=True)
-    if L <= GROUPED_ABOVE:
-        return windows, None, f"held-out blocks, windows every {stride} bases"
-    return windows, groups, f"held-out blocks, windows every {stride} bases, judged with folds by block"
+    windows, groups = _dense(data.val_segments, L, stride)
+    return windows, groups, f"held-out blocks, windows every {stride} bases" + (
+        ", judged with folds by block" if groups is not None else "")
 
 
 def selection_reference(data, stride: int | None = None):
@@ -274,13 +283,22 @@ def selection_reference(data, stride: int | None = None):
     half under data.select_apart, whose judged half training never reads); (None, None, ...) when
     nothing is held out."""
     L = data.seq_len
-    segments = data.select_segments if getattr(data, "select", None) is not None else data.val_segments
+    apart = getattr(data, "select", None) is not None
+    segments = data.select_segments if apart else data.val_segments
     if not data.val.shape[0] or not segments:
         return None, None, "no held-out blocks"
-    stride = _ref_stride(L, stride) or L
+    half = "selection " if apart else ""
+    stride = _ref_stride(L, stride)
+    if not stride:
+        return data.selection[0], None, f"{half}held-out blocks"
+    windows, groups = _dense(segments, L, stride)
+    return windows, groups, f"{half}held-out windows every {stride} bases"
+
+
+def _dense(segments, L: int, stride: int):
+    """(windows every ``stride`` bases of segments, each window's block above GROUPED_ABOVE bp else None)."""
     windows, groups = heldout_windows(segments, L, stride, groups=True)
-    half = "selection " if segments is not data.val_segments else ""
-    return windows, (groups if L > GROUPED_ABOVE else None), f"{half}held-out windows every {stride} bases"
+    return windows, (groups if L > GROUPED_ABOVE else None)
 
 
 def reference_labels(data, stride: int | None = None):

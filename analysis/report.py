@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from analysis import metrics as M
 from analysis import plots
+from analysis.judge import versus_floor
 from utils.outputs import staged_dir, writable_dir
 from utils.sequences import atomic_write_text
 
@@ -324,16 +325,6 @@ def interval_of(row: dict, key: str) -> dict:
     """row[key] and its interval (key_lo, key_hi) as a C2ST row ({"c2st_auc", "c2st_lo", "c2st_hi"}), the
     form analysis.compare.c2st_text and versus_floor read: the floor's or the chain's figures of a report."""
     return {"c2st_auc": row.get(key), "c2st_lo": row.get(f"{key}_lo"), "c2st_hi": row.get(f"{key}_hi")}
-
-
-def versus_floor(row: dict, floor: dict) -> str:
-    """Where a C2ST's 95% interval lies against the floor's: 'above the floor', 'overlaps the floor',
-    'below the floor'; 'n/a' without intervals."""
-    ends = (row.get("c2st_lo"), row.get("c2st_hi"), floor.get("c2st_lo"), floor.get("c2st_hi"))
-    if any(v is None or v != v for v in ends):
-        return "n/a"
-    lo, hi, f_lo, f_hi = ends
-    return "above the floor" if lo > f_hi else "below the floor" if hi < f_lo else "overlaps the floor"
 
 
 def _write_analysis(gen, ref, clean: dict, arrays: dict, out: Path, *, title: str, notes) -> None:

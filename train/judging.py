@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from analysis.judge import c2st, selection_reference
+from analysis.judge import c2st, selection_reference, versus_floor
 from utils.errors import ConfigError
 
 log = logging.getLogger("dnagan")
@@ -86,8 +86,6 @@ class EpochJudge:
         seconds = time.time() - t
         self.spent += seconds
         self.rate = seconds / (judged * n * length)
-        from analysis.report import versus_floor  # scipy and matplotlib: imported once a judge has run
-
         floor = self.floors[key]
         reading = versus_floor({"c2st_lo": r["lo"], "c2st_hi": r["hi"]}, {"c2st_lo": floor["lo"], "c2st_hi": floor["hi"]})
         return {"val_c2st": r["auc"], "val_c2st_lo": r["lo"], "val_c2st_hi": r["hi"], "val_c2st_n": r["n"],
