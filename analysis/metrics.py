@@ -265,14 +265,16 @@ UNDERPOWERED_N = 500
 
 
 def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool = True,
-            frechet: bool = False, seed: int = 0, c2st_n: int | None = None, ref_groups=None) -> dict:
+            frechet: bool = False, seed: int = 0, c2st_n: int | None = None, ref_groups=None,
+            gen_groups=None) -> dict:
     """The standard metric row of a generated set against reference (held-out) real sequences:
     composition, k-mer JS, diversity, codon periodicity and ORF lengths (analysis.structure); with
     train_segments exact and near copies (analysis.neighbours); with train the nearest-window
     identity and, when asked, the Fréchet distance (analysis.frechet); the C2ST with its interval
     (at most c2st_n sequences a side when given: rows compared with one another judged at one size;
     with ref_groups, each reference sequence's block, the judge's folds keep a block's overlapping
-    windows together: analysis.judge.c2st's real_groups)."""
+    windows together: analysis.judge.c2st's real_groups; gen_groups the same for a generated side
+    that is real windows, the floor's training windows)."""
     from analysis.structure import structure_row
     gen, ref = as_codes(gen), as_codes(ref)
     gc_g, gc_r = gc_content(gen), gc_content(ref)
@@ -305,5 +307,7 @@ def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool 
         opts = {"max_n": judge_size(c2st_n)} if c2st_n else {}
         if ref_groups is not None:
             opts["real_groups"] = ref_groups
+        if gen_groups is not None:
+            opts["gen_groups"] = gen_groups
         row.update(c2st_row(ref, gen, seed=seed, **opts))
     return row

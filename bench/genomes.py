@@ -28,6 +28,11 @@ best.pt on the blocks the judge scores"). They compare with each other, not with
 rows, whose reference is all the held-out blocks. --judge_half alone judges against that half but
 trains as by default (best.pt picked on all the held-out blocks): the same run's control, paired
 with --select_apart's rows on one reference, so the difference is the selection's lean.
+
+--block_size B splits every genome in blocks of B bases (data.block_size; every set trains on its
+training blocks) and --grouped_folds keeps each block's windows in one fold of the judge, the
+floor's by training segment: measuring tools for a genome whose few held-out blocks the judge can
+learn (lambda; docs/benchmarks.md, "Lambda in finer blocks"). Their rows compare with each other only.
 """
 import argparse
 import json
@@ -121,6 +126,20 @@ def trained_set(family: str, data: str, budget: float, n: int, work: Path, extra
     return read_sequences(work / "gen.fasta"), secs, run_summary(work / "run")
 
 
+def floor_set(data, n: int, seed: int, grouped: bool):
+    """The floor's set: at most n real training windows, drawn at random, and with grouped (the judge's
+    folds keeping a block together) each window's training segment (the training blocks between two
+    held-out ones), else None."""
+    from analysis.judge import heldout_windows
+
+    rng = np.random.default_rng(seed)
+    if not grouped:
+        return data.train[rng.choice(data.train.shape[0], min(n, data.train.shape[0]), replace=False)], None
+    windows, groups = heldout_windows(data.train_segments, data.train.shape[1], data.train.shape[1], groups=True)
+    pick = rng.choice(windows.shape[0], min(n, windows.shape[0]), replace=False)
+    return windows[pick], groups[pick]
+
+
 def earlier_rows(name: str, args) -> list[dict]:
     path = ROOT / "bench" / "results" / f"{name}.json"
     if not path.exists():
@@ -128,7 +147,8 @@ def earlier_rows(name: str, args) -> list[dict]:
     old = json.loads(path.read_text())
     if ((old.get("n"), old.get("seed"), old.get("ref_stride", args.ref_stride), old.get("judge_n", "each"),
          old.get("select_apart", False), old.get("judge_half", False))
-            != (args.n, args.seed, args.ref_stride, args.judge_n, args.select_apart, args.judge_half)):
+            != (args.n, args.seed, args.ref_stride, args.judge_n, args.select_apart, args.judge_half)
+            or (old.get("block_size"), old.get("grouped_folds", False)) != (args.block_size, args.grouped_folds)):
         return []  # a different protocol: its rows are not comparable, start afresh
     return old["rows"]  # rows written before stop 24 carry no made_by: their run is not known from the file
 
@@ -157,6 +177,13 @@ def main():
                          "with a hidden state that may switch at any base")
     ap.add_argument("--baseline_args", default="", help="extra main.py flags for the markov baseline rows, e.g. "
                     "'--set train.seed=1' (the phased mixture's EM starts from a seeded random assignment)")
+    ap.add_argument("--block_size", type=int, default=None,
+                    help="data.block_size of every set's split (bases; default the config's 10,000, made smaller for "
+                         "short genomes so that a record has at least 20 blocks): every set trains on its training "
+                         "blocks and is judged against its held-out ones")
+    ap.add_argument("--grouped_folds", action="store_true",
+                    help="the judge's folds keep each block's windows together (held-out windows by held-out block, the "
+                         "floor's by training segment, the training blocks between two held-out ones; analysis.judge.c2st real_groups), its interval a block bootstrap")
     ap.add_argument("--select_apart", action="store_true",
                     help="train with --select_apart and judge every row against the held-out blocks that did not pick it")
     ap.add_argument("--judge_half", action="store_true",
@@ -166,23 +193,27 @@ def main():
     logging.basicConfig(level=logging.WARNING)
     name = f"genomes_{args.budget:g}" + (f"_{args.tag}" if args.tag else "")
     apart = ("--select_apart",) if args.select_apart else ()
-    extra = tuple(shlex.split(args.train_args)) + apart
+    split = ("--set", f"data.block_size={args.block_size}") if args.block_size else ()
+    extra = tuple(shlex.split(args.train_args)) + apart + split
     # rows of genomes not run this time are kept, so genomes can be benchmarked in separate sittings
     rows = [r for r in earlier_rows(name, args) if r["genome"] not in args.genomes]
     # the file's header is its last run's; each row keeps the run that made it (kept rows their own)
     made_by = {"date": time.strftime("%Y-%m-%d %H:%M"),
                **{k: v for k, v in provenance(args.seed).items() if k in ("argv", "git_commit", "git_dirty")}}
     for g in args.genomes:
-        data, ref, _ = judged_split(ROOT / GENOMES[g], 70, args.seed, args.ref_stride, select_apart=args.judge_half)
-        rng = np.random.default_rng(args.seed)
-        floor = data.train[rng.choice(data.train.shape[0], min(args.n, data.train.shape[0]), replace=False)]
+        load_kw = {"block_size": args.block_size} if args.block_size else {}
+        data, ref, ref_groups = judged_split(ROOT / GENOMES[g], 70, args.seed, args.ref_stride,
+                                             select_apart=args.judge_half, **load_kw)
+        floor, floor_groups = floor_set(data, args.n, args.seed, args.grouped_folds)
+        base_dir = Path(work) / g if not args.block_size else Path(work) / f"block{args.block_size}" / g
         sets = []
         for b in () if args.no_baselines else args.baselines:
             if b == "floor":
                 sets.append(("real train windows (floor)", lambda: (floor, 0.0, {})))
             else:
-                sets.append((b, lambda b=b: trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / b,
-                                                        (*BASELINES[b], *shlex.split(args.baseline_args), *apart))))
+                sets.append((b, lambda b=b: trained_set("markov", GENOMES[g], 0, args.n, base_dir / b,
+                                                        (*BASELINES[b], *shlex.split(args.baseline_args), *apart,
+                                                         *split))))
         n_of = {f: min(args.n, args.slow_n or args.n) if f in SLOW_SAMPLERS else args.n for f in args.families}
         sets += [(f, lambda f=f: trained_set(f, GENOMES[g], args.budget, n_of[f],
                                              Path(work) / f"budget{args.budget:g}" / g / (f + (f"_{args.tag}" if args.tag else "")), extra))
@@ -191,13 +222,17 @@ def main():
         judge_n = min(data.train.shape[0], ref.shape[0], args.n) if args.judge_n == "even" else None
         for label, make in sets:
             gen, secs, run = make()
+            groups = {"ref_groups": ref_groups, "gen_groups": floor_groups if gen is floor else None} \
+                if args.grouped_folds else {}
             row = {"genome": g, "set": label, "made_by": made_by, "train_s": secs, "run": run,
                    "n_train_windows": int(data.train.shape[0]), "n_ref": int(ref.shape[0]),
-                   **M.compare(gen, ref, ks=(4, 6), seed=args.seed, c2st_n=judge_n)}
+                   "held_out_blocks": len(data.val_segments),
+                   **M.compare(gen, ref, ks=(4, 6), seed=args.seed, c2st_n=judge_n, **groups)}
             rows.append(row)
             print(table([row], COLS), flush=True)
             write_json(name, {"seed": args.seed, "budget": args.budget, "n": args.n, "ref_stride": args.ref_stride,
                               "judge_n": args.judge_n, "select_apart": args.select_apart, "judge_half": args.judge_half,
+                              "block_size": args.block_size, "grouped_folds": args.grouped_folds,
                               "train_args": args.train_args, "baseline_args": args.baseline_args, "rows": rows})
     print(table(rows, COLS))
 

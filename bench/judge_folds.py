@@ -39,6 +39,9 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--tag", default="", help="rows go to judge_folds_<tag>.json")
+    ap.add_argument("--block_size", type=int, nargs="+", default=[10_000],
+                    help="data.block_size of the split (bases; made smaller for short genomes, at least 20 blocks a "
+                         "record): each size a split of its own, the markov sets trained on its training blocks")
     ap.add_argument("--stride", type=int, default=10, help="step of the overlapping held-out windows (genomes.py's)")
     ap.add_argument("--folds", nargs="+", default=["random", "grouped"],
                     help="random; grouped (a held-out block a group); spanS (stretches of S bases a group, windows "
@@ -52,16 +55,16 @@ def main():
     logging.basicConfig(level=logging.WARNING)
     name = "judge_folds" + (f"_{args.tag}" if args.tag else "")
     rows = []
-    for g in args.genomes:
-        data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=0)
+    for g, block in ((g, b) for g in args.genomes for b in args.block_size):
+        data = load_sequences(ROOT / GENOMES[g], 70, val_fraction=0.2, seed=0, block_size=block)
         sets = {}
         for label in args.sets:
             if label == "floor":
                 sets[label] = None  # the real training windows, grouped below as the held-out ones
             elif label.startswith("markov-"):
                 k = int(label.split("-")[1])
-                sets[label] = trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / f"markov{k}",
-                                          ("--order", k))[0]
+                sets[label] = trained_set("markov", GENOMES[g], 0, args.n, Path(work) / g / f"markov{k}_block{block}",
+                                          ("--order", k, "--set", f"data.block_size={block}"))[0]
             else:
                 sets[Path(label).parent.name or label] = read_sequences(label.replace("{genome}", g))
         for label, x in sets.items():
@@ -77,23 +80,23 @@ def main():
                             real_groups=ref_groups if mode != "random" else None,
                             gen_groups=gen_groups if mode != "random" else None) for s in range(args.seeds)]
                 aucs = [r["auc"] for r in res]
-                rows.append({"genome": g, "set": label, "folds": mode, "n": res[0]["n"],
+                rows.append({"genome": g, "block_size": block, "set": label, "folds": mode, "n": res[0]["n"],
                              "held_out_blocks": len(data.val_segments), "auc_mean": float(np.mean(aucs)),
                              "auc_sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else float("nan"),
                              "auc_seeds": aucs, "ci_seed0": [res[0]["lo"], res[0]["hi"]],
                              "seconds_per_seed": (time.perf_counter() - t) / args.seeds})
-                print(table(rows[-1:], ["genome", "set", "folds", "n", "auc_mean", "auc_sd", "seconds_per_seed"]),
+                print(table(rows[-1:], ["genome", "block_size", "set", "folds", "n", "auc_mean", "auc_sd", "seconds_per_seed"]),
                       flush=True)
                 write_json(name, {"seed": 0, "stride": args.stride, "seeds": args.seeds, "rows": rows})
-    for g in args.genomes:  # the judge's power: markov-5 minus the floor, each way
+    for g, block in ((g, b) for g in args.genomes for b in args.block_size):  # the judge's power, each way
         for mode in args.folds:
-            by = {r["set"]: r for r in rows if r["genome"] == g and r["folds"] == mode}
+            by = {r["set"]: r for r in rows if r["genome"] == g and r.get("block_size") == block and r["folds"] == mode}
             if not {"floor", "markov-5"} <= set(by):
                 continue
-            rows.append({"genome": g, "set": "markov-5 - floor", "folds": mode,
+            rows.append({"genome": g, "block_size": block, "set": "markov-5 - floor", "folds": mode,
                          "auc_mean": by["markov-5"]["auc_mean"] - by["floor"]["auc_mean"],
                          "auc_sd": float(np.hypot(by["markov-5"]["auc_sd"], by["floor"]["auc_sd"]))})
-    print(table(rows, ["genome", "set", "folds", "n", "held_out_blocks", "auc_mean", "auc_sd", "seconds_per_seed"]))
+    print(table(rows, ["genome", "block_size", "set", "folds", "n", "held_out_blocks", "auc_mean", "auc_sd", "seconds_per_seed"]))
     print(f"wrote {write_json(name, {'seed': 0, 'stride': args.stride, 'seeds': args.seeds, 'rows': rows})}")
 
 

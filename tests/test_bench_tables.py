@@ -192,3 +192,24 @@ def test_a_genomes_row_lists_the_epochs_the_monitor_judged(tmp_path):
     s = genomes.run_summary(tmp_path)
     assert s["judged_epochs"] == 2 and s["judge_s"] == 2.25
     assert s["judged"] == [[2, 0.71, 0.68, 0.74, 0.55], [4, 0.64, 0.61, 0.67, 0.55]]
+
+
+def test_the_floor_of_a_grouped_judge_carries_each_windows_training_block(tmp_path):
+    """bench/genomes.py --grouped_folds: the floor's windows are real training windows, each with the
+    training segment it lies in (the training blocks between two held-out ones), so the judge's folds
+    keep a segment's windows together on that side too;
+    without it, training windows with no groups, as the tables were judged."""
+    import genomes
+    from conftest import random_dna
+    from utils.sequences import load_sequences
+
+    (tmp_path / "g.fasta").write_text(">r\n" + random_dna(20_000, seed=3) + "\n")
+    data = load_sequences(tmp_path / "g.fasta", 70, val_fraction=0.2, seed=0, block_size=500)
+    windows, groups = genomes.floor_set(data, 150, 0, grouped=True)
+    assert windows.shape == (150, 70) and groups.shape == (150,) and len(set(groups.tolist())) == len(data.train_segments) == 8
+    for w, g in zip(windows[:20], groups[:20]):  # each window lies in the training segment it is grouped by
+        seg = np.asarray(data.train_segments[g])
+        assert any(np.array_equal(seg[i:i + 70], w) for i in range(0, len(seg) - 69, 70))
+    plain, none = genomes.floor_set(data, 150, 0, grouped=False)
+    assert none is None and plain.shape == (150, 70)
+    assert {bytes(r) for r in plain} <= {bytes(r) for r in data.train}
