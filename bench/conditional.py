@@ -221,17 +221,13 @@ def main():
 
 
 def _segments(data, name, which: str = "val") -> list:
-    """The held-out ("val") or training ("train") segments of one label: each segment's label is its
-    windows' (the windows are non-overlapping, seq_len apart, in segment order)."""
+    """The held-out ("val") or training ("train") segments of one label, by each segment's own label
+    (before stop 59 read from the windows in segment order, which holds only for non-overlapping,
+    uncapped windows)."""
     k = data.label_names.index(name)
-    labels = data.val_labels if which == "val" else data.train_labels
-    out, i = [], 0
-    for seg in data.val_segments if which == "val" else data.train_segments:
-        n = len(seg) // 70
-        if n and labels[i] == k:
-            out.append(seg)
-        i += n
-    return out
+    segs, labels = ((data.val_segments, data.val_segment_labels) if which == "val"
+                    else (data.train_segments, data.train_segment_labels))
+    return [seg for seg, lab in zip(segs, labels) if lab == k]
 
 
 if __name__ == "__main__":

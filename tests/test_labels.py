@@ -142,6 +142,37 @@ def test_the_labelled_reference_is_the_dense_held_out_windows_each_with_its_reco
     assert reference_labels(load_sequences(tmp_path / "long.fasta", 30, val_fraction=0.2, labels=None)) is not None
 
 
+def test_each_segment_carries_its_records_label_whatever_the_windows_stride(tmp_path, monkeypatch):
+    """train_segment_labels / val_segment_labels: one label per segment, the record's, also where the
+    training windows overlap (stride 7), so bench/conditional.py's per-label segments no longer rest
+    on the windows lying seq_len apart in segment order; the cache keeps them."""
+    import utils.sequences as S
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from conditional import _segments
+
+    recs = [("a label=A", random_dna(20_000, 1, gc=0.3)), ("b label=B", random_dna(20_000, 2, gc=0.7)),
+            ("c label=A", random_dna(20_000, 3, gc=0.3))]
+    path = fasta(tmp_path / "long.fasta", recs)
+    d = load_sequences(path, 70, val_fraction=0.2, stride=7)
+    by_label = {"A": recs[0][1] + "|" + recs[2][1], "B": recs[1][1]}
+    for which, segs, labels in (("train", d.train_segments, d.train_segment_labels),
+                                ("val", d.val_segments, d.val_segment_labels)):
+        assert len(labels) == len(segs) and set(labels.tolist()) == {0, 1}
+        for name in d.label_names:
+            mine = _segments(d, name, which)
+            assert mine and sum(len(x) for x in mine) < sum(len(x) for x in segs)
+            other = by_label["B" if name == "A" else "A"]
+            for seg in mine:
+                text = "".join(decode(seg[None]))
+                assert text in by_label[name] and text not in other
+    monkeypatch.setattr(S, "CACHE_MIN_BYTES", 0)
+    first = load_sequences(path, 70, val_fraction=0.2, stride=7)
+    second = load_sequences(path, 70, val_fraction=0.2, stride=7)
+    assert np.array_equal(first.train_segment_labels, d.train_segment_labels)
+    assert np.array_equal(second.train_segment_labels, d.train_segment_labels)
+
+
 def test_training_reports_windows_per_label_and_the_checkpoint_keeps_the_names(tmp_path, capsys):
     import csv
 

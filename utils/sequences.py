@@ -275,6 +275,7 @@ class SequenceData:
     val_labels: np.ndarray | None = None
     label_names: tuple = ()
     val_segment_labels: np.ndarray | None = None  # per held-out segment (val_segments): its label, for denser windows
+    train_segment_labels: np.ndarray | None = None  # per training segment (train_segments): its label
     # data.select_apart: the held-out blocks that pick best.pt and stop early, dealt apart from the ones the
     # analysis judges (val_*); None when the held-out blocks do both (the default)
     select: np.ndarray | None = None
@@ -397,7 +398,7 @@ def _short_record_labels(long_rec: list, val_fraction: float, rng) -> dict:
 
 # Files at least this big are cached encoded (below, reading is faster than hashing is worth)
 CACHE_MIN_BYTES = 16 << 20
-_CACHE_VERSION = 4  # bump when the windows a file gives change (4: the held-out segments' labels)
+_CACHE_VERSION = 5  # bump when the windows a file gives change (4: the held-out segments' labels; 5: the training segments')
 
 
 def file_sha256(path) -> str:
@@ -453,6 +454,7 @@ def _save_cached(key: str, data: "SequenceData") -> None:
             np.save(tmp / "train_labels.npy", data.train_labels)
             np.save(tmp / "val_labels.npy", data.val_labels)
             np.save(tmp / "val_segment_labels.npy", data.val_segment_labels)
+            np.save(tmp / "train_segment_labels.npy", data.train_segment_labels)
             if data.select_labels is not None:
                 np.save(tmp / "select_labels.npy", data.select_labels)
         (tmp / "meta.json").write_text(json.dumps({"n_records": data.n_records, "n_dropped": data.n_dropped,
@@ -486,7 +488,7 @@ def _load_cached(key: str, path) -> "SequenceData | None":
                             n_dropped=meta["n_dropped"], source=str(path), train_labels=arr.get("train_labels"),
                             val_labels=arr.get("val_labels"), label_names=tuple(meta.get("label_names", ())),
                             val_segment_labels=arr.get("val_segment_labels"),
-                            select=arr.get("select"), select_segments=segs.get("select_segments"),
+                            train_segment_labels=arr.get("train_segment_labels"), select=arr.get("select"), select_segments=segs.get("select_segments"),
                             select_labels=arr.get("select_labels"))
         for name in ("base_freq", "gc_percentiles"):  # the statistics a run needs before its first step
             data.__dict__[f"_{name}"] = (data.train, np.array(meta[name], dtype=np.float64))
@@ -625,7 +627,7 @@ def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequen
     short_label = _split_short_records(long_rec, rec_label, len(names), val_fraction, rng)
     # sides: 0 training, 1 held-out (judged), 2 selection (data.select_apart)
     parts, segs, window_labels = {0: [], 1: [], 2: []}, {0: [], 1: [], 2: []}, {0: [], 1: [], 2: []}
-    seg_labels = []  # the label of each held-out (judged) segment
+    seg_labels = {0: [], 1: []}  # the label of each training and held-out (judged) segment
     half = _SelectionDealer(select_apart)
     dropped = 0
     for i, codes in enumerate(codes_list):
@@ -653,8 +655,8 @@ def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequen
             parts[lab].append(sliding_window_view(seg, seq_len)[::step])  # a view: copied once, below
             if rec_label is not None:
                 window_labels[lab].append(np.full(parts[lab][-1].shape[0], rec_label[i], np.int16))
-                if lab == 1:
-                    seg_labels.append(rec_label[i])
+                if lab in seg_labels:
+                    seg_labels[lab].append(rec_label[i])
     empty = np.zeros((0, seq_len), dtype=np.uint8)
     train = np.concatenate(parts[0]) if parts[0] else empty
     val = np.concatenate(parts[1]) if parts[1] else empty
@@ -675,7 +677,8 @@ def _load_sequences(paths, seq_len, stride, val_fraction, block_size, max_sequen
     data = SequenceData(train=np.ascontiguousarray(train), val=np.ascontiguousarray(val), train_segments=segs[0],
                         val_segments=segs[1], n_records=len(records), n_dropped=dropped, source=str(path),
                         train_labels=tl, val_labels=vl, label_names=names,
-                        val_segment_labels=np.array(seg_labels, np.int16) if rec_label is not None else None)
+                        val_segment_labels=np.array(seg_labels[1], np.int16) if rec_label is not None else None,
+                        train_segment_labels=np.array(seg_labels[0], np.int16) if rec_label is not None else None)
     if select_apart:
         data.select, data.select_segments, data.select_labels = np.ascontiguousarray(sel), segs[2], sl
         half.check(data, path)
