@@ -439,3 +439,58 @@ def test_the_solver_is_priced_at_the_familys_usual_iteration_count(genome, monke
     assert solver[100] > 0 and solver[40] == pytest.approx(0.4 * solver[100])
     with pytest.raises(ConfigError, match=option):
         cfg_for(family, genome, *sets, f"model.{option}=0")
+
+
+def test_a_phase_with_patience_ends_when_the_score_stalls_and_leaves_its_epochs_out():
+    """train.schedule: a phase with patience ends once the selection score has not improved in that
+    many of its epochs (not counting epochs before the phase), its unrun epochs are counted as left
+    out, the cursor's state keeps that count, and the plan says the rule."""
+    from train.schedule import Cursor, Phase, Plan
+
+    plan = Plan((Phase("gen_pretrain", 20, patience=3), Phase("dis_pretrain", 2), Phase("adversarial", 3, 2)))
+    assert "gen_pretrain 20 epoch(s) or 3 epochs without a better score" in plan.describe()
+    cur, since_best, phases = Cursor(plan), 0, []
+    for epoch in range(12):
+        cur.start_epoch(None, since_best)
+        phases.append(cur.phase.name)
+        cur.end_epoch()
+        since_best = 0 if epoch < 5 else since_best + 1  # better through epoch 5 (1-based), then not
+    # epochs 6, 7, 8 bring nothing: the phase ends before epoch 9, having run 8 of its 20
+    assert phases == ["gen_pretrain"] * 8 + ["dis_pretrain"] * 2 + ["adversarial"] * 2
+    assert cur.skipped == 12 and "ended after 8 of its 20 epochs" in cur.ended
+    assert Cursor(plan, *cur.state()).skipped == 12
+    fresh = Cursor(plan)  # a stalled score from before the phase does not end it: the phase's own epochs count
+    for _ in range(2):
+        fresh.start_epoch(None, 50)
+        fresh.end_epoch()
+    assert fresh.phase.name == "gen_pretrain" and fresh.skipped == 0
+    shared = Plan((Phase("gen_pretrain", 20, share=0.5, patience=3), Phase("adversarial", 3, share=0.5)))
+    for since in (1, 4):  # a phase ended by its budget share leaves nothing out (the last phase runs on)
+        timed = Cursor(shared, 0, 5)
+        timed.start_epoch(0.6, since)
+        assert timed.phase.name == "adversarial" and timed.skipped == 0 and not timed.ended
+
+
+def test_seqgan_ends_its_mle_phase_by_patience_and_the_run_after_its_other_phases(genome, tmp_path, monkeypatch, caplog):
+    """model.pre_patience: with the held-out score stalled after epoch 4, the MLE phase of 30 epochs
+    ends after epoch 6, D pretraining and the adversarial rounds run, and the run ends after 9
+    epochs rather than 33; the log says so. Resumed from a run cut short by train.epochs after that,
+    it ends where the uninterrupted run does, with the same weights."""
+    monkeypatch.setattr(Run, "selection_score", lambda self, row: float(max(4 - row["epoch"], 0)))
+    sets = [*SEQGAN, "model.pre_epochs=30", "model.pre_patience=2", "model.total_batch=2"]
+    with caplog.at_level(logging.INFO, logger="dnagan"):
+        full = train(cfg_for("seqgan", genome, *sets, f"train.checkpoint_dir={tmp_path}/a", f"train.run_dir={tmp_path}/ra"))
+    assert full.epochs_done == 9 and [r["epoch"] for r in full.history] == list(range(1, 10))
+    assert "gen_pretrain ended after 6 of its 30 epochs" in caplog.text and "or 2 epochs without a better score" in caplog.text
+    assert ckpt_io.load(full.last_path)["plan_cursor"] == [2, 2, 24]
+    part = train(cfg_for("seqgan", genome, *sets, "train.epochs=7", f"train.checkpoint_dir={tmp_path}/b",
+                         f"train.run_dir={tmp_path}/rb"))
+    assert part.epochs_done == 7  # a train.epochs shorter than the plan stays the run's length
+    resumed = train(cfg_for("seqgan", genome, *sets), resume=str(part.last_path))
+    a, b = ckpt_io.load(full.last_path), ckpt_io.load(resumed.last_path)
+    assert a["epoch"] == b["epoch"] == 9
+    for k, v in a["members"][0].items():
+        assert torch.equal(v, b["members"][0][k]), k
+    off = train(cfg_for("seqgan", genome, *sets, "model.pre_patience=0", "model.pre_epochs=8",
+                        f"train.checkpoint_dir={tmp_path}/c", f"train.run_dir={tmp_path}/rc"))
+    assert off.epochs_done == 11  # without patience the MLE phase runs its epochs
