@@ -20,8 +20,6 @@ rounds (model.rounds_per_epoch to an epoch). Each round: a policy-gradient step 
 from batched rollouts (its own Adam, model.pg_lr), model.mle_steps teacher-forced MLE steps on real
 data (interleaved, as LeakGAN; 0 is the paper), the EMA update of the rollout net, then
 model.d_steps discriminator updates on fresh samples. The --skip-* flags drop a phase from the plan.
-The MLE phase also ends after model.pre_patience epochs without a better held-out NLL (train.schedule
-Phase.patience), and the run leaves its other MLE epochs out: the later phases run, and the run ends.
 
 Rollouts are batched (rollout_rewards): one pass of the rollout net over the sampled batch caches
 its state after every prefix; all (prefix, rollout, sequence) continuations then advance together,
@@ -64,8 +62,6 @@ class SeqGANConfig(GuidanceOptions, ConditionOptions, NgramOptions):
     emb: int = 32  # input embedding width (token embedding, or Linear of the previous value)
     layers: int = 1
     pre_epochs: int = 120  # PRE_EPOCH_NUM: generator MLE epochs
-    pre_patience: int = option(10, "the MLE phase also ends after this many epochs without a better held-out NLL, "
-                                   "and the run leaves out its other epochs (0: it runs its epochs or its budget share)")
     dis_pre_epochs: int = 5  # discriminator pretraining epochs (steps_per_epoch updates each)
     total_batch: int = 200  # TOTAL_BATCH: adversarial rounds
     rounds_per_epoch: int = 10  # adversarial rounds per engine epoch (a monitoring period)
@@ -111,7 +107,7 @@ class SeqGANConfig(GuidanceOptions, ConditionOptions, NgramOptions):
             raise ConfigError("model.pg_lr must be >= 0")
         if len(self.budget_shares) != 3 or min(self.budget_shares) < 0 or sum(self.budget_shares) > 1 + 1e-9:
             raise ConfigError("model.budget_shares: three fractions (gen-pretrain, dis-pretrain, adversarial) summing to <= 1")
-        for k in ("hidden", "pre_epochs", "pre_patience", "dis_pre_epochs", "total_batch", "mle_steps", "pg_batch", "rollout_every"):
+        for k in ("hidden", "pre_epochs", "dis_pre_epochs", "total_batch", "mle_steps", "pg_batch", "rollout_every"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"model.{k} must be >= 0")
 
@@ -469,7 +465,7 @@ class SeqGAN(Family):
         c, out = cfg.model, []
         gen, dis, adv = c.budget_shares
         if not c.skip_gen_pretrain and c.pre_epochs:
-            out.append(Phase("gen_pretrain", c.pre_epochs, share=gen, patience=c.pre_patience))
+            out.append(Phase("gen_pretrain", c.pre_epochs, share=gen))
         if not c.skip_dis_pretrain and c.dis_pre_epochs:
             out.append(Phase("dis_pretrain", c.dis_pre_epochs, share=dis))
         if not c.skip_adversarial and c.total_batch:

@@ -606,7 +606,6 @@ class Run:
         self.reserve = 0.0  # seconds kept back from the budget for the closing fit (and an epoch's tail)
         self.tail_s = 0.0  # seconds the last epoch spent after its steps: held-out passes and monitor
         self.epoch_start_used, self.epoch_share = None, 0.0  # the curriculum's projection of the last epoch
-        self.full_from = None  # under a curriculum, the first epoch at the full length (a phase's patience)
         self.eval_rate = 0.0  # held-out windows per second of the last epoch's evaluation (0: none yet)
         self.solver_s = 0.0  # the closing fit's solver seconds per training window it fits (measured)
         self.frozen_s = 0.0  # seconds per window of the closing fit's own frozen pass (measured; 0: not)
@@ -759,7 +758,6 @@ class Run:
         self.best, self.since_best = float(ck["best_score"]), int(ck["epochs_since_best"])
         self.steps = [int(s) for s in ck["steps"]]
         self.adversarial = bool(ck.get("adversarial", True))  # older checkpoints: no snapshot now
-        self.full_from = ck.get("full_length_from")
         self.cursor = Cursor(self.plan, *map(int, ck["plan_cursor"]))
         # --budget is for the whole run: the clock goes on from the interrupted run's (setting up this
         # process is not counted), and so does the time kept back for the closing fit
@@ -796,20 +794,6 @@ class Run:
             val_labels=self.val_y, train_labels=self.train_y, phase=self.cursor.phase.name,
             phase_start=phase_start, budget_used=used, dist=self.dist, scalers=self.scalers[m])
 
-    def stalled_epochs(self, epoch: int, used: float | None) -> int:
-        """Epochs since the selection score last improved, for a phase's patience; under a curriculum
-        counted only from the first epoch at the full length (the held-out NLL is read at that length,
-        and it may stall while the windows grow)."""
-        cur = self.curriculum
-        if cur is None:
-            return self.since_best
-        if cur.length(epoch, used, self.epoch_share) < self.data.seq_len:
-            self.full_from = None
-            return 0
-        if self.full_from is None:
-            self.full_from = epoch
-        return min(self.since_best, epoch - self.full_from)
-
     def run_epoch(self, epoch: int) -> tuple[dict, StepContext, int]:
         """Every member's batches of this epoch; returns the mean figures, the last context and the
         number of training sequences seen (by all ranks). Under torchrun every global batch of
@@ -828,10 +812,7 @@ class Run:
         if used is not None:  # the budget share between the last two epoch starts (this process's)
             self.epoch_share = used - self.epoch_start_used if self.epoch_start_used is not None else 0.0
             self.epoch_start_used = used
-        phase_start = self.cursor.start_epoch(used, self.stalled_epochs(epoch, used))
-        if self.cursor.ended:
-            log.info("%s (best %.4f)", self.cursor.ended, self.best)
-            self.cursor.ended = ""
+        phase_start = self.cursor.start_epoch(used)
         n_batches = self.cursor.phase.steps or (min(per_pass, tc.steps_per_epoch) if tc.steps_per_epoch else per_pass)
         autocast = dict(device_type=self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
         graphs = self.cfg.train.compile in CUDAGRAPH_MODES and self.device.type == "cuda"
@@ -1019,7 +1000,7 @@ class Run:
             "scalers": [{k: sc.state_dict() for k, sc in sd.items()} for sd in self.scalers],
             "schedulers": [{k: v.state_dict() for k, v in sd.items()} for sd in self.scheds],
             "epoch": epoch, "steps": list(self.steps), "plan_cursor": self.cursor.state(), "best_score": self.best,
-            "adversarial": self.adversarial, "full_length_from": self.full_from,
+            "adversarial": self.adversarial,
             # the --budget clock: a resumed run goes on from here, so it ends when the uninterrupted one would
             "elapsed_s": time.time() - self.t0, "reserve_s": self.reserve,
             # the budget fraction at this epoch's start: the curriculum's projection of the next epoch reads it
@@ -1154,12 +1135,11 @@ class Run:
                 if not self.dist.on:
                     raise
                 out["error"] = describe_error(exc)
-            out.update(reserve=self.reserve, clock=time.time() - self.t0, since_best=self.since_best)
+            out.update(reserve=self.reserve, clock=time.time() - self.t0)
         if not self.dist.on:
             return out["stop"]
         shared = self.dist.share(out)
-        # since_best too: a phase's patience (schedule.Phase) must end it on every rank at one epoch
-        self.reserve, self.clock, self.since_best = shared["reserve"], shared["clock"], shared["since_best"]
+        self.reserve, self.clock = shared["reserve"], shared["clock"]
         if shared["error"] is not None:
             self.dist.raise_described(shared["error"], 0)
         return bool(shared["stop"])
@@ -1173,12 +1153,6 @@ class Run:
             self.out_of_time = self.past_budget()
         if tc.early_stopping and self.since_best >= tc.patience:
             log.info("early stopping: no validation improvement for %d epochs (best %.4f)", self.since_best, self.best)
-            return True
-        # a phase ended by its patience leaves its other epochs out of the plan (a train.epochs shorter
-        # than the plan stays the run's length)
-        if self.cursor.skipped and self.n_epochs >= self.plan.epochs and epoch + 1 >= self.n_epochs - self.cursor.skipped:
-            log.info("the plan's epochs are done after epoch %d (%d left out with the phase that ended by "
-                     "its patience)", epoch + 1, self.cursor.skipped)
             return True
         if self.out_of_time:
             log.info("time budget of %.0f s reached after epoch %d", tc.time_budget, epoch + 1)

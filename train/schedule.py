@@ -9,12 +9,6 @@ Under ``--budget`` each phase also has a share of the time: a phase ends when it
 or when the cumulative share of the budget up to it is spent (after its first epoch: every phase
 runs at least one), whichever comes first, so every phase
 gets its turn inside the budget; the last phase runs on until the budget ends.
-
-A phase with ``patience`` also ends when the run's selection score (held-out NLL) has not improved
-for that many of its epochs: seqgan's MLE phase on a small genome, which overfits long before its
-epochs or its share are spent. Its unrun epochs are then left out of the run (``Cursor.skipped``):
-the later phases run their epochs and the run ends, rather than spend a budget that can no longer
-better the best checkpoint.
 """
 from __future__ import annotations
 
@@ -27,7 +21,6 @@ class Phase:
     epochs: int
     steps: int = 0  # batches per epoch in this phase; 0 = one pass over the data (train.steps_per_epoch caps it)
     share: float = 0.0  # under --budget: its fraction of the training time (0: whatever the others leave)
-    patience: int = 0  # ends after this many epochs without a better selection score (0: never)
 
 
 @dataclass(frozen=True)
@@ -61,8 +54,7 @@ class Plan:
     def describe(self, budget: float = 0.0) -> str:
         def one(p):
             out = f"{p.name} {p.epochs} epoch(s)" + (f" x {p.steps} steps" if p.steps else "")
-            out += f" or {p.share * budget:.0f} s" if budget and p.share else ""
-            return out + (f" or {p.patience} epochs without a better score" if p.patience else "")
+            return out + (f" or {p.share * budget:.0f} s" if budget and p.share else "")
 
         return ", ".join(one(p) for p in self.phases)
 
@@ -70,33 +62,25 @@ class Plan:
 class Cursor:
     """Where a run stands in its plan: the phase and the epochs done in it (saved in checkpoints)."""
 
-    def __init__(self, plan: Plan, index: int = 0, epochs_in_phase: int = 0, skipped: int = 0):
+    def __init__(self, plan: Plan, index: int = 0, epochs_in_phase: int = 0):
         self.plan, self.index, self.epochs_in_phase = plan, index, epochs_in_phase
-        self.skipped = skipped  # epochs of phases ended by their patience, left out of the run
-        self.ended = ""  # why the last phase ended early by patience (for the log), until read
 
     @property
     def phase(self) -> Phase:
         return self.plan.phases[self.index] if self.plan.phases else Phase("train", 0)
 
-    def start_epoch(self, budget_used: float | None = None, since_best: int = 0) -> bool:
+    def start_epoch(self, budget_used: float | None = None) -> bool:
         """Move past finished phases before an epoch; returns whether the epoch starts a phase (the
         first epoch of a phase whose name differs from the one before). budget_used: the fraction
-        of --budget spent (None without a budget); since_best: epochs since the selection score last
-        improved (a phase's patience)."""
+        of --budget spent (None without a budget)."""
         while self.index < len(self.plan.phases) - 1:
             p = self.plan.phases[self.index]
             cum = sum(q.share for q in self.plan.phases[: self.index + 1])
             # a phase gets at least one epoch, even when the phases before it overran its share (a
             # skipped D pretraining left seqgan's adversarial rounds an untrained discriminator)
             out_of_time = budget_used is not None and p.share > 0 and budget_used >= cum and self.epochs_in_phase > 0
-            stalled = bool(p.patience) and min(since_best, self.epochs_in_phase) >= p.patience
-            if self.epochs_in_phase < p.epochs and not out_of_time and not stalled:
+            if self.epochs_in_phase < p.epochs and not out_of_time:
                 break
-            if stalled and not out_of_time and self.epochs_in_phase < p.epochs:
-                self.skipped += p.epochs - self.epochs_in_phase
-                self.ended = (f"{p.name} ended after {self.epochs_in_phase} of its {p.epochs} epochs: no better "
-                              f"score in the last {since_best}; the run leaves out its other {p.epochs - self.epochs_in_phase}")
             self.index, self.epochs_in_phase = self.index + 1, 0
         prev = self.plan.phases[self.index - 1].name if self.index else None
         return self.epochs_in_phase == 0 and prev != self.phase.name
@@ -105,4 +89,4 @@ class Cursor:
         self.epochs_in_phase += 1
 
     def state(self) -> list:
-        return [self.index, self.epochs_in_phase, self.skipped]
+        return [self.index, self.epochs_in_phase]
