@@ -142,3 +142,23 @@ def test_windows_path_and_gen_data_report(genome, tmp_path, capsys):
                  "--set", "train.eval_samples=40"]) == 0
     assert main(["--mode", "gen", "--checkpoint", "checkpoints\\markov_best.pt", "--n", "5", "--data", win]) == 0
     assert "4-mer JS" in capsys.readouterr().out
+
+
+def test_early_stopping_under_a_curriculum_counts_only_epochs_at_the_full_length(genome, tmp_path, caplog):
+    """The held-out score is read at the full length and may stall while the windows grow: with a
+    curriculum (8, 16, then 24 bases, two epochs a stage) only epochs at 24 bases count towards the
+    patience: with patience 1 the chain, whose score does not improve in epoch 2, stops after epoch 6
+    (its second at 24 bases, the first that did not improve), not 2; a run resumed after epoch 5
+    stops at the same epoch."""
+    import logging
+
+    sets = ["data.seq_len=24", "train.epochs=12", "train.early_stopping=true", "train.patience=1",
+            "train.curriculum=true", "train.curriculum_start=8", "train.curriculum_step=8", "train.curriculum_every=2"]
+    with caplog.at_level(logging.INFO, logger="dnagan"):
+        res = train(cfg_for("markov", genome, *sets, f"train.checkpoint_dir={tmp_path}/ck", f"train.run_dir={tmp_path}/r"))
+    assert [r["length"] for r in res.history] == [8, 8, 16, 16, 24, 24]
+    assert res.epochs_done == 6 and "counted from epoch 5, the first at the full length" in caplog.text
+    part = train(cfg_for("markov", genome, *[s for s in sets if s != "train.epochs=12"], "train.epochs=5",
+                         f"train.checkpoint_dir={tmp_path}/ck2", f"train.run_dir={tmp_path}/r2"))
+    resumed = train(cfg_for("markov", genome, *sets), resume=str(part.last_path))
+    assert resumed.epochs_done == 6

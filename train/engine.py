@@ -606,6 +606,7 @@ class Run:
         self.reserve = 0.0  # seconds kept back from the budget for the closing fit (and an epoch's tail)
         self.tail_s = 0.0  # seconds the last epoch spent after its steps: held-out passes and monitor
         self.epoch_start_used, self.epoch_share = None, 0.0  # the curriculum's projection of the last epoch
+        self.full_from = None  # the first epoch trained at the full length (early stopping's count under a curriculum)
         self.eval_rate = 0.0  # held-out windows per second of the last epoch's evaluation (0: none yet)
         self.solver_s = 0.0  # the closing fit's solver seconds per training window it fits (measured)
         self.frozen_s = 0.0  # seconds per window of the closing fit's own frozen pass (measured; 0: not)
@@ -758,6 +759,7 @@ class Run:
         self.best, self.since_best = float(ck["best_score"]), int(ck["epochs_since_best"])
         self.steps = [int(s) for s in ck["steps"]]
         self.adversarial = bool(ck.get("adversarial", True))  # older checkpoints: no snapshot now
+        self.full_from = ck.get("full_length_from")
         self.cursor = Cursor(self.plan, *map(int, ck["plan_cursor"]))
         # --budget is for the whole run: the clock goes on from the interrupted run's (setting up this
         # process is not counted), and so does the time kept back for the closing fit
@@ -1000,7 +1002,7 @@ class Run:
             "scalers": [{k: sc.state_dict() for k, sc in sd.items()} for sd in self.scalers],
             "schedulers": [{k: v.state_dict() for k, v in sd.items()} for sd in self.scheds],
             "epoch": epoch, "steps": list(self.steps), "plan_cursor": self.cursor.state(), "best_score": self.best,
-            "adversarial": self.adversarial,
+            "adversarial": self.adversarial, "full_length_from": self.full_from,
             # the --budget clock: a resumed run goes on from here, so it ends when the uninterrupted one would
             "elapsed_s": time.time() - self.t0, "reserve_s": self.reserve,
             # the budget fraction at this epoch's start: the curriculum's projection of the next epoch reads it
@@ -1129,6 +1131,8 @@ class Run:
                 self.tail_s += time.time() - t - row.get("judge_s", 0.0)
                 for nets in self.members:
                     nets.train()
+                if self.full_from is None and ctx.length >= self.data.seq_len:
+                    self.full_from = epoch
                 self.save(epoch, row, sample)
                 out["stop"] = self.should_stop(epoch)
             except (DnaganError, OSError) as exc:
@@ -1144,6 +1148,14 @@ class Run:
             self.dist.raise_described(shared["error"], 0)
         return bool(shared["stop"])
 
+    def stalled(self, epoch: int) -> int:
+        """Epochs without a better selection score, for early stopping; under a curriculum only those
+        trained at the full length count (the held-out score is read at that length, and it may stall
+        while the windows grow: seqgan's best at 500 bp was a 200 bp epoch)."""
+        if self.curriculum is None:
+            return self.since_best
+        return 0 if self.full_from is None else min(self.since_best, epoch + 1 - self.full_from)
+
     def should_stop(self, epoch: int) -> bool:
         tc = self.cfg.train
         if tc.time_budget and not self.out_of_time:
@@ -1151,8 +1163,9 @@ class Run:
             # a budget spent by them started one more epoch, stopped after one step and monitored it);
             # an epoch is not started when its first step would not fit either
             self.out_of_time = self.past_budget()
-        if tc.early_stopping and self.since_best >= tc.patience:
-            log.info("early stopping: no validation improvement for %d epochs (best %.4f)", self.since_best, self.best)
+        if tc.early_stopping and self.stalled(epoch) >= tc.patience:
+            log.info("early stopping: no validation improvement for %d epochs (best %.4f)%s", self.since_best, self.best,
+                     f", counted from epoch {self.full_from + 1}, the first at the full length" if self.curriculum else "")
             return True
         if self.out_of_time:
             log.info("time budget of %.0f s reached after epoch %d", tc.time_budget, epoch + 1)
