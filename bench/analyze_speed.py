@@ -1,6 +1,6 @@
 """Analysis speed: the full analyze report for 100,000 generated 70 bp sequences against the
 reference `--mode analyze` scores against (E. coli 536: windows every 10 bases of the held-out
-blocks, about 98,800), novelty checked against the training blocks, the C2ST read against the
+blocks, 97,412), novelty checked against the training blocks, the C2ST read against the
 real-vs-real floor (training windows against that reference).
 
     python bench/analyze_speed.py [--n 100000]

@@ -194,7 +194,7 @@ def test_a_genomes_row_lists_the_epochs_the_monitor_judged(tmp_path):
     assert s["judged"] == [[2, 0.71, 0.68, 0.74, 0.55], [4, 0.64, 0.61, 0.67, 0.55]]
 
 
-def test_the_floor_of_a_grouped_judge_carries_each_windows_training_block(tmp_path):
+def test_the_floor_of_a_grouped_judge_carries_each_windows_training_segment(tmp_path):
     """bench/genomes.py --grouped_folds: the floor's windows are real training windows, each with the
     training segment it lies in (the training blocks between two held-out ones), so the judge's folds
     keep a segment's windows together on that side too;

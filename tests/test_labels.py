@@ -171,6 +171,7 @@ def test_each_segment_carries_its_records_label_whatever_the_windows_stride(tmp_
     second = load_sequences(path, 70, val_fraction=0.2, stride=7)
     assert np.array_equal(first.train_segment_labels, d.train_segment_labels)
     assert np.array_equal(second.train_segment_labels, d.train_segment_labels)
+    assert list((tmp_path / "cache" / "data").iterdir())  # the second load read the cache
 
 
 def test_training_reports_windows_per_label_and_the_checkpoint_keeps_the_names(tmp_path, capsys):
