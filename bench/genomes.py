@@ -153,7 +153,7 @@ def earlier_rows(name: str, args) -> list[dict]:
     return old["rows"]  # rows written before stop 24 carry no made_by: their run is not known from the file
 
 
-def main():
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget", type=float, default=300)
     ap.add_argument("--genomes", nargs="+", default=list(GENOMES))
@@ -188,8 +188,13 @@ def main():
                     help="train with --select_apart and judge every row against the held-out blocks that did not pick it")
     ap.add_argument("--judge_half", action="store_true",
                     help="judge against --select_apart's judged half, training as by default (the paired control)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.judge_half = args.judge_half or args.select_apart
+    return args
+
+
+def main():
+    args = parse_args()
     logging.basicConfig(level=logging.WARNING)
     name = f"genomes_{args.budget:g}" + (f"_{args.tag}" if args.tag else "")
     apart = ("--select_apart",) if args.select_apart else ()
