@@ -63,9 +63,10 @@ SOURCES = {
     # since stop 59, 6d70470): the sets of the rows below them to the last digit, trained in 20-48 s. On the
     # bacteria early stopping does not fire (at most 1 and 5 epochs without a better held-out NLL at 300 s,
     # 5 at 900 s on S. suis: docs/benchmarks.md, "seqgan stops when its held-out NLL has stalled"), so
-    # their older rows are what the default trains; M. tuberculosis at 900 s was not re-run (best.pt its last epoch)
+    # their older rows are what the default trains; genomes_900_early_mtb: M. tuberculosis at 900 s at 319dfcc
+    # (early stopping did not fire: 136 epochs, 897 s)
     (300, "seqgan"): ["genomes_300_early", "genomes_300_head300", "genomes_300_cpupass", "genomes_300_seqgan_ema"],
-    (900, "seqgan"): ["genomes_900_early", "genomes_900_head900_human_sm", "genomes_900_head900_phages", "genomes_900_head900", "genomes_900_head900_mtb_seqgan", "genomes_900_seqgan_ema_phages", "genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
+    (900, "seqgan"): ["genomes_900_early", "genomes_900_early_mtb", "genomes_900_head900_human_sm", "genomes_900_head900_phages", "genomes_900_head900", "genomes_900_head900_mtb_seqgan", "genomes_900_seqgan_ema_phages", "genomes_900_seqgan_ema_human", "genomes_900_seqgan_ema"],
     # genomes_300_tol5: S. suis and M. tuberculosis, masked with model.context_refit_tolerance 0.005 (its default
     # since stop 52, 654a93f); the genomes without context tables (below 1 Mb) have no refit to keep
     (300, "masked"): ["genomes_300_head300", "genomes_300_cpupass", "genomes_300_tol5", "genomes_300_t4", "genomes_300_masked_center2", "genomes_300_solver_price", "genomes_300_masked_rope_20k", "genomes_300_masked_rope_20k_mtb",
