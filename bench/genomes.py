@@ -126,6 +126,12 @@ def trained_set(family: str, data: str, budget: float, n: int, work: Path, extra
     return read_sequences(work / "gen.fasta"), secs, run_summary(work / "run")
 
 
+def floor_size(data, ref, n: int) -> int:
+    """The size every set of a genome is judged at (--judge_n even): the floor's, min(training windows,
+    held-out reference windows, n)."""
+    return min(data.train.shape[0], ref.shape[0], n)
+
+
 def floor_set(data, n: int, seed: int, grouped: bool):
     """The floor's set: at most n real training windows, drawn at random, and with grouped (the judge's
     folds keeping a block together) each window's training segment (the training blocks between two
@@ -223,8 +229,7 @@ def main():
         sets += [(f, lambda f=f: trained_set(f, GENOMES[g], args.budget, n_of[f],
                                              Path(work) / f"budget{args.budget:g}" / g / (f + (f"_{args.tag}" if args.tag else "")), extra))
                  for f in args.families if f != "markov"]
-        # the floor's size: every row of the genome judged at it (--judge_n even), None: each at its own
-        judge_n = min(data.train.shape[0], ref.shape[0], args.n) if args.judge_n == "even" else None
+        judge_n = floor_size(data, ref, args.n) if args.judge_n == "even" else None  # None: each set at its own
         for label, make in sets:
             gen, secs, run = make()
             groups = {"ref_groups": ref_groups, "gen_groups": floor_groups if gen is floor else None} \

@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from common import ROOT, judged_split, table, write_json
-from genomes import GENOMES
+from genomes import GENOMES, floor_size
 
 from analysis import metrics as M
 from utils.sequences import read_sequences
@@ -39,7 +39,7 @@ def main():
     n = min(gen.shape[0], data.train.shape[0])
     floor = [M.kmer_js(data.train[rng.choice(data.train.shape[0], n, replace=False)], ref, 4)
              for _ in range(args.floor_draws)]
-    judge_n = min(data.train.shape[0], ref.shape[0], args.n)
+    judge_n = floor_size(data, ref, args.n)
     row = {"genome": args.genome, "set": args.fasta, "n": int(gen.shape[0]), "floor_js_4mer": float(np.mean(floor)),
            "floor_js_4mer_draws": floor, **M.compare(gen, ref, ks=(4, 6), seed=args.seed, c2st_n=judge_n)}
     print(table([row], COLS))
