@@ -40,6 +40,8 @@ def build_parser():
     p.add_argument("--n", type=D.POSITIVE_INT, default=1000)
     p.add_argument("--seq_len", type=D.POSITIVE_INT, default=None)
     p.add_argument("--seed", type=D.SEED, default=0)
+    p.add_argument("--device", default="auto",
+                   help="auto | cpu | cuda: where --checkpoints generate and the C2ST judges train (auto: a GPU if any)")
     add_ref_stride(p)
     p.add_argument("--no-baseline", "--no_baseline", dest="baseline", action="store_false")
     p.add_argument("--phased_baseline", "--phased-baseline", action="store_true",
@@ -62,10 +64,11 @@ def build_parser():
 def run(args) -> int:
     from analysis import compare as C
     from analysis.judge import reference_labels, reference_windows
+    from train.engine import resolve_device
+    from utils.outputs import writable_dir
     from utils.sequences import load_sequences
 
-    from utils.outputs import writable_dir
-
+    judge_device = resolve_device(args.device)  # a --device that is not here fails before any work
     writable_dir(Path(args.output_dir))  # before any set is generated or scored
     notes = []
     generated, labels = list(args.generated), args.labels
@@ -97,7 +100,8 @@ def run(args) -> int:
     n_floor = min(data.train.shape[0], max(x.shape[0] for x in sets.values()))
     judge_n = min(n_floor, ref.shape[0], *(x.shape[0] for x in sets.values()))
     rows = C.rows_for(sets, ref, train=data.train, train_segments=data.train_segments, seed=args.seed, c2st=args.c2st,
-                      frechet=args.frechet, motifs=args.motifs, c2st_n=judge_n, ref_groups=ref_groups)
+                      frechet=args.frechet, motifs=args.motifs, c2st_n=judge_n, ref_groups=ref_groups,
+                      judge_device=judge_device)
     if data.label_names and asked:
         # the classifier trains on the training blocks' windows every L / 5 bases (as --mode analyze)
         dense = load_sequences(ref_path, L, val_fraction=0.2, seed=42, labels=source, stride=max(1, L // 5),
@@ -106,7 +110,7 @@ def run(args) -> int:
     elif asked:
         notes.append("labelled sets, but the reference has no labels (label= headers or --label_pattern): "
                      "no conditional accuracy")
-    floor = _floor(args, data.train, ref, ref_groups, rows, n_floor, judge_n)
+    floor = _floor(args, data.train, ref, ref_groups, rows, n_floor, judge_n, judge_device)
     C.mark_floor(rows, floor)
     if power := C.judge_power_note(rows, floor):
         notes.append(power)
@@ -126,7 +130,7 @@ def run(args) -> int:
     return 0
 
 
-def _floor(args, train, ref, ref_groups, rows: list, n: int, judge_n: int) -> dict:
+def _floor(args, train, ref, ref_groups, rows: list, n: int, judge_n: int, judge_device=None) -> dict:
     """The real-vs-real floor's row: n training windows against the reference, judged at judge_n a
     side as every row; its Fréchet distance is the rows' fd_floor (training windows vs held-out)."""
     import numpy as np
@@ -136,7 +140,7 @@ def _floor(args, train, ref, ref_groups, rows: list, n: int, judge_n: int) -> di
     rng = np.random.default_rng(args.seed)
     floor_set = train[rng.choice(train.shape[0], n, replace=False)]
     floor = M.compare(floor_set, ref, ks=(2, 4, 6), c2st=args.c2st, seed=args.seed, c2st_n=judge_n,
-                      ref_groups=ref_groups)
+                      ref_groups=ref_groups, judge_device=judge_device)
     floor["diversity"] = M.mean_pairwise_hamming(floor_set, seed=args.seed)
     if args.frechet and rows and "fd_floor" in rows[0]:
         floor.update({k: rows[0][f"fd_floor{s}"] for k, s in (("fd", ""), ("fd_lo", "_lo"), ("fd_hi", "_hi"))})
@@ -182,7 +186,7 @@ def _read_sets(args, names, generated):
         from train.engine import load_ensemble
 
         for ck in args.checkpoints:
-            ens, meta = load_ensemble(ck)
+            ens, meta = load_ensemble(ck, device=args.device)
             L = L or ens.stats.seq_len
             name = f"{ens.family.name} ({Path(ck).stem})"
             if meta["config"].get("data", {}).get("select_apart"):

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=D.of("train", "patience"), default=None)
     t.add_argument("--curriculum", action="store_true", default=None)
     t.add_argument("--seed", type=D.of("train", "seed"), default=None)
-    t.add_argument("--device", default=None, help="auto | cpu | cuda")
+    t.add_argument("--device", default=None,
+                   help="auto | cpu | cuda: where training, generation and analyze's C2ST judges run (auto: a GPU if any)")
     t.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "off"],
                    help="mixed precision (autocast; fp16 with a GradScaler); auto = bf16 on CUDA from 256 bp, else off")
     t.add_argument("--compile", default=None, choices=["off", "default", "reduce-overhead", "max-autotune"],
@@ -412,8 +413,10 @@ def _infill(args, ens) -> int:
 def cmd_analyze(args) -> int:
     from analysis.compare import c2st_text
     from analysis.report import analyze, reading_notes
+    from train.engine import resolve_device
     from utils.sequences import load_sequences, read_sequences
 
+    judge_device = resolve_device(args.device or "auto")  # where the C2ST judges train; a bad --device fails first
     if args.run:
         gen_path, data, (ref, ref_groups), where, load = _run_inputs(args.run, args.seq_len, args.ref_stride)
         gen = read_sequences(gen_path, seq_len=data.seq_len)
@@ -435,7 +438,7 @@ def cmd_analyze(args) -> int:
         if apart and args.baseline else None
     row = analyze(gen, ref, out, train_segments=data.train_segments, train=data.train, ref_groups=ref_groups,
                   seed=args.seed or 0, motifs=args.motifs, title=f"{Path(gen_path).name} vs {where}",
-                  labelled=labelled, floor=apart, baseline=baseline)
+                  labelled=labelled, floor=apart, baseline=baseline, judge_device=judge_device)
     print(f"analyzed {row['n']} sequences against {where}: GC {row['gc_mean']:.3f} "
           f"(real {row['gc_ref']:.3f}), 4-mer JS {row['js_4mer']:.4f}, unique {row['unique_fraction']:.3f}, "
           f"exact copies {row.get('exact_copies')}, C2ST AUC {c2st_text(row)}; report in {out}/")

@@ -29,10 +29,11 @@ BAR_METRICS = ["c2st_auc", "fd", "js_4mer", "js_6mer", "gc_abs_diff", "diversity
 
 def rows_for(sets: dict, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True,
              frechet: bool = True, motifs: str | None = None, c2st_n: int | None = None,
-             ref_groups=None) -> list[dict]:
+             ref_groups=None, judge_device=None) -> list[dict]:
     """One metric row a set (analysis.metrics.compare), best first; c2st_n: every set judged at that
     many sequences a side (at most), so that their C2STs and the floor's are read at one size;
-    ref_groups: each reference window's block, kept in one fold by the judge."""
+    ref_groups: each reference window's block, kept in one fold by the judge; judge_device: where the
+    judges train (None: the CPU)."""
     rows = []
     if motifs:
         from analysis.motifs import MotifReference
@@ -40,7 +41,7 @@ def rows_for(sets: dict, ref, *, train=None, train_segments=None, seed: int = 0,
         motif_ref = MotifReference(ref, group=motifs, seed=seed)
     for name, gen in tqdm(sets.items(), desc="compare", disable=None, leave=False):
         r = M.compare(gen, ref, train=train, train_segments=train_segments, ks=(2, 4, 6), c2st=c2st,
-                      frechet=frechet, seed=seed, c2st_n=c2st_n, ref_groups=ref_groups)
+                      frechet=frechet, seed=seed, c2st_n=c2st_n, ref_groups=ref_groups, judge_device=judge_device)
         r["diversity"] = M.mean_pairwise_hamming(gen, seed=seed)
         if motifs:
             r["motif_pearson_r"] = motif_ref.row(gen)[0]["motif_pearson_r"]

@@ -39,7 +39,7 @@ class LabelClassifier:
         weight = torch.from_numpy((Y.numel() / (n_labels * np.bincount(Y.numpy(), minlength=n_labels).clip(1)))
                                   .astype(np.float32))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # the CPU's only: torch.manual_seed reseeds CUDA too
             self.net = JudgeNet(self.spec, n_out=n_labels)
             opt = torch.optim.Adam(self.net.parameters(), lr=self.spec.lr)
             g = torch.Generator().manual_seed(seed)
@@ -63,7 +63,7 @@ class LabelClassifier:
 
 def fidelity_row(gen, gen_labels, train, train_labels, val, val_labels, label_names, *, seed: int = 0,
                  c2st: bool = True, classifier: LabelClassifier | None = None, val_groups=None,
-                 floor=None) -> tuple[dict, dict]:
+                 floor=None, judge_device=None) -> tuple[dict, dict]:
     """(figures, arrays) of the conditional fidelity of ``gen`` (codes) whose rows were asked for
     ``gen_labels`` (names); the reference is real labelled windows: the classifier trains on
     (train, train_labels), its ceiling is read on (val, val_labels) (label indices into
@@ -71,7 +71,8 @@ def fidelity_row(gen, gen_labels, train, train_labels, val, val_labels, label_na
     val_groups: each val window's block, kept in one fold by each label's C2ST judge; floor:
     (windows, labels) of real training windows apart from val: each label's C2ST then reads beside
     its real-vs-real floor, both judged at one size (label_<name>_c2st_floor, _vs_floor);
-    ``classifier``: one already trained on them (several sets share it). Per-label figures are keys
+    ``classifier``: one already trained on them (several sets share it); judge_device: where the
+    label C2STs' judges train (None: the CPU). Per-label figures are keys
     label_<name>_<figure>. arrays: {"confusion": (K, K) row-normalised, "label_names": [...],
     "per_label": {name: figures}}."""
     names = list(label_names)
@@ -107,14 +108,15 @@ def fidelity_row(gen, gen_labels, train, train_labels, val, val_labels, label_na
                "js_4mer": M.kmer_js(mine, real, 4) if real.shape[0] else float("nan")}
         if c2st:
             groups = None if val_groups is None else np.asarray(val_groups)[val_labels == k]
-            lab.update(_label_c2st(mine, real, groups, None if floor is None else floor[0][floor[1] == k], seed))
+            lab.update(_label_c2st(mine, real, groups, None if floor is None else floor[0][floor[1] == k], seed,
+                                   judge_device))
         per_label[name] = lab
     for name, lab in per_label.items():  # flat keys: report tables and CSV columns
         row.update({f"label_{name}_{k}": v for k, v in lab.items()})
     return row, {"confusion": confusion, "label_names": names, "per_label": per_label}
 
 
-def _label_c2st(mine, real, groups, floor_set, seed: int) -> dict:
+def _label_c2st(mine, real, groups, floor_set, seed: int, judge_device=None) -> dict:
     """One label's C2ST of its generated rows against its reference windows; with floor_set (that
     label's training windows) beside the real-vs-real floor, both at one size (analysis.report's
     judge_reading for the whole set)."""
@@ -122,8 +124,8 @@ def _label_c2st(mine, real, groups, floor_set, seed: int) -> dict:
 
     apart = floor_set is not None and floor_set.shape[0] > 0
     size = {"max_n": M.judge_size(min(mine.shape[0], floor_set.shape[0]))} if apart else {}
-    c = M.c2st_row(real, mine, seed=seed, real_groups=groups, **size)
+    c = M.c2st_row(real, mine, seed=seed, real_groups=groups, device=judge_device, **size)
     out = {k: c[k] for k in ("c2st_auc", "c2st_lo", "c2st_hi", "c2st_n")}
     if apart:
-        out.update(judge_reading(c, real, floor_set, seed=seed, ref_groups=groups))
+        out.update(judge_reading(c, real, floor_set, seed=seed, ref_groups=groups, judge_device=judge_device))
     return out

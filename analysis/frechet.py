@@ -90,7 +90,7 @@ def fit_encoder(train, spec: EncoderSpec = EncoderSpec(), *, seed: int = 0, cach
         train = train[np.sort(rng.choice(train.shape[0], spec.max_train, replace=False))]
     path = _cache_dir() / f"{_key(train, spec, seed)}.pt"
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU's only: torch.manual_seed reseeds CUDA too
         net = Encoder(spec)  # the same initial weights for the same seed, whatever ran before
         if cache and path.exists():
             try:

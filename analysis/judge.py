@@ -99,13 +99,20 @@ class JudgeNet(torch.nn.Module):
         return out.squeeze(1) if out.shape[1] == 1 else out
 
 
-def _fit_and_score(spec: JudgeSpec, X, y, train_idx, test_idx, seed: int) -> np.ndarray:
-    torch.manual_seed(seed)
+def _fit_and_score(spec: JudgeSpec, X, y, train_idx, test_idx, seed: int, device=None) -> np.ndarray:
+    """Train a judge on train_idx and return its logits on test_idx. The network is initialised and
+    the batches drawn on the CPU's generators whatever the device, so a judge on a GPU starts from
+    the same weights and reads the same batches as on the CPU (its arithmetic differs in rounding)."""
+    torch.default_generator.manual_seed(seed)  # the CPU's only: torch.manual_seed reseeds CUDA too
     net = JudgeNet(spec)
+    device = torch.device(device or "cpu")
+    if device.type != "cpu":
+        net, X, y = net.to(device), X.to(device), y.to(device)
+        train_idx, test_idx = train_idx.to(device), test_idx.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
     g = torch.Generator().manual_seed(seed)
     for _ in range(spec.epochs):
-        order = train_idx[torch.randperm(train_idx.numel(), generator=g)]
+        order = train_idx[torch.randperm(train_idx.numel(), generator=g).to(device)]
         for s in range(0, order.numel(), spec.batch):
             idx = order[s : s + spec.batch]
             loss = F.binary_cross_entropy_with_logits(net(X[idx]), y[idx])
@@ -114,7 +121,7 @@ def _fit_and_score(spec: JudgeSpec, X, y, train_idx, test_idx, seed: int) -> np.
             opt.step()
     net.eval()
     with torch.no_grad():
-        return torch.cat([net(X[test_idx[s : s + 2048]]) for s in range(0, test_idx.numel(), 2048)]).numpy()
+        return torch.cat([net(X[test_idx[s : s + 2048]]) for s in range(0, test_idx.numel(), 2048)]).cpu().numpy()
 
 
 def grouped_folds(groups: np.ndarray, folds: int, rng) -> np.ndarray:
@@ -139,8 +146,8 @@ MAX_N = 20000  # sequences a side, at most, that a judge reads (issue 14: at lea
 
 
 def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: int = MAX_N, folds: int = 2,
-         n_boot: int = 400, real_groups=None, gen_groups=None, repeats: int = REPEATS) -> dict:
-    """{"auc", "lo", "hi", "n", "judge", "grouped", "repeats", "sd", "interval"}: cross-fitted C2ST AUC of gen
+         n_boot: int = 400, real_groups=None, gen_groups=None, repeats: int = REPEATS, device=None) -> dict:
+    """{"auc", "lo", "hi", "n", "judge", "grouped", "repeats", "sd", "interval", "device"}: cross-fitted C2ST AUC of gen
     against real with a 95% interval. Both sets are subsampled to the same size n (at most max_n
     each) and cropped to one length; NaN below 10 sequences a side.
 
@@ -158,17 +165,21 @@ def c2st(real, gen, *, judge: str | JudgeSpec = DEFAULT, seed: int = 0, max_n: i
     judge's training fold: on a small held-out set the judge can then learn the set itself and
     tell any other sequence from it (docs/benchmarks.md, "The judge's folds"). With groups the
     interval comes from a block bootstrap: whole groups are resampled, since the windows of one
-    block are not independent draws."""
+    block are not independent draws.
+
+    device: where the judges train (None: the CPU); on a CUDA device the same subsamples, folds,
+    initialisations and batches as on the CPU, so its figure differs from the CPU's by rounding only."""
     spec = JUDGES[judge] if isinstance(judge, str) else judge
+    device = torch.device(device or "cpu")
     a, b = as_codes(real), as_codes(gen)
     L = min(a.shape[1], b.shape[1])
     spec = for_length(spec, L)
     n = min(a.shape[0], b.shape[0], max_n)
     grouped = real_groups is not None or gen_groups is not None
-    out = {"n": int(n), "judge": spec.name, "grouped": grouped, "repeats": int(repeats)}
+    out = {"n": int(n), "judge": spec.name, "grouped": grouped, "repeats": int(repeats), "device": device.type}
     if n < 10:
         return {"auc": float("nan"), "lo": float("nan"), "hi": float("nan"), "sd": float("nan"), "interval": None, **out}
-    runs = [_cross_fit(spec, a, b, L, n, seed + r, folds, n_boot, real_groups, gen_groups)
+    runs = [_cross_fit(spec, a, b, L, n, seed + r, folds, n_boot, real_groups, gen_groups, device)
             for r in range(max(repeats, 1))]
     aucs = np.array([auc for auc, _ in runs])
     auc = float(aucs.mean())
@@ -207,7 +218,7 @@ def interval(boot_var: float, sd: float, repeats: int, level: float = 0.95) -> f
 
 
 def _cross_fit(spec: JudgeSpec, a, b, L: int, n: int, seed: int, folds: int, n_boot: int, real_groups,
-               gen_groups) -> tuple[float, np.ndarray]:
+               gen_groups, device=None) -> tuple[float, np.ndarray]:
     """One cross-fitted judge of n sequences a side: (mean AUC over the folds, its n_boot bootstrap
     values)."""
     rng = np.random.default_rng(seed)
@@ -231,7 +242,7 @@ def _cross_fit(spec: JudgeSpec, a, b, L: int, n: int, seed: int, folds: int, n_b
     with torch.random.fork_rng(devices=[]):
         for f, test in enumerate(parts):
             train = np.concatenate([p for i, p in enumerate(parts) if i != f])
-            s = _fit_and_score(spec, X, y, torch.from_numpy(train), torch.from_numpy(test), seed * 7919 + f)
+            s = _fit_and_score(spec, X, y, torch.from_numpy(train), torch.from_numpy(test), seed * 7919 + f, device)
             scored.append((s, y[test].numpy()))
     auc = float(np.mean([roc_auc(s, t) for s, t in scored]))
     boot = np.empty(n_boot)

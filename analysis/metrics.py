@@ -239,12 +239,13 @@ def c2st_row(real, gen, *, seed: int = 0, **judge_options) -> dict:
     """c2st_auc with its 95% interval (c2st_lo, c2st_hi), the spread of its repeated judges (c2st_sd,
     c2st_repeats), sequences per side and the judge's name: analysis.judge.c2st with the default
     judge and repeats, as every report and benchmark row uses; judge_options (max_n, real_groups,
-    gen_groups) go to it."""
+    gen_groups, device) go to it."""
     from analysis.judge import c2st
 
     r = c2st(real, gen, seed=seed, **judge_options)
     return {"c2st_auc": r["auc"], "c2st_lo": r["lo"], "c2st_hi": r["hi"], "c2st_sd": r["sd"], "c2st_repeats": r["repeats"],
-            "c2st_interval": r.get("interval"), "c2st_n": r["n"], "c2st_judge": r["judge"], "c2st_underpowered": bool(r["n"] < UNDERPOWERED_N)}
+            "c2st_interval": r.get("interval"), "c2st_n": r["n"], "c2st_judge": r["judge"], "c2st_device": r["device"],
+            "c2st_underpowered": bool(r["n"] < UNDERPOWERED_N)}
 
 
 def judge_size(n: int) -> int:
@@ -266,7 +267,7 @@ UNDERPOWERED_N = 500
 
 def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool = True,
             frechet: bool = False, seed: int = 0, c2st_n: int | None = None, ref_groups=None,
-            gen_groups=None) -> dict:
+            gen_groups=None, judge_device=None) -> dict:
     """The standard metric row of a generated set against reference (held-out) real sequences:
     composition, k-mer JS, diversity, codon periodicity and ORF lengths (analysis.structure); with
     train_segments exact and near copies (analysis.neighbours); with train the nearest-window
@@ -274,7 +275,8 @@ def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool 
     (at most c2st_n sequences a side when given: rows compared with one another judged at one size;
     with ref_groups, each reference sequence's block, the judge's folds keep a block's overlapping
     windows together: analysis.judge.c2st's real_groups; gen_groups the same for a generated side
-    that is real windows, the floor's training windows)."""
+    that is real windows, the floor's training windows; judge_device: where the judge trains, None the
+    CPU)."""
     from analysis.structure import structure_row
     gen, ref = as_codes(gen), as_codes(ref)
     gc_g, gc_r = gc_content(gen), gc_content(ref)
@@ -309,5 +311,7 @@ def compare(gen, ref, *, train=None, train_segments=None, ks=(4, 6), c2st: bool 
             opts["real_groups"] = ref_groups
         if gen_groups is not None:
             opts["gen_groups"] = gen_groups
+        if judge_device is not None:
+            opts["device"] = judge_device
         row.update(c2st_row(ref, gen, seed=seed, **opts))
     return row

@@ -55,6 +55,7 @@ READINGS = {
                      "degrees of freedom of the bootstrap variance plus the judges' spread) or 'bootstrap' (one judge)",
     "c2st_n": "sequences per side the judge saw",
     "c2st_judge": "which classifier judged (analysis/judge.py)",
+    "c2st_device": "where the judges trained (cpu or cuda: the same weights and batches, rounding apart; --device)",
     "c2st_underpowered": "true = fewer than 500 sequences a side: the C2ST cannot separate close models",
     "c2st_floor": "C2ST AUC of real training windows against the same reference, as many a side, one judge: "
                   "the lowest c2st_auc to expect here (real DNA's own spread and the judge's noise)",
@@ -136,10 +137,10 @@ def _nanmean(x) -> float:
 
 def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, c2st: bool = True,
                    frechet: bool = True, motifs: str | None = None, progress: bool = True,
-                   ref_groups=None, c2st_n: int | None = None) -> tuple[dict, dict]:
+                   ref_groups=None, c2st_n: int | None = None, judge_device=None) -> tuple[dict, dict]:
     """(metrics, arrays): every report figure's number, and the per-sequence arrays the figures use.
     ref_groups: each reference window's block, kept in one fold by the judge (analysis.judge.c2st);
-    c2st_n: the judge reads at most that many sequences a side."""
+    c2st_n: the judge reads at most that many sequences a side; judge_device: where it trains (None: the CPU)."""
     from analysis.frechet import frechet_row
     from analysis.neighbours import near_copies_row
 
@@ -189,7 +190,7 @@ def report_metrics(gen, ref, *, train=None, train_segments=None, seed: int = 0, 
         row.update(m_row)
         arrays.update(m_arrays)
     if c2st:
-        row.update(M.c2st_row(ref, gen, seed=seed, real_groups=ref_groups,  # None: random folds
+        row.update(M.c2st_row(ref, gen, seed=seed, real_groups=ref_groups, device=judge_device,  # groups None: random folds
                               **({"max_n": M.judge_size(c2st_n)} if c2st_n else {})))
     bar.close()
     return row, arrays
@@ -247,26 +248,28 @@ img{{max-width:100%}}.note{{background:#fff3cd;padding:4px 8px}}</style></head><
 def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, train=None,
             seed: int = 0, c2st: bool = True, motifs: str | None = None, title: str = "Generated vs real sequences",
             notes=(), progress: bool = True, labelled: dict | None = None, ref_groups=None, floor: bool = True,
-            baseline=None) -> dict:
+            baseline=None, judge_device=None) -> dict:
     """labelled: fidelity_row's inputs ({"gen_labels", "train", "train_labels", "val", "val_labels",
     "label_names"}, optionally "val_groups" and "floor") when the reference has labels and the
     generated headers say which label each sequence was asked for: the conditional fidelity
     (analysis.fidelity) joins the figures. floor (with train) and baseline (an order-5 Markov
-    chain's sequences): the C2ST's reading (judge_reading)."""
+    chain's sequences): the C2ST's reading (judge_reading). judge_device: where every C2ST's judges
+    train (None: the CPU)."""
     writable_dir(Path(out_dir))  # a folder that cannot be written fails before the metrics are computed
     floor = floor and train is not None
     # with the floor, the set is judged at the floor's size (its training windows can be fewer): one size
     # for every C2ST of the report, as compare_models.py and the benchmarks judge
     row, arrays = report_metrics(gen, ref, train=train, train_segments=train_segments, seed=seed,
                                  c2st=c2st, motifs=motifs, progress=progress, ref_groups=ref_groups,
-                                 c2st_n=train.shape[0] if floor else None)
+                                 c2st_n=train.shape[0] if floor else None, judge_device=judge_device)
     if c2st and floor:
-        row.update(judge_reading(row, ref, train, seed=seed, ref_groups=ref_groups, baseline=baseline))
+        row.update(judge_reading(row, ref, train, seed=seed, ref_groups=ref_groups, baseline=baseline,
+                                 judge_device=judge_device))
         notes = (*notes, *reading_notes(row))
     if labelled is not None:
         from analysis.fidelity import fidelity_row
 
-        f_row, f_arrays = fidelity_row(gen, seed=seed, c2st=c2st, **labelled)
+        f_row, f_arrays = fidelity_row(gen, seed=seed, c2st=c2st, judge_device=judge_device, **labelled)
         row.update(f_row)
         arrays["fidelity"] = f_arrays
     clean = _clean(row)
@@ -278,7 +281,7 @@ def analyze(gen: np.ndarray, ref: np.ndarray, out_dir, *, train_segments=None, t
     return clean
 
 
-def judge_reading(row: dict, ref, train, *, seed: int = 0, ref_groups=None, baseline=None) -> dict:
+def judge_reading(row: dict, ref, train, *, seed: int = 0, ref_groups=None, baseline=None, judge_device=None) -> dict:
     """Figures that say what ``row``'s C2ST means on this reference, as compare_models.py reads its
     rows: the real-vs-real floor (training windows against ``ref``, as many a side as the row's judge
     saw, which must not be more than ``train`` has: the same judge, size and folds) and where the row
@@ -291,7 +294,7 @@ def judge_reading(row: dict, ref, train, *, seed: int = 0, ref_groups=None, base
     if n < 10:
         return {}
     rng = np.random.default_rng(seed)
-    judged = {"seed": seed, "real_groups": ref_groups, "max_n": n}
+    judged = {"seed": seed, "real_groups": ref_groups, "max_n": n, "device": judge_device}
     floor = M.c2st_row(ref, train[rng.choice(train.shape[0], n, replace=False)], **judged)
     out = {"c2st_floor": floor["c2st_auc"], "c2st_floor_lo": floor["c2st_lo"], "c2st_floor_hi": floor["c2st_hi"],
            "c2st_vs_floor": versus_floor(row, floor)}

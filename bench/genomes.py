@@ -218,9 +218,11 @@ def main():
         floor, floor_groups = floor_set(data, args.n, args.seed, args.grouped_folds)
         base_dir = Path(work) / g if not args.block_size else Path(work) / f"block{args.block_size}" / g
         sets = []
+        set_groups = {}  # label -> each window's group, for a set of real windows (the floor's, with --grouped_folds)
         for b in () if args.no_baselines else args.baselines:
             if b == "floor":
                 sets.append(("real train windows (floor)", lambda: (floor, 0.0, {})))
+                set_groups["real train windows (floor)"] = floor_groups
             else:
                 sets.append((b, lambda b=b: trained_set("markov", GENOMES[g], 0, args.n, base_dir / b,
                                                         (*BASELINES[b], *shlex.split(args.baseline_args), *apart,
@@ -232,8 +234,7 @@ def main():
         judge_n = floor_size(data, ref, args.n) if args.judge_n == "even" else None  # None: each set at its own
         for label, make in sets:
             gen, secs, run = make()
-            groups = {"ref_groups": ref_groups, "gen_groups": floor_groups if gen is floor else None} \
-                if args.grouped_folds else {}
+            groups = {"ref_groups": ref_groups, "gen_groups": set_groups.get(label)} if args.grouped_folds else {}
             row = {"genome": g, "set": label, "made_by": made_by, "train_s": secs, "run": run,
                    "n_train_windows": int(data.train.shape[0]), "n_ref": int(ref.shape[0]),
                    "held_out_blocks": len(data.val_segments),

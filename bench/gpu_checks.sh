@@ -12,7 +12,10 @@
 #      by kernel launches: CUDA graphs are the remedy to measure; compiling took 111 s of a tiny CPU
 #      run, so the first of the 3 epochs, which is not counted, holds it);
 #   3. masked trained on the GPU for $MASKED_BUDGET s, scored by bench/masked_accuracy.py (the issue
-#      asks 10 minutes; what fits after parts 1-2 is less: the JSON records the budget it had).
+#      asks 10 minutes; what fits after parts 1-2 is less: the JSON records the budget it had);
+#   6. --mode analyze's report with its C2ST judges on the GPU (bench/analyze_speed.py --device cuda: 100,000
+#      sequences of 70 bp against E. coli's held-out windows; on the 2-core CPU 199.6 s, the judges nearly
+#      all of it; target < 30 s), and the CUDA test of the judge (tests/test_metrics.py -k device).
 #
 # Here, before the call (the device image has torch but not Biopython; .whl is git-ignored):
 #     make gpu-wheels
@@ -26,7 +29,8 @@
 # 15 device-minutes (a start took ~30 s; each call at once after the previous, while the machine is warm):
 #     run(command='PARTS=5 COMPILE_LENS=500 COMPILE_AMPS="off bf16" T_COMPILE=240 bash bench/gpu_checks.sh', carry=[".whl"], timeout_s=500)
 #     run(command='PARTS=2 LENS=500 FAM_500=masked bash bench/gpu_checks.sh', carry=[".whl"], timeout_s=240)
-# (bf16 >= 1.5x fp32 at 500 bp with CUDA graphs; masked at 500 bp). Then, in another session: compile for
+#     run(command='PARTS=6 bash bench/gpu_checks.sh', carry=[".whl"], timeout_s=300)
+# (bf16 >= 1.5x fp32 at 500 bp with CUDA graphs; masked at 500 bp; analyze with its judges on the GPU). Then, in another session: compile for
 # the other families at 70 bp (PARTS=5 FAM_COMPILE="gumbel masked") and several GPUs where lent.
 # A dry run on this CPU (every part, tiny settings; nothing is a measurement):
 #     GPU_CHECKS_SMOKE=1 bash bench/gpu_checks.sh
@@ -47,6 +51,7 @@ MASKED_BUDGET=${MASKED_BUDGET:-100}
 # overlapping windows (every 2 bases; every 10 in the first session, flat after 3 of 5 epochs) so it does not run out of data; masked at the scored rate (15%)
 MASKED_ARGS=${MASKED_ARGS:-"--stride 2 --set model.d_model=256 --set model.n_layers=6 --set model.n_heads=8
   --set train.batch=256 --set train.steps_per_epoch=1000 --set model.mask_rate=fixed"}
+T_ANALYZE=${T_ANALYZE:-240} ANALYZE_N=100000
 T_TESTS=100 T_70=170 T_500=110 T_CPU=${T_CPU:-150} T_COMPILE=${T_COMPILE:-240} STEPS_SCALE=4 GEN=2000 BATCH=256 EPOCHS=3 M_MARGIN=60
 FAM_70="stacked gumbel seqgan-mle seqgan-adv masked"  # targets: stacked and gumbel >= 50x 2 CPU cores at 70 bp
 FAM_500=${FAM_500:-"stacked gumbel masked"}            # target: bf16 >= 1.5x fp32 at 500 bp
@@ -57,6 +62,7 @@ COMPILE_MODES=${COMPILE_MODES:-"reduce-overhead"}  # part 5; e.g. "default reduc
 if [ -n "${GPU_CHECKS_SMOKE:-}" ]; then
   MASKED_ARGS="--stride 35 --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2 --set train.batch=32 --set model.mask_rate=fixed"
   CPU_SETS="2:1 2"
+  ANALYZE_N=300
   DEVICE=cpu MASKED_BUDGET=10 T_TESTS=5 T_70=120 T_500=120 STEPS_SCALE=1 GEN=20 BATCH=8 EPOCHS=2 M_MARGIN=400 FAM_70="stacked" FAM_500="stacked" FAM_COMPILE="stacked"
   PY=${PY_SMOKE:-.venv/bin/python}
 fi
@@ -133,6 +139,14 @@ if part 3; then
   pin=(); [ -n "$PIN" ] && command -v taskset >/dev/null && pin=(taskset -c "$PIN")
   timeout $((MASKED_BUDGET + M_MARGIN)) "${pin[@]}" $PY bench/masked_accuracy.py --budget "$MASKED_BUDGET" --set "train.device=$DEVICE" \
     $MASKED_ARGS --tag "$mtag" 2>&1 | tail -12 | tee -a "$LOG"
+  pack
+fi
+if part 6; then
+  say "6. analyze with the C2ST judges on $DEVICE, $ANALYZE_N sequences (limit ${T_ANALYZE} s)"
+  atag=""; [ -n "${GPU_CHECKS_SMOKE:-}" ] && atag=smoke
+  timeout 60 $PY -m pytest -q -p no:cacheprovider tests/test_metrics.py -k device 2>&1 | tail -3 | tee -a "$LOG"
+  timeout "$T_ANALYZE" $PY bench/analyze_speed.py --repeats 1 --n "$ANALYZE_N" --device "$DEVICE" ${atag:+--tag $atag} 2>&1 \
+    | grep -v "^\s*$" | tail -6 | tee -a "$LOG"
   pack
 fi
 say "done"

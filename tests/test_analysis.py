@@ -145,6 +145,37 @@ def test_above_70_bp_the_reference_is_every_35_bases_and_the_judge_keeps_blocks_
     assert len(seen) == 3 and all(np.array_equal(g, blocks) for g in seen)
 
 
+def test_analyze_and_compare_models_train_every_judge_on_the_device_asked(genome, tmp_path, monkeypatch, capsys):
+    """--device reaches every C2ST of analyze (the set's, the floor's, the markov-5 baseline's) and of
+    compare_models (each row's and the floor's), and metrics.json says where the judges trained; a
+    --device that is not here is one line and exit code 2 before anything is written."""
+    import torch
+
+    seen, real = [], M.c2st_row
+    monkeypatch.setattr(M, "c2st_row", lambda r, g, **kw: seen.append(kw.get("device")) or real(r, g, **kw))
+    write_fasta(tmp_path / "g.fasta", decode(rand(40, 30, 6)))
+    assert main(["--mode", "analyze", "--generated", "g.fasta", "--data", str(genome), "--device", "cpu",
+                 "--output-dir", "a"]) == 0
+    assert len(seen) == 3 and all(d == torch.device("cpu") for d in seen)
+    assert json.loads((tmp_path / "a/metrics.json").read_text())["c2st_device"] == "cpu"
+    from compare_models import main as compare_main
+
+    seen.clear()
+    assert compare_main(["--data", str(genome), "--generated", "g.fasta", "--no-frechet", "--device", "cpu",
+                         "--output-dir", "c"]) == 0
+    assert len(seen) == 3 and all(d == torch.device("cpu") for d in seen)
+    if not torch.cuda.is_available():
+        capsys.readouterr()
+        for run in (lambda: main(["--mode", "analyze", "--generated", "g.fasta", "--data", str(genome),
+                                  "--device", "cuda", "--output-dir", "b"]),
+                    lambda: compare_main(["--data", str(genome), "--generated", "g.fasta", "--device", "cuda",
+                                          "--output-dir", "d"])):
+            assert run() == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and "--device cuda" in err
+        assert not (tmp_path / "b").exists() and not (tmp_path / "d").exists()
+
+
 def test_the_c2st_is_read_against_the_real_floor_and_the_judges_power_at_one_size():
     from analysis.report import judge_reading, reading_notes, versus_floor
 

@@ -213,3 +213,31 @@ def test_the_floor_of_a_grouped_judge_carries_each_windows_training_segment(tmp_
     plain, none = genomes.floor_set(data, 150, 0, grouped=False)
     assert none is None and plain.shape == (150, 70)
     assert {bytes(r) for r in plain} <= {bytes(r) for r in data.train}
+
+
+def test_genomes_gives_the_judge_the_floors_groups_and_no_other_rows(tmp_path, monkeypatch):
+    """bench/genomes.py --grouped_folds: the floor's row reaches the judge with its windows' training
+    segments and every row with the held-out windows' blocks; a trained set (here markov-5's, stood in
+    for) with no groups, even when its sequences equal the floor's."""
+    import genomes
+    from conftest import random_dna
+
+    (tmp_path / "g.fasta").write_text(">r\n" + random_dna(20_000, seed=3) + "\n")
+    monkeypatch.setattr(genomes, "GENOMES", {"tiny": str(tmp_path / "g.fasta")})
+    monkeypatch.setattr(genomes, "work", tmp_path / "work")
+    written = {}
+    monkeypatch.setattr(genomes, "write_json", lambda name, payload: written.update({name: payload}))
+    floors = []
+    real_floor_set = genomes.floor_set
+    monkeypatch.setattr(genomes, "floor_set", lambda *a: floors.append(real_floor_set(*a)) or floors[-1])
+    # the trained set is the floor's own windows, a copy: groups follow the row, not the sequences
+    monkeypatch.setattr(genomes, "trained_set", lambda *a, **k: (floors[-1][0].copy(), 1.0, {}))
+    seen = {}
+    monkeypatch.setattr(genomes.M, "compare", lambda gen, ref, **kw: seen.setdefault(len(seen), kw) and {})
+    monkeypatch.setattr(sys, "argv", ["genomes.py", "--genomes", "tiny", "--families", "--baselines", "floor", "markov-5",
+                                      "--n", "200", "--block_size", "500", "--grouped_folds", "--tag", "t"])
+    genomes.main()
+    floor_kw, markov_kw = seen[0], seen[1]
+    assert np.array_equal(floor_kw["gen_groups"], floors[0][1]) and markov_kw["gen_groups"] is None
+    assert floor_kw["ref_groups"] is not None and np.array_equal(floor_kw["ref_groups"], markov_kw["ref_groups"])
+    assert [r["set"] for r in written["genomes_300_t"]["rows"]] == ["real train windows (floor)", "markov-5"]

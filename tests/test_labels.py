@@ -692,7 +692,7 @@ def test_conditional_bench_judges_a_label_and_its_floor_at_one_size_with_block_f
     def fake_c2st(real, gen, *, seed, max_n, real_groups=None, gen_groups=None):
         n = min(real.shape[0], gen.shape[0], max_n)
         calls.append({"n": n, "real_groups": real_groups, "gen_groups": gen_groups})
-        return {"n": n, "auc": 0.5 + n / 1e5, "lo": 0.4, "hi": 0.6, "sd": 0.01, "repeats": 3, "judge": "fake"}
+        return {"n": n, "auc": 0.5 + n / 1e5, "lo": 0.4, "hi": 0.6, "sd": 0.01, "repeats": 3, "judge": "fake", "device": "cpu"}
 
     monkeypatch.setattr(J, "c2st", fake_c2st)
     args = SimpleNamespace(seed=0, folds="grouped")

@@ -87,6 +87,28 @@ def test_c2st_averages_repeated_judges_and_widens_its_interval_by_their_spread()
     assert np.isnan(singles[0]["sd"]) and singles[0]["lo"] < singles[0]["auc"] < singles[0]["hi"]
 
 
+def test_the_judge_reseeds_no_cuda_generator_and_reads_alike_on_every_device(monkeypatch):
+    """The judge seeds the CPU's generators only (torch.manual_seed would also reseed CUDA's, which a
+    training run on a GPU draws from while its per-epoch judge runs), and device= moves its training,
+    not its draws: on the CPU the same figure to the last digit; on a GPU (where there is one) the same
+    subsamples, weights and batches, rounded otherwise."""
+    import torch
+
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda s: reseeded.append(s))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda s: reseeded.append(s))
+    a, b = rand(400, 30, 1), rand(400, 30, 2, p=[0.2, 0.3, 0.3, 0.2])
+    fast = JudgeSpec("test", channels=8, epochs=2)
+    keys = ("auc", "lo", "hi", "n")
+    plain = c2st(a, b, judge=fast, repeats=1, n_boot=50)
+    assert reseeded == [] and plain["device"] == "cpu"
+    on_cpu = c2st(a, b, judge=fast, repeats=1, n_boot=50, device=torch.device("cpu"))
+    assert [on_cpu[k] for k in keys] == [plain[k] for k in keys]
+    if torch.cuda.is_available():
+        gpu = c2st(a, b, judge=fast, repeats=1, n_boot=50, device="cuda")
+        assert gpu["device"] == "cuda" and abs(gpu["auc"] - plain["auc"]) < 0.02 and reseeded == []
+
+
 def test_the_interval_of_three_judges_uses_students_t_for_their_spread():
     """Three judges estimate their spread with 2 degrees of freedom: when it dominates the interval
     takes t(2) = 4.30, not 1.96; when the bootstrap dominates it tends to the normal 1.96; between,
@@ -180,7 +202,7 @@ def test_compare_judges_at_the_size_it_is_given(monkeypatch):
     def fake(real, gen, *, seed=0, max_n=20000, **kw):
         n = min(real.shape[0], gen.shape[0], max_n)
         seen.append(n)
-        return {"auc": 0.5, "lo": 0.45, "hi": 0.55, "sd": 0.0, "repeats": 1, "n": n, "judge": "fake"}
+        return {"auc": 0.5, "lo": 0.45, "hi": 0.55, "sd": 0.0, "repeats": 1, "n": n, "judge": "fake", "device": "cpu"}
 
     monkeypatch.setattr(J, "c2st", fake)
     ref, gen = rand(300, 40, 1), rand(120, 40, 2)

@@ -87,12 +87,15 @@ def test_the_monitor_judges_the_selection_half_never_the_judged_one(tmp_path):
 
 def test_a_run_with_the_judge_trains_what_it_trains_without_and_writes_its_figures(genome20k, tmp_path, monkeypatch):
     from train import judging
+    from train.engine import resolve_device
 
     # the first judge is priced as free, so a run of a fraction of a second judges its first epoch on any machine
     monkeypatch.setattr(judging, "PRIOR_S_PER_BASE", 0.0)
     sets = ["data.seq_len=16", "train.epochs=3", "train.batch=32", "train.steps_per_epoch=4", "train.eval_samples=150",
             "train.sample_every=0", "model.d_model=16", "model.g_layers=1", "model.d_layers=1", "model.n_heads=2", "model.adv_weight=0"]
-    _, on = train_tiny("stacked", genome20k, tmp_path / "on", [*sets, "train.monitor_c2st=0.99"])
+    seen, real = [], judging.c2st
+    monkeypatch.setattr(judging, "c2st", lambda *a, **kw: seen.append(kw["device"]) or real(*a, **kw))
+    cfg, on = train_tiny("stacked", genome20k, tmp_path / "on", [*sets, "train.monitor_c2st=0.99"])
     _, off = train_tiny("stacked", genome20k, tmp_path / "off", [*sets, "train.monitor_c2st=0"])
     assert [r["val_nll"] for r in on.history] == [r["val_nll"] for r in off.history]
     assert [r["sample_gc"] for r in on.history] == [r["sample_gc"] for r in off.history]
@@ -102,6 +105,8 @@ def test_a_run_with_the_judge_trains_what_it_trains_without_and_writes_its_figur
         assert 0.0 <= r["val_c2st_lo"] <= r["val_c2st"] <= r["val_c2st_hi"] <= 1.0
         assert r["val_c2st_n"] == 150 and 0.0 <= r["c2st_floor"] <= 1.0
     assert not any("val_c2st" in r for r in off.history)
+    # the judge trains where the run does (a run on a GPU: on the GPU)
+    assert seen and set(seen) == {resolve_device(cfg.train.device)}
     assert (on.run_dir / "training_curves.png").stat().st_size > 0
 
 
@@ -119,7 +124,7 @@ def test_train_says_the_last_judged_figure_and_the_log_the_judged_epochs(genome2
     out = capsys.readouterr()
     last = out.out.strip().splitlines()[-1]
     assert ", C2ST 0." in last and "at epoch 1, " in last and "the floor (0." in last
-    assert "per-epoch C2ST: the monitoring sample against" in caplog.text
+    assert "per-epoch C2ST: the monitoring sample against" in caplog.text and "the judge (on cpu)" in caplog.text
     assert "the floor (0." in caplog.text and "120 a side)" in caplog.text
     assert main([*argv, "--set", "train.monitor_c2st=0", "--overwrite"]) == 0
     assert "C2ST" not in capsys.readouterr().out

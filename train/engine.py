@@ -594,7 +594,8 @@ class Run:
         self.steps = [0] * k  # per member: bagged members keep their own warm-up and adv_every timing
         self.history: list[dict] = []
         # the judge of analyze in the per-epoch monitor, where affordable (rank 0 monitors)
-        self.judge = EpochJudge.build(tc.monitor_c2st, data, self.modality.kind, tc.seed) if dist.main else None
+        self.judge = EpochJudge.build(tc.monitor_c2st, data, self.modality.kind, tc.seed, self.device) \
+            if dist.main else None
         self._clock_state()
         if dist.on:
             log.info("torchrun: %d processes (%s); each rank takes --batch %d windows of every global batch of %d",

@@ -12,8 +12,11 @@ is not judged when its judge would not end inside what is left of the budget. Th
 the run's (it counts against --budget), but not the epoch's tail that the budget keeps back for the
 last epoch, since the judge may skip that one.
 
-The judge runs on the CPU under torch.random.fork_rng, so a seeded run trains the same networks with
-it on or off (only what --budget leaves for training differs).
+The judge runs on the run's device (a GPU's judge: the same weights and batches as the CPU's, its
+arithmetic rounded differently) and draws only from the CPU's generators, under
+torch.random.fork_rng, so a seeded run trains the same networks with it on or off (only what
+--budget leaves for training differs); it never reseeds the CUDA generators a run on a GPU draws
+from.
 """
 from __future__ import annotations
 
@@ -37,14 +40,15 @@ class EpochJudge:
     """Judges monitoring samples when affordable; ``row(sample, length, epoch, elapsed, left)``
     returns the figures for the epoch's metrics row (empty when not judged)."""
 
-    def __init__(self, share: float, reference: np.ndarray, groups, train: np.ndarray, seed: int):
+    def __init__(self, share: float, reference: np.ndarray, groups, train: np.ndarray, seed: int, device=None):
         self.share, self.reference, self.groups, self.train, self.seed = share, reference, groups, train, seed
+        self.device = device
         self.spent = 0.0  # seconds judged so far in this process
         self.rate = PRIOR_S_PER_BASE
         self.floors: dict[tuple[int, int], dict] = {}  # (length, n) -> the floor's c2st
 
     @classmethod
-    def build(cls, share: float, data, kind: str, seed: int) -> "EpochJudge | None":
+    def build(cls, share: float, data, kind: str, seed: int, device=None) -> "EpochJudge | None":
         """None when off (share 0), for real values, or with no held-out blocks to judge against."""
         if not 0 <= share < 1:
             raise ConfigError(f"train.monitor_c2st is a share of the run's time in [0, 1), got {share}")
@@ -55,9 +59,9 @@ class EpochJudge:
             log.info("per-epoch C2ST off: nothing is held out to judge the monitoring sample against")
             return None
         log.info("per-epoch C2ST: the monitoring sample against %d %s, beside real training windows' floor, "
-                 "in epochs where the judge keeps within %.0f%% of the run's time (train.monitor_c2st)",
-                 reference.shape[0], what, 100 * share)
-        return cls(share, reference, groups, data.train, seed)
+                 "in epochs where the judge (on %s) keeps within %.0f%% of the run's time (train.monitor_c2st)",
+                 reference.shape[0], what, device or "cpu", 100 * share)
+        return cls(share, reference, groups, data.train, seed, device)
 
     def cost(self, n: int, length: int) -> float:
         """Seconds this epoch's judging would take: the sample's judge, and the floor's at a new length."""
@@ -80,9 +84,9 @@ class EpochJudge:
         judged = 1
         if key not in self.floors:  # the same judge on real training windows: what the set is read against
             self.floors[key] = c2st(ref, self.train[:, :length], seed=self.seed, max_n=n, repeats=1,
-                                    real_groups=self.groups)
+                                    real_groups=self.groups, device=self.device)
             judged = 2
-        r = c2st(ref, sample, seed=self.seed + epoch + 1, max_n=n, repeats=1, real_groups=self.groups)
+        r = c2st(ref, sample, seed=self.seed + epoch + 1, max_n=n, repeats=1, real_groups=self.groups, device=self.device)
         seconds = time.time() - t
         self.spent += seconds
         self.rate = seconds / (judged * n * length)
