@@ -115,8 +115,9 @@ def run(args) -> int:
     if power := C.judge_power_note(rows, floor):
         notes.append(power)
     half = ", their judged half" if args.select_apart else ""
-    C.write(rows, floor, sets, ref, args.output_dir, title=f"Model comparison on {ref_path} ({what}{half}; {L} bp)",
-            notes=notes)
+    judged_on = f"; C2ST judges on {judge_device.type}" if args.c2st else ""
+    C.write(rows, floor, sets, ref, args.output_dir,
+            title=f"Model comparison on {ref_path} ({what}{half}; {L} bp{judged_on})", notes=notes)
     for r in rows:
         fd = f"  FD {r['fd']:.3f}" if r.get("fd") is not None else ""
         print(f"{r['model']:<32} C2ST {C.c2st_text(r)}{fd}  4-mer JS {r['js_4mer']:.4f}  "

@@ -164,6 +164,7 @@ def test_analyze_and_compare_models_train_every_judge_on_the_device_asked(genome
     assert compare_main(["--data", str(genome), "--generated", "g.fasta", "--no-frechet", "--device", "cpu",
                          "--output-dir", "c"]) == 0
     assert len(seen) == 3 and all(d == torch.device("cpu") for d in seen)
+    assert "C2ST judges on cpu)" in (tmp_path / "c/comparison.md").read_text().splitlines()[0]
     if not torch.cuda.is_available():
         capsys.readouterr()
         for run in (lambda: main(["--mode", "analyze", "--generated", "g.fasta", "--data", str(genome),
