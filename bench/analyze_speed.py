@@ -27,12 +27,12 @@ def main():
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--data", default=str(ROOT / "data/ecoli_536.fasta.gz"))
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--device", default="cpu", help="where the C2ST judges train (main.py --mode analyze --device)")
+    ap.add_argument("--device", default="cpu", help="auto | cpu | cuda: where the C2ST judges train (main.py --mode analyze --device)")
     ap.add_argument("--tag", default="", help="suffix of the JSON's name")
     args = ap.parse_args()
-    import torch
+    from train.engine import resolve_device
 
-    device = torch.device(args.device)
+    device = resolve_device(args.device)  # as --mode analyze reads --device (auto: a GPU if any)
     data = load_sequences(args.data, 70, stride=35, val_fraction=0.2, seed=0)  # half-overlapping windows
     rng = np.random.default_rng(0)
     # the reference as --mode analyze builds it (before stop 59: training windows, so the floor judged
